@@ -1,0 +1,1 @@
+"""dcsctl: a secure etcd DCS for Patroni, from one spec."""

@@ -1,0 +1,1 @@
+"""Everything that knows etcd: its binaries, its answers, its errors, and the client."""

@@ -1,0 +1,315 @@
+"""The only module that talks to etcd: TLS + client-cert identity, answers as model values.
+
+A thin synchronous facade over etcd3aio (chosen by measurement, ARCHITECTURE.md). It adds
+what the library lacks: one connection per member for per-member questions (status,
+health — round-robin would pick any member), single attempts for non-idempotent changes,
+and etcd's errors mapped to dcsctl errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+from etcd3aio import Etcd3Client, PermissionType  # type: ignore[import-untyped]
+from etcd3aio.errors import EtcdError  # type: ignore[import-untyped]
+
+from dcsctl.errors import DcsctlError
+from dcsctl.etcd.errors import translate
+from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, KeyValue, MemberInfo
+
+T = TypeVar("T")
+ALARM_NAMES = {1: "NOSPACE", 2: "CORRUPT"}
+PERMISSION = {
+    "read": PermissionType.READ,
+    "write": PermissionType.WRITE,
+    "readwrite": PermissionType.READWRITE,
+}
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    # Every member cert carries this DNS name, so one name verifies any member.
+    server_name: str
+
+
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 2379}"
+
+
+def _concise(details: str) -> str:
+    """gRPC's connection errors bury the cause ("... remote host: Connection refused")."""
+    match = re.search(r"Failed to connect to remote host: (.+)$", details)
+    return match.group(1) if match else details
+
+
+def _error_text(exc: BaseException) -> tuple[str, str]:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, grpc.aio.AioRpcError):
+            return cause.code().name, _concise(cause.details() or "")
+        cause = cause.__cause__
+    if isinstance(exc, TimeoutError):
+        return "DEADLINE_EXCEEDED", "no answer before the deadline"
+    return type(exc).__name__, str(exc)
+
+
+class EtcdClient:
+    def __init__(
+        self, endpoints: Sequence[str], tls: ClientTls, *, timeout: float = 5.0
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.endpoints = tuple(endpoints)
+        self.tls = tls
+        self.timeout = timeout
+        self._runner = asyncio.Runner()
+        self._clients: dict[tuple[str, ...], Any] = {}
+
+    # -- plumbing --
+    def close(self) -> None:
+        async def _close_all() -> None:
+            for client in self._clients.values():
+                await client.close()
+
+        if self._clients:
+            self._runner.run(_close_all())
+        self._clients.clear()
+        self._runner.close()
+
+    def __enter__(self) -> EtcdClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    async def _client(self, endpoints: tuple[str, ...] | None = None) -> Any:
+        key = endpoints or self.endpoints
+        if key not in self._clients:
+            client = Etcd3Client(
+                [_target(url) for url in key],
+                tls_server_name=self.tls.server_name,
+                ca_cert=self.tls.ca_pem,
+                cert_key=self.tls.key_pem,
+                cert_chain=self.tls.cert_pem,
+            )
+            await client.connect()
+            self._clients[key] = client
+        return self._clients[key]
+
+    def _run(self, doing: str, make: Callable[[], Awaitable[T]]) -> T:
+        async def _guarded() -> T:
+            try:
+                return await make()
+            except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+                code, details = _error_text(exc)
+                raise translate(code, details, doing=doing) from exc
+
+        return self._runner.run(_guarded())
+
+    # -- cluster --
+    def member_list(self, *, linearizable: bool = True) -> list[MemberInfo]:
+        async def call() -> list[MemberInfo]:
+            client = await self._client()
+            response = await client.cluster.member_list(
+                linearizable=linearizable, timeout=self.timeout
+            )
+            return [
+                MemberInfo(
+                    id=m.ID,
+                    name=m.name,
+                    peer_urls=tuple(m.peerURLs),
+                    client_urls=tuple(m.clientURLs),
+                    is_learner=m.isLearner,
+                )
+                for m in response.members
+            ]
+
+        return self._run("listing members", call)
+
+    def cluster_id(self) -> int:
+        async def call() -> int:
+            client = await self._client()
+            response = await client.cluster.member_list(timeout=self.timeout)
+            return int(response.header.cluster_id)
+
+        return self._run("reading the cluster ID", call)
+
+    async def _status_of(self, endpoint: str) -> EndpointStatus:
+        client = await self._client((endpoint,))
+        s = await client.maintenance.status(timeout=self.timeout, max_attempts=1)
+        return EndpointStatus(
+            endpoint=endpoint,
+            member_id=s.header.member_id,
+            version=s.version,
+            db_size=s.dbSize,
+            db_size_in_use=s.dbSizeInUse,
+            leader_id=s.leader,
+            raft_term=s.raftTerm,
+            raft_index=s.raftIndex,
+            raft_applied_index=s.raftAppliedIndex,
+            is_learner=s.isLearner,
+            errors=tuple(s.errors),
+        )
+
+    async def _health_of(self, endpoint: str) -> EndpointHealth:
+        """etcdctl's definition: a linearizable read answers, and no alarm is raised."""
+        client = await self._client((endpoint,))
+        started = time.monotonic()
+        try:
+            await client.kv.get("health", timeout=self.timeout, max_attempts=1)
+            alarms = await client.maintenance.alarms(timeout=self.timeout, max_attempts=1)
+        except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+            code, details = _error_text(exc)
+            # A permission-denied read still proves quorum.
+            healthy = "permission denied" in details.lower()
+            return EndpointHealth(endpoint, healthy, time.monotonic() - started,
+                                  "" if healthy else details or code)
+        took = time.monotonic() - started
+        raised = [ALARM_NAMES.get(a.alarm, str(a.alarm)) for a in alarms.alarms]
+        if raised:
+            return EndpointHealth(endpoint, False, took, "Active Alarm(s): " + ",".join(raised))
+        return EndpointHealth(endpoint, True, took, "")
+
+    def statuses(
+        self, endpoints: Sequence[str] | None = None
+    ) -> list[EndpointStatus | DcsctlError]:
+        """Status of each endpoint, asked of that member itself, all at once."""
+
+        async def one(endpoint: str) -> EndpointStatus | DcsctlError:
+            try:
+                return await self._status_of(endpoint)
+            except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+                code, details = _error_text(exc)
+                return translate(code, details, doing=f"status of {endpoint}")
+
+        async def call() -> list[EndpointStatus | DcsctlError]:
+            return list(await asyncio.gather(*(one(e) for e in endpoints or self.endpoints)))
+
+        return self._runner.run(call())
+
+    def health(self, endpoints: Sequence[str] | None = None) -> list[EndpointHealth]:
+        async def call() -> list[EndpointHealth]:
+            targets = endpoints or self.endpoints
+            return list(await asyncio.gather(*(self._health_of(e) for e in targets)))
+
+        return self._runner.run(call())
+
+    def alarms(self) -> list[Alarm]:
+        async def call() -> list[Alarm]:
+            client = await self._client()
+            response = await client.maintenance.alarms(timeout=self.timeout)
+            return [
+                Alarm(a.memberID, ALARM_NAMES.get(a.alarm, str(a.alarm)))
+                for a in response.alarms
+            ]
+
+        return self._run("reading alarms", call)
+
+    # -- keys --
+    def put(self, key: str, value: bytes) -> int:
+        async def call() -> int:
+            client = await self._client()
+            response = await client.kv.put(key, value, timeout=self.timeout, max_attempts=1)
+            return int(response.header.revision)
+
+        return self._run(f"writing {key!r}", call)
+
+    def get(self, key: str) -> KeyValue | None:
+        async def call() -> KeyValue | None:
+            client = await self._client()
+            response = await client.kv.get(key, timeout=self.timeout)
+            if not response.kvs:
+                return None
+            kv = response.kvs[0]
+            return KeyValue(
+                kv.key.decode(errors="replace"), kv.value, kv.create_revision,
+                kv.mod_revision, kv.version,
+            )
+
+        return self._run(f"reading {key!r}", call)
+
+    # -- auth (single attempt: these are not idempotent) --
+    def auth_enabled(self) -> bool:
+        async def call() -> bool:
+            client = await self._client()
+            return bool((await client.auth.auth_status(timeout=self.timeout)).enabled)
+
+        return self._run("reading the auth status", call)
+
+    def role_names(self) -> set[str]:
+        async def call() -> set[str]:
+            client = await self._client()
+            return set((await client.auth.role_list(timeout=self.timeout)).roles)
+
+        return self._run("listing roles", call)
+
+    def user_roles(self) -> dict[str, set[str]]:
+        async def call() -> dict[str, set[str]]:
+            client = await self._client()
+            users = (await client.auth.user_list(timeout=self.timeout)).users
+            found = {}
+            for user in users:
+                got = await client.auth.user_get(user, timeout=self.timeout)
+                found[user] = set(got.roles)
+            return found
+
+        return self._run("listing users", call)
+
+    def role_add(self, role: str) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.role_add(role, timeout=self.timeout, max_attempts=1)
+
+        self._run(f"adding role {role}", call)
+
+    def role_grant(self, role: str, prefix: str, permission: str = "readwrite") -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.role_grant_permission(
+                role, prefix.encode(), _prefix_end(prefix),
+                perm_type=PERMISSION[permission], timeout=self.timeout, max_attempts=1,
+            )
+
+        self._run(f"granting {permission} on {prefix!r} to role {role}", call)
+
+    def user_add(self, user: str, password: str) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.user_add(user, password, timeout=self.timeout, max_attempts=1)
+
+        self._run(f"adding user {user}", call)
+
+    def user_grant_role(self, user: str, role: str) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.user_grant_role(user, role, timeout=self.timeout, max_attempts=1)
+
+        self._run(f"granting role {role} to user {user}", call)
+
+    def auth_enable(self) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.auth_enable(timeout=self.timeout, max_attempts=1)
+
+        self._run("enabling auth", call)
+
+
+def _prefix_end(prefix: str) -> bytes:
+    """The range end covering every key that starts with `prefix` ('/' -> everything >= '/')."""
+    raw = bytearray(prefix.encode())
+    for index in range(len(raw) - 1, -1, -1):
+        if raw[index] < 0xFF:
+            raw[index] += 1
+            return bytes(raw[: index + 1])
+    return b"\0"

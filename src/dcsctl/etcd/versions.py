@@ -1,0 +1,55 @@
+"""etcd versions and what is known to be wrong with them, as a table."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Version(NamedTuple):
+    major: int
+    minor: int
+    patch: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+        if not match:
+            raise ValueError(f"no version number in {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+
+
+class Severity(enum.StrEnum):
+    REFUSE = "refuse"
+    WARN = "warn"
+
+
+@dataclass(frozen=True)
+class Advisory:
+    first_bad: Version
+    fixed_in: Version
+    severity: Severity
+    problem: str
+
+
+ADVISORIES: tuple[Advisory, ...] = (
+    Advisory(Version(0, 0, 0), Version(3, 4, 0), Severity.REFUSE,
+             "is older than 3.4: no v3 auth features dcsctl relies on"),
+    Advisory(Version(3, 4, 0), Version(3, 5, 0), Severity.WARN,
+             "is end of life (3.4 gets no more fixes)"),
+    Advisory(Version(3, 5, 0), Version(3, 5, 3), Severity.WARN,
+             "can lose data after SIGKILL (data-inconsistency bug fixed in 3.5.3)"),
+    Advisory(Version(3, 5, 0), Version(3, 5, 28), Severity.WARN,
+             "has the auth bypass CVE-2026-33413 / CVE-2026-33343 (fixed in 3.5.28)"),
+)
+
+RECOMMENDED = Version(3, 5, 30)
+
+
+def advisories(version: Version) -> list[Advisory]:
+    return [a for a in ADVISORIES if a.first_bad <= version < a.fixed_in]

@@ -1,0 +1,67 @@
+"""The local machine as a Host: argv lists only, files written atomically."""
+
+from __future__ import annotations
+
+import errno
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcsctl.files import atomic_write
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class LocalHost:
+    name = "localhost"
+
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0
+    ) -> Result:
+        completed = subprocess.run(
+            list(argv), input=stdin, capture_output=True, timeout=timeout, check=False
+        )
+        return Result(
+            tuple(argv),
+            completed.returncode,
+            completed.stdout.decode(errors="replace"),
+            completed.stderr.decode(errors="replace"),
+        )
+
+    def write(self, path: Path, content: bytes, mode: int) -> bool:
+        return atomic_write(path, content, mode)
+
+    def read(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+    def port_busy(self, address: str, port: int) -> str | None:
+        """None if address:port can be listened on, else who holds it (as far as we can tell)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return f"address {address} is not configured on this machine"
+                if exc.errno != errno.EADDRINUSE:
+                    return str(exc)
+            else:
+                return None
+        return self._listener_name(port) or "another process"
+
+    def _listener_name(self, port: int) -> str | None:
+        if shutil.which("ss") is None:
+            return None
+        result = self.run(["ss", "-Hltnp", f"sport = :{port}"], timeout=5)
+        match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', result.stdout)
+        return f"{match.group(1)} (pid {match.group(2)})" if match else None

@@ -1,0 +1,58 @@
+"""`put`, `get`, `env`, `logs`: small things an operator does by hand."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from dcsctl import render
+from dcsctl.errors import NotFound
+from dcsctl.etcd.model import KeyValue
+from dcsctl.ops.context import Cluster
+
+
+def put(cluster: Cluster, key: str, value: bytes) -> int:
+    with cluster.admin_client() as client:
+        return client.put(key, value)
+
+
+def get(cluster: Cluster, key: str) -> KeyValue:
+    with cluster.admin_client() as client:
+        found = client.get(key)
+    if found is None:
+        raise NotFound(f"key {key!r} does not exist", fix="check the key name (keys are exact)")
+    return found
+
+
+@dataclass(frozen=True)
+class ShellEnvironment:
+    variables: dict[str, str]
+    path_prepend: str | None
+    """A directory to put in front of PATH so `etcdctl` is the one dcsctl uses."""
+
+
+def etcdctl_env(cluster: Cluster) -> ShellEnvironment:
+    """Exports after which the guide's own etcdctl commands work verbatim, as admin."""
+    directory = cluster.dir
+    if directory.admin() is None:
+        raise NotFound(
+            f"cluster {cluster.spec.name!r} has no admin certificate yet",
+            fix="run `dcsctl up` first",
+        )
+    variables = render.etcdctl_environment(
+        cluster.spec, ca_cert=directory.ca_cert, cert=directory.admin_cert,
+        key=directory.admin_key,
+    )
+    bin_dir = str(cluster.binaries.bin_dir)
+    on_path = bin_dir in cluster.context.environ.get("PATH", "").split(os.pathsep)
+    return ShellEnvironment(variables, None if on_path else bin_dir)
+
+
+def logs(cluster: Cluster, member: str, lines: int) -> list[str]:
+    try:
+        cluster.spec.member(member)
+    except KeyError as exc:
+        names = ", ".join(m.name for m in cluster.spec.members)
+        raise NotFound(f"no member {member!r} in cluster {cluster.spec.name!r}",
+                       fix=f"use one of: {names}") from exc
+    return cluster.service(member).log_tail(lines)

@@ -1,0 +1,313 @@
+"""`up`, `down`, `destroy`: bring a lab cluster to the spec, stop it, remove it.
+
+`up` is a list of phases that observe before they act, so re-running it after an
+interruption (or after `down`) finishes the job and reports what it changed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcsctl import render, spec
+from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
+from dcsctl.etcd.model import EndpointHealth, hex_id
+from dcsctl.ops import certs
+from dcsctl.ops.context import Cluster
+from dcsctl.pki import jwt_sign_method
+from dcsctl.state import PUBLIC, ClusterRecord, locked
+from dcsctl.wait import wait_until
+from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
+
+HEALTH_TIMEOUT_S = 30.0
+LOG_LINES_ON_FAILURE = 8
+# Members are started together: etcd waits for its peers while bootstrapping.
+
+
+@dataclass(frozen=True)
+class UpResult:
+    cluster: str
+    cluster_id: str
+    outcomes: tuple[PhaseOutcome, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(outcome.changed for outcome in self.outcomes)
+
+
+def _identity_of(cluster_spec: spec.ClusterSpec) -> list[tuple[str, str]]:
+    return [(m.name, cluster_spec.peer_url(m)) for m in cluster_spec.members]
+
+
+def _check_same_cluster(cluster: Cluster) -> None:
+    """The state dir must hold this cluster, not another one under the same name."""
+    if not cluster.dir.exists() or not cluster.dir.spec_path.exists():
+        return
+    saved = cluster.dir.load_spec()
+    if _identity_of(saved) != _identity_of(cluster.spec):
+        was = ", ".join(f"{n}={u}" for n, u in _identity_of(saved))
+        raise EnvironmentProblem(
+            f"the state dir {cluster.dir.root} holds another cluster named "
+            f"{cluster.spec.name!r} (members {was}); this spec's members differ",
+            fix="give this spec another `name:`, use another DCSCTL_HOME, or remove the "
+            f"old cluster with `dcsctl destroy --cluster {cluster.spec.name}`",
+        )
+
+
+def _member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord) -> bytes:
+    state = render.ClusterState.EXISTING if record.bootstrapped else render.ClusterState.NEW
+    settings = render.etcd_settings(
+        cluster.spec,
+        member,
+        cluster.dir.layout(member.name),
+        state=state,
+        token=record.token,
+        jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),
+    )
+    header = f"etcd member {member.name} of cluster {cluster.spec.name}; written by dcsctl"
+    return render.env_file(settings, header=header)
+
+
+def _without_state(content: bytes) -> dict[str, str]:
+    settings = render.parse_env_file(content)
+    settings.pop(render.env_name("initial-cluster-state"), None)
+    return settings
+
+
+class UpWorkflow:
+    """The phases of `up`, sharing what they learn through this object."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.record: ClusterRecord | None = None
+        self.restart_needed: set[str] = set()
+        self.cluster_id = ""
+
+    @property
+    def members(self) -> list[spec.Member]:
+        return list(self.cluster.spec.members)
+
+    def phases(self) -> list[Phase]:
+        return [
+            Phase("preflight", "etcd binaries, state dir, ports", self.preflight, check_only=True),
+            Phase("pki", "CA, member, admin and JWT keys", self.pki, self.pki_complete),
+            Phase("config", "etcd configuration per member", self.config),
+            Phase("start", "start members", self.start, self.all_running),
+            Phase("health", "wait until every member is healthy", self.health, check_only=True),
+            Phase("bootstrap", "record cluster ID, switch configs to existing",
+                  self.bootstrap, self.bootstrapped),
+            Phase("auth", "root role and user, auth enabled", self.auth, self.auth_done),
+        ]
+
+    # -- preflight --
+    def preflight(self) -> str:
+        binaries = self.cluster.binaries
+        _check_same_cluster(self.cluster)
+        directory = self.cluster.dir
+        self.record = directory.record() if directory.exists() else directory.create()
+        busy = []
+        for member in self.members:
+            if self.cluster.service(member.name).is_active():
+                continue
+            for port in (self.cluster.spec.client_port(member), self.cluster.spec.peer_port(member)):
+                holder = self.cluster.host.port_busy(str(member.address), port)
+                if holder:
+                    busy.append(f"{member.address}:{port} ({member.name}) is held by {holder}")
+        if busy:
+            raise EnvironmentProblem(
+                "ports needed by the cluster are in use: " + "; ".join(busy),
+                fix="stop that process, or give the members other addresses or ports "
+                "in the spec",
+            )
+        return f"etcd {binaries.version} at {binaries.bin_dir}"
+
+    # -- pki --
+    def pki_complete(self) -> bool:
+        return certs.plan_pki(self.cluster, self.cluster.context.clock()).complete
+
+    def pki(self) -> str:
+        return certs.ensure_pki(self.cluster, self.cluster.context.clock())
+
+    # -- config --
+    def config(self) -> str:
+        assert self.record is not None
+        directory = self.cluster.dir
+        directory.save_spec(self.cluster.spec)
+        if not directory.record_path.exists():
+            directory.save_record(self.record)
+        written = []
+        for member in self.members:
+            path = Path(directory.layout(member.name).config)
+            content = _member_settings(self.cluster, member, self.record)
+            previous = path.read_bytes() if path.exists() else None
+            if self.cluster.host.write(path, content, PUBLIC):
+                written.append(member.name)
+                running = self.cluster.service(member.name).is_active()
+                if running and previous and _without_state(previous) != _without_state(content):
+                    self.restart_needed.add(member.name)
+        if not written:
+            return UNCHANGED
+        return f"wrote {', '.join(written)}" + (
+            f"; restarting {', '.join(sorted(self.restart_needed))}" if self.restart_needed else ""
+        )
+
+    # -- start --
+    def all_running(self) -> bool:
+        return not self.restart_needed and all(
+            self.cluster.service(m.name).is_active() for m in self.members
+        )
+
+    def _start(self, member: spec.Member) -> None:
+        layout = self.cluster.dir.layout(member.name)
+        environment = render.parse_env_file(Path(layout.config).read_bytes())
+        self.cluster.service(member.name).start(self.cluster.binaries.etcd, environment)
+
+    def start(self) -> str:
+        started = []
+        # One member at a time for a config change, so the cluster keeps quorum.
+        for name in sorted(self.restart_needed):
+            self.cluster.service(name).stop()
+            self._start(self.cluster.spec.member(name))
+            self._wait_healthy([self.cluster.spec.member(name)])
+            started.append(f"{name} (restarted)")
+        self.restart_needed.clear()
+        for member in self.members:
+            if not self.cluster.service(member.name).is_active():
+                self._start(member)
+                started.append(member.name)
+        return "started " + ", ".join(started)
+
+    # -- health --
+    def _wait_healthy(self, members: list[spec.Member]) -> None:
+        endpoints = [self.cluster.spec.client_url(m) for m in members]
+        last: list[EndpointHealth] = []
+        with self.cluster.admin_client(timeout=2.0) as client:
+
+            def all_healthy() -> bool:
+                nonlocal last
+                self._fail_if_exited(members)
+                last = client.health(endpoints)
+                return all(h.healthy for h in last)
+
+            def last_error() -> str:
+                return "; ".join(f"{h.endpoint}: {h.error}" for h in last if not h.healthy)
+
+            try:
+                wait_until(
+                    all_healthy,
+                    timeout=HEALTH_TIMEOUT_S,
+                    what="the cluster did not become healthy",
+                    last_error=last_error,
+                )
+            except ClusterUnhealthy as exc:
+                sick = [m for m, h in zip(members, last, strict=False) if not h.healthy]
+                raise self._member_failure(sick or members, exc.message) from exc
+
+    def _fail_if_exited(self, members: list[spec.Member]) -> None:
+        exited = [m for m in members if not self.cluster.service(m.name).is_active()]
+        if exited:
+            raise self._member_failure(exited, "etcd exited during start-up")
+
+    def _member_failure(self, members: list[spec.Member], why: str) -> DcsctlError:
+        details = []
+        for member in members:
+            details.append(f"last lines of {member.name}'s log:")
+            tail = self.cluster.service(member.name).log_tail(LOG_LINES_ON_FAILURE)
+            details.extend(f"  {line}" for line in tail)
+        names = ", ".join(m.name for m in members)
+        return ClusterUnhealthy(
+            f"{names}: {why}",
+            fix=f"read `dcsctl logs {members[0].name}`, correct the cause, then run "
+            "`dcsctl up` again (it resumes)",
+            details=tuple(details),
+        )
+
+    def health(self) -> str:
+        self._wait_healthy(self.members)
+        return f"{len(self.members)} of {len(self.members)} healthy"
+
+    # -- bootstrap --
+    def bootstrapped(self) -> bool:
+        record = self.cluster.dir.record()
+        self.record = record
+        if record.bootstrapped and record.cluster_id:
+            self.cluster_id = record.cluster_id
+            return True
+        return False
+
+    def bootstrap(self) -> str:
+        with self.cluster.admin_client() as client:
+            cluster_id = hex_id(client.cluster_id())
+        self.record = self.cluster.dir.mark_bootstrapped(cluster_id)
+        self.cluster_id = cluster_id
+        # From now on a member that loses its data dir must not found a new cluster.
+        for member in self.members:
+            path = Path(self.cluster.dir.layout(member.name).config)
+            self.cluster.host.write(path, _member_settings(self.cluster, member, self.record),
+                                    PUBLIC)
+        return f"cluster ID {cluster_id}"
+
+    # -- auth --
+    def auth_done(self) -> bool:
+        with self.cluster.admin_client() as client:
+            return client.auth_enabled()
+
+    def auth(self) -> str:
+        done = []
+        with self.cluster.admin_client() as client:
+            if "root" not in client.role_names():
+                client.role_add("root")
+                client.role_grant("root", "/", "readwrite")
+                done.append("role root")
+            users = client.user_roles()
+            if "root" not in users:
+                client.user_add("root", self.cluster.dir.root_password())
+                done.append("user root")
+            if "root" not in users.get("root", set()):
+                client.user_grant_role("root", "root")
+            client.auth_enable()
+            done.append("auth enabled")
+        return ", ".join(done)
+
+
+def up(cluster: Cluster) -> UpResult:
+    warnings = list(cluster.spec.warnings())
+    fresh = not cluster.dir.root.exists()
+    try:
+        with locked(cluster.dir):
+            workflow = UpWorkflow(cluster)
+            outcomes = run_phases(workflow.phases(), cluster.context.progress)
+    except BaseException:
+        # A first `up` that failed before it wrote anything leaves no empty folder behind.
+        if fresh and not cluster.dir.exists():
+            cluster.dir.remove()
+        raise
+    warnings += cluster.binaries.warnings
+    return UpResult(cluster.spec.name, workflow.cluster_id, tuple(outcomes), tuple(warnings))
+
+
+@dataclass(frozen=True)
+class DownResult:
+    stopped: tuple[str, ...]
+    already_stopped: tuple[str, ...]
+
+
+def down(cluster: Cluster) -> DownResult:
+    """Stop every member by its verified PID; data, PKI and config stay."""
+    with locked(cluster.dir):
+        names = [m.name for m in cluster.spec.members]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+            results = dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names),
+                               strict=True))
+    return DownResult(
+        tuple(n for n in names if results[n]), tuple(n for n in names if not results[n])
+    )
+
+
+def destroy(cluster: Cluster) -> DownResult:
+    """Stop the members and remove the whole state dir (data, PKI, credentials)."""
+    result = down(cluster)
+    cluster.dir.remove()
+    return result

@@ -1,0 +1,84 @@
+"""`status`: one view of the cluster — members, endpoint status, health, alarms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcsctl.errors import DcsctlError
+from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo, hex_id
+from dcsctl.ops.context import Cluster
+
+STATUS_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class MemberView:
+    name: str
+    endpoint: str
+    pid: int | None
+    info: MemberInfo | None
+    status: EndpointStatus | None
+    health: EndpointHealth
+    error: str
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    name: str
+    cluster_id: str
+    members: tuple[MemberView, ...]
+    alarms: tuple[Alarm, ...]
+    db_quota: int
+    problems: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(m.health.healthy for m in self.members) and not self.alarms
+
+    @property
+    def leader(self) -> str | None:
+        for member in self.members:
+            if member.status and member.status.is_leader:
+                return member.name
+        return None
+
+
+def status(cluster: Cluster) -> ClusterView:
+    spec = cluster.spec
+    record = cluster.dir.record()
+    problems: list[str] = []
+    with cluster.admin_client(timeout=STATUS_TIMEOUT_S) as client:
+        statuses = client.statuses()
+        healths = client.health()
+        infos: dict[str, MemberInfo] = {}
+        alarms: list[Alarm] = []
+        try:
+            infos = {m.name: m for m in client.member_list(linearizable=False)}
+            alarms = client.alarms()
+        except DcsctlError as exc:
+            problems.append(exc.message)
+    views = []
+    for member, state, health in zip(spec.members, statuses, healths, strict=True):
+        views.append(
+            MemberView(
+                name=member.name,
+                endpoint=spec.client_url(member),
+                pid=cluster.service(member.name).running_pid(),
+                info=infos.get(member.name),
+                status=state if isinstance(state, EndpointStatus) else None,
+                health=health,
+                error=state.message if isinstance(state, DcsctlError) else "",
+            )
+        )
+    known = {m.name for m in spec.members}
+    for name, info in infos.items():
+        if name not in known:
+            problems.append(f"etcd lists member {name or hex_id(info.id)} that the spec lacks")
+    return ClusterView(
+        name=spec.name,
+        cluster_id=record.cluster_id or "",
+        members=tuple(views),
+        alarms=tuple(alarms),
+        db_quota=spec.etcd.quota_backend_bytes,
+        problems=tuple(problems),
+    )

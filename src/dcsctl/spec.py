@@ -1,0 +1,352 @@
+"""The cluster spec (`cluster.yaml`): parsed and validated once, then only read.
+
+Validation collects every problem at once, each with its YAML path and a fix, so a user
+mends a broken spec in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dcsctl.errors import SpecError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+LAB_NETWORK = ipaddress.ip_network("127.0.0.0/8")
+MIN_PORT, MAX_PORT = 1024, 65535
+RECOMMENDED_MAX_MEMBERS = 7
+
+
+class Target(enum.StrEnum):
+    LAB = "lab"  # members are local processes on loopback addresses
+
+
+class KeyType(enum.StrEnum):
+    ECDSA_P256 = "ecdsa-p256"
+    RSA_2048 = "rsa-2048"
+    RSA_4096 = "rsa-4096"
+
+
+class CompactionMode(enum.StrEnum):
+    PERIODIC = "periodic"
+    REVISION = "revision"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Annotated[int, Field(ge=MIN_PORT, le=MAX_PORT)]
+
+
+class Ports(_Strict):
+    client: Port = 2379
+    peer: Port = 2380
+
+
+class Member(_Strict):
+    name: str
+    address: ipaddress.IPv4Address
+    client_port: Port | None = None
+    peer_port: Port | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns_safe(cls, value: str) -> str:
+        if not DNS_LABEL.match(value):
+            raise ValueError(
+                "must be a DNS label: lowercase letters, digits and '-', 1-63 characters, "
+                "not starting or ending with '-'"
+            )
+        return value
+
+
+class TlsPolicy(_Strict):
+    key_type: KeyType = KeyType.ECDSA_P256
+    ca_days: Annotated[int, Field(ge=1, le=36500)] = 3650
+    # One lifetime for every leaf (members, admin, clients): lab-defects.md 8.
+    leaf_days: Annotated[int, Field(ge=1, le=3650)] = 365
+
+
+class EtcdSettings(_Strict):
+    bin_dir: str | None = None
+    heartbeat_interval_ms: Annotated[int, Field(ge=10, le=5000)] = 100
+    election_timeout_ms: Annotated[int, Field(ge=50, le=50000)] = 1000
+    auto_compaction_mode: CompactionMode = CompactionMode.PERIODIC
+    auto_compaction_retention: str = "1h"
+    quota_backend_bytes: Annotated[int, Field(ge=16 * 2**20, le=8 * 2**30)] = 2 * 2**30
+    auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 600
+    log_level: str = "warn"
+
+    @field_validator("auto_compaction_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if not (value.isdigit() or DURATION.match(value)):
+            raise ValueError("must be a duration like '1h' or '30m', or a revision count")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value not in {"debug", "info", "warn", "error", "panic", "fatal"}:
+            raise ValueError("must be one of debug, info, warn, error, panic, fatal")
+        return value
+
+
+class ClusterSpec(_Strict):
+    name: str = "dcs"
+    domain: str | None = None
+    target: Target = Target.LAB
+    members: Annotated[list[Member], Field(min_length=1)]
+    ports: Ports = Ports()
+    tls: TlsPolicy = TlsPolicy()
+    etcd: EtcdSettings = EtcdSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        if not DNS_LABEL.match(value):
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is not None and not all(DNS_LABEL.match(part) for part in value.split(".")):
+            raise ValueError("must be a DNS domain such as patroni.mydomain")
+        return value
+
+    # -- derived values: one place that knows how names and URLs are formed --
+    @property
+    def shared_dns_name(self) -> str:
+        """One DNS name in every member cert, so one TLS client can verify any member."""
+        return f"{self.name}.{self.domain}" if self.domain else self.name
+
+    def member(self, name: str) -> Member:
+        for member in self.members:
+            if member.name == name:
+                return member
+        raise KeyError(name)
+
+    def client_port(self, member: Member) -> int:
+        return member.client_port or self.ports.client
+
+    def peer_port(self, member: Member) -> int:
+        return member.peer_port or self.ports.peer
+
+    def client_url(self, member: Member) -> str:
+        return f"https://{member.address}:{self.client_port(member)}"
+
+    def peer_url(self, member: Member) -> str:
+        return f"https://{member.address}:{self.peer_port(member)}"
+
+    def fqdn(self, member: Member) -> str | None:
+        return f"{member.name}.{self.domain}" if self.domain else None
+
+    def warnings(self) -> list[str]:
+        count = len(self.members)
+        found: list[str] = []
+        if count % 2 == 0:
+            found.append(
+                f"members: {count} members tolerate no more failures than {count - 1}; "
+                "use an odd count (1, 3, 5, 7)"
+            )
+        if count > RECOMMENDED_MAX_MEMBERS:
+            found.append(
+                f"members: {count} members slow every write; etcd recommends at most 7"
+            )
+        if self.etcd.election_timeout_ms < 5 * self.etcd.heartbeat_interval_ms:
+            found.append(
+                "etcd.election_timeout_ms: should be at least 5x heartbeat_interval_ms"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _yaml_path(loc: Iterable[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _pydantic_problems(error: ValidationError) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key: remove it or check its spelling (see `dcsctl init`)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        problems.append(Problem(_yaml_path(item["loc"]), message))
+    return problems
+
+
+def _duplicates(values: Iterable[tuple[int, Any]], what: str, key: str) -> list[Problem]:
+    seen = list(values)
+    counts = Counter(value for _, value in seen)
+    return [
+        Problem(f"members[{index}].{key}", f"duplicate {what} {value!r}: each member needs its own")
+        for index, value in seen
+        if counts[value] > 1
+    ]
+
+
+def _address_problems(index: int, address: object, target: str) -> list[Problem]:
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError:
+        return []  # the field validator reports a malformed address
+    if target == Target.LAB and ip not in LAB_NETWORK:
+        return [
+            Problem(
+                f"members[{index}].address",
+                f"{address} is not a loopback address: lab members run on this machine, "
+                "use 127.0.0.10, 127.0.0.11, ...",
+            )
+        ]
+    return []
+
+
+def _cross_member_problems(raw: Mapping[str, Any]) -> list[Problem]:
+    """Checks across members, done on the raw document so they run even when a field fails."""
+    members = raw.get("members")
+    if not isinstance(members, list):
+        return []
+    ports = raw.get("ports")
+    if not isinstance(ports, dict):
+        ports = {}
+    default_client, default_peer = ports.get("client", 2379), ports.get("peer", 2380)
+    names: list[tuple[int, Any]] = []
+    sockets: list[tuple[int, str]] = []
+    problems: list[Problem] = []
+    for index, member in enumerate(members):
+        if not isinstance(member, dict):
+            problems.append(Problem(f"members[{index}]", "must be a mapping with name and address"))
+            continue
+        if "name" in member:
+            names.append((index, member["name"]))
+        address = member.get("address")
+        if address is None:
+            continue
+        client = member.get("client_port", default_client)
+        peer = member.get("peer_port", default_peer)
+        if client == peer:
+            problems.append(Problem(f"members[{index}]", f"client and peer port are both {client}"))
+        sockets += [(index, f"{address}:{client}"), (index, f"{address}:{peer}")]
+        problems += _address_problems(index, address, str(raw.get("target", "lab")))
+    problems += _duplicates(names, "name", "name")
+    owners: dict[str, set[int]] = {}
+    for index, socket_name in sockets:
+        owners.setdefault(socket_name, set()).add(index)
+    for index in sorted({i for i, s in sockets if len(owners[s]) > 1}):
+        problems.append(
+            Problem(
+                f"members[{index}].address",
+                "duplicate address and port: another member listens there too; "
+                "give each member its own address (or its own client_port/peer_port)",
+            )
+        )
+    return problems
+
+
+def parse(document: str, *, source: str = "cluster.yaml") -> ClusterSpec:
+    """Parse and validate YAML text; raise SpecError listing every problem."""
+    try:
+        raw = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(
+            f"{source} is not valid YAML{where}",
+            fix="correct the syntax (indentation, colons, quotes) and run again",
+        ) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"{source} must be a YAML mapping (name:, members:, ...), not {type(raw).__name__}",
+            fix="start from `dcsctl init -o cluster.yaml`",
+        )
+    return from_mapping(raw, source=source)
+
+
+def from_mapping(raw: Mapping[str, Any], *, source: str = "cluster.yaml") -> ClusterSpec:
+    problems = _cross_member_problems(raw)
+    spec: ClusterSpec | None = None
+    try:
+        spec = ClusterSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = _pydantic_problems(exc) + problems
+    if problems or spec is None:
+        count = len(problems)
+        raise SpecError(
+            f"{source} has {count} problem{'s' if count != 1 else ''}",
+            fix="correct each line above and run again; `dcsctl init` writes an annotated example",
+            details=tuple(str(problem) for problem in problems),
+        )
+    return spec
+
+
+def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
+    """The guide's system on loopback: dcs-00.. on 127.0.0.10.. (the embedded default)."""
+    if not 1 <= members <= 99:
+        raise SpecError(f"--members {members} is out of range", fix="choose 1, 3, 5 or 7 members")
+    return from_mapping(
+        {
+            "name": name,
+            "domain": "patroni.mydomain",
+            "members": [
+                {"name": f"dcs-{index:02d}", "address": f"127.0.0.{10 + index}"}
+                for index in range(members)
+            ],
+        },
+        source="the built-in lab spec",
+    )
+
+
+def digest_source(spec: ClusterSpec) -> dict[str, Any]:
+    """The spec as plain data (stable key order), for saving and digests."""
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+_ANNOTATIONS = {
+    "name": "cluster name: names the state folder, the shared TLS name and the cluster token",
+    "domain": "optional DNS domain: members also get <name>.<domain> in their certificates",
+    "target": "lab = local etcd processes on loopback addresses (no root needed)",
+    "members": "any odd count: 1, 3, 5 or 7; each needs a DNS-safe name and its own address",
+    "ports": "default ports for every member (a member may override client_port/peer_port)",
+    "tls": "one key type and one lifetime policy for every certificate",
+    "etcd": "etcd settings; auto-compaction is on so history never fills the space quota",
+}
+
+
+def render_annotated(spec: ClusterSpec) -> str:
+    """YAML for `dcsctl init`: the spec with a comment above each top-level section."""
+    data = digest_source(spec)
+    lines = [
+        "# dcsctl cluster spec. Validate and apply with: dcsctl up -f <this file>",
+        "# Every key is optional except members; unknown keys are refused.",
+    ]
+    for key, value in data.items():
+        lines.append("")
+        lines.append(f"# {_ANNOTATIONS.get(key, key)}")
+        lines.append(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,235 @@
+"""The control machine's state dir: one folder per cluster under DCSCTL_HOME.
+
+    <home>/<cluster>/cluster.json    identity: token, bootstrapped?, cluster ID
+                     spec.yaml       the spec last applied
+                     pki/            ca.key (0600, never leaves), ca.crt, admin (CN=root), jwt
+                     secrets/        root.password (0600, break-glass only)
+                     members/<name>/ etcd.env, tls/, data/, etcd.log, etcd.pid (lab runtime)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from dcsctl import pki, spec
+from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
+from dcsctl.files import atomic_write, private_dir
+from dcsctl.render import MemberLayout
+
+PRIVATE = 0o600
+PUBLIC = 0o644
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    if environ.get("DCSCTL_HOME"):
+        return Path(environ["DCSCTL_HOME"]).expanduser()
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "dcsctl"
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """What the control machine remembers about a cluster between runs."""
+
+    name: str
+    token: str
+    members: tuple[str, ...]
+    bootstrapped: bool = False
+    cluster_id: str | None = None
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["members"] = list(self.members)
+        return (json.dumps(data, indent=2) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, content: bytes) -> ClusterRecord:
+        data = json.loads(content)
+        return cls(
+            name=str(data["name"]),
+            token=str(data["token"]),
+            members=tuple(data["members"]),
+            bootstrapped=bool(data.get("bootstrapped", False)),
+            cluster_id=data.get("cluster_id"),
+        )
+
+
+class ClusterDir:
+    """Paths and stored values of one cluster's state folder."""
+
+    def __init__(self, home: Path, name: str) -> None:
+        self.home = home
+        self.name = name
+        self.root = home / name
+
+    # -- paths --
+    @property
+    def record_path(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "spec.yaml"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.pki_dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.pki_dir / "ca.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.pki_dir / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.pki_dir / "admin.key"
+
+    @property
+    def root_password_path(self) -> Path:
+        return self.root / "secrets" / "root.password"
+
+    def member_dir(self, member: str) -> Path:
+        return self.root / "members" / member
+
+    def layout(self, member: str) -> MemberLayout:
+        return MemberLayout.under(self.member_dir(member))
+
+    def pidfile(self, member: str) -> Path:
+        return self.member_dir(member) / "etcd.pid"
+
+    def logfile(self, member: str) -> Path:
+        return self.member_dir(member) / "etcd.log"
+
+    # -- existence and identity --
+    def exists(self) -> bool:
+        return self.record_path.exists()
+
+    def record(self) -> ClusterRecord:
+        try:
+            return ClusterRecord.from_json(self.record_path.read_bytes())
+        except FileNotFoundError as exc:
+            raise NotFound(
+                f"no cluster named {self.name!r} in {self.home}",
+                fix="create it with `dcsctl up` (or pass the right -f/--spec or DCSCTL_HOME)",
+            ) from exc
+        except (ValueError, KeyError) as exc:
+            raise EnvironmentProblem(
+                f"{self.record_path} is unreadable ({exc})",
+                fix=f"restore it from a backup, or remove {self.root} with `dcsctl destroy`",
+            ) from exc
+
+    def create(self) -> ClusterRecord:
+        """Claim the folder for a new cluster; refuse a folder that holds something else."""
+        foreign = [p for p in self.root.iterdir() if p.name != "lock"] if self.root.exists() else []
+        if foreign and not self.exists():
+            raise EnvironmentProblem(
+                f"{self.root} exists and is not a dcsctl cluster folder",
+                fix="choose another cluster name or DCSCTL_HOME, or move that folder away",
+            )
+        private_dir(self.root)
+        token = f"{self.name}-{secrets.token_hex(4)}"
+        return ClusterRecord(name=self.name, token=token, members=())
+
+    def save_record(self, record: ClusterRecord) -> None:
+        atomic_write(self.record_path, record.to_json(), PUBLIC)
+
+    def mark_bootstrapped(self, cluster_id: str) -> ClusterRecord:
+        record = replace(self.record(), bootstrapped=True, cluster_id=cluster_id)
+        self.save_record(record)
+        return record
+
+    # -- spec --
+    def save_spec(self, cluster: spec.ClusterSpec) -> bool:
+        return atomic_write(self.spec_path, spec.render_annotated(cluster).encode(), PUBLIC)
+
+    def load_spec(self) -> spec.ClusterSpec:
+        try:
+            text = self.spec_path.read_text()
+        except FileNotFoundError as exc:
+            raise NotFound(
+                f"cluster {self.name!r} has no saved spec in {self.root}",
+                fix="run `dcsctl up -f <spec>` to create or repair it",
+            ) from exc
+        return spec.parse(text, source=str(self.spec_path))
+
+    # -- PKI --
+    def load_identity(self, cert: Path, key: Path) -> pki.Identity | None:
+        try:
+            return pki.Identity(cert.read_bytes(), key.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def save_identity(self, identity: pki.Identity, cert: Path, key: Path) -> None:
+        private_dir(cert.parent)
+        # Key first: a cert without its key is useless, a key without its cert is reissued.
+        atomic_write(key, identity.key_pem, PRIVATE)
+        atomic_write(cert, identity.cert_pem, PUBLIC)
+
+    def ca(self) -> pki.Identity | None:
+        return self.load_identity(self.ca_cert, self.ca_key)
+
+    def admin(self) -> pki.Identity | None:
+        return self.load_identity(self.admin_cert, self.admin_key)
+
+    def jwt(self) -> tuple[Path, Path]:
+        return self.pki_dir / "jwt.key", self.pki_dir / "jwt.pub"
+
+    # -- credentials --
+    def root_password(self) -> str:
+        """The break-glass root password, created once (0600)."""
+        path = self.root_password_path
+        if not path.exists():
+            private_dir(path.parent)
+            atomic_write(path, secrets.token_urlsafe(24).encode(), PRIVATE)
+        return path.read_text().strip()
+
+    # -- removal --
+    def remove(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+
+@contextlib.contextmanager
+def locked(cluster_dir: ClusterDir) -> Iterator[None]:
+    """One dcsctl at a time per cluster: a second run fails at once instead of racing."""
+    private_dir(cluster_dir.root)
+    path = cluster_dir.root / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise DcsctlError(
+                f"another dcsctl (pid {holder}) is working on cluster {cluster_dir.name!r}",
+                fix="wait for it to finish, then run again",
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def list_clusters(home: Path) -> list[str]:
+    if not home.is_dir():
+        return []
+    return sorted(p.name for p in home.iterdir() if (p / "cluster.json").exists())

@@ -1,0 +1,50 @@
+"""The one place that sleeps: wait for a condition, with a deadline."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from dcsctl.errors import ClusterUnhealthy
+
+T = TypeVar("T")
+
+
+def timeout_scale() -> float:
+    """One multiplier for every deadline, for slow machines (DCSCTL_TIMEOUT_SCALE)."""
+    try:
+        return max(0.1, float(os.environ.get("DCSCTL_TIMEOUT_SCALE", "1")))
+    except ValueError:
+        return 1.0
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    fix: str = "",
+    interval: float = 0.05,
+    last_error: Callable[[], str] | None = None,
+) -> T:
+    """Poll `check` until it returns a value other than None/False; raise after `timeout`.
+
+    The error says what was awaited, how long, and the last thing seen going wrong.
+    """
+    deadline = time.monotonic() + timeout * timeout_scale()
+    delay = interval
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            seen = last_error() if last_error else ""
+            raise ClusterUnhealthy(
+                f"{what} within {timeout * timeout_scale():.0f} s"
+                + (f" (last: {seen})" if seen else ""),
+                fix=fix,
+            )
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.5)

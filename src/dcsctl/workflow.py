@@ -1,0 +1,71 @@
+"""Workflows are lists of named phases that observe before they act.
+
+A phase whose `done_if` already holds is reported as unchanged and skipped, so a workflow
+interrupted half-way is finished by running it again (kubeadm phases, etcdadm's
+"added? started?").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    summary: str
+    run: Callable[[], str]
+    """Does the work; returns a short note of what it changed."""
+    done_if: Callable[[], bool] | None = None
+    """Observes; True means nothing is left to do."""
+    check_only: bool = False
+    """A verification (preflight, health): it never counts as a change."""
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    name: str
+    summary: str
+    changed: bool
+    note: str
+    seconds: float
+
+
+class Progress(Protocol):
+    def phase_started(self, phase: Phase) -> None: ...
+    def phase_finished(self, outcome: PhaseOutcome) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    def phase_started(self, phase: Phase) -> None:
+        pass
+
+    def phase_finished(self, outcome: PhaseOutcome) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def run_phases(phases: Sequence[Phase], progress: Progress) -> list[PhaseOutcome]:
+    outcomes = []
+    for phase in phases:
+        progress.phase_started(phase)
+        started = time.monotonic()
+        if phase.done_if is not None and phase.done_if():
+            outcome = PhaseOutcome(phase.name, phase.summary, False, UNCHANGED, 0.0)
+        else:
+            note = phase.run()
+            changed = not phase.check_only and note != UNCHANGED
+            outcome = PhaseOutcome(
+                phase.name, phase.summary, changed, note, time.monotonic() - started
+            )
+        progress.phase_finished(outcome)
+        outcomes.append(outcome)
+    return outcomes
