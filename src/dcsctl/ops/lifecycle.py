@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
-from dcsctl.etcd.model import EndpointHealth, hex_id
+from dcsctl.etcd.model import EndpointHealth, EndpointStatus, hex_id
 from dcsctl.ops import certs
 from dcsctl.ops.context import Cluster
 from dcsctl.pki import jwt_sign_method
@@ -294,13 +294,36 @@ class DownResult:
     already_stopped: tuple[str, ...]
 
 
+def _leader_name(cluster: Cluster) -> str | None:
+    if cluster.dir.admin() is None:
+        return None
+    with cluster.admin_client(timeout=1.0) as client:
+        statuses = client.statuses()
+    for member, state in zip(cluster.spec.members, statuses, strict=True):
+        if isinstance(state, EndpointStatus) and state.is_leader:
+            return member.name
+    return None
+
+
+def _stop_all(cluster: Cluster, names: list[str]) -> dict[str, bool]:
+    if not names:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names), strict=True))
+
+
 def down(cluster: Cluster) -> DownResult:
-    """Stop every member by its verified PID; data, PKI and config stay."""
+    """Stop every member by its verified PID; data, PKI and config stay.
+
+    Followers go first and the leader last: a leader stopped while its peers are still up
+    tries to hand over leadership, and if they are stopping too it waits out the full
+    request timeout (~7 s) before it exits.
+    """
     with locked(cluster.dir):
         names = [m.name for m in cluster.spec.members]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
-            results = dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names),
-                               strict=True))
+        leader = _leader_name(cluster)
+        results = _stop_all(cluster, [n for n in names if n != leader])
+        results |= _stop_all(cluster, [n for n in names if n == leader])
     return DownResult(
         tuple(n for n in names if results[n]), tuple(n for n in names if not results[n])
     )

@@ -1,0 +1,115 @@
+"""The lab journey on real etcd: up -> status -> the guide's etcdctl -> down -> up -> destroy."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VENV_BIN, LabCluster
+
+
+def exports(env_output: str) -> dict[str, str]:
+    """Evaluate `dcsctl env` output the way a shell would (export NAME=VALUE lines)."""
+    found = {}
+    for line in env_output.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name == "PATH":
+            continue  # checked separately: it ends in "$PATH", left for the shell
+        found[name] = shlex.split(value)[0]
+    return found
+
+
+def guide_etcdctl(environment: dict[str, str], *argv: str) -> str:
+    """Run etcdctl exactly as the guide does, with only `dcsctl env`'s exports set."""
+    env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/")}
+    env.update(environment)
+    done = subprocess.run(
+        ["etcdctl", *argv], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, f"etcdctl {' '.join(argv)}: {done.stderr}"
+    return done.stdout
+
+
+def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> None:
+    first = lab.ok("up", "--json").json()
+    cluster_id = first["cluster_id"]
+    assert cluster_id and first["changed"] is True
+
+    view = lab.ok("status", "--json").json()
+    assert view["healthy"] is True
+    assert view["cluster_id"] == cluster_id
+    members = view["members"]
+    assert isinstance(members, list) and len(members) == 3
+    assert sum(1 for m in members if m["status"]["is_leader"]) == 1
+    for member in members:
+        # Advertise exactly the https URL listened on (lab-defects.md 1).
+        assert member["client_urls"] == [member["endpoint"]]
+
+    environment = exports(lab.ok("env").out)
+    assert "ETCDCTL_PASSWORD" not in environment and "ETCDCTL_USER" not in environment
+    assert "started" in guide_etcdctl(environment, "member", "list", "-w", "table")
+    table = guide_etcdctl(environment, "endpoint", "status", "-w", "table")
+    assert table.count("https://127.") == 3
+    health = guide_etcdctl(environment, "endpoint", "health", "-w", "table")
+    assert health.count("true") == 3
+    guide_etcdctl(environment, "put", "foo", "bar")
+    assert guide_etcdctl(environment, "get", "--print-value-only", "foo").strip() == "bar"
+    assert "Authentication Status: true" in guide_etcdctl(environment, "auth", "status")
+
+    assert lab.ok("put", "patroni/key", "value-1").out.strip() == "OK"
+    assert lab.ok("get", "patroni/key").out == "value-1\n"
+
+    ca_before = (lab.state / "pki" / "ca.crt").read_bytes()
+    pids = [m["pid"] for m in members]
+    lab.ok("down")
+    assert all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in pids)
+    assert lab.dcsctl("status").code == 5
+
+    again = lab.ok("up", "--json").json()
+    assert again["cluster_id"] == cluster_id
+    assert (lab.state / "pki" / "ca.crt").read_bytes() == ca_before
+    assert lab.ok("get", "foo").out == "bar\n"
+
+    rerun = lab.ok("up")
+    assert "no changes" in rerun.err
+
+    lab.ok("destroy", "--yes")
+    assert not lab.state.exists()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+@pytest.mark.parametrize("members", [1, 5])
+def test_any_member_count_comes_up_healthy(
+    lab_factory: Callable[..., LabCluster], members: int
+) -> None:
+    cluster = lab_factory(members=members)
+    cluster.ok("up")
+    view = cluster.ok("status", "--json").json()
+    listed = view["members"]
+    assert isinstance(listed, list)
+    assert len(listed) == members
+    assert all(m["healthy"] for m in listed)
+    assert view["leader"] is not None
+
+
+def test_rerun_after_member_killed_restarts_it(lab: LabCluster) -> None:
+    lab.ok("up")
+    view = lab.ok("status", "--json").json()
+    victim = view["members"][1]  # type: ignore[index]
+    os.kill(victim["pid"], 9)
+    result = lab.ok("up", "--json").json()
+    start = next(p for p in result["phases"] if p["name"] == "start")  # type: ignore[union-attr]
+    assert start["changed"] and victim["name"] in start["note"]
+    assert lab.ok("status", "--json").json()["healthy"] is True
