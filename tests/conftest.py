@@ -1,7 +1,8 @@
-"""Shared test plumbing: run the real CLI in-process, and lab clusters that always get cleaned up."""
+"""Shared test plumbing: the real CLI in-process, and lab clusters that are always cleaned up."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -104,26 +105,43 @@ def base_environ(home: Path) -> dict[str, str]:
     return environ
 
 
-@pytest.fixture
-def lab_factory(tmp_path: Path) -> Iterator[Callable[..., LabCluster]]:
-    """Make lab cluster specs; every cluster made is destroyed afterwards, pass or fail."""
-    home = tmp_path / "home"
+@contextlib.contextmanager
+def lab_clusters(workdir: Path) -> Iterator[Callable[..., LabCluster]]:
+    """Make lab cluster specs under `workdir`; every one made is destroyed at exit, pass or fail."""
+    home = workdir / "home"
     made: list[LabCluster] = []
 
     def make(members: int = 3, name: str | None = None) -> LabCluster:
         subnet = next(_subnets)
         cluster_name = name or f"t{subnet}"
-        spec_file = tmp_path / f"{cluster_name}.yaml"
+        spec_file = workdir / f"{cluster_name}-{subnet}.yaml"
         spec_file.write_text(yaml.safe_dump(lab_document(cluster_name, members, subnet)))
         cluster = LabCluster(cluster_name, spec_file, home, base_environ(home))
         made.append(cluster)
         return cluster
 
-    yield make
-    for cluster in made:
-        if cluster.spec_file.exists():
-            run_cli(["destroy", "--yes", "-f", str(cluster.spec_file)], cluster.environ)
-    kill_leftovers(home)
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            if cluster.spec_file.exists():
+                run_cli(["destroy", "--yes", "-f", str(cluster.spec_file)], cluster.environ)
+        kill_leftovers(home)
+
+
+@pytest.fixture
+def lab_factory(tmp_path: Path) -> Iterator[Callable[..., LabCluster]]:
+    with lab_clusters(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    """One 3-member cluster, up, shared by a module's read-only tests."""
+    with lab_clusters(tmp_path_factory.mktemp("shared-lab")) as make:
+        cluster = make()
+        cluster.ok("up")
+        yield cluster
 
 
 @pytest.fixture

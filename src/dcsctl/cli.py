@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, TextIO
 
-import click
 import typer
 from rich.console import Console
 
@@ -247,13 +246,14 @@ def main(
         if session.debug:
             err.print(traceback.format_exc(), markup=False)
         code = error.exit_code
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         code = done.exit_code
-    except click.ClickException as usage:
-        err.print(f"error: {usage.format_message()}", highlight=False, markup=False)
+    except typer.TyperException as usage:  # typer's (vendored click's) usage errors
+        message = getattr(usage, "format_message", usage.__str__)()
+        err.print(f"error: {message}", highlight=False, markup=False)
         err.print("fix: see `dcsctl --help` or `dcsctl COMMAND --help`", highlight=False)
         code = ExitCode.USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         err.print("error: interrupted\nfix: run the same command again; it resumes",
                   highlight=False)
         code = ExitCode.INTERRUPTED

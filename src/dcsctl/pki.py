@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -230,11 +229,9 @@ def inspect(cert_pem: bytes) -> CertificateFacts:
     except x509.ExtensionNotFound:
         dns, ips = (), ()
     try:
-        eku: Sequence[x509.ObjectIdentifier] = cert.extensions.get_extension_for_class(
-            x509.ExtendedKeyUsage
-        ).value
+        eku = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:
-        eku = ()
+        eku = []
     return CertificateFacts(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -10,14 +9,6 @@ from typing import TypeVar
 from dcsctl.errors import ClusterUnhealthy
 
 T = TypeVar("T")
-
-
-def timeout_scale() -> float:
-    """One multiplier for every deadline, for slow machines (DCSCTL_TIMEOUT_SCALE)."""
-    try:
-        return max(0.1, float(os.environ.get("DCSCTL_TIMEOUT_SCALE", "1")))
-    except ValueError:
-        return 1.0
 
 
 def wait_until(
@@ -33,7 +24,7 @@ def wait_until(
 
     The error says what was awaited, how long, and the last thing seen going wrong.
     """
-    deadline = time.monotonic() + timeout * timeout_scale()
+    deadline = time.monotonic() + timeout
     delay = interval
     while True:
         result = check()
@@ -42,7 +33,7 @@ def wait_until(
         if time.monotonic() >= deadline:
             seen = last_error() if last_error else ""
             raise ClusterUnhealthy(
-                f"{what} within {timeout * timeout_scale():.0f} s"
+                f"{what} within {timeout:.0f} s"
                 + (f" (last: {seen})" if seen else ""),
                 fix=fix,
             )

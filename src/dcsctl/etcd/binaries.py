@@ -14,6 +14,8 @@ from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.versions import RECOMMENDED, Severity, Version, advisories
 
 TOOLS = ("etcd", "etcdctl", "etcdutl")
+# Places the user named on purpose: finding nothing there is an error, not a fallback.
+EXPLICIT = ("spec etcd.bin_dir", "DCSCTL_ETCD_BIN_DIR")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def find(spec_bin_dir: str | None, environ: Mapping[str, str]) -> Binaries:
         etcdctl = shutil.which("etcdctl", path=path)
         if etcd and etcdctl:
             break
-        if where != "PATH" and where != "dcsctl's bin dir":
+        if where in EXPLICIT:
             raise EnvironmentProblem(
                 f"{where} is {path}, but it holds no etcd and etcdctl",
                 fix=f"install etcd {RECOMMENDED} there, or unset {where}",

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
-from etcd3aio import Etcd3Client, PermissionType  # type: ignore[import-untyped]
-from etcd3aio.errors import EtcdError  # type: ignore[import-untyped]
+from etcd3aio import Etcd3Client, PermissionType
+from etcd3aio.errors import EtcdError
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.errors import translate

@@ -13,9 +13,9 @@ from functools import cached_property
 from pathlib import Path
 
 from dcsctl import spec as spec_module
+from dcsctl.errors import NotFound
 from dcsctl.etcd import binaries
 from dcsctl.etcd.client import ClientTls, EtcdClient
-from dcsctl.errors import NotFound
 from dcsctl.hosts.local import LocalHost
 from dcsctl.services.process import ProcessService
 from dcsctl.state import ClusterDir, default_home
@@ -35,6 +35,14 @@ class Context:
     @property
     def home(self) -> Path:
         return default_home(self.environ)
+
+    def deadline(self, seconds: float) -> float:
+        """Scale a timeout by DCSCTL_TIMEOUT_SCALE: one knob for slow machines."""
+        try:
+            scale = float(self.environ.get("DCSCTL_TIMEOUT_SCALE", "1"))
+        except ValueError:
+            scale = 1.0
+        return seconds * max(scale, 0.1)
 
     def cluster(self, cluster_spec: spec_module.ClusterSpec) -> Cluster:
         return Cluster(self, cluster_spec)

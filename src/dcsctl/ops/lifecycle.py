@@ -111,7 +111,8 @@ class UpWorkflow:
         for member in self.members:
             if self.cluster.service(member.name).is_active():
                 continue
-            for port in (self.cluster.spec.client_port(member), self.cluster.spec.peer_port(member)):
+            spec_ = self.cluster.spec
+            for port in (spec_.client_port(member), spec_.peer_port(member)):
                 holder = self.cluster.host.port_busy(str(member.address), port)
                 if holder:
                     busy.append(f"{member.address}:{port} ({member.name}) is held by {holder}")
@@ -197,7 +198,7 @@ class UpWorkflow:
             try:
                 wait_until(
                     all_healthy,
-                    timeout=HEALTH_TIMEOUT_S,
+                    timeout=self.cluster.context.deadline(HEALTH_TIMEOUT_S),
                     what="the cluster did not become healthy",
                     last_error=last_error,
                 )
@@ -312,6 +313,13 @@ def _stop_all(cluster: Cluster, names: list[str]) -> dict[str, bool]:
         return dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names), strict=True))
 
 
+def _as_saved(cluster: Cluster) -> Cluster:
+    """The cluster the state dir really holds: stop what runs there, whatever -f says."""
+    if cluster.dir.spec_path.exists():
+        return cluster.context.cluster(cluster.dir.load_spec())
+    return cluster
+
+
 def down(cluster: Cluster) -> DownResult:
     """Stop every member by its verified PID; data, PKI and config stay.
 
@@ -319,6 +327,7 @@ def down(cluster: Cluster) -> DownResult:
     tries to hand over leadership, and if they are stopping too it waits out the full
     request timeout (~7 s) before it exits.
     """
+    cluster = _as_saved(cluster)
     with locked(cluster.dir):
         names = [m.name for m in cluster.spec.members]
         leader = _leader_name(cluster)

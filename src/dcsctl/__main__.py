@@ -1,0 +1,3 @@
+from dcsctl.cli import run
+
+run()

@@ -1,0 +1,106 @@
+"""The CLI in-process: parsing, the one error handler, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from dcsctl import spec
+from tests.conftest import CliResult, run_cli
+
+
+@pytest.fixture
+def environ(tmp_path: Path) -> dict[str, str]:
+    return {"DCSCTL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+
+
+def cli(environ: dict[str, str], *argv: str) -> CliResult:
+    return run_cli(list(argv), environ)
+
+
+def test_help_lists_every_command(
+    environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = cli(environ, "--help")
+    assert result.code == 0
+    shown = capsys.readouterr().out
+    for command in ("init", "up", "down", "destroy", "status", "env", "put", "get", "logs"):
+        assert command in shown
+
+
+def test_unknown_command_is_a_usage_error(environ: dict[str, str]) -> None:
+    result = cli(environ, "frobnicate")
+    assert result.code == 2
+    assert result.err.startswith("error:") and "fix:" in result.err
+
+
+def test_init_writes_a_spec_that_parses_and_refuses_to_overwrite(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "cluster.yaml"
+    assert cli(environ, "init", "--members", "5", "--name", "pg", "-o", str(target)).code == 0
+    parsed = spec.parse(target.read_text())
+    assert [m.name for m in parsed.members] == [f"dcs-0{i}" for i in range(5)]
+    assert parsed.name == "pg"
+    assert "# " in target.read_text()  # annotated
+    again = cli(environ, "init", "-o", str(target))
+    assert again.code == 1 and "already exists" in again.err
+
+
+def test_init_with_even_members_warns(environ: dict[str, str]) -> None:
+    result = cli(environ, "init", "--members", "4")
+    assert result.code == 0
+    assert "warning:" in result.err and "odd" in result.err
+
+
+def test_init_with_a_bad_name_is_a_spec_error(environ: dict[str, str]) -> None:
+    result = cli(environ, "init", "--name", "Not_DNS")
+    assert result.code == 3
+    assert "name" in result.err and "Traceback" not in result.err
+
+
+def test_unknown_cluster_says_how_to_create_it(environ: dict[str, str]) -> None:
+    result = cli(environ, "status", "--cluster", "nope")
+    assert result.code == 1
+    assert "no cluster named 'nope'" in result.err and "dcsctl up" in result.err
+
+
+def test_missing_spec_file(environ: dict[str, str], tmp_path: Path) -> None:
+    result = cli(environ, "up", "-f", str(tmp_path / "absent.yaml"))
+    assert result.code == 3
+    assert "cannot read spec" in result.err and "dcsctl init" in result.err
+
+
+def test_spec_and_cluster_together_are_refused(environ: dict[str, str], tmp_path: Path) -> None:
+    result = cli(environ, "status", "-f", str(tmp_path / "x.yaml"), "--cluster", "x")
+    assert result.code == 1 and "only one" in result.err
+
+
+def test_destroy_asks_and_a_no_changes_nothing(
+    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_file = tmp_path / "c.yaml"
+    assert cli(environ, "init", "--members", "1", "-o", str(spec_file)).code == 0
+    state = Path(environ["DCSCTL_HOME"]) / "dcs"
+    state.mkdir(parents=True)
+    (state / "keep").write_text("x")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    result = cli(environ, "destroy", "-f", str(spec_file))
+    assert result.code == 1 and "cancelled" in result.err
+    assert (state / "keep").exists()
+
+
+def test_unexpected_errors_have_no_traceback_unless_debug(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(spec, "lab_spec", explode)
+    plain = cli(environ, "init")
+    assert plain.code == 1 and "boom" in plain.err and "Traceback" not in plain.err
+    debug = cli(environ, "--debug", "init")
+    assert "Traceback" in debug.err
