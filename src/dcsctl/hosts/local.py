@@ -57,11 +57,17 @@ class LocalHost:
                     return str(exc)
             else:
                 return None
-        return self._listener_name(port) or "another process"
+        return self._listener_name(address, port) or "another process"
 
-    def _listener_name(self, port: int) -> str | None:
+    def _listener_name(self, address: str, port: int) -> str | None:
         if shutil.which("ss") is None:
             return None
         result = self.run(["ss", "-Hltnp", f"sport = :{port}"], timeout=5)
-        match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', result.stdout)
-        return f"{match.group(1)} (pid {match.group(2)})" if match else None
+        holders = {f"{address}:{port}", f"0.0.0.0:{port}", f"*:{port}", f"[::]:{port}"}
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            if len(fields) > 3 and fields[3] in holders:
+                match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', line)
+                if match:
+                    return f"{match.group(1)} (pid {match.group(2)})"
+        return None
