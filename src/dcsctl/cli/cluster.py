@@ -1,0 +1,157 @@
+"""Cluster lifecycle and everyday commands: init, up, down, destroy, status, env, put, get, logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dcsctl import report, spec
+from dcsctl.cli.common import (
+    ClusterOption,
+    JsonOption,
+    SpecOption,
+    app,
+    cluster_of,
+    session_of,
+)
+from dcsctl.errors import DcsctlError, ExitCode
+from dcsctl.ops import keys, lifecycle
+from dcsctl.ops import status as status_ops
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    members: Annotated[int, typer.Option("--members", "-n", help="member count")] = 3,
+    name: Annotated[str, typer.Option("--name", help="cluster name")] = "dcs",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write")] = None,
+) -> None:
+    """Write an annotated cluster spec (to stdout, or to -o FILE)."""
+    session = session_of(ctx)
+    lab = spec.lab_spec(members, name)
+    session.warnings += lab.warnings()
+    text = spec.render_annotated(lab)
+    if output is None:
+        session.out.file.write(text)
+        return
+    if output.exists():
+        raise DcsctlError(f"{output} already exists", fix="choose another -o FILE or remove it")
+    output.write_text(text)
+    session.err.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def up(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create or resume the cluster and bring it to the spec (safe to re-run)."""
+    session = session_of(ctx)
+    target = cluster_of(ctx, spec_file, cluster)
+    result = lifecycle.up(target)
+    session.warnings += result.warnings
+    if json_output:
+        session.out.print_json(report.dump_json(report.up_json(result)))
+        return
+    view = status_ops.status(target)
+    for table in report.status_tables(view):
+        session.out.print(table)
+    session.out.print(report.status_summary(view), highlight=False)
+    if not result.changed:
+        session.err.print("no changes", highlight=False)
+
+
+@app.command()
+def down(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None) -> None:
+    """Stop every member (data, certificates and config are kept)."""
+    result = lifecycle.down(cluster_of(ctx, spec_file, cluster))
+    session_of(ctx).out.print(report.down_text(result), highlight=False)
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Stop the members and delete the cluster: data, PKI, credentials."""
+    target = cluster_of(ctx, spec_file, cluster)
+    if not target.dir.root.exists():
+        raise DcsctlError(f"no cluster named {target.spec.name!r} in {target.dir.home}",
+                          fix="nothing to destroy; check DCSCTL_HOME or --cluster")
+    if not yes and not typer.confirm(
+        f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?"
+    ):
+        raise DcsctlError("destroy cancelled", fix="pass --yes to skip the question")
+    result = lifecycle.destroy(target)
+    session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}",
+                            highlight=False)
+
+
+@app.command()
+def status(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Members, endpoint status, health and alarms in one view (exit 5 if unhealthy)."""
+    session = session_of(ctx)
+    view = status_ops.status(cluster_of(ctx, spec_file, cluster))
+    if json_output:
+        session.out.print_json(report.dump_json(report.status_json(view)))
+    else:
+        for table in report.status_tables(view):
+            session.out.print(table)
+        for problem in view.problems:
+            session.out.print(f"problem: {problem}", highlight=False)
+        session.out.print(report.status_summary(view), highlight=False)
+    if not view.healthy:
+        raise typer.Exit(ExitCode.UNHEALTHY)
+
+
+@app.command()
+def env(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None) -> None:
+    """Print shell exports for etcdctl as admin: eval "$(dcsctl env)"."""
+    exports = keys.etcdctl_env(cluster_of(ctx, spec_file, cluster))
+    session_of(ctx).out.file.write(report.shell_exports(exports) + "\n")
+
+
+@app.command()
+def put(
+    ctx: typer.Context, key: str, value: str, spec_file: SpecOption = None,
+    cluster: ClusterOption = None,
+) -> None:
+    """Write a key (as admin)."""
+    keys.put(cluster_of(ctx, spec_file, cluster), key, value.encode())
+    session_of(ctx).out.print("OK", highlight=False)
+
+
+@app.command()
+def get(
+    ctx: typer.Context, key: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Read a key's value (as admin)."""
+    found = keys.get(cluster_of(ctx, spec_file, cluster), key)
+    out = session_of(ctx).out
+    if json_output:
+        out.print_json(report.dump_json({
+            "key": found.key, "value": found.value.decode(errors="replace"),
+            "create_revision": found.create_revision, "mod_revision": found.mod_revision,
+            "version": found.version,
+        }))
+    else:
+        out.file.write(found.value.decode(errors="replace") + "\n")
+
+
+@app.command()
+def logs(
+    ctx: typer.Context, member: str, spec_file: SpecOption = None,
+    cluster: ClusterOption = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines")] = 50,
+) -> None:
+    """Show the last lines of a member's etcd log."""
+    tail = keys.logs(cluster_of(ctx, spec_file, cluster), member, lines)
+    session_of(ctx).out.file.write("".join(line + "\n" for line in tail))
+
+

@@ -1,0 +1,84 @@
+"""What every command shares: the app, the session, the options that pick a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dcsctl import spec
+from dcsctl.errors import DcsctlError, SpecError
+from dcsctl.ops.context import Cluster, Context
+
+app = typer.Typer(
+    name="dcsctl",
+    help="Stand up and operate the secure etcd cluster that Patroni uses as its DCS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dataclass
+class Session:
+    """What every command gets: the Context and where to write."""
+
+    context: Context
+    out: Console
+    err: Console
+    debug: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+SpecOption = Annotated[
+    Path | None,
+    typer.Option("--spec", "-f", help="cluster spec (YAML); default: the built-in lab spec"),
+]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option("--cluster", "-c", help="a cluster already in DCSCTL_HOME, by name"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def session_of(ctx: typer.Context) -> Session:
+    session = ctx.obj
+    assert isinstance(session, Session)
+    return session
+
+
+def load_spec(path: Path) -> spec.ClusterSpec:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(
+            f"cannot read spec {path}: {exc.strerror}",
+            fix="pass an existing file to -f/--spec (write one with `dcsctl init -o FILE`)",
+        ) from exc
+    return spec.parse(text, source=str(path))
+
+
+def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None) -> Cluster:
+    """The cluster a command works on: -f FILE, --cluster NAME, or the built-in lab."""
+    context = session_of(ctx).context
+    if spec_file is not None and cluster is not None:
+        raise DcsctlError("-f/--spec and --cluster both name a cluster",
+                          fix="pass only one of them")
+    if spec_file is not None:
+        return context.cluster(load_spec(spec_file))
+    if cluster is not None:
+        return context.saved_cluster(cluster)
+    return context.cluster(spec.lab_spec())
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    session_of(ctx).debug = debug
+
+
