@@ -9,6 +9,8 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TransferSpeedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from dcsctl.errors import DcsctlError
@@ -181,6 +183,8 @@ class ConsoleProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._status: Any = None
+        self._bar: RichProgress | None = None
+        self._task: TaskID = TaskID(0)
 
     def phase_started(self, phase: Phase) -> None:
         if self.console.is_terminal:
@@ -200,3 +204,19 @@ class ConsoleProgress:
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
+
+    def transfer(self, label: str, done: int, total: int | None) -> None:
+        """A byte-count progress bar, shown only on a terminal."""
+        if not self.console.is_terminal:
+            return
+        if self._bar is None:
+            self._bar = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), console=self.console, transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+        self._bar.update(self._task, completed=done, total=max(total or 0, done) or None)
+        if total is not None and done >= total:
+            self._bar.stop()
+            self._bar = None

@@ -40,6 +40,7 @@ class Progress(Protocol):
     def phase_started(self, phase: Phase) -> None: ...
     def phase_finished(self, outcome: PhaseOutcome) -> None: ...
     def message(self, text: str) -> None: ...
+    def transfer(self, label: str, done: int, total: int | None) -> None: ...
 
 
 class SilentProgress:
@@ -50,6 +51,9 @@ class SilentProgress:
         pass
 
     def message(self, text: str) -> None:
+        pass
+
+    def transfer(self, label: str, done: int, total: int | None) -> None:
         pass
 
 

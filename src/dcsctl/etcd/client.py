@@ -239,6 +239,47 @@ class EtcdClient:
 
         return self._run(f"reading {key!r}", call)
 
+    def count_keys(self, *, revision: int = 0) -> int:
+        """How many live keys there are (at `revision`, 0 = now)."""
+
+        async def call() -> int:
+            client = await self._client()
+            response = await client.kv.get(
+                b"\0", b"\0", revision=revision, count_only=True, timeout=self.timeout
+            )
+            return int(response.count)
+
+        return self._run("counting keys", call)
+
+    def revision(self) -> int:
+        """The cluster's current revision (from a linearizable read's header)."""
+
+        async def call() -> int:
+            client = await self._client()
+            response = await client.kv.get(b"\0", count_only=True, timeout=self.timeout)
+            return int(response.header.revision)
+
+        return self._run("reading the revision", call)
+
+    # -- maintenance --
+    def snapshot(
+        self, endpoint: str, sink: Callable[[bytes], None], *, timeout: float = 600.0
+    ) -> int:
+        """Stream a snapshot from one member into `sink`; return the bytes received.
+
+        etcd appends a sha256 of the database to the stream; callers verify it.
+        """
+
+        async def call() -> int:
+            client = await self._client((endpoint,))
+            received = 0
+            async for chunk in client.maintenance.snapshot(timeout=timeout, max_attempts=1):
+                sink(chunk)
+                received += len(chunk)
+            return received
+
+        return self._run(f"streaming a snapshot from {endpoint}", call)
+
     # -- auth (single attempt: these are not idempotent) --
     def auth_enabled(self) -> bool:
         async def call() -> bool:

@@ -79,8 +79,10 @@ def _without_state(content: bytes) -> dict[str, str]:
 class UpWorkflow:
     """The phases of `up`, sharing what they learn through this object."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, *, replacing: bool = False) -> None:
         self.cluster = cluster
+        # A restore may rebuild a cluster on new members under the same name and CA.
+        self.replacing = replacing
         self.record: ClusterRecord | None = None
         self.restart_needed: set[str] = set()
         self.cluster_id = ""
@@ -104,7 +106,8 @@ class UpWorkflow:
     # -- preflight --
     def preflight(self) -> str:
         binaries = self.cluster.binaries
-        _check_same_cluster(self.cluster)
+        if not self.replacing:
+            _check_same_cluster(self.cluster)
         directory = self.cluster.dir
         self.record = directory.record() if directory.exists() else directory.create()
         busy = []
@@ -321,18 +324,23 @@ def _as_saved(cluster: Cluster) -> Cluster:
 
 
 def down(cluster: Cluster) -> DownResult:
-    """Stop every member by its verified PID; data, PKI and config stay.
+    """Stop every member by its verified PID; data, PKI and config stay."""
+    cluster = _as_saved(cluster)
+    with locked(cluster.dir):
+        return stop_members(cluster)
+
+
+def stop_members(cluster: Cluster) -> DownResult:
+    """Stop the members (the caller holds the cluster lock).
 
     Followers go first and the leader last: a leader stopped while its peers are still up
     tries to hand over leadership, and if they are stopping too it waits out the full
     request timeout (~7 s) before it exits.
     """
-    cluster = _as_saved(cluster)
-    with locked(cluster.dir):
-        names = [m.name for m in cluster.spec.members]
-        leader = _leader_name(cluster)
-        results = _stop_all(cluster, [n for n in names if n != leader])
-        results |= _stop_all(cluster, [n for n in names if n == leader])
+    names = [m.name for m in cluster.spec.members]
+    leader = _leader_name(cluster)
+    results = _stop_all(cluster, [n for n in names if n != leader])
+    results |= _stop_all(cluster, [n for n in names if n == leader])
     return DownResult(
         tuple(n for n in names if results[n]), tuple(n for n in names if not results[n])
     )

@@ -1,0 +1,141 @@
+"""Backup and disaster recovery: backup [list|verify], restore."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dcsctl import report
+from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
+from dcsctl.errors import DcsctlError
+from dcsctl.ops import backup as backup_ops
+from dcsctl.ops import restore as restore_ops
+from dcsctl.snapshots import parse_age
+
+backup_app = typer.Typer(
+    help="Take a verified snapshot (`dcsctl backup`), list or verify backups.",
+    invoke_without_command=True,
+)
+app.add_typer(backup_app, name="backup")
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="backup directory (default: <state dir>/<cluster>/backups)"),
+]
+
+
+def _age(text: str | None) -> dt.timedelta | None:
+    if text is None:
+        return None
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise DcsctlError(f"--max-age: {exc}", fix="write it like 36h, 7d or 2w") from exc
+
+
+@backup_app.callback()
+def backup(
+    ctx: typer.Context,
+    spec_file: SpecOption = None,
+    cluster: ClusterOption = None,
+    directory: DirOption = None,
+    keep: Annotated[int | None, typer.Option("--keep", min=1,
+                                             help="keep only the newest N backups")] = None,
+    max_age: Annotated[str | None, typer.Option("--max-age",
+                                                help="remove backups older than this (7d)")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Stream a snapshot from a healthy member, verify it, write it with its manifest."""
+    if ctx.invoked_subcommand is not None:
+        return
+    session = session_of(ctx)
+    result = backup_ops.take(cluster_of(ctx, spec_file, cluster), directory=directory,
+                             keep=keep, max_age=_age(max_age))
+    manifest = result.backup.manifest
+    if json_output:
+        session.out.print_json(report.dump_json({
+            "path": str(result.backup.path), "seconds": round(result.seconds, 3),
+            "pruned": [str(p) for p in result.pruned], "manifest": manifest.__dict__,
+        }))
+        return
+    session.out.print(
+        f"Snapshot saved at {result.backup.path}\n"
+        f"  from {manifest.member}, revision {manifest.revision}, "
+        f"{manifest.key_count if manifest.key_count is not None else '?'} keys, "
+        f"{report.human_bytes(manifest.db_size)} in {result.seconds:.2f} s, "
+        f"sha256 {manifest.sha256[:16]}…",
+        highlight=False,
+    )
+    for path in result.pruned:
+        session.out.print(f"removed old backup {path}", highlight=False)
+
+
+@backup_app.command("list")
+def list_(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    directory: DirOption = None, json_output: JsonOption = False,
+) -> None:
+    """Backups with their manifests, oldest first."""
+    session = session_of(ctx)
+    backups = backup_ops.list_backups(cluster_of(ctx, spec_file, cluster), directory)
+    if json_output:
+        session.out.print_json(report.dump_json(
+            [{"path": str(b.path), **b.manifest.__dict__} for b in backups]
+        ))
+        return
+    table = Table("FILE", "TAKEN", "MEMBER", "REVISION", "KEYS", "SIZE", "ETCD")
+    for item in backups:
+        m = item.manifest
+        table.add_row(item.path.name, m.taken_at, m.member, str(m.revision),
+                      str(m.key_count if m.key_count is not None else "?"),
+                      report.human_bytes(m.db_size), m.etcd_version)
+    session.out.print(table)
+
+
+@backup_app.command("verify")
+def verify_(
+    ctx: typer.Context, file: Path, spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Check a snapshot: etcd's hash, the manifest's sha256, `etcdutl snapshot status`."""
+    verified = backup_ops.verify(cluster_of(ctx, spec_file, cluster), file)
+    session_of(ctx).out.print(
+        f"OK: {file} — revision {verified.facts.revision}, {verified.facts.total_keys} "
+        f"keys in the db, {report.human_bytes(verified.facts.total_size)}"
+        + ("" if verified.manifest else " (no manifest beside it)"),
+        highlight=False,
+    )
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    file: Path,
+    spec_file: SpecOption = None,
+    cluster: ClusterOption = None,
+    keep_old: Annotated[bool, typer.Option("--keep-old",
+                                           help="keep the old data dirs afterwards")] = False,
+    bump_revision: Annotated[int, typer.Option(
+        "--bump-revision", min=0,
+        help="raise the revision by N so watchers (Patroni) see no time travel")] = 0,
+    mark_compacted: Annotated[bool, typer.Option(
+        "--mark-compacted", help="compact at the restored revision (with --bump-revision)")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Disaster recovery: rebuild every member from one verified snapshot."""
+    target = cluster_of(ctx, spec_file, cluster)
+    if not yes and not typer.confirm(
+        f"Replace the data of every member of {target.spec.name!r} with {file}?"
+    ):
+        raise DcsctlError("restore cancelled", fix="pass --yes to skip the question")
+    result = restore_ops.restore(target, file, keep_old=keep_old, bump_revision=bump_revision,
+                                 mark_compacted=mark_compacted)
+    session_of(ctx).out.print(
+        f"restored {result.cluster} ({result.cluster_id}) from {file}: "
+        f"revision {result.revision}, {result.key_count} keys",
+        highlight=False,
+    )

@@ -1,0 +1,269 @@
+"""`backup`, `backup list`, `backup verify`, retention: snapshots a restore can trust.
+
+A backup is streamed from a healthy member (admin by client certificate), written to a
+temporary file, fsynced, checked (etcd's appended sha256, then `etcdutl snapshot
+status`), and only then renamed into place beside its manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dcsctl import snapshots
+from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, NotFound
+from dcsctl.etcd.model import EndpointStatus
+from dcsctl.files import atomic_write, private_dir
+from dcsctl.ops.context import Cluster
+from dcsctl.snapshots import Manifest
+from dcsctl.state import PRIVATE, locked
+
+
+class SnapshotInvalid(DcsctlError):
+    """A snapshot file that must not be restored."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    backup: Backup
+    seconds: float
+    pruned: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    """What `etcdutl snapshot status` says about a snapshot file."""
+
+    revision: int
+    total_keys: int
+    total_size: int
+    hash: int
+
+
+def default_dir(cluster: Cluster) -> Path:
+    return cluster.dir.root / "backups"
+
+
+class _HashingSink:
+    """Writes chunks to a file, hashing everything and, separately, all but the last 32 bytes
+    (the body whose sha256 etcd appends)."""
+
+    def __init__(self, handle: BinaryIO, cluster: Cluster, expected: int | None) -> None:
+        self.handle = handle
+        self.whole = hashlib.sha256()
+        self.body = hashlib.sha256()
+        self.tail = b""
+        self.size = 0
+        self.cluster = cluster
+        self.expected = expected
+
+    def __call__(self, chunk: bytes) -> None:
+        self.handle.write(chunk)
+        self.whole.update(chunk)
+        self.size += len(chunk)
+        self.tail += chunk
+        if len(self.tail) > snapshots.ETCD_HASH_BYTES:
+            self.body.update(self.tail[: -snapshots.ETCD_HASH_BYTES])
+            self.tail = self.tail[-snapshots.ETCD_HASH_BYTES :]
+        self.cluster.context.progress.transfer("snapshot", self.size, self.expected)
+
+    def etcd_hash_ok(self) -> bool:
+        return snapshots.etcd_hash_ok(self.body.digest(), self.tail)
+
+
+def snapshot_facts(cluster: Cluster, path: Path) -> SnapshotFacts:
+    etcdutl = cluster.binaries.etcdutl
+    if etcdutl is None:
+        raise EnvironmentProblem(
+            f"etcdutl is not next to {cluster.binaries.etcd}",
+            fix="install etcdutl (Debian's etcd-server package has it; scripts/setup does)",
+        )
+    result = cluster.host.run([str(etcdutl), "snapshot", "status", str(path), "-w", "json"])
+    if result.returncode != 0:
+        raise SnapshotInvalid(
+            f"{path} is not a readable etcd snapshot: "
+            f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}",
+            fix="take a new backup with `dcsctl backup`, or restore another file",
+        )
+    data = json.loads(result.stdout)
+    return SnapshotFacts(int(data["revision"]), int(data["totalKey"]), int(data["totalSize"]),
+                         int(data["hash"]))
+
+
+def _pick_member(cluster: Cluster) -> tuple[str, EndpointStatus]:
+    """A healthy member to stream from, a follower if there is one (spares the leader)."""
+    with cluster.admin_client(timeout=3.0) as client:
+        healths = client.health()
+        statuses = client.statuses()
+    candidates = []
+    for member, health, status in zip(cluster.spec.members, healths, statuses, strict=True):
+        if health.healthy and isinstance(status, EndpointStatus):
+            candidates.append((status.is_leader, member.name, status))
+    if not candidates:
+        seen = "; ".join(f"{h.endpoint}: {h.error}" for h in healths)
+        raise ClusterUnhealthy(
+            f"no member of {cluster.spec.name!r} is healthy, so no consistent snapshot can be "
+            f"taken (quorum lost?): {seen}",
+            fix="start the stopped members (`dcsctl up`) and check `dcsctl status`",
+        )
+    _, name, status = sorted(candidates, key=lambda c: (c[0], c[1]))[0]
+    return name, status
+
+
+def take(
+    cluster: Cluster,
+    *,
+    directory: Path | None = None,
+    keep: int | None = None,
+    max_age: dt.timedelta | None = None,
+) -> BackupResult:
+    started = time.monotonic()
+    record = cluster.dir.record()
+    target_dir = private_dir(directory or default_dir(cluster))
+    with locked(cluster.dir):
+        member_name, status = _pick_member(cluster)
+        endpoint = cluster.spec.client_url(cluster.spec.member(member_name))
+        with cluster.admin_client() as client:
+            users = tuple(sorted(client.user_roles()))
+            roles = tuple(sorted(client.role_names()))
+            taken = cluster.context.clock()
+            fd, tmp_name = tempfile.mkstemp(prefix=".snapshot-", suffix=".partial",
+                                            dir=target_dir)
+            tmp = Path(tmp_name)
+            try:
+                os.fchmod(fd, PRIVATE)
+                with os.fdopen(fd, "wb") as handle:
+                    sink = _HashingSink(handle, cluster, status.db_size)
+                    client.snapshot(endpoint, sink)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                if not sink.etcd_hash_ok():
+                    raise SnapshotInvalid(
+                        f"the snapshot streamed from {member_name} failed etcd's sha256 check",
+                        fix="run `dcsctl backup` again; if it repeats, check that member's disk",
+                    )
+                facts = snapshot_facts(cluster, tmp)
+                try:
+                    key_count: int | None = client.count_keys(revision=facts.revision)
+                except DcsctlError:
+                    key_count = None  # history at that revision already compacted
+                final = target_dir / snapshots.snapshot_name(cluster.spec.name, taken)
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+    manifest = Manifest(
+        cluster=cluster.spec.name,
+        cluster_id=record.cluster_id or "",
+        taken_at=taken.isoformat(),
+        member=member_name,
+        endpoint=endpoint,
+        etcd_version=status.version,
+        revision=facts.revision,
+        key_count=key_count,
+        db_size=sink.size,
+        sha256=sink.whole.hexdigest(),
+        spec_digest=snapshots.spec_digest(cluster.spec),
+        users=users,
+        roles=roles,
+    )
+    atomic_write(final.with_name(snapshots.manifest_name(final.name)), manifest.to_json(), PRIVATE)
+    pruned = prune(cluster, directory=target_dir, keep=keep, max_age=max_age)
+    return BackupResult(Backup(final, manifest), time.monotonic() - started, pruned)
+
+
+def list_backups(cluster: Cluster, directory: Path | None = None) -> list[Backup]:
+    """Backups with both a snapshot and a manifest, oldest first."""
+    found = []
+    for manifest_path in sorted((directory or default_dir(cluster)).glob("*.json")):
+        snapshot = manifest_path.with_suffix(".db")
+        if not snapshot.exists():
+            continue
+        try:
+            manifest = Manifest.from_json(manifest_path.read_bytes())
+        except (ValueError, TypeError, KeyError):
+            continue
+        found.append(Backup(snapshot, manifest))
+    return sorted(found, key=lambda b: b.manifest.taken_at)
+
+
+def prune(
+    cluster: Cluster,
+    *,
+    directory: Path | None = None,
+    keep: int | None,
+    max_age: dt.timedelta | None,
+) -> tuple[Path, ...]:
+    if keep is None and max_age is None:
+        return ()
+    backups = list_backups(cluster, directory)
+    by_manifest = {id(b.manifest): b for b in backups}
+    doomed = snapshots.to_prune([b.manifest for b in backups], keep=keep, max_age=max_age,
+                                now=cluster.context.clock())
+    removed = []
+    for manifest in doomed:
+        backup = by_manifest[id(manifest)]
+        backup.path.unlink(missing_ok=True)
+        backup.path.with_suffix(".json").unlink(missing_ok=True)
+        removed.append(backup.path)
+    return tuple(removed)
+
+
+@dataclass(frozen=True)
+class Verified:
+    path: Path
+    facts: SnapshotFacts
+    manifest: Manifest | None
+
+
+def verify(cluster: Cluster, path: Path) -> Verified:
+    """Check a snapshot file end to end; raise SnapshotInvalid naming what is wrong."""
+    if not path.is_file():
+        raise NotFound(f"no snapshot file {path}", fix="see `dcsctl backup list`")
+    whole, body = hashlib.sha256(), hashlib.sha256()
+    size = path.stat().st_size
+    if size <= snapshots.ETCD_HASH_BYTES:
+        raise SnapshotInvalid(f"{path} is only {size} bytes: truncated",
+                              fix="restore another backup (`dcsctl backup list`)")
+    with path.open("rb") as handle:
+        remaining = size - snapshots.ETCD_HASH_BYTES
+        while remaining > 0:
+            chunk = handle.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            whole.update(chunk)
+            body.update(chunk)
+            remaining -= len(chunk)
+        trailer = handle.read()
+    whole.update(trailer)
+    if not snapshots.etcd_hash_ok(body.digest(), trailer):
+        raise SnapshotInvalid(
+            f"{path} fails etcd's integrity hash: the file is truncated or corrupted",
+            fix="restore another backup (`dcsctl backup list`); never restore this one",
+        )
+    manifest_path = path.with_suffix(".json")
+    manifest = Manifest.from_json(manifest_path.read_bytes()) if manifest_path.exists() else None
+    if manifest is not None and manifest.sha256 != whole.hexdigest():
+        raise SnapshotInvalid(
+            f"{path} does not match the sha256 in {manifest_path.name}",
+            fix="the file was replaced or damaged after the backup: restore another one",
+        )
+    facts = snapshot_facts(cluster, path)
+    if manifest is not None and facts.revision != manifest.revision:
+        raise SnapshotInvalid(
+            f"{path} holds revision {facts.revision}, its manifest says {manifest.revision}",
+            fix="restore another backup (`dcsctl backup list`)",
+        )
+    return Verified(path, facts, manifest)
