@@ -156,3 +156,63 @@ def etcdctl_environment(
         "ETCDCTL_CERT": str(cert),
         "ETCDCTL_KEY": str(key),
     }
+
+
+# -- Patroni --
+
+PATRONI_DEFAULT_TTL = 30
+PATRONI_DEFAULT_LOOP_WAIT = 10
+PATRONI_DEFAULT_RETRY_TIMEOUT = 10
+
+
+def patroni_etcd3_section(
+    spec: ClusterSpec,
+    *,
+    ca_cert: PurePath,
+    cert: PurePath,
+    key: PurePath,
+    username: str,
+    password: str,
+) -> dict[str, object]:
+    """The `etcd3:` section of patroni.yml.
+
+    Patroni talks to etcd's JSON gateway, which ignores (and, with auth on, rejects) a
+    client certificate's CN: the certificate only opens the TLS door (issued without a
+    CN), the user name and password are the identity (lab-defects.md 17).
+    """
+    return {
+        "etcd3": {
+            "hosts": [f"{m.address}:{spec.client_port(m)}" for m in spec.members],
+            "protocol": "https",
+            "cacert": str(ca_cert),
+            "cert": str(cert),
+            "key": str(key),
+            "username": username,
+            "password": password,
+        }
+    }
+
+
+def patroni_timing_advice(spec: ClusterSpec) -> list[str]:
+    """Patroni's timing rules checked against this cluster's etcd settings."""
+    ttl, loop_wait, retry = (
+        PATRONI_DEFAULT_TTL, PATRONI_DEFAULT_LOOP_WAIT, PATRONI_DEFAULT_RETRY_TIMEOUT
+    )
+    election_s = spec.etcd.election_timeout_ms / 1000
+    # Patroni splits retry_timeout over the etcd hosts it tries in turn.
+    per_node_s = retry / max(1, len(spec.members))
+    advice = [
+        f"keep loop_wait + 2 x retry_timeout <= ttl (Patroni defaults {loop_wait} + 2 x "
+        f"{retry} <= {ttl}): a leader that cannot reach etcd demotes itself before its "
+        "lock expires",
+        f"etcd's election timeout ({election_s:g} s) must stay well below Patroni's "
+        f"per-host request timeout (retry_timeout / {len(spec.members)} hosts = "
+        f"{per_node_s:.1f} s), so an etcd leader election never looks like an outage",
+    ]
+    if election_s * 2 > per_node_s:
+        advice.append(
+            f"WARNING: with these settings an etcd election ({election_s:g} s, up to "
+            f"{2 * election_s:g} s) can exceed Patroni's per-host timeout: raise "
+            "retry_timeout (and ttl) or lower etcd.election_timeout_ms"
+        )
+    return advice

@@ -83,6 +83,13 @@ def status_tables(view: ClusterView) -> list[Table]:
         health.add_row(member.endpoint, str(member.health.healthy).lower(), f"{took:.3f}ms",
                        member.health.error)
     tables = [members, endpoints, health]
+    if view.patroni:
+        patroni = _table("patroni", ["SCOPE", "NAMESPACE", "LEADER", "MEMBERS", "ETCD USER"])
+        for scope in view.patroni:
+            patroni.add_row(scope.scope.name, scope.scope.namespace, scope.leader or "-",
+                            ", ".join(scope.members) or "-",
+                            scope.scope.user if scope.registered else "(not dcsctl's)")
+        tables.append(patroni)
     if view.alarms:
         alarms = _table("alarms", ["MEMBER", "ALARM"])
         for alarm in view.alarms:
@@ -107,6 +114,11 @@ def status_json(view: ClusterView) -> dict[str, Any]:
         "db_quota_bytes": view.db_quota,
         "alarms": [{"member_id": hex_id(a.member_id), "alarm": a.kind} for a in view.alarms],
         "problems": list(view.problems),
+        "patroni": [
+            {"scope": p.scope.name, "namespace": p.scope.namespace, "leader": p.leader,
+             "members": list(p.members), "user": p.scope.user if p.registered else None}
+            for p in view.patroni
+        ],
         "members": [
             {
                 "name": m.name,

@@ -307,6 +307,45 @@ class EtcdClient:
 
         return self._run("listing users", call)
 
+    def role_grants(self, role: str) -> set[tuple[str, bytes, bytes]]:
+        """(permission, key, range end) triples granted to `role`."""
+        names = {int(v): k for k, v in PERMISSION.items()}
+
+        async def call() -> set[tuple[str, bytes, bytes]]:
+            client = await self._client()
+            response = await client.auth.role_get(role, timeout=self.timeout)
+            return {(names[p.permType], p.key, p.range_end) for p in response.perm}
+
+        return self._run(f"reading role {role}", call)
+
+    def user_delete(self, user: str) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.user_delete(user, timeout=self.timeout, max_attempts=1)
+
+        self._run(f"deleting user {user}", call)
+
+    def role_delete(self, role: str) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.role_delete(role, timeout=self.timeout, max_attempts=1)
+
+        self._run(f"deleting role {role}", call)
+
+    def get_prefix(self, prefix: str, *, limit: int = 1000) -> list[KeyValue]:
+        async def call() -> list[KeyValue]:
+            client = await self._client()
+            response = await client.kv.get(
+                prefix.encode(), prefix_range_end(prefix), limit=limit, timeout=self.timeout
+            )
+            return [
+                KeyValue(kv.key.decode(errors="replace"), kv.value, kv.create_revision,
+                         kv.mod_revision, kv.version)
+                for kv in response.kvs
+            ]
+
+        return self._run(f"reading keys under {prefix!r}", call)
+
     def role_add(self, role: str) -> None:
         async def call() -> None:
             client = await self._client()
@@ -318,7 +357,7 @@ class EtcdClient:
         async def call() -> None:
             client = await self._client()
             await client.auth.role_grant_permission(
-                role, prefix.encode(), _prefix_end(prefix),
+                role, prefix.encode(), prefix_range_end(prefix),
                 perm_type=PERMISSION[permission], timeout=self.timeout, max_attempts=1,
             )
 
@@ -346,7 +385,7 @@ class EtcdClient:
         self._run("enabling auth", call)
 
 
-def _prefix_end(prefix: str) -> bytes:
+def prefix_range_end(prefix: str) -> bytes:
     """The range end covering every key that starts with `prefix` ('/' -> everything >= '/')."""
     raw = bytearray(prefix.encode())
     for index in range(len(raw) - 1, -1, -1):

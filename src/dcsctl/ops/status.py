@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo, hex_id
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.patroni import ScopeView, scope_views
 
 STATUS_TIMEOUT_S = 2.0
 
@@ -30,6 +31,7 @@ class ClusterView:
     alarms: tuple[Alarm, ...]
     db_quota: int
     problems: tuple[str, ...]
+    patroni: tuple[ScopeView, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -52,9 +54,11 @@ def status(cluster: Cluster) -> ClusterView:
         healths = client.health()
         infos: dict[str, MemberInfo] = {}
         alarms: list[Alarm] = []
+        patroni: list[ScopeView] = []
         try:
             infos = {m.name: m for m in client.member_list(linearizable=False)}
             alarms = client.alarms()
+            patroni = scope_views(cluster, client)
         except DcsctlError as exc:
             problems.append(exc.message)
     views = []
@@ -81,4 +85,5 @@ def status(cluster: Cluster) -> ClusterView:
         alarms=tuple(alarms),
         db_quota=spec.etcd.quota_backend_bytes,
         problems=tuple(problems),
+        patroni=tuple(patroni),
     )

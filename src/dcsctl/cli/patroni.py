@@ -1,0 +1,88 @@
+"""Patroni: per-scope etcd identities and the patroni.yml `etcd3:` section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dcsctl import report
+from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
+from dcsctl.ops import patroni as patroni_ops
+
+patroni_app = typer.Typer(help="Least-privilege etcd access for Patroni clusters.",
+                          no_args_is_help=True)
+app.add_typer(patroni_app, name="patroni")
+
+NamespaceOption = Annotated[
+    str, typer.Option("--namespace", help="Patroni's namespace (patroni.yml `namespace:`)")
+]
+
+
+@patroni_app.command("add")
+def add(
+    ctx: typer.Context, scope: str, namespace: NamespaceOption = patroni_ops.DEFAULT_NAMESPACE,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Create role + user for SCOPE: readwrite on <namespace><scope>/ only (idempotent)."""
+    result = patroni_ops.add(cluster_of(ctx, spec_file, cluster), scope, namespace)
+    done = ", ".join(result.changes) or "unchanged"
+    session_of(ctx).out.print(
+        f"scope {scope}: user {result.scope.user}, prefix {result.scope.prefix} — {done}",
+        highlight=False,
+    )
+
+
+@patroni_app.command("remove")
+def remove(
+    ctx: typer.Context, scope: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Delete SCOPE's etcd user and role, its password and bundles (its keys stay)."""
+    result = patroni_ops.remove(cluster_of(ctx, spec_file, cluster), scope)
+    session_of(ctx).out.print(
+        f"removed {', '.join(result.changes) or 'nothing left in etcd'} for scope {scope}",
+        highlight=False,
+    )
+
+
+@patroni_app.command("list")
+def list_(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Patroni scopes: dcsctl's and any found in etcd, with leader and members."""
+    target = cluster_of(ctx, spec_file, cluster)
+    with target.admin_client() as client:
+        views = patroni_ops.scope_views(target, client)
+    out = session_of(ctx).out
+    if json_output:
+        out.print_json(report.dump_json([
+            {"scope": v.scope.name, "namespace": v.scope.namespace, "prefix": v.scope.prefix,
+             "user": v.scope.user if v.registered else None, "leader": v.leader,
+             "members": list(v.members)} for v in views
+        ]))
+        return
+    table = Table("SCOPE", "PREFIX", "ETCD USER", "LEADER", "MEMBERS")
+    for v in views:
+        table.add_row(v.scope.name, v.scope.prefix, v.scope.user if v.registered else "-",
+                      v.leader or "-", ", ".join(v.members) or "-")
+    out.print(table)
+
+
+@patroni_app.command("config")
+def config(
+    ctx: typer.Context, scope: str,
+    node: Annotated[str, typer.Option("--node", help="the database host this is for")],
+    out: Annotated[Path | None, typer.Option("--out", help="write the bundle here")] = None,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Issue NODE's client cert (no CN) and print patroni.yml's `etcd3:` section."""
+    bundle = patroni_ops.config(cluster_of(ctx, spec_file, cluster), scope, node, out)
+    session = session_of(ctx)
+    session.out.file.write(bundle.section)
+    session.err.print(f"bundle (ca.crt, {node}.crt, {node}.key 0600, etcd3.yml 0600) in "
+                      f"{bundle.directory}", highlight=False)
+    for line in bundle.advice:
+        session.err.print(f"advice: {line}", highlight=False)

@@ -1,0 +1,169 @@
+"""A real Patroni + PostgreSQL node on loopback, run as the unprivileged `postgres` user.
+
+Shared by the acceptance tests and the leader-kill benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+PATRONI_BIN = REPO / ".tools" / "patroni" / "bin"
+OS_USER = "postgres"  # PostgreSQL refuses to run as root
+
+
+def postgres_bin_dir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                   key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run scripts/setup")
+    return found[-1].parent
+
+
+def wait_for(check: object, timeout: float, what: str, interval: float = 0.2) -> object:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"{what} within {timeout} s (last: {last!r})")
+
+
+@dataclass
+class PatroniNode:
+    name: str
+    address: str
+    workdir: Path
+    config_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://{self.address}:8008"
+
+    def start(self) -> None:
+        log = (self.workdir / "patroni.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(PATRONI_BIN / "patroni"), str(self.config_file)],
+            user=OS_USER, cwd=self.workdir, stdout=log, stderr=log,
+            env={"PATH": f"{PATRONI_BIN}:/usr/bin:/bin", "HOME": str(self.workdir)},
+            start_new_session=True,
+        )
+
+    def state(self) -> dict[str, object]:
+        try:
+            with urllib.request.urlopen(f"{self.api}/patroni", timeout=2) as response:
+                data = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return {}
+        assert isinstance(data, dict)
+        return data
+
+    def role(self) -> str:
+        return str(self.state().get("role", "unreachable"))
+
+    def wait_primary(self, timeout: float = 120) -> None:
+        wait_for(lambda: self.role() == "primary" and self.state().get("state") == "running",
+                 timeout, f"{self.name} did not become primary")
+
+    def patronictl(self, *argv: str) -> str:
+        done = subprocess.run(
+            [str(PATRONI_BIN / "patronictl"), "-c", str(self.config_file), *argv],
+            user=OS_USER, capture_output=True, text=True, timeout=60, check=False,
+            env={"PATH": f"{PATRONI_BIN}:/usr/bin:/bin", "HOME": str(self.workdir)},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.workdir / "patroni.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop Patroni (it stops PostgreSQL), by our own PID; SIGKILL the group if stuck."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def patroni_node(
+    scope: str, name: str, address: str, etcd3_section: dict[str, object], bundle: Path,
+    namespace: str = "/service/",
+) -> Iterator[PatroniNode]:
+    """Write a patroni.yml around dcsctl's `etcd3:` section, start Patroni, stop it after."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"dcsctl-patroni-{name}-"))
+    workdir.chmod(0o755)
+    user = pwd.getpwnam(OS_USER)
+    copied = workdir / "etcd"
+    shutil.copytree(bundle, copied)
+    section = dict(etcd3_section)
+    for key in ("cacert", "cert", "key"):
+        section[key] = str(copied / Path(str(section[key])).name)
+    data_dir = workdir / "data"
+    config = {
+        "scope": scope,
+        "namespace": namespace,
+        "name": name,
+        "restapi": {"listen": f"{address}:8008", "connect_address": f"{address}:8008"},
+        "etcd3": section,
+        "bootstrap": {
+            "dcs": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+                    "postgresql": {"parameters": {"max_connections": 20}}},
+            "initdb": [{"encoding": "UTF8"}, {"auth-local": "trust"}],
+        },
+        "postgresql": {
+            "listen": f"{address}:5432",
+            "connect_address": f"{address}:5432",
+            "data_dir": str(data_dir),
+            "bin_dir": str(postgres_bin_dir()),
+            "pgpass": str(workdir / "pgpass"),
+            "authentication": {
+                "superuser": {"username": "postgres", "password": "test-superuser"},
+                "replication": {"username": "replicator", "password": "test-replicator"},
+            },
+            "parameters": {"unix_socket_directories": str(workdir),
+                           "shared_buffers": "16MB"},
+            "pg_hba": ["local all all trust", "host all all 127.0.0.0/8 md5",
+                       "host replication replicator 127.0.0.0/8 md5"],
+        },
+    }
+    config_file = workdir / "patroni.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in [workdir, *workdir.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    config_file.chmod(0o600)
+    node = PatroniNode(name, address, workdir, config_file)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
