@@ -78,6 +78,13 @@ def new_private_key(key_type: KeyType) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def _load_key(pem: bytes) -> PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ValueError("only ECDSA and RSA keys are supported")
+    return key
+
+
 def _key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -135,16 +142,18 @@ def issue(
     days: int,
     now: dt.datetime,
     organization: str | None = None,
+    key_pem: bytes | None = None,
 ) -> Identity:
-    """Issue a leaf certificate of `role`'s profile, signed by `ca`."""
+    """Issue a leaf certificate of `role`'s profile, signed by `ca`.
+
+    With `key_pem` the certificate is for that existing key (a certificate-only renewal).
+    """
     profile = PROFILES[role]
     if role is Role.CA:
         raise ValueError("use issue_ca for a CA")
     ca_cert = ca.certificate
-    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise ValueError("CA key must be ECDSA or RSA")
-    key = new_private_key(key_type)
+    ca_key = _load_key(ca.key_pem)
+    key = _load_key(key_pem) if key_pem is not None else new_private_key(key_type)
     usages = [
         oid
         for oid, wanted in (
@@ -203,6 +212,10 @@ def jwt_keys(key_type: KeyType) -> JwtKeys:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return JwtKeys(_key_pem(key), public, jwt_sign_method(key_type))
+
+
+def serial_number(cert_pem: bytes) -> int:
+    return int(x509.load_pem_x509_certificate(cert_pem).serial_number)
 
 
 @dataclass(frozen=True)

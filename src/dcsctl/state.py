@@ -101,6 +101,18 @@ class ClusterDir:
         return self.pki_dir / "admin.key"
 
     @property
+    def trust_bundle(self) -> Path:
+        """CA certificates trusted during a CA rotation (old + new); absent otherwise."""
+        return self.pki_dir / "trust.crt"
+
+    def trusted_cas(self) -> bytes | None:
+        """What clients verify members against: the rotation bundle, else the CA."""
+        if self.trust_bundle.exists():
+            return self.trust_bundle.read_bytes()
+        ca = self.ca()
+        return ca.cert_pem if ca else None
+
+    @property
     def root_password_path(self) -> Path:
         return self.root / "secrets" / "root.password"
 

@@ -71,7 +71,11 @@ def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None) 
         return context.cluster(load_spec(spec_file))
     if cluster is not None:
         return context.saved_cluster(cluster)
-    return context.cluster(spec.lab_spec())
+    lab = spec.lab_spec()
+    # The built-in cluster as it is now (members may have been added since the first up).
+    if context.cluster(lab).dir.spec_path.exists():
+        return context.saved_cluster(lab.name)
+    return context.cluster(lab)
 
 
 @app.callback()

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import ssl
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
-from etcd3aio import Etcd3Client, PermissionType
+from etcd3aio import AlarmType, Etcd3Client, PermissionType
 from etcd3aio.errors import EtcdError
 
 from dcsctl.errors import DcsctlError
@@ -40,6 +44,24 @@ class ClientTls:
     key_pem: bytes
     # Every member cert carries this DNS name, so one name verifies any member.
     server_name: str
+
+
+def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> bytes:
+    """The certificate (PEM) a member presents on a fresh TLS connection right now."""
+    parts = urlsplit(endpoint)
+    context = ssl.create_default_context(cadata=tls.ca_pem.decode())
+    context.check_hostname = False
+    with tempfile.TemporaryDirectory() as scratch:
+        cert, key = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
+        cert.write_bytes(tls.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(tls.key_pem)
+        context.load_cert_chain(str(cert), str(key))
+    with socket.create_connection((parts.hostname, parts.port or 2379), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=tls.server_name) as wrapped:
+        der = wrapped.getpeercert(binary_form=True)
+    assert der is not None
+    return ssl.DER_cert_to_PEM_cert(der).encode()
 
 
 def _target(url: str) -> str:
@@ -279,6 +301,80 @@ class EtcdClient:
             return received
 
         return self._run(f"streaming a snapshot from {endpoint}", call)
+
+    def compact(self, revision: int) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.kv.compact(revision, physical=True, timeout=60, max_attempts=1)
+
+        self._run(f"compacting to revision {revision}", call)
+
+    def defragment(self, endpoint: str) -> None:
+        """Defragment one member (it blocks that member's reads and writes meanwhile)."""
+
+        async def call() -> None:
+            client = await self._client((endpoint,))
+            await client.maintenance.defragment(timeout=300, max_attempts=1)
+
+        self._run(f"defragmenting {endpoint}", call)
+
+    def move_leader(self, leader_endpoint: str, target_id: int) -> None:
+        """Hand leadership to `target_id` (the request must reach the current leader)."""
+
+        async def call() -> None:
+            client = await self._client((leader_endpoint,))
+            await client.maintenance.move_leader(target_id, timeout=self.timeout,
+                                                 max_attempts=1)
+
+        self._run(f"moving leadership to {target_id:x}", call)
+
+    def disarm_alarms(self) -> None:
+        """Deactivate every raised alarm, one (member, alarm) pair at a time: etcd treats a
+        blanket "deactivate NONE on member 0" as deactivating nothing."""
+
+        async def call() -> None:
+            client = await self._client()
+            raised = await client.maintenance.alarms(timeout=self.timeout)
+            for alarm in raised.alarms:
+                await client.maintenance.alarm_deactivate(
+                    AlarmType(alarm.alarm), member_id=alarm.memberID, timeout=self.timeout,
+                    max_attempts=1,
+                )
+
+        self._run("disarming alarms", call)
+
+    # -- membership (single attempt: not idempotent) --
+    def member_add_learner(self, peer_url: str) -> MemberInfo:
+        async def call() -> MemberInfo:
+            client = await self._client()
+            response = await client.cluster.member_add(
+                [peer_url], is_learner=True, timeout=self.timeout, max_attempts=1
+            )
+            m = response.member
+            return MemberInfo(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs),
+                              m.isLearner)
+
+        return self._run(f"adding learner {peer_url}", call)
+
+    def member_promote(self, member_id: int, leader_endpoint: str) -> None:
+        """Promote a learner. Only the leader can: a follower forwards the request over the
+        peer port without the caller's identity, and with auth on the leader refuses it
+        ("auth: user name is empty")."""
+
+        async def call() -> None:
+            client = await self._client((leader_endpoint,))
+            await client.cluster.member_promote(member_id, timeout=self.timeout,
+                                                max_attempts=1)
+
+        self._run(f"promoting member {member_id:x}", call)
+
+    def member_remove(self, member_id: int) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.cluster.member_remove(member_id, timeout=self.timeout,
+                                               max_attempts=1)
+
+        self._run(f"removing member {member_id:x}", call)
 
     # -- auth (single attempt: these are not idempotent) --
     def auth_enabled(self) -> bool:

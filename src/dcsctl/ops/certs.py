@@ -41,8 +41,13 @@ def _still_good(
         and pki.key_matches(identity.cert_pem, identity.key_pem)
         and set(facts.dns_names) == set(sans.dns)
         and set(facts.ip_addresses) == {str(ip) for ip in sans.ips}
-        and facts.not_after - now > RENEW_BEFORE
+        and facts.not_after - now > renew_before(facts.not_after - facts.not_before)
     )
+
+
+def renew_before(lifetime: dt.timedelta) -> dt.timedelta:
+    """Renew 30 days before expiry, or at two thirds of a shorter lifetime."""
+    return min(RENEW_BEFORE, lifetime / 3)
 
 
 @dataclass(frozen=True)

@@ -79,11 +79,11 @@ class Cluster:
 
     def admin_client(self, *, timeout: float = 5.0) -> EtcdClient:
         """A client that is root by its certificate's CN: no password, no token."""
-        ca, admin = self.dir.ca(), self.dir.admin()
-        if ca is None or admin is None:
+        trusted, admin = self.dir.trusted_cas(), self.dir.admin()
+        if trusted is None or admin is None:
             raise NotFound(
                 f"cluster {self.spec.name!r} has no admin certificate in {self.dir.pki_dir}",
                 fix="run `dcsctl up` to create the PKI",
             )
-        tls = ClientTls(ca.cert_pem, admin.cert_pem, admin.key_pem, self.spec.shared_dns_name)
+        tls = ClientTls(trusted, admin.cert_pem, admin.key_pem, self.spec.shared_dns_name)
         return EtcdClient(self.endpoints(), tls, timeout=timeout)

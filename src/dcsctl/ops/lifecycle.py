@@ -70,9 +70,11 @@ def _member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecor
     return render.env_file(settings, header=header)
 
 
-def _without_state(content: bytes) -> dict[str, str]:
+def _runtime_settings(content: bytes) -> dict[str, str]:
+    """The settings a running member would notice: etcd reads initial-* only at bootstrap."""
     settings = render.parse_env_file(content)
-    settings.pop(render.env_name("initial-cluster-state"), None)
+    for flag in ("initial-cluster", "initial-cluster-state", "initial-cluster-token"):
+        settings.pop(render.env_name(flag), None)
     return settings
 
 
@@ -81,7 +83,7 @@ class UpWorkflow:
 
     def __init__(self, cluster: Cluster, *, replacing: bool = False) -> None:
         self.cluster = cluster
-        # A restore may rebuild a cluster on new members under the same name and CA.
+        # Restore and member changes alter membership on purpose, under the same name and CA.
         self.replacing = replacing
         self.record: ClusterRecord | None = None
         self.restart_needed: set[str] = set()
@@ -149,7 +151,8 @@ class UpWorkflow:
             if self.cluster.host.write(path, content, PUBLIC):
                 written.append(member.name)
                 running = self.cluster.service(member.name).is_active()
-                if running and previous and _without_state(previous) != _without_state(content):
+                noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
+                if running and noticed:
                     self.restart_needed.add(member.name)
         if not written:
             return UNCHANGED
@@ -163,7 +166,7 @@ class UpWorkflow:
             self.cluster.service(m.name).is_active() for m in self.members
         )
 
-    def _start(self, member: spec.Member) -> None:
+    def start_member(self, member: spec.Member) -> None:
         layout = self.cluster.dir.layout(member.name)
         environment = render.parse_env_file(Path(layout.config).read_bytes())
         self.cluster.service(member.name).start(self.cluster.binaries.etcd, environment)
@@ -173,18 +176,18 @@ class UpWorkflow:
         # One member at a time for a config change, so the cluster keeps quorum.
         for name in sorted(self.restart_needed):
             self.cluster.service(name).stop()
-            self._start(self.cluster.spec.member(name))
-            self._wait_healthy([self.cluster.spec.member(name)])
+            self.start_member(self.cluster.spec.member(name))
+            self.wait_healthy([self.cluster.spec.member(name)])
             started.append(f"{name} (restarted)")
         self.restart_needed.clear()
         for member in self.members:
             if not self.cluster.service(member.name).is_active():
-                self._start(member)
+                self.start_member(member)
                 started.append(member.name)
         return "started " + ", ".join(started)
 
     # -- health --
-    def _wait_healthy(self, members: list[spec.Member]) -> None:
+    def wait_healthy(self, members: list[spec.Member]) -> None:
         endpoints = [self.cluster.spec.client_url(m) for m in members]
         last: list[EndpointHealth] = []
         with self.cluster.admin_client(timeout=2.0) as client:
@@ -229,7 +232,7 @@ class UpWorkflow:
         )
 
     def health(self) -> str:
-        self._wait_healthy(self.members)
+        self.wait_healthy(self.members)
         return f"{len(self.members)} of {len(self.members)} healthy"
 
     # -- bootstrap --
@@ -316,7 +319,7 @@ def _stop_all(cluster: Cluster, names: list[str]) -> dict[str, bool]:
         return dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names), strict=True))
 
 
-def _as_saved(cluster: Cluster) -> Cluster:
+def as_saved(cluster: Cluster) -> Cluster:
     """The cluster the state dir really holds: stop what runs there, whatever -f says."""
     if cluster.dir.spec_path.exists():
         return cluster.context.cluster(cluster.dir.load_spec())
@@ -325,7 +328,7 @@ def _as_saved(cluster: Cluster) -> Cluster:
 
 def down(cluster: Cluster) -> DownResult:
     """Stop every member by its verified PID; data, PKI and config stay."""
-    cluster = _as_saved(cluster)
+    cluster = as_saved(cluster)
     with locked(cluster.dir):
         return stop_members(cluster)
 

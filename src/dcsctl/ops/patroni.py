@@ -186,10 +186,9 @@ class Bundle:
     advice: tuple[str, ...]
 
 
-def _node_identity(cluster: Cluster, scope: Scope, node: str, directory: Path) -> pki.Identity:
-    ca = cluster.dir.ca()
-    if ca is None:
-        raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
+def _node_identity(
+    cluster: Cluster, scope: Scope, node: str, directory: Path, ca: pki.Identity
+) -> pki.Identity:
     cert, key = directory / f"{node}.crt", directory / f"{node}.key"
     current = cluster.dir.load_identity(cert, key)
     now = cluster.context.clock()
@@ -205,17 +204,24 @@ def _node_identity(cluster: Cluster, scope: Scope, node: str, directory: Path) -
     )
 
 
-def config(cluster: Cluster, name: str, node: str, out: Path | None = None) -> Bundle:
-    """Issue the node's client certificate and write ca.crt, cert, key and etcd3.yml."""
+def config(
+    cluster: Cluster, name: str, node: str, out: Path | None = None, *,
+    ca: pki.Identity | None = None, trust: bytes | None = None,
+) -> Bundle:
+    """Issue the node's client certificate and write ca.crt, cert, key and etcd3.yml.
+
+    `ca` and `trust` are for a CA rotation: sign with the incoming CA, trust old + new.
+    """
     scope = _scope(cluster, name)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", node):
         raise DcsctlError(f"node name {node!r} is not a valid file name",
                           fix="use the database host's short name, e.g. db-00")
     password = _password_path(cluster, scope).read_text().strip()
     kept = private_dir(cluster.dir.root / "patroni" / name / node)
-    identity = _node_identity(cluster, scope, node, kept)
-    ca = cluster.dir.ca()
-    assert ca is not None
+    ca = ca or cluster.dir.ca()
+    if ca is None:
+        raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
+    identity = _node_identity(cluster, scope, node, kept, ca)
     targets = [kept] + ([private_dir(out)] if out is not None else [])
     final = targets[-1]
     section = render.patroni_etcd3_section(
@@ -225,6 +231,6 @@ def config(cluster: Cluster, name: str, node: str, out: Path | None = None) -> B
     text = yaml.safe_dump(section, sort_keys=False)
     for directory in targets:
         cluster.dir.save_identity(identity, directory / f"{node}.crt", directory / f"{node}.key")
-        atomic_write(directory / "ca.crt", ca.cert_pem, PUBLIC)
+        atomic_write(directory / "ca.crt", trust or ca.cert_pem, PUBLIC)
         atomic_write(directory / "etcd3.yml", text.encode(), PRIVATE)  # holds the password
     return Bundle(final, text, tuple(render.patroni_timing_advice(cluster.spec)))

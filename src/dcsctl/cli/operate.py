@@ -1,0 +1,146 @@
+"""Day-two operations: members, certificates, maintenance, rolling restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dcsctl import report, spec
+from dcsctl.cli.common import (
+    ClusterOption,
+    JsonOption,
+    Session,
+    SpecOption,
+    app,
+    cluster_of,
+    session_of,
+)
+from dcsctl.errors import ExitCode
+from dcsctl.files import atomic_write
+from dcsctl.ops import maintenance, members, rotation
+from dcsctl.ops.context import Cluster
+
+member_app = typer.Typer(help="Add, remove or replace members, one change at a time.",
+                         no_args_is_help=True)
+certs_app = typer.Typer(help="Certificate expiry and rotation.", no_args_is_help=True)
+app.add_typer(member_app, name="member")
+app.add_typer(certs_app, name="certs")
+
+
+def _refresh_spec_file(session: Session, target: Cluster, spec_file: Path | None) -> None:
+    """After a membership change, a -f spec file says the old membership: rewrite it."""
+    saved = target.dir.load_spec()
+    if spec_file is not None:
+        atomic_write(spec_file, spec.render_annotated(saved).encode(), 0o644)
+        session.err.print(f"updated {spec_file} to the new membership", highlight=False)
+
+
+@member_app.command("add")
+def member_add(
+    ctx: typer.Context, name: str,
+    address: Annotated[str, typer.Option("--address", help="the new member's IP address")],
+    client_port: Annotated[int | None, typer.Option("--client-port")] = None,
+    peer_port: Annotated[int | None, typer.Option("--peer-port")] = None,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Add NAME as a learner, start it, promote it once in sync (re-run to resume)."""
+    target = cluster_of(ctx, spec_file, cluster)
+    members.add(target, name, address, client_port=client_port, peer_port=peer_port)
+    session = session_of(ctx)
+    _refresh_spec_file(session, target, spec_file)
+    session.out.print(f"{name} is a voting member", highlight=False)
+
+
+@member_app.command("remove")
+def member_remove(
+    ctx: typer.Context, name: str,
+    force: Annotated[bool, typer.Option("--force", help="even if quorum would be lost")] = False,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Remove NAME from the cluster, stop it and drop its data."""
+    target = cluster_of(ctx, spec_file, cluster)
+    members.remove(target, name, force=force)
+    session = session_of(ctx)
+    _refresh_spec_file(session, target, spec_file)
+    session.out.print(f"{name} removed", highlight=False)
+
+
+@member_app.command("replace")
+def member_replace(
+    ctx: typer.Context, name: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Replace a dead or wiped member: remove, fresh data dir, add, promote."""
+    members.replace(cluster_of(ctx, spec_file, cluster), name)
+    session_of(ctx).out.print(f"{name} replaced and promoted", highlight=False)
+
+
+@certs_app.command("check")
+def certs_check(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    warn_days: Annotated[int, typer.Option("--warn-days", min=1)] = rotation.WARN_DAYS,
+    json_output: JsonOption = False,
+) -> None:
+    """Every certificate, its holder and days left (exit 5 if any expires soon)."""
+    rows = rotation.inventory(cluster_of(ctx, spec_file, cluster), warn_days)
+    out = session_of(ctx).out
+    if json_output:
+        out.print_json(report.dump_json([
+            {"holder": r.holder, "role": r.role, "path": str(r.path), "subject": r.subject,
+             "not_after": r.not_after.isoformat(), "days_left": r.days_left,
+             "verdict": str(r.verdict)} for r in rows
+        ]))
+    else:
+        table = Table("HOLDER", "ROLE", "SUBJECT", "EXPIRES", "DAYS LEFT", "VERDICT")
+        for r in rows:
+            table.add_row(r.holder, r.role, r.subject, r.not_after.strftime("%Y-%m-%d"),
+                          str(r.days_left), str(r.verdict))
+        out.print(table)
+    if any(r.verdict is not rotation.Verdict.OK for r in rows):
+        raise typer.Exit(ExitCode.UNHEALTHY)
+
+
+@certs_app.command("rotate")
+def certs_rotate(
+    ctx: typer.Context,
+    ca: Annotated[bool, typer.Option("--ca", help="replace the CA itself")] = False,
+    finish: Annotated[bool, typer.Option("--finish", help="drop the old CA (with --ca)")] = False,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Reissue member and admin certificates (no restart), or the CA (--ca)."""
+    target = cluster_of(ctx, spec_file, cluster)
+    result = rotation.rotate_ca(target, finish=finish) if ca else rotation.rotate_leaves(target)
+    out = session_of(ctx).out
+    if result.renewed:
+        out.print(f"renewed: {', '.join(result.renewed)}", highlight=False)
+    if result.patroni_bundles:
+        out.print(f"Patroni bundles rewritten (redeploy them): "
+                  f"{', '.join(result.patroni_bundles)}", highlight=False)
+    out.print(result.note, highlight=False)
+
+
+@app.command("maintenance")
+def maintenance_(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Compact history, defragment followers then the leader, disarm NOSPACE."""
+    result = maintenance.maintain(cluster_of(ctx, spec_file, cluster))
+    out = session_of(ctx).out
+    out.print(f"compacted to revision {result.revision}", highlight=False)
+    for name, before in result.db_size_before.items():
+        after = result.db_size_after.get(name, before)
+        out.print(f"{name}: {report.human_bytes(before)} -> {report.human_bytes(after)}",
+                  highlight=False)
+    if result.disarmed:
+        out.print(f"disarmed alarms: {', '.join(result.disarmed)}", highlight=False)
+
+
+@app.command("restart")
+def restart(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None
+) -> None:
+    """Rolling restart: one member at a time, leader last (after handing over)."""
+    result = maintenance.rolling_restart(cluster_of(ctx, spec_file, cluster))
+    session_of(ctx).out.print(f"restarted {', '.join(result.order)}", highlight=False)

@@ -1,0 +1,113 @@
+"""`maintenance` (compact, defragment, disarm NOSPACE) and `restart` (rolling).
+
+Both touch one member at a time, followers first and the leader last, and stop at the
+first member that is not healthy: maintenance must never be what breaks quorum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcsctl.errors import ClusterUnhealthy, DcsctlError
+from dcsctl.etcd.client import EtcdClient
+from dcsctl.etcd.model import EndpointStatus
+from dcsctl.ops.context import Cluster
+from dcsctl.ops.lifecycle import UpWorkflow, as_saved
+from dcsctl.spec import Member
+from dcsctl.state import locked
+
+NOSPACE = "NOSPACE"
+ALARMS = "Active Alarm(s): "
+
+
+def _curable(error: str) -> bool:
+    """A member whose only trouble is NOSPACE alarms is sick in a way maintenance cures."""
+    if not error.startswith(ALARMS):
+        return False
+    return all(kind == NOSPACE for kind in error.removeprefix(ALARMS).split(","))
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    revision: int
+    db_size_before: dict[str, int]
+    db_size_after: dict[str, int]
+    disarmed: tuple[str, ...]
+
+
+def _ordered(cluster: Cluster, client: EtcdClient) -> list[tuple[Member, EndpointStatus]]:
+    """Every member with its status, followers first and the leader last; abort if one is
+    unreachable or unhealthy for another reason than NOSPACE."""
+    statuses = client.statuses()
+    healths = client.health()
+    problems = []
+    ordered = []
+    for member, status, health in zip(cluster.spec.members, statuses, healths, strict=True):
+        if not isinstance(status, EndpointStatus):
+            problems.append(f"{member.name}: {status.message}")
+        elif not health.healthy and not _curable(health.error):
+            problems.append(f"{member.name}: {health.error}")
+        else:
+            ordered.append((member, status))
+    if problems:
+        raise ClusterUnhealthy(
+            "maintenance needs every member healthy; " + "; ".join(problems),
+            fix="bring the cluster back first (`dcsctl up`, `dcsctl status`)",
+        )
+    return sorted(ordered, key=lambda pair: pair[1].is_leader)
+
+
+def maintain(cluster: Cluster) -> MaintenanceResult:
+    """Compact history to now, defragment each member, disarm NOSPACE once space is back."""
+    cluster = as_saved(cluster)
+    with locked(cluster.dir), cluster.admin_client(timeout=10.0) as client:
+        ordered = _ordered(cluster, client)
+        before = {m.name: s.db_size for m, s in ordered}
+        revision = client.revision()
+        try:
+            client.compact(revision)
+        except DcsctlError as exc:
+            if "compacted" not in exc.message:
+                raise  # "already compacted" means there is nothing to do
+        for member, _ in ordered:
+            progress = cluster.context.progress
+            progress.message(f"defragmenting {member.name}")
+            client.defragment(cluster.spec.client_url(member))
+        after_statuses = client.statuses()
+        after = {
+            m.name: s.db_size for m, s in zip(cluster.spec.members, after_statuses, strict=True)
+            if isinstance(s, EndpointStatus)
+        }
+        disarmed: tuple[str, ...] = ()
+        alarms = client.alarms()
+        if alarms and max(after.values(), default=0) < cluster.spec.etcd.quota_backend_bytes:
+            client.disarm_alarms()
+            disarmed = tuple(sorted({a.kind for a in alarms}))
+    return MaintenanceResult(revision, before, after, disarmed)
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    order: tuple[str, ...]
+
+
+def rolling_restart(cluster: Cluster) -> RestartResult:
+    """Restart members one at a time; the leader hands over leadership before it goes."""
+    cluster = as_saved(cluster)
+    with locked(cluster.dir):
+        return RestartResult(restart_members(cluster, UpWorkflow(cluster)))
+
+
+def restart_members(cluster: Cluster, workflow: UpWorkflow) -> tuple[str, ...]:
+    """The rolling restart itself (the caller holds the cluster lock)."""
+    with cluster.admin_client() as client:
+        ordered = _ordered(cluster, client)
+    for member, status in ordered:
+        if status.is_leader and len(ordered) > 1:
+            successor = ordered[0][1].member_id
+            with cluster.admin_client() as client:
+                client.move_leader(cluster.spec.client_url(member), successor)
+        cluster.service(member.name).stop()
+        workflow.start_member(member)
+        workflow.wait_healthy(list(cluster.spec.members))
+    return tuple(m.name for m, _ in ordered)

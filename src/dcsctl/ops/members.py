@@ -1,0 +1,277 @@
+"""`member add/remove/replace`: one membership change at a time, each step checked first.
+
+A new member joins as a learner (it cannot cost quorum while it catches up), starts with
+`initial-cluster-state=existing`, and is promoted once in sync. Every step asks first
+("added? started? promoted?"), so a killed dcsctl is finished by the same command again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from dcsctl import spec as spec_module
+from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
+from dcsctl.etcd.model import EndpointStatus, MemberInfo
+from dcsctl.files import atomic_write
+from dcsctl.ops.context import Cluster
+from dcsctl.ops.lifecycle import UpWorkflow, as_saved
+from dcsctl.state import PRIVATE, locked
+from dcsctl.wait import wait_until
+from dcsctl.workflow import Phase, PhaseOutcome, run_phases
+
+JOIN_TIMEOUT_S = 60.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    member: str
+    outcomes: tuple[PhaseOutcome, ...]
+
+
+def _listed(cluster: Cluster, peer_url: str) -> MemberInfo | None:
+    with cluster.admin_client() as client:
+        for info in client.member_list():
+            if peer_url in info.peer_urls:
+                return info
+    return None
+
+
+def _require_healthy(cluster: Cluster, *, except_member: str | None = None) -> None:
+    with cluster.admin_client(timeout=3.0) as client:
+        healths = client.health()
+    sick = [
+        f"{m.name}: {h.error}"
+        for m, h in zip(cluster.spec.members, healths, strict=True)
+        if not h.healthy and m.name != except_member
+    ]
+    if sick:
+        raise ClusterUnhealthy(
+            "membership changes need every member healthy; " + "; ".join(sick),
+            fix="bring the cluster back first (`dcsctl up`), then retry",
+        )
+
+
+def _with_member(
+    saved: spec_module.ClusterSpec, new: dict[str, object]
+) -> spec_module.ClusterSpec:
+    raw = spec_module.digest_source(saved)
+    members = [m for m in raw["members"] if m["name"] != new["name"]]
+    raw["members"] = [*members, new]
+    return spec_module.from_mapping(raw, source="the spec with the new member")
+
+
+def _without_member(saved: spec_module.ClusterSpec, name: str) -> spec_module.ClusterSpec:
+    raw = spec_module.digest_source(saved)
+    raw["members"] = [m for m in raw["members"] if m["name"] != name]
+    return spec_module.from_mapping(raw, source="the spec without the member")
+
+
+def _once_settled(cluster: Cluster, change: Callable[[], T], what: str) -> T:
+    """Run a membership change, retrying while etcd calls the cluster "unhealthy": it
+    refuses changes until every member has been connected for 5 s (after any start,
+    restart or membership change)."""
+
+    def attempt() -> T | None:
+        try:
+            return change()
+        except ClusterUnhealthy as exc:
+            if "unhealthy cluster" not in exc.message:
+                raise
+            return None
+
+    return wait_until(attempt, timeout=cluster.context.deadline(30), what=what)
+
+
+class JoinWorkflow:
+    """Add one member to a running cluster: learner, start, promote."""
+
+    def __init__(self, cluster: Cluster, member: spec_module.Member) -> None:
+        self.cluster = cluster
+        self.member = member
+        self.up = UpWorkflow(cluster, replacing=True)
+        self.peer_url = cluster.spec.peer_url(member)
+
+    def phases(self) -> list[Phase]:
+        return [
+            Phase("preflight", "other members healthy, ports free", self.preflight,
+                  check_only=True),
+            Phase("pki", f"certificate for {self.member.name}", self.up.pki,
+                  self.up.pki_complete),
+            Phase("add", "add as a learner", self.add, self.added),
+            Phase("config", "etcd configuration (initial-cluster-state existing)",
+                  self.up.config),
+            Phase("start", f"start {self.member.name}", self.start, self.started),
+            Phase("promote", "promote to voting member once in sync", self.promote,
+                  self.promoted),
+            Phase("health", "wait until every member is healthy", self.up.health,
+                  check_only=True),
+        ]
+
+    def preflight(self) -> str:
+        _require_healthy(self.cluster, except_member=self.member.name)
+        self.up.record = self.cluster.dir.record()
+        return self.up.preflight()
+
+    def added(self) -> bool:
+        return _listed(self.cluster, self.peer_url) is not None
+
+    def add(self) -> str:
+        def add_learner() -> MemberInfo:
+            with self.cluster.admin_client() as client:
+                return client.member_add_learner(self.peer_url)
+
+        info = _once_settled(self.cluster, add_learner,
+                             f"etcd did not accept {self.member.name} as a learner")
+        return f"learner {info.id:x}"
+
+    def started(self) -> bool:
+        info = _listed(self.cluster, self.peer_url)
+        return bool(info and info.started and self.cluster.service(self.member.name).is_active())
+
+    def start(self) -> str:
+        data = Path(self.cluster.dir.layout(self.member.name).data_dir)
+        info = _listed(self.cluster, self.peer_url)
+        if info is not None and not info.started and data.exists():
+            # Listed but never started: whatever is in the data dir is from a failed
+            # earlier attempt (or another cluster) and must not be joined with.
+            shutil.rmtree(data)
+        self.up.start_member(self.member)
+        wait_until(lambda: self.started() or None, timeout=self.cluster.context.deadline(
+            JOIN_TIMEOUT_S), what=f"{self.member.name} did not join",
+            fix=f"see `dcsctl logs {self.member.name}`")
+        return "started"
+
+    def promoted(self) -> bool:
+        info = _listed(self.cluster, self.peer_url)
+        return bool(info and not info.is_learner)
+
+    def promote(self) -> str:
+        info = _listed(self.cluster, self.peer_url)
+        assert info is not None
+
+        def try_promote() -> bool:
+            with self.cluster.admin_client() as client:
+                leader = next((s.endpoint for s in client.statuses()
+                               if isinstance(s, EndpointStatus) and s.is_leader), None)
+                if leader is None:
+                    return False  # mid-election
+                try:
+                    client.member_promote(info.id, leader)
+                except ClusterUnhealthy:
+                    return False  # not in sync yet
+            return True
+
+        wait_until(try_promote, timeout=self.cluster.context.deadline(JOIN_TIMEOUT_S),
+                   what=f"{self.member.name} did not catch up with the leader")
+        return "voting member"
+
+
+def add(
+    cluster: Cluster, name: str, address: str, *, client_port: int | None = None,
+    peer_port: int | None = None,
+) -> MemberChange:
+    saved = as_saved(cluster)
+    new: dict[str, object] = {"name": name, "address": address}
+    if client_port:
+        new["client_port"] = client_port
+    if peer_port:
+        new["peer_port"] = peer_port
+    if name in {m.name for m in saved.spec.members}:
+        existing = saved.spec.member(name)
+        if str(existing.address) != address:
+            raise DcsctlError(f"member {name} already exists with address {existing.address}",
+                              fix="choose another name, or `dcsctl member remove` it first")
+    grown = cluster.context.cluster(_with_member(saved.spec, new))
+    with locked(grown.dir):
+        workflow = JoinWorkflow(grown, grown.spec.member(name))
+        outcomes = run_phases(workflow.phases(), cluster.context.progress)
+    return MemberChange(name, tuple(outcomes))
+
+
+def _quorum_after_removal(cluster: Cluster, name: str) -> tuple[int, int]:
+    """(healthy members left, members needed for quorum) once `name` is gone."""
+    with cluster.admin_client(timeout=3.0) as client:
+        healths = client.health()
+    remaining = [h for m, h in zip(cluster.spec.members, healths, strict=True) if m.name != name]
+    return sum(1 for h in remaining if h.healthy), len(remaining) // 2 + 1
+
+
+def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
+    saved = as_saved(cluster)
+    if name not in {m.name for m in saved.spec.members}:
+        raise NotFound(f"no member {name!r} in cluster {saved.spec.name!r}",
+                       fix="see `dcsctl status` for the members")
+    if len(saved.spec.members) == 1:
+        raise DcsctlError(f"{name} is the last member", fix="use `dcsctl destroy` instead")
+    healthy, needed = _quorum_after_removal(saved, name)
+    if healthy < needed and not force:
+        raise ClusterUnhealthy(
+            f"removing {name} would leave {healthy} healthy of the {needed} members a quorum "
+            "needs",
+            fix="bring the other members back first (`dcsctl up`), or pass --force if "
+            "they are gone for good",
+        )
+    member = saved.spec.member(name)
+    shrunk = cluster.context.cluster(_without_member(saved.spec, name))
+    peer_url = saved.spec.peer_url(member)
+
+    def remove_from_etcd() -> str:
+        info = _listed(saved, peer_url)
+        assert info is not None
+
+        def remove_member() -> bool:
+            with saved.admin_client() as client:
+                client.member_remove(info.id)
+            return True
+
+        _once_settled(saved, remove_member, f"etcd did not remove {name}")
+        return f"removed {info.id:x}"
+
+    def stop_and_forget() -> str:
+        saved.service(name).stop()
+        shutil.rmtree(saved.dir.member_dir(name), ignore_errors=True)
+        up = UpWorkflow(shrunk)
+        up.record = shrunk.dir.record()
+        up.config()  # the remaining members' initial-cluster; no restart needed
+        return "stopped, data removed, spec saved"
+
+    phases = [
+        Phase("remove", f"remove {name} from etcd", remove_from_etcd,
+              lambda: _listed(saved, peer_url) is None),
+        Phase("stop", f"stop {name}, drop its data, save the spec", stop_and_forget),
+    ]
+    with locked(saved.dir):
+        outcomes = run_phases(phases, cluster.context.progress)
+    return MemberChange(name, tuple(outcomes))
+
+
+def replace(cluster: Cluster, name: str) -> MemberChange:
+    """A dead or wiped member: remove it, then add it again with a fresh data dir."""
+    saved = as_saved(cluster)
+    if name not in {m.name for m in saved.spec.members}:
+        raise NotFound(f"no member {name!r} in cluster {saved.spec.name!r}",
+                       fix="see `dcsctl status` for the members")
+    member = saved.spec.member(name)
+    marker = saved.dir.member_dir(name).parent / f".replacing-{name}.json"
+    info = _listed(saved, saved.spec.peer_url(member))
+    if not marker.exists():
+        if info is None:
+            raise DcsctlError(f"{name} is not a member in etcd",
+                              fix=f"use `dcsctl member add {name}`")
+        atomic_write(marker, json.dumps({"old_id": info.id}).encode(), PRIVATE)
+    old_id = json.loads(marker.read_text())["old_id"]
+    outcomes: list[PhaseOutcome] = []
+    if info is not None and info.id == old_id:
+        outcomes += remove(saved, name, force=False).outcomes
+    address = str(member.address)
+    outcomes += add(saved, name, address, client_port=member.client_port,
+                    peer_port=member.peer_port).outcomes
+    marker.unlink(missing_ok=True)
+    return MemberChange(name, tuple(outcomes))
+

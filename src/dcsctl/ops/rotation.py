@@ -1,0 +1,204 @@
+"""`certs check` and `certs rotate [--ca]`: certificates that never expire by surprise.
+
+Leaf rotation keeps each private key and replaces only the certificate file: etcd reads
+its certificate on every new TLS connection, so the swap needs no restart, and a single
+atomic file replacement never pairs a new certificate with an old key mid-handshake.
+CA rotation goes through a trust bundle (old + new), with rolling restarts because etcd
+reads its trusted CAs only at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcsctl import pki
+from dcsctl.errors import NotFound
+from dcsctl.etcd.client import ClientTls, served_certificate
+from dcsctl.files import atomic_write
+from dcsctl.ops import patroni as patroni_ops
+from dcsctl.ops.certs import member_sans
+from dcsctl.ops.context import Cluster
+from dcsctl.ops.lifecycle import UpWorkflow, as_saved
+from dcsctl.ops.maintenance import restart_members
+from dcsctl.state import PRIVATE, PUBLIC, locked
+from dcsctl.wait import wait_until
+
+WARN_DAYS = 30
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class CertificateRow:
+    holder: str
+    role: str
+    path: Path
+    subject: str
+    not_after: dt.datetime
+    days_left: int
+    verdict: Verdict
+
+
+def _row(holder: str, role: str, path: Path, now: dt.datetime, warn_days: int) -> CertificateRow:
+    facts = pki.inspect(path.read_bytes())
+    days = facts.days_left(now)
+    verdict = (Verdict.EXPIRED if facts.not_after <= now
+               else Verdict.EXPIRING if days < warn_days else Verdict.OK)
+    return CertificateRow(holder, role, path, facts.subject, facts.not_after, days, verdict)
+
+
+def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateRow]:
+    """Every certificate dcsctl issued for this cluster, with its expiry verdict."""
+    cluster = as_saved(cluster)
+    directory, now = cluster.dir, cluster.context.clock()
+    if directory.ca() is None:
+        raise NotFound(f"cluster {cluster.spec.name!r} has no PKI yet", fix="run `dcsctl up`")
+    rows = [_row("control machine", "ca", directory.ca_cert, now, warn_days),
+            _row("control machine", "admin (CN=root)", directory.admin_cert, now, warn_days)]
+    for member in cluster.spec.members:
+        path = Path(directory.layout(member.name).cert)
+        if path.exists():
+            rows.append(_row(member.name, "member", path, now, warn_days))
+    for cert in sorted((directory.root / "patroni").glob("*/*/*.crt")):
+        if cert.name != "ca.crt":
+            rows.append(_row(f"{cert.parent.parent.name}/{cert.parent.name}", "patroni client",
+                             cert, now, warn_days))
+    return rows
+
+
+def _served_serial(cluster: Cluster, member_name: str) -> int | None:
+    admin, trusted = cluster.dir.admin(), cluster.dir.trusted_cas()
+    assert admin is not None and trusted is not None
+    tls = ClientTls(trusted, admin.cert_pem, admin.key_pem, cluster.spec.shared_dns_name)
+    endpoint = cluster.spec.client_url(cluster.spec.member(member_name))
+    try:
+        return pki.serial_number(served_certificate(endpoint, tls))
+    except OSError:
+        return None
+
+
+def _await_serial(cluster: Cluster, member_name: str, serial: int) -> None:
+    wait_until(lambda: _served_serial(cluster, member_name) == serial,
+               timeout=cluster.context.deadline(15),
+               what=f"{member_name} did not present its new certificate")
+
+
+def _reissue_leaves(cluster: Cluster, ca: pki.Identity) -> list[str]:
+    """New certificates (same keys) for the admin and every member, one member at a time,
+    each confirmed by a fresh TLS handshake presenting the new serial."""
+    directory, policy, now = cluster.dir, cluster.spec.tls, cluster.context.clock()
+    admin = directory.admin()
+    assert admin is not None
+    renewed_admin = pki.issue(ca, pki.Role.ADMIN, common_name="root", sans=pki.SubjectAltNames(),
+                              key_type=policy.key_type, days=policy.leaf_days, now=now,
+                              key_pem=admin.key_pem)
+    atomic_write(directory.admin_cert, renewed_admin.cert_pem, PUBLIC)
+    done = ["admin"]
+    for member in cluster.spec.members:
+        layout = directory.layout(member.name)
+        key_pem = Path(layout.key).read_bytes()
+        renewed = pki.issue(ca, pki.Role.MEMBER, common_name=member.name,
+                            sans=member_sans(cluster.spec, member), key_type=policy.key_type,
+                            days=policy.leaf_days, now=now, key_pem=key_pem)
+        atomic_write(Path(layout.cert), renewed.cert_pem, PUBLIC)
+        _await_serial(cluster, member.name, pki.serial_number(renewed.cert_pem))
+        done.append(member.name)
+    return done
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    renewed: tuple[str, ...]
+    patroni_bundles: tuple[str, ...]
+    finished: bool
+    note: str
+
+
+def _reissue_patroni(
+    cluster: Cluster, ca: pki.Identity | None = None, trust: bytes | None = None
+) -> tuple[str, ...]:
+    """Rewrite every Patroni bundle kept in the state dir (signed by `ca`, trusting `trust`)."""
+    bundles = []
+    for node_dir in sorted((cluster.dir.root / "patroni").glob("*/*")):
+        patroni_ops.config(cluster, node_dir.parent.name, node_dir.name, ca=ca, trust=trust)
+        bundles.append(f"{node_dir.parent.name}/{node_dir.name}")
+    return tuple(bundles)
+
+
+def rotate_leaves(cluster: Cluster) -> RotationResult:
+    cluster = as_saved(cluster)
+    with locked(cluster.dir):
+        ca = cluster.dir.ca()
+        assert ca is not None
+        renewed = _reissue_leaves(cluster, ca)
+    bundles = _reissue_patroni(cluster)
+    return RotationResult(tuple(renewed), bundles, True, "no member was restarted")
+
+
+def _rotation_state(cluster: Cluster) -> Path:
+    return cluster.dir.pki_dir / "rotation.json"
+
+
+def _write_member_trust(cluster: Cluster, bundle: bytes) -> None:
+    for member in cluster.spec.members:
+        atomic_write(Path(cluster.dir.layout(member.name).ca_cert), bundle, PUBLIC)
+
+
+def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
+    """Replace the CA without downtime: trust old+new, reissue, then drop the old CA.
+
+    Patroni nodes hold client certificates from the old CA: when there are any, the
+    rotation stops before dropping the old CA, so the new bundles can be deployed first;
+    `--finish` then completes it.
+    """
+    cluster = as_saved(cluster)
+    directory = cluster.dir
+    next_cert, next_key = directory.pki_dir / "ca-next.crt", directory.pki_dir / "ca-next.key"
+    state_path = _rotation_state(cluster)
+    workflow = UpWorkflow(cluster)
+    with locked(directory):
+        old = directory.ca()
+        assert old is not None
+        step = json.loads(state_path.read_text())["step"] if state_path.exists() else "begin"
+        if step == "begin":
+            policy, now = cluster.spec.tls, cluster.context.clock()
+            new = pki.issue_ca(f"{cluster.spec.name}-ca", policy.key_type, policy.ca_days, now)
+            directory.save_identity(new, next_cert, next_key)
+            bundle = old.cert_pem + new.cert_pem
+            atomic_write(directory.trust_bundle, bundle, PUBLIC)
+            _write_member_trust(cluster, bundle)
+            restart_members(cluster, workflow)  # etcd reads trusted CAs at start-up only
+            atomic_write(state_path, json.dumps({"step": "trusting-both"}).encode(), PRIVATE)
+            step = "trusting-both"
+        new_ca = directory.load_identity(next_cert, next_key) or old
+        renewed: list[str] = []
+        bundles: tuple[str, ...] = ()
+        if step == "trusting-both":
+            renewed = _reissue_leaves(cluster, new_ca)
+            atomic_write(state_path, json.dumps({"step": "reissued"}).encode(), PRIVATE)
+            step = "reissued"
+        has_patroni = any((directory.root / "patroni").glob("*/*"))
+        if step == "reissued" and has_patroni and not finish:
+            bundles = _reissue_patroni(cluster, new_ca, old.cert_pem + new_ca.cert_pem)
+            return RotationResult(tuple(renewed), bundles, False,
+                                  "deploy the new Patroni bundles, then run "
+                                  "`dcsctl certs rotate --ca --finish` to drop the old CA")
+        # Drop the old CA: members and clients trust only the new one.
+        directory.save_identity(new_ca, directory.ca_cert, directory.ca_key)
+        _write_member_trust(cluster, new_ca.cert_pem)
+        directory.trust_bundle.unlink(missing_ok=True)
+        restart_members(cluster, workflow)
+        next_cert.unlink(missing_ok=True)
+        next_key.unlink(missing_ok=True)
+        state_path.unlink(missing_ok=True)
+    if has_patroni:
+        bundles = _reissue_patroni(cluster)
+    return RotationResult(tuple(renewed), bundles, True, "old CA dropped")

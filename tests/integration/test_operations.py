@@ -1,0 +1,212 @@
+"""Day-two operations on real clusters: members, certificates, maintenance, restarts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcsctl.errors import DcsctlError
+from dcsctl.ops.context import Context
+from dcsctl.spec import parse
+from tests.conftest import REPO, LabCluster
+from tests.integration.writer import BackgroundWriter
+
+
+def _members(lab: LabCluster) -> list[dict[str, object]]:
+    members = lab.ok("status", "--json").json()["members"]
+    assert isinstance(members, list)
+    return members
+
+
+def _neighbour(lab: LabCluster, last_octet: int) -> str:
+    return lab.addresses()[0].rsplit(".", 1)[0] + f".{last_octet}"
+
+
+def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
+    lab.ok("up")
+    lab.ok("put", "/k", "before")
+    for name, octet in (("extra-3", 13), ("extra-4", 14)):
+        lab.ok("member", "add", name, "--address", _neighbour(lab, octet))
+    members = _members(lab)
+    assert len(members) == 5
+    assert all(m["healthy"] and m["is_learner"] is False for m in members)
+    assert "extra-4" in lab.spec_file.read_text()  # the -f file follows the membership
+    for name in ("extra-4", "extra-3"):
+        lab.ok("member", "remove", name)
+    assert [m["name"] for m in _members(lab)] == [f"{lab.name}-{i}" for i in range(3)]
+    assert lab.ok("get", "/k").out == "before\n"
+
+
+def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster) -> None:
+    lab.ok("up")
+    lab.ok("put", "/k", "kept")
+    victim = _members(lab)[2]
+    os.kill(int(str(victim["pid"])), signal.SIGKILL)
+    shutil.rmtree(lab.state / "members" / str(victim["name"]) / "data")
+    lab.ok("member", "replace", str(victim["name"]))
+    after = {m["name"]: m for m in _members(lab)}
+    assert after[victim["name"]]["id"] != victim["id"]
+    assert all(m["healthy"] for m in after.values())
+    assert lab.ok("get", "/k").out == "kept\n"
+
+
+def test_member_add_killed_between_add_and_start_is_finished_by_rerun(lab: LabCluster) -> None:
+    lab.ok("up")
+    address = _neighbour(lab, 13)
+    argv = [sys.executable, "-m", "dcsctl", "member", "add", "late", "--address", address,
+            "-f", str(lab.spec_file)]
+    process = subprocess.Popen(argv, env=lab.environ, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True, cwd=REPO)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "[add]" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    rerun = lab.ok("member", "add", "late", "--address", address)
+    assert "= [add]" in rerun.err  # observed as done, not added twice
+    members = _members(lab)
+    assert len(members) == 4 and all(m["healthy"] for m in members)
+
+
+def test_removal_that_would_break_quorum_is_refused(lab: LabCluster) -> None:
+    lab.ok("up")
+    members = _members(lab)
+    os.kill(int(str(members[0]["pid"])), signal.SIGKILL)
+    refused = lab.dcsctl("member", "remove", str(members[1]["name"]))
+    assert refused.code == 5
+    assert "quorum" in refused.err and "--force" in refused.err
+    still = lab.dcsctl("status", "--json").json()["members"]  # exit 5: one member is down
+    assert isinstance(still, list) and len(still) == 3
+
+
+def test_certs_check_flags_soon_expiring_certificates(lab: LabCluster) -> None:
+    document = lab.document()
+    document["tls"] = {"leaf_days": 10}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    lab.ok("up")
+    result = lab.dcsctl("certs", "check", "--json")
+    assert result.code == 5
+    rows = yaml.safe_load(result.out)
+    verdicts = {(r["holder"], r["role"]): r["verdict"] for r in rows}
+    assert verdicts[("control machine", "ca")] == "ok"
+    assert verdicts[(f"{lab.name}-0", "member")] == "expiring"
+    assert all(r["days_left"] <= 10 for r in rows if r["role"] == "member")
+    assert "no changes" in lab.ok("up").err  # short lifetimes are not reissued every run
+
+
+def _served_serial(lab: LabCluster, member: int) -> int:
+    pki_dir = lab.state / "pki"
+    context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    context.check_hostname = False
+    context.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
+    import socket
+
+    from cryptography import x509
+
+    with socket.create_connection((lab.addresses()[member], 2379), timeout=5) as raw, \
+            context.wrap_socket(raw) as wrapped:
+        der = wrapped.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
+
+
+def test_leaf_rotation_under_writes_loses_no_request(lab: LabCluster) -> None:
+    lab.ok("up")
+    before = [_served_serial(lab, i) for i in range(3)]
+    with BackgroundWriter(lab) as writer:
+        writer.wait_acked(20)
+        lab.ok("certs", "rotate")
+        writer.wait_acked(20)
+    assert writer.failed == [] and len(writer.acked) >= 40
+    after = [_served_serial(lab, i) for i in range(3)]
+    assert all(a != b for a, b in zip(after, before, strict=True))
+    assert lab.ok("status", "--json").json()["healthy"] is True
+
+
+def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
+    lab: LabCluster, tmp_path: Path
+) -> None:
+    lab.ok("up")
+    lab.ok("put", "/k", "v")
+    pki_dir = lab.state / "pki"
+    old_ca = (pki_dir / "ca.crt").read_bytes()
+    old_admin = tmp_path / "old-admin"
+    shutil.copytree(pki_dir, old_admin)
+    with BackgroundWriter(lab) as writer:
+        writer.wait_acked(20)
+        lab.ok("certs", "rotate", "--ca")
+        writer.wait_acked(20)
+    # Each member restarts twice (trust both, then only the new CA): at most an election's
+    # worth of failed writes per restart.
+    assert len(writer.failed) <= 6, writer.failed
+    assert (pki_dir / "ca.crt").read_bytes() != old_ca
+    assert not (pki_dir / "trust.crt").exists()
+    assert lab.ok("get", "/k").out == "v\n"
+    for member in lab.state.glob("members/*/tls/ca.crt"):
+        assert member.read_bytes() == (pki_dir / "ca.crt").read_bytes()
+    context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    context.check_hostname = False
+    context.load_cert_chain(str(old_admin / "admin.crt"), str(old_admin / "admin.key"))
+    import http.client
+
+    connection = http.client.HTTPSConnection(lab.addresses()[0], 2379, context=context,
+                                             timeout=5)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        connection.request("GET", "/health")
+        connection.getresponse()
+
+
+def test_nospace_alarm_is_cured_by_maintenance_without_data_loss(lab: LabCluster) -> None:
+    document = lab.document()
+    document["etcd"] = {"quota_backend_bytes": 16 * 2**20}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    lab.ok("up")
+    cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+    kept = {f"/kept/{i}": f"value-{i}".encode() for i in range(50)}
+    with cluster.admin_client() as client:
+        for key, value in kept.items():
+            client.put(key, value)
+        blob = b"x" * 64 * 1024
+        with pytest.raises(DcsctlError, match="space quota"):
+            for _ in range(2000):  # bounded: 2000 x 64 KiB is 8x the quota
+                client.put("/history/blob", blob)
+    status = lab.dcsctl("status", "--json")
+    assert status.code == 5
+    assert any(a["alarm"] == "NOSPACE" for a in status.json()["alarms"])  # type: ignore[union-attr]
+
+    result = lab.ok("maintenance")
+    assert "disarmed alarms: NOSPACE" in result.out
+    lab.ok("put", "/after", "writable again")
+    with cluster.admin_client() as client:
+        for key, value in kept.items():
+            found = client.get(key)
+            assert found is not None and found.value == value
+    assert lab.ok("status", "--json").json()["healthy"] is True
+
+
+def test_rolling_restart_under_writes(lab_factory: Callable[..., LabCluster]) -> None:
+    lab = lab_factory()
+    lab.ok("up")
+    pids = [m["pid"] for m in _members(lab)]
+    with BackgroundWriter(lab) as writer:
+        writer.wait_acked(20)
+        lab.ok("restart")
+        writer.wait_acked(20)
+    after = _members(lab)
+    assert all(m["pid"] not in pids for m in after)
+    assert all(m["healthy"] for m in after)
+    assert len(writer.failed) <= 3, writer.failed  # leadership is handed over first
+    cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+    with cluster.admin_client() as client:
+        missing = [k for k in writer.acked if client.get(k) is None]
+    assert missing == []

@@ -1,0 +1,67 @@
+"""A bounded background writer that records every acknowledged write (for fault tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from dcsctl.errors import DcsctlError
+from dcsctl.ops.context import Context
+from dcsctl.spec import parse
+from tests.conftest import LabCluster
+
+
+@dataclass
+class BackgroundWriter:
+    lab: LabCluster
+    prefix: str = "/writer/"
+    max_writes: int = 20_000
+    max_seconds: float = 300.0
+    acked: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> BackgroundWriter:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+
+    def wait_acked(self, count: int, timeout: float = 30.0) -> None:
+        """Block until `count` more writes are acknowledged (so a fault lands mid-stream)."""
+        target = len(self.acked) + count
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < target:
+            assert time.monotonic() < deadline, f"writer stalled at {len(self.acked)} acks"
+            assert self._thread is not None and self._thread.is_alive(), "writer stopped"
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        cluster = Context(self.lab.environ).cluster(parse(self.lab.spec_file.read_text()))
+        deadline = time.monotonic() + self.max_seconds
+        client = cluster.admin_client(timeout=2.0)
+        try:
+            for index in range(self.max_writes):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                key = f"{self.prefix}{index:06d}"
+                try:
+                    client.put(key, b"x")
+                    self.acked.append(key)
+                except DcsctlError as exc:
+                    # A timed-out write may still have been committed: it is "unknown",
+                    # never counted as lost or as acknowledged.
+                    self.failed.append(f"{key}: {exc.message}")
+                    # Like a real client, reconnect with the trust currently published
+                    # (a CA rotation changes it).
+                    client.close()
+                    client = cluster.admin_client(timeout=2.0)
+                time.sleep(0.005)  # pacing: ~150 writes/s, like etcdctl check perf's s load
+        finally:
+            client.close()
