@@ -210,3 +210,37 @@ def test_rolling_restart_under_writes(lab_factory: Callable[..., LabCluster]) ->
     with cluster.admin_client() as client:
         missing = [k for k in writer.acked if client.get(k) is None]
     assert missing == []
+
+
+OLD_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"
+
+
+def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster) -> None:
+    document = lab.document()
+    document["etcd"] = {"bin_dir": str(OLD_ETCD)}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    lab.ok("up")
+    lab.ok("put", "/k", "survives")
+    assert {m["status"]["version"] for m in _members(lab)} == {"3.5.16"}  # type: ignore[index]
+    new_bin = Path(lab.environ["DCSCTL_ETCD_BIN_DIR"])
+    result = lab.ok("upgrade", "--to", "3.5.30", "--bin-dir", str(new_bin))
+    assert "snapshot before the upgrade" in result.out
+    members = _members(lab)
+    assert {m["status"]["version"] for m in members} == {"3.5.30"}  # type: ignore[index]
+    assert all(m["healthy"] for m in members)
+    assert lab.ok("get", "/k").out == "survives\n"
+    again = lab.ok("upgrade", "--to", "3.5.30", "--bin-dir", str(new_bin))
+    assert "nothing (already there)" in again.out
+
+
+def test_unsupported_upgrade_paths_are_refused(lab: LabCluster, tmp_path: Path) -> None:
+    lab.ok("up")
+    fake = tmp_path / "etcd-3.7"
+    fake.mkdir()
+    for tool in ("etcd", "etcdctl"):
+        (fake / tool).write_text('#!/bin/sh\necho "etcd Version: 3.7.0"\n')
+        (fake / tool).chmod(0o755)
+    refused = lab.dcsctl("upgrade", "--to", "3.7.0", "--bin-dir", str(fake))
+    assert refused.code == 1 and "skips a minor version" in refused.err
+    down = lab.dcsctl("upgrade", "--to", "3.5.16", "--bin-dir", str(OLD_ETCD))
+    assert down.code == 1 and "downgrade" in down.err

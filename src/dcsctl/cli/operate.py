@@ -20,7 +20,7 @@ from dcsctl.cli.common import (
 )
 from dcsctl.errors import ExitCode
 from dcsctl.files import atomic_write
-from dcsctl.ops import maintenance, members, rotation
+from dcsctl.ops import maintenance, members, rotation, upgrade
 from dcsctl.ops.context import Cluster
 
 member_app = typer.Typer(help="Add, remove or replace members, one change at a time.",
@@ -144,3 +144,22 @@ def restart(
     """Rolling restart: one member at a time, leader last (after handing over)."""
     result = maintenance.rolling_restart(cluster_of(ctx, spec_file, cluster))
     session_of(ctx).out.print(f"restarted {', '.join(result.order)}", highlight=False)
+
+
+@app.command("upgrade")
+def upgrade_(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="target etcd version, e.g. 3.5.30")],
+    bin_dir: Annotated[Path, typer.Option("--bin-dir", help="where that etcd's binaries are")],
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Rolling upgrade: snapshot first, then one member at a time (re-run to resume)."""
+    target = cluster_of(ctx, spec_file, cluster)
+    result = upgrade.upgrade(target, to=to, bin_dir=bin_dir)
+    session = session_of(ctx)
+    _refresh_spec_file(session, target, spec_file)
+    if result.snapshot:
+        session.out.print(f"snapshot before the upgrade: {result.snapshot}", highlight=False)
+    session.out.print(
+        f"etcd {result.from_version} -> {result.to_version}: upgraded "
+        f"{', '.join(result.upgraded) or 'nothing (already there)'}", highlight=False)

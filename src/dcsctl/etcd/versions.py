@@ -53,3 +53,33 @@ RECOMMENDED = Version(3, 5, 30)
 
 def advisories(version: Version) -> list[Advisory]:
     return [a for a in ADVISORIES if a.first_bad <= version < a.fixed_in]
+
+
+# The oldest patch release of a minor version that may be upgraded to the next minor
+# (etcd's upgrade guides: "update 3.5 members to 3.5.26 or later before 3.6").
+MINOR_UPGRADE_FLOOR: dict[tuple[int, int], Version] = {
+    (3, 4): Version(3, 4, 0),
+    (3, 5): Version(3, 5, 26),
+}
+
+
+def upgrade_problem(current: Version, target: Version) -> str | None:  # noqa: PLR0911
+    """Why etcd does not support going from `current` to `target`, or None if it does."""
+    if target == current:
+        return None
+    if target < current:
+        return f"{current} -> {target} is a downgrade; etcd supports only upgrades here"
+    if target.major != current.major:
+        return f"{current} -> {target} changes the major version"
+    if target.minor == current.minor:
+        return None  # patch upgrade
+    if target.minor > current.minor + 1:
+        return (f"{current} -> {target} skips a minor version; upgrade one minor at a time "
+                f"({current.major}.{current.minor + 1} first)")
+    floor = MINOR_UPGRADE_FLOOR.get((current.major, current.minor))
+    if floor is None:
+        return f"no known-safe path from {current} to {target}"
+    if current < floor:
+        return (f"{current} -> {target} needs every member on {floor} or later first "
+                f"(etcd's upgrade guide)")
+    return None
