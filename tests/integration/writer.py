@@ -19,7 +19,9 @@ class BackgroundWriter:
     max_writes: int = 20_000
     max_seconds: float = 300.0
     acked: list[str] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    fail_durations: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -51,10 +53,13 @@ class BackgroundWriter:
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
                 key = f"{self.prefix}{index:06d}"
+                started = time.monotonic()
                 try:
                     client.put(key, b"x")
+                    self.ack_times.append(time.monotonic())
                     self.acked.append(key)
                 except DcsctlError as exc:
+                    self.fail_durations.append(time.monotonic() - started)
                     # A timed-out write may still have been committed: it is "unknown",
                     # never counted as lost or as acknowledged.
                     self.failed.append(f"{key}: {exc.message}")

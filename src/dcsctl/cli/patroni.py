@@ -76,12 +76,16 @@ def config(
     ctx: typer.Context, scope: str,
     node: Annotated[str, typer.Option("--node", help="the database host this is for")],
     out: Annotated[Path | None, typer.Option("--out", help="write the bundle here")] = None,
+    show_password: Annotated[bool, typer.Option(
+        "--show-password", help="print the password too (it is always in etcd3.yml)")] = False,
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Issue NODE's client cert (no CN) and print patroni.yml's `etcd3:` section."""
     bundle = patroni_ops.config(cluster_of(ctx, spec_file, cluster), scope, node, out)
     session = session_of(ctx)
-    session.out.file.write(bundle.section)
+    # Terminals are scrolled back, logged and screen-shared: the password is printed only
+    # when asked for; the bundle's etcd3.yml (0600) always has it.
+    session.out.file.write(bundle.section if show_password else bundle.masked_section)
     session.err.print(f"bundle (ca.crt, {node}.crt, {node}.key 0600, etcd3.yml 0600) in "
                       f"{bundle.directory}", highlight=False)
     for line in bundle.advice:

@@ -302,6 +302,16 @@ class EtcdClient:
 
         return self._run(f"streaming a snapshot from {endpoint}", call)
 
+    def hash_kv(self, endpoint: str, revision: int) -> tuple[int, int]:
+        """(hash of the key-value store up to `revision`, compact revision) of one member."""
+
+        async def call() -> tuple[int, int]:
+            client = await self._client((endpoint,))
+            response = await client.maintenance.hash_kv(revision, timeout=self.timeout)
+            return int(response.hash), int(response.compact_revision)
+
+        return self._run(f"hashing {endpoint}", call)
+
     def compact(self, revision: int) -> None:
         async def call() -> None:
             client = await self._client()

@@ -183,6 +183,7 @@ def scope_views(cluster: Cluster, client: EtcdClient) -> list[ScopeView]:
 class Bundle:
     directory: Path
     section: str
+    masked_section: str
     advice: tuple[str, ...]
 
 
@@ -229,8 +230,9 @@ def config(
         key=final / f"{node}.key", username=scope.user, password=password,
     )
     text = yaml.safe_dump(section, sort_keys=False)
+    masked = text.replace(password, "'********'  # in etcd3.yml (0600)")
     for directory in targets:
         cluster.dir.save_identity(identity, directory / f"{node}.crt", directory / f"{node}.key")
         atomic_write(directory / "ca.crt", trust or ca.cert_pem, PUBLIC)
         atomic_write(directory / "etcd3.yml", text.encode(), PRIVATE)  # holds the password
-    return Bundle(final, text, tuple(render.patroni_timing_advice(cluster.spec)))
+    return Bundle(final, text, masked, tuple(render.patroni_timing_advice(cluster.spec)))
