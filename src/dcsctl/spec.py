@@ -59,6 +59,21 @@ class Member(_Strict):
     client_port: Port | None = None
     peer_port: Port | None = None
 
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address_text(cls, value: object) -> object:
+        # pydantic would read the integer 0 as 0.0.0.0: an address must be written out.
+        if not isinstance(value, str):
+            raise ValueError("must be an IPv4 address written as text, e.g. 127.0.0.10")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _usable_address(cls, value: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
+        if value.is_unspecified or value.is_multicast or value.is_reserved:
+            raise ValueError(f"{value} cannot be a member's address: give its own unicast IP")
+        return value
+
     @field_validator("name")
     @classmethod
     def _dns_safe(cls, value: str) -> str:
