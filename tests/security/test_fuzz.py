@@ -49,10 +49,7 @@ MUTATIONS = st.one_of(
 def _apply(document: dict[str, Any], path: tuple[Any, ...], value: object) -> None:
     node: Any = document
     for part in path[:-1]:
-        if isinstance(part, str):
-            node = node.setdefault(part, {})
-        else:
-            node = node[part]
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
     node[path[-1]] = value
 
 
@@ -69,7 +66,9 @@ def _assert_clean_failure(argv: list[str], environ: dict[str, str], home: Path) 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations=st.lists(MUTATIONS, min_size=1, max_size=3))
-def test_malformed_specs_end_in_a_spec_error(mutations: list[tuple[tuple[Any, ...], object]]) -> None:
+def test_malformed_specs_end_in_a_spec_error(
+    mutations: list[tuple[tuple[Any, ...], object]],
+) -> None:
     document = copy.deepcopy(VALID)
     for path, value in mutations:
         try:
