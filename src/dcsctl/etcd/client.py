@@ -13,8 +13,9 @@ import re
 import socket
 import ssl
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,6 +87,35 @@ def _error_text(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, str(exc)
 
 
+class _LoopThread:
+    """One asyncio loop, in a daemon thread, for every client in the process.
+
+    grpc.aio binds channels and its completion-queue poller to an event loop; with one
+    loop per client (and clients in several threads, as under a background writer) it
+    ends up calling into loops that are already closed. Synchronous callers hand their
+    coroutines to this one loop instead.
+    """
+
+    _lock = threading.Lock()
+    _shared: _LoopThread | None = None
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=self.loop.run_forever, name="dcsctl-etcd",
+                                  daemon=True)
+        thread.start()
+
+    @classmethod
+    def shared(cls) -> _LoopThread:
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
 class EtcdClient:
     def __init__(
         self, endpoints: Sequence[str], tls: ClientTls, *, timeout: float = 5.0
@@ -95,7 +125,7 @@ class EtcdClient:
         self.endpoints = tuple(endpoints)
         self.tls = tls
         self.timeout = timeout
-        self._runner = asyncio.Runner()
+        self._runner = _LoopThread.shared()
         self._clients: dict[tuple[str, ...], Any] = {}
 
     # -- plumbing --
@@ -107,7 +137,6 @@ class EtcdClient:
         if self._clients:
             self._runner.run(_close_all())
         self._clients.clear()
-        self._runner.close()
 
     def __enter__(self) -> EtcdClient:
         return self
@@ -203,20 +232,33 @@ class EtcdClient:
             return EndpointHealth(endpoint, False, took, "Active Alarm(s): " + ",".join(raised))
         return EndpointHealth(endpoint, True, took, "")
 
+    async def _status_or_error(self, endpoint: str) -> EndpointStatus | DcsctlError:
+        try:
+            return await self._status_of(endpoint)
+        except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+            code, details = _error_text(exc)
+            return translate(code, details, doing=f"status of {endpoint}")
+
     def statuses(
         self, endpoints: Sequence[str] | None = None
     ) -> list[EndpointStatus | DcsctlError]:
         """Status of each endpoint, asked of that member itself, all at once."""
 
-        async def one(endpoint: str) -> EndpointStatus | DcsctlError:
-            try:
-                return await self._status_of(endpoint)
-            except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
-                code, details = _error_text(exc)
-                return translate(code, details, doing=f"status of {endpoint}")
-
         async def call() -> list[EndpointStatus | DcsctlError]:
-            return list(await asyncio.gather(*(one(e) for e in endpoints or self.endpoints)))
+            targets = endpoints or self.endpoints
+            return list(await asyncio.gather(*(self._status_or_error(e) for e in targets)))
+
+        return self._runner.run(call())
+
+    def survey(self) -> tuple[list[EndpointStatus | DcsctlError], list[EndpointHealth]]:
+        """Status and health of every member, all asked at once: a hung member costs one
+        timeout, not one per question."""
+
+        async def call() -> tuple[list[EndpointStatus | DcsctlError], list[EndpointHealth]]:
+            statuses = asyncio.gather(*(self._status_or_error(e) for e in self.endpoints))
+            healths = asyncio.gather(*(self._health_of(e) for e in self.endpoints))
+            got_statuses, got_healths = await asyncio.gather(statuses, healths)
+            return list(got_statuses), list(got_healths)
 
         return self._runner.run(call())
 

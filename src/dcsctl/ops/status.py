@@ -50,8 +50,7 @@ def status(cluster: Cluster) -> ClusterView:
     record = cluster.dir.record()
     problems: list[str] = []
     with cluster.admin_client(timeout=STATUS_TIMEOUT_S) as client:
-        statuses = client.statuses()
-        healths = client.health()
+        statuses, healths = client.survey()
         infos: dict[str, MemberInfo] = {}
         alarms: list[Alarm] = []
         patroni: list[ScopeView] = []
