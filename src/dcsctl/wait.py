@@ -18,6 +18,7 @@ def wait_until(
     what: str,
     fix: str = "",
     interval: float = 0.05,
+    max_interval: float = 0.5,
     last_error: Callable[[], str] | None = None,
 ) -> T:
     """Poll `check` until it returns a value other than None/False; raise after `timeout`.
@@ -38,4 +39,4 @@ def wait_until(
                 fix=fix,
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, max_interval)

@@ -10,7 +10,6 @@ import http.client
 import json
 import socket
 import ssl
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +75,8 @@ def _forged(lab: LabCluster, role: pki.Role, common_name: str, *, own_ca: bool,
     issued_at = now - dt.timedelta(days=40) if expired else now
     identity = pki.issue(ca, role, common_name=common_name, sans=pki.SubjectAltNames(),
                          key_type=KeyType.ECDSA_P256, days=30, now=issued_at)
-    scratch = Path(tempfile.mkdtemp(prefix="dcsctl-probe-"))
+    scratch = lab.state.parent / "probe-certs"  # inside the test's own temp dir
+    scratch.mkdir(exist_ok=True)
     (scratch / "c.crt").write_bytes(identity.cert_pem)
     (scratch / "c.key").write_bytes(identity.key_pem)
     return scratch / "c.crt", scratch / "c.key"

@@ -303,6 +303,19 @@ class EtcdClient:
 
         return self._run(f"reading {key!r}", call)
 
+    def lease_ttl_of(self, key: str) -> int | None:
+        """Seconds left on the lease `key` is attached to (None: no key, or no lease)."""
+
+        async def call() -> int | None:
+            client = await self._client()
+            found = await client.kv.get(key, timeout=self.timeout)
+            if not found.kvs or not found.kvs[0].lease:
+                return None
+            lease = await client.lease.time_to_live(found.kvs[0].lease, timeout=self.timeout)
+            return int(lease.TTL)
+
+        return self._run(f"reading the lease of {key!r}", call)
+
     def count_keys(self, *, revision: int = 0) -> int:
         """How many live keys there are (at `revision`, 0 = now)."""
 

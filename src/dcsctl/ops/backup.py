@@ -24,6 +24,10 @@ from dcsctl.files import atomic_write, private_dir
 from dcsctl.ops.context import Cluster
 from dcsctl.snapshots import Manifest
 from dcsctl.state import PRIVATE, locked
+from dcsctl.wait import wait_until
+
+# Long enough to wait out a leader election (etcd's election timeout is 1 s by default).
+ELECTION_S = 6.0
 
 
 class SnapshotInvalid(DcsctlError):
@@ -104,21 +108,33 @@ def snapshot_facts(cluster: Cluster, path: Path) -> SnapshotFacts:
 
 
 def _pick_member(cluster: Cluster) -> tuple[str, EndpointStatus]:
-    """A healthy member to stream from, a follower if there is one (spares the leader)."""
-    with cluster.admin_client(timeout=3.0) as client:
-        healths = client.health()
-        statuses = client.statuses()
-    candidates = []
-    for member, health, status in zip(cluster.spec.members, healths, statuses, strict=True):
-        if health.healthy and isinstance(status, EndpointStatus):
-            candidates.append((status.is_leader, member.name, status))
-    if not candidates:
-        seen = "; ".join(f"{h.endpoint}: {h.error}" for h in healths)
+    """A healthy member to stream from, a follower if there is one (spares the leader).
+
+    Waits out a leader election (a few seconds) before it calls quorum lost.
+    """
+    seen: list[str] = []
+
+    def healthy_members() -> list[tuple[bool, str, EndpointStatus]] | None:
+        with cluster.admin_client(timeout=3.0) as client:
+            statuses, healths = client.survey()
+        seen[:] = [f"{h.endpoint}: {h.error}" for h in healths if not h.healthy]
+        found = [
+            (status.is_leader, member.name, status)
+            for member, health, status in zip(cluster.spec.members, healths, statuses,
+                                              strict=True)
+            if health.healthy and isinstance(status, EndpointStatus)
+        ]
+        return found or None
+
+    try:
+        candidates = wait_until(healthy_members, timeout=cluster.context.deadline(ELECTION_S),
+                                what="no member became healthy")
+    except ClusterUnhealthy as exc:
         raise ClusterUnhealthy(
             f"no member of {cluster.spec.name!r} is healthy, so no consistent snapshot can be "
-            f"taken (quorum lost?): {seen}",
+            f"taken (quorum lost?): {'; '.join(seen)}",
             fix="start the stopped members (`dcsctl up`) and check `dcsctl status`",
-        )
+        ) from exc
     _, name, status = sorted(candidates, key=lambda c: (c[0], c[1]))[0]
     return name, status
 

@@ -207,6 +207,8 @@ class UpWorkflow:
                     timeout=self.cluster.context.deadline(HEALTH_TIMEOUT_S),
                     what="the cluster did not become healthy",
                     last_error=last_error,
+                    interval=0.02,
+                    max_interval=0.1,  # a start-up is over in ~1 s: poll finely
                 )
             except ClusterUnhealthy as exc:
                 sick = [m for m, h in zip(members, last, strict=False) if not h.healthy]
