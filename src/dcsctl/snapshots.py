@@ -33,7 +33,9 @@ class Manifest:
     revision: int
     key_count: int | None  # live keys at `revision`; None if history was already compacted
     db_size: int
-    sha256: str  # of the whole snapshot file
+    # sha256 of the database: the very hash etcd appends to the stream, so one pass both
+    # checks the stream and identifies the file (a corrupted or swapped file fails one).
+    sha256: str
     spec_digest: str
     users: tuple[str, ...]
     roles: tuple[str, ...]

@@ -62,12 +62,11 @@ def default_dir(cluster: Cluster) -> Path:
 
 
 class _HashingSink:
-    """Writes chunks to a file, hashing everything and, separately, all but the last 32 bytes
-    (the body whose sha256 etcd appends)."""
+    """Writes chunks to a file and hashes all but the last 32 bytes: the database whose
+    sha256 etcd appends to the stream."""
 
     def __init__(self, handle: BinaryIO, cluster: Cluster, expected: int | None) -> None:
         self.handle = handle
-        self.whole = hashlib.sha256()
         self.body = hashlib.sha256()
         self.tail = b""
         self.size = 0
@@ -76,12 +75,17 @@ class _HashingSink:
 
     def __call__(self, chunk: bytes) -> None:
         self.handle.write(chunk)
-        self.whole.update(chunk)
         self.size += len(chunk)
-        self.tail += chunk
-        if len(self.tail) > snapshots.ETCD_HASH_BYTES:
-            self.body.update(self.tail[: -snapshots.ETCD_HASH_BYTES])
-            self.tail = self.tail[-snapshots.ETCD_HASH_BYTES :]
+        keep = snapshots.ETCD_HASH_BYTES
+        if len(chunk) >= keep:
+            # What was held back is now certainly database, not the appended hash.
+            self.body.update(self.tail)
+            self.body.update(memoryview(chunk)[:-keep])
+            self.tail = chunk[-keep:]
+        else:
+            combined = self.tail + chunk
+            self.body.update(combined[:-keep])
+            self.tail = combined[-keep:]
         self.cluster.context.progress.transfer("snapshot", self.size, self.expected)
 
     def etcd_hash_ok(self) -> bool:
@@ -190,7 +194,7 @@ def take(
         revision=facts.revision,
         key_count=key_count,
         db_size=sink.size,
-        sha256=sink.whole.hexdigest(),
+        sha256=sink.body.hexdigest(),
         spec_digest=snapshots.spec_digest(cluster.spec),
         users=users,
         roles=roles,
@@ -248,7 +252,7 @@ def verify(cluster: Cluster, path: Path) -> Verified:
     """Check a snapshot file end to end; raise SnapshotInvalid naming what is wrong."""
     if not path.is_file():
         raise NotFound(f"no snapshot file {path}", fix="see `dcsctl backup list`")
-    whole, body = hashlib.sha256(), hashlib.sha256()
+    body = hashlib.sha256()
     size = path.stat().st_size
     if size <= snapshots.ETCD_HASH_BYTES:
         raise SnapshotInvalid(f"{path} is only {size} bytes: truncated",
@@ -259,11 +263,9 @@ def verify(cluster: Cluster, path: Path) -> Verified:
             chunk = handle.read(min(remaining, 1 << 20))
             if not chunk:
                 break
-            whole.update(chunk)
             body.update(chunk)
             remaining -= len(chunk)
         trailer = handle.read()
-    whole.update(trailer)
     if not snapshots.etcd_hash_ok(body.digest(), trailer):
         raise SnapshotInvalid(
             f"{path} fails etcd's integrity hash: the file is truncated or corrupted",
@@ -271,7 +273,7 @@ def verify(cluster: Cluster, path: Path) -> Verified:
         )
     manifest_path = path.with_suffix(".json")
     manifest = Manifest.from_json(manifest_path.read_bytes()) if manifest_path.exists() else None
-    if manifest is not None and manifest.sha256 != whole.hexdigest():
+    if manifest is not None and manifest.sha256 != body.hexdigest():
         raise SnapshotInvalid(
             f"{path} does not match the sha256 in {manifest_path.name}",
             fix="the file was replaced or damaged after the backup: restore another one",

@@ -190,29 +190,32 @@ class UpWorkflow:
     def wait_healthy(self, members: list[spec.Member]) -> None:
         endpoints = [self.cluster.spec.client_url(m) for m in members]
         last: list[EndpointHealth] = []
-        with self.cluster.admin_client(timeout=2.0) as client:
 
-            def all_healthy() -> bool:
-                nonlocal last
-                self._fail_if_exited(members)
+        def all_healthy() -> bool:
+            nonlocal last
+            self._fail_if_exited(members)
+            # A fresh client each poll: a gRPC channel that failed to connect while etcd
+            # was still starting waits out a reconnect backoff (about 1 s) before it
+            # tries again, which would hide a member that became ready meanwhile.
+            with self.cluster.admin_client(timeout=2.0) as client:
                 last = client.health(endpoints)
-                return all(h.healthy for h in last)
+            return all(h.healthy for h in last)
 
-            def last_error() -> str:
-                return "; ".join(f"{h.endpoint}: {h.error}" for h in last if not h.healthy)
+        def last_error() -> str:
+            return "; ".join(f"{h.endpoint}: {h.error}" for h in last if not h.healthy)
 
-            try:
-                wait_until(
-                    all_healthy,
-                    timeout=self.cluster.context.deadline(HEALTH_TIMEOUT_S),
-                    what="the cluster did not become healthy",
-                    last_error=last_error,
-                    interval=0.02,
-                    max_interval=0.1,  # a start-up is over in ~1 s: poll finely
-                )
-            except ClusterUnhealthy as exc:
-                sick = [m for m, h in zip(members, last, strict=False) if not h.healthy]
-                raise self._member_failure(sick or members, exc.message) from exc
+        try:
+            wait_until(
+                all_healthy,
+                timeout=self.cluster.context.deadline(HEALTH_TIMEOUT_S),
+                what="the cluster did not become healthy",
+                last_error=last_error,
+                interval=0.02,
+                max_interval=0.1,  # a start-up is over in ~1 s: poll finely
+            )
+        except ClusterUnhealthy as exc:
+            sick = [m for m, h in zip(members, last, strict=False) if not h.healthy]
+            raise self._member_failure(sick or members, exc.message) from exc
 
     def _fail_if_exited(self, members: list[spec.Member]) -> None:
         exited = [m for m in members if not self.cluster.service(m.name).is_active()]
