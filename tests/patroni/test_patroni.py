@@ -83,22 +83,12 @@ def _password(lab: LabCluster, scope: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def patroni_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
-    from tests.conftest import lab_clusters
-
-    with lab_clusters(tmp_path_factory.mktemp("patroni-lab")) as make:
-        lab = make()
-        lab.ok("up")
-        yield lab
-
-
-@pytest.fixture(scope="module")
 def primary(
-    patroni_lab: LabCluster, tmp_path_factory: pytest.TempPathFactory
+    running_lab: LabCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PatroniNode]:
     bundle = tmp_path_factory.mktemp("bundle")
-    section = _bundle(patroni_lab, "demo", "pg0", bundle)
-    address = patroni_lab.addresses()[0].rsplit(".", 1)[0] + ".50"
+    section = _bundle(running_lab, "demo", "pg0", bundle)
+    address = running_lab.addresses()[0].rsplit(".", 1)[0] + ".50"
     with patroni_node("demo", "pg0", address, section, bundle) as node:
         try:
             node.wait_primary()
@@ -108,16 +98,16 @@ def primary(
 
 
 def test_patroni_bootstraps_on_the_generated_section(
-    patroni_lab: LabCluster, primary: PatroniNode
+    running_lab: LabCluster, primary: PatroniNode
 ) -> None:
     listing = primary.patronictl("list")
     assert "pg0" in listing and "Leader" in listing and "running" in listing
-    view = patroni_lab.ok("status", "--json").json()
+    view = running_lab.ok("status", "--json").json()
     scopes = view["patroni"]
     assert isinstance(scopes, list)
     demo = next(s for s in scopes if s["scope"] == "demo")
     assert demo["leader"] == "pg0" and "pg0" in demo["members"]
-    cluster = Context(patroni_lab.environ).cluster(parse(patroni_lab.spec_file.read_text()))
+    cluster = Context(running_lab.environ).cluster(parse(running_lab.spec_file.read_text()))
     with cluster.admin_client() as client:
         keys = [kv.key for kv in client.get_prefix("/")]
     patroni_keys = [k for k in keys if k.startswith("/service/")]
@@ -135,37 +125,37 @@ def _roles_during(node: PatroniNode, seconds: float) -> list[str]:
 
 
 def test_killing_the_etcd_leader_does_not_demote_patroni(
-    patroni_lab: LabCluster, primary: PatroniNode
+    running_lab: LabCluster, primary: PatroniNode
 ) -> None:
-    view = patroni_lab.ok("status", "--json").json()
+    view = running_lab.ok("status", "--json").json()
     members = view["members"]
     assert isinstance(members, list)
     leader = next(m for m in members if m["status"] and m["status"]["is_leader"])
     os.kill(leader["pid"], signal.SIGKILL)
     roles = _roles_during(primary, OBSERVE_S)
-    patroni_lab.ok("up")  # brings the killed member back
+    running_lab.ok("up")  # brings the killed member back
     assert set(roles) == {"primary"}, roles
 
 
 def test_one_etcd_member_stopped_for_30_s_does_not_demote_patroni(
-    patroni_lab: LabCluster, primary: PatroniNode
+    running_lab: LabCluster, primary: PatroniNode
 ) -> None:
-    cluster = Context(patroni_lab.environ).cluster(parse(patroni_lab.spec_file.read_text()))
+    cluster = Context(running_lab.environ).cluster(parse(running_lab.spec_file.read_text()))
     victim = cluster.spec.members[1].name
     assert cluster.service(victim).stop()
     roles = _roles_during(primary, OBSERVE_S)
-    patroni_lab.ok("up")
+    running_lab.ok("up")
     assert set(roles) == {"primary"}, roles
-    assert patroni_lab.ok("status", "--json").json()["healthy"] is True
+    assert running_lab.ok("status", "--json").json()["healthy"] is True
 
 
 def test_patroni_user_is_confined_to_its_prefix(
-    patroni_lab: LabCluster, primary: PatroniNode, tmp_path: Path
+    running_lab: LabCluster, primary: PatroniNode, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "pg1"
-    patroni_lab.ok("patroni", "config", "demo", "--node", "pg1", "--out", str(bundle))
-    host = patroni_lab.addresses()[0]
-    demo = Gateway(host, bundle, "pg1", "patroni-demo", _password(patroni_lab, "demo"))
+    running_lab.ok("patroni", "config", "demo", "--node", "pg1", "--out", str(bundle))
+    host = running_lab.addresses()[0]
+    demo = Gateway(host, bundle, "pg1", "patroni-demo", _password(running_lab, "demo"))
     assert demo.get("/service/demo/leader")[0] == 200
     assert demo.put("/service/demo/probe", "ok")[0] == 200
     assert _denied(demo.get("/service/other/leader"))
@@ -176,31 +166,31 @@ def test_patroni_user_is_confined_to_its_prefix(
 
 
 def test_a_second_scope_cannot_read_the_first(
-    patroni_lab: LabCluster, primary: PatroniNode, tmp_path: Path
+    running_lab: LabCluster, primary: PatroniNode, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "other"
-    _bundle(patroni_lab, "other", "pgx", bundle)
-    other = Gateway(patroni_lab.addresses()[1], bundle, "pgx", "patroni-other",
-                    _password(patroni_lab, "other"))
+    _bundle(running_lab, "other", "pgx", bundle)
+    other = Gateway(running_lab.addresses()[1], bundle, "pgx", "patroni-other",
+                    _password(running_lab, "other"))
     assert other.put("/service/other/config", "{}")[0] == 200
     assert _denied(other.get("/service/demo/leader"))
     assert _denied(other.put("/service/demo/leader", "hijack"))
 
 
-def test_wrong_password_is_refused(patroni_lab: LabCluster, tmp_path: Path) -> None:
+def test_wrong_password_is_refused(running_lab: LabCluster, tmp_path: Path) -> None:
     bundle = tmp_path / "w"
-    _bundle(patroni_lab, "demo", "pgw", bundle)
+    _bundle(running_lab, "demo", "pgw", bundle)
     with pytest.raises((KeyError, AssertionError)):
-        Gateway(patroni_lab.addresses()[0], bundle, "pgw", "patroni-demo", "not-the-password")
+        Gateway(running_lab.addresses()[0], bundle, "pgw", "patroni-demo", "not-the-password")
 
 
-def test_gateway_rejects_a_client_cert_with_a_cn(patroni_lab: LabCluster) -> None:
+def test_gateway_rejects_a_client_cert_with_a_cn(running_lab: LabCluster) -> None:
     # The reason dcsctl issues Patroni's certificates without a CN (lab-defects.md 17).
-    pki_dir = patroni_lab.state / "pki"
+    pki_dir = running_lab.state / "pki"
     context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     context.check_hostname = False
     context.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
-    connection = http.client.HTTPSConnection(patroni_lab.addresses()[0], 2379,
+    connection = http.client.HTTPSConnection(running_lab.addresses()[0], 2379,
                                              context=context, timeout=10)
     connection.request("POST", "/v3/kv/range", json.dumps({"key": "Lw=="}),
                        {"Content-Type": "application/json"})
