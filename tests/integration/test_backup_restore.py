@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -139,3 +140,19 @@ def test_backup_without_quorum_is_a_clear_error(seeded: LabCluster) -> None:
     result = seeded.dcsctl("backup")
     assert result.code == 5
     assert "quorum lost" in result.err and "fix:" in result.err
+
+
+def test_bump_revision_keeps_watchers_from_seeing_time_go_backwards(seeded: LabCluster) -> None:
+    snapshot = _backup(seeded)
+    revision_at_backup = json.loads(snapshot.with_suffix(".json").read_text())["revision"]
+    for index in range(5):
+        seeded.ok("put", f"/after/{index}", "x")  # history the restore will drop
+    with _admin(seeded) as client:
+        revision_before_restore = client.revision()
+    refused = seeded.dcsctl("restore", str(snapshot), "--yes", "--mark-compacted")
+    assert refused.code == 1 and "--bump-revision" in refused.err
+    seeded.ok("restore", str(snapshot), "--yes", "--bump-revision", "1000", "--mark-compacted")
+    with _admin(seeded) as client:
+        revision = client.revision()
+    assert revision >= revision_at_backup + 1000 > revision_before_restore
+    assert seeded.ok("get", "/service/demo/members/db-02").out == "member-2\n"
