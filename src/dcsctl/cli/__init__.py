@@ -14,6 +14,7 @@ from rich.console import Console
 
 from dcsctl import report
 from dcsctl.cli import backup as _backup_commands  # noqa: F401  (registers commands)
+from dcsctl.cli import checks as _check_commands  # noqa: F401  (registers commands)
 from dcsctl.cli import cluster as _cluster_commands  # noqa: F401  (registers commands)
 from dcsctl.cli import operate as _operate_commands  # noqa: F401  (registers commands)
 from dcsctl.cli import patroni as _patroni_commands  # noqa: F401  (registers commands)

@@ -9,6 +9,8 @@ and etcd's errors mapped to dcsctl errors.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import os
 import re
 import socket
 import ssl
@@ -65,6 +67,40 @@ def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -
     return ssl.DER_cert_to_PEM_cert(der).encode()
 
 
+def metrics_text(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
+    """A member's Prometheus /metrics page, over TLS with the cluster CA and a client cert
+    (etcdctl check datascale forgets the CA here: lab-defects.md 15)."""
+    parts = urlsplit(endpoint)
+    context = ssl.create_default_context(cadata=tls.ca_pem.decode())
+    context.check_hostname = False
+    with tempfile.TemporaryDirectory() as scratch:
+        cert, key = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
+        cert.write_bytes(tls.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(tls.key_pem)
+        context.load_cert_chain(str(cert), str(key))
+    connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 2379,
+                                             context=context, timeout=timeout)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        if response.status != 200:
+            raise OSError(f"/metrics answered {response.status}")
+        return response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+@dataclass
+class LoadRecord:
+    """What a load run saw: per request its start (s since the run began) and latency."""
+
+    starts: list[float]
+    latencies: list[float]
+    errors: dict[str, int]
+    seconds: float
+
+
 def _target(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or 2379}"
@@ -113,7 +149,12 @@ class _LoopThread:
             return cls._shared
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # Ctrl-C stops the work on the loop too, not just the wait
+            raise
 
 
 class EtcdClient:
@@ -440,6 +481,82 @@ class EtcdClient:
                                                max_attempts=1)
 
         self._run(f"removing member {member_id:x}", call)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; return the revision after the delete."""
+
+        async def call() -> int:
+            client = await self._client()
+            response = await client.kv.delete(prefix.encode(), prefix_range_end(prefix),
+                                              timeout=60, max_attempts=1)
+            return int(response.header.revision)
+
+        return self._run(f"deleting keys under {prefix!r}", call)
+
+    def put_load(
+        self,
+        *,
+        prefix: str,
+        clients: int,
+        key_size: int,
+        value_size: int,
+        rate: float | None = None,
+        seconds: float | None = None,
+        total: int | None = None,
+        on_tick: Callable[[int, float], None] | None = None,
+    ) -> LoadRecord:
+        """Write random keys under `prefix` from `clients` concurrent writers, paced to
+        `rate` writes/s (like etcdctl's limiter), for `seconds` or `total` writes."""
+
+        async def call() -> LoadRecord:
+            client = await self._client()
+            record = LoadRecord([], [], {}, 0.0)
+            queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=clients)
+            value = bytes(value_size)
+            started = time.monotonic()
+
+            async def produce() -> None:
+                produced, next_at = 0, started
+                while (total is None or produced < total) and (
+                    seconds is None or time.monotonic() - started < seconds
+                ):
+                    if rate:
+                        next_at += 1 / rate
+                        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                    suffix = os.urandom(8).hex().encode()
+                    await queue.put((prefix.encode() + suffix).ljust(key_size, b"\0"))
+                    produced += 1
+                for _ in range(clients):
+                    await queue.put(None)
+
+            async def write() -> None:
+                while (key := await queue.get()) is not None:
+                    began = time.monotonic()
+                    try:
+                        await client.kv.put(key, value, timeout=30, max_attempts=1)
+                    except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+                        code, _ = _error_text(exc)
+                        record.errors[code] = record.errors.get(code, 0) + 1
+                        continue
+                    finished = time.monotonic()
+                    record.starts.append(began - started)
+                    record.latencies.append(finished - began)
+
+            async def tick() -> None:
+                while True:
+                    await asyncio.sleep(0.25)
+                    if on_tick:
+                        on_tick(len(record.latencies), time.monotonic() - started)
+
+            ticker = asyncio.create_task(tick())
+            try:
+                await asyncio.gather(produce(), *(write() for _ in range(clients)))
+            finally:
+                ticker.cancel()
+            record.seconds = time.monotonic() - started
+            return record
+
+        return self._run(f"writing load under {prefix!r}", call)
 
     # -- auth (single attempt: these are not idempotent) --
     def auth_enabled(self) -> bool:
