@@ -91,7 +91,7 @@ def leader_kills(lab: LabCluster, rounds: int) -> LeaderKills:
     report = LeaderKills()
     with BackgroundWriter(lab, max_seconds=60 + rounds * 20) as writer:
         for _ in range(rounds):
-            writer.wait_acked(10)
+            writer.wait_acked(50)  # ~1/3 s of steady writing between kills
             leader = _leader(cluster)
             assert leader is not None, "no leader before the kill"
             name, pid = leader
