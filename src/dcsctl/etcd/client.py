@@ -49,17 +49,26 @@ class ClientTls:
     server_name: str
 
 
-def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> bytes:
-    """The certificate (PEM) a member presents on a fresh TLS connection right now."""
-    parts = urlsplit(endpoint)
+def _ssl_context(tls: ClientTls) -> ssl.SSLContext:
+    """A client context trusting the cluster CA and presenting the admin certificate.
+
+    The ssl module loads keys only from files: the key goes through a private temporary
+    directory for the moment it takes to load it."""
     context = ssl.create_default_context(cadata=tls.ca_pem.decode())
-    context.check_hostname = False
+    context.check_hostname = False  # members are checked against the CA, by address
     with tempfile.TemporaryDirectory() as scratch:
         cert, key = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
         cert.write_bytes(tls.cert_pem)
         key.touch(mode=0o600)
         key.write_bytes(tls.key_pem)
         context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> bytes:
+    """The certificate (PEM) a member presents on a fresh TLS connection right now."""
+    parts = urlsplit(endpoint)
+    context = _ssl_context(tls)
     with socket.create_connection((parts.hostname, parts.port or 2379), timeout=timeout) as raw, \
             context.wrap_socket(raw, server_hostname=tls.server_name) as wrapped:
         der = wrapped.getpeercert(binary_form=True)
@@ -71,14 +80,7 @@ def metrics_text(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
     """A member's Prometheus /metrics page, over TLS with the cluster CA and a client cert
     (etcdctl check datascale forgets the CA here: lab-defects.md 15)."""
     parts = urlsplit(endpoint)
-    context = ssl.create_default_context(cadata=tls.ca_pem.decode())
-    context.check_hostname = False
-    with tempfile.TemporaryDirectory() as scratch:
-        cert, key = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
-        cert.write_bytes(tls.cert_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(tls.key_pem)
-        context.load_cert_chain(str(cert), str(key))
+    context = _ssl_context(tls)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 2379,
                                              context=context, timeout=timeout)
     try:

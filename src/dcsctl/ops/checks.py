@@ -18,6 +18,7 @@ from dcsctl.etcd.client import ClientTls, EtcdClient, metrics_text
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.lifecycle import as_saved
+from dcsctl.ops.maintenance import defragment_members
 
 PERF_PREFIX = "/dcsctl-check-perf/"
 DATASCALE_PREFIX = "/dcsctl-check-datascale/"
@@ -56,8 +57,7 @@ def _clean_up(cluster: Cluster, client: EtcdClient, prefix: str) -> int:
          if isinstance(s, EndpointStatus)),
         key=lambda pair: pair[1].is_leader,
     )
-    for member, _ in ordered:
-        client.defragment(cluster.spec.client_url(member))
+    defragment_members(cluster, client, [m for m, _ in ordered])
     return _db_size(client)
 
 

@@ -57,6 +57,14 @@ def _ordered(cluster: Cluster, client: EtcdClient) -> list[tuple[Member, Endpoin
     return sorted(ordered, key=lambda pair: pair[1].is_leader)
 
 
+def defragment_members(cluster: Cluster, client: EtcdClient, ordered: list[Member]) -> None:
+    """Defragment one member at a time, in the order given (followers first, leader
+    last): a member being defragmented answers nothing until it is done."""
+    for member in ordered:
+        cluster.context.progress.message(f"defragmenting {member.name}")
+        client.defragment(cluster.spec.client_url(member))
+
+
 def maintain(cluster: Cluster) -> MaintenanceResult:
     """Compact history to now, defragment each member, disarm NOSPACE once space is back."""
     cluster = as_saved(cluster)
@@ -69,10 +77,7 @@ def maintain(cluster: Cluster) -> MaintenanceResult:
         except DcsctlError as exc:
             if "compacted" not in exc.message:
                 raise  # "already compacted" means there is nothing to do
-        for member, _ in ordered:
-            progress = cluster.context.progress
-            progress.message(f"defragmenting {member.name}")
-            client.defragment(cluster.spec.client_url(member))
+        defragment_members(cluster, client, [m for m, _ in ordered])
         after_statuses = client.statuses()
         after = {
             m.name: s.db_size for m, s in zip(cluster.spec.members, after_statuses, strict=True)
