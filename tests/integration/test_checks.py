@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dcsctl.ops.context import Context
+from dcsctl.spec import parse
 from tests.conftest import REPO, LabCluster
+from tests.patroni.harness import wait_for
 
 
 def _db_sizes(lab: LabCluster) -> list[int]:
@@ -17,9 +20,6 @@ def _db_sizes(lab: LabCluster) -> list[int]:
 
 
 def _keys_under(lab: LabCluster, prefix: str) -> int:
-    from dcsctl.ops.context import Context
-    from dcsctl.spec import parse
-
     cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
     with cluster.admin_client() as client:
         return len(client.get_prefix(prefix, limit=0))
@@ -56,9 +56,8 @@ def test_interrupted_perf_run_still_cleans_up(running_lab: LabCluster) -> None:
          "-f", str(running_lab.spec_file)],
         env=running_lab.environ, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    from tests.faults.scenarios import _wait
-
-    _wait(lambda: _keys_under(running_lab, "/dcsctl-check-perf/") > 50, "no load written")
+    wait_for(lambda: _keys_under(running_lab, "/dcsctl-check-perf/") > 50, 30,
+             "no load written")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert _keys_under(running_lab, "/dcsctl-check-perf/") == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from dcsctl.errors import DcsctlError
 from dcsctl.ops.context import Context
@@ -109,10 +112,6 @@ def _served_serial(lab: LabCluster, member: int) -> int:
     context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     context.check_hostname = False
     context.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
-    import socket
-
-    from cryptography import x509
-
     with socket.create_connection((lab.addresses()[member], 2379), timeout=5) as raw, \
             context.wrap_socket(raw) as wrapped:
         der = wrapped.getpeercert(binary_form=True)
@@ -157,8 +156,6 @@ def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
     context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     context.check_hostname = False
     context.load_cert_chain(str(old_admin / "admin.crt"), str(old_admin / "admin.key"))
-    import http.client
-
     connection = http.client.HTTPSConnection(lab.addresses()[0], 2379, context=context,
                                              timeout=5)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):

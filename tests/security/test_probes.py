@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tests.conftest import LabCluster
-from tests.security.probes import PROBES, Probe, run_probes
+from tests.security.probes import PROBES, Probe, _admin, _ca, _context, _https, run_probes
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=lambda p: p.name)
@@ -18,8 +18,6 @@ def test_probe_is_refused(running_lab: LabCluster, probe: Probe) -> None:
 
 def test_the_admin_certificate_is_accepted(running_lab: LabCluster) -> None:
     # The control: the probes are refused for what they are, not because nothing works.
-    from tests.security.probes import _admin, _ca, _context, _https
-
     assert _https(running_lab, 2379, "/health", _context(_ca(running_lab),
                                                          *_admin(running_lab))) == 200
 
