@@ -56,8 +56,14 @@ def status(cluster: Cluster) -> ClusterView:
         patroni: list[ScopeView] = []
         try:
             infos = {m.name: m for m in client.member_list(linearizable=False)}
-            alarms = client.alarms()
-            patroni = scope_views(cluster, client)
+            if any(h.healthy for h in healths):
+                alarms = client.alarms()
+                patroni = scope_views(cluster, client)
+            else:
+                # Alarms and keys are read through raft: without quorum each would only
+                # cost another timeout before failing.
+                problems.append("no member is healthy (quorum lost?): alarms and Patroni "
+                                "keys cannot be read")
         except DcsctlError as exc:
             problems.append(exc.message)
     views = []
