@@ -56,14 +56,15 @@ def status(cluster: Cluster) -> ClusterView:
         patroni: list[ScopeView] = []
         try:
             infos = {m.name: m for m in client.member_list(linearizable=False)}
-            if any(h.healthy for h in healths):
+            if any(isinstance(s, EndpointStatus) and s.leader_id for s in statuses):
                 alarms = client.alarms()
                 patroni = scope_views(cluster, client)
             else:
-                # Alarms and keys are read through raft: without quorum each would only
-                # cost another timeout before failing.
-                problems.append("no member is healthy (quorum lost?): alarms and Patroni "
-                                "keys cannot be read")
+                # Alarms and keys are read through raft: without a leader each would only
+                # cost another timeout before failing. (Health is no guide here: a NOSPACE
+                # alarm makes every member report unhealthy while quorum is fine.)
+                problems.append("no member knows a leader (quorum lost?): alarms and "
+                                "Patroni keys cannot be read")
         except DcsctlError as exc:
             problems.append(exc.message)
     views = []
