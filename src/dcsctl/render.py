@@ -11,7 +11,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 
 from dcsctl.spec import ClusterSpec, Member
 
@@ -50,6 +50,115 @@ class MemberLayout:
             jwt_private=tls / "jwt.key",
             jwt_public=tls / "jwt.pub",
         )
+
+
+def on_host(member: Member, path: str) -> PurePosixPath:
+    """A remote path under the member's remote_root ("/" on real hosts)."""
+    return PurePosixPath(member.remote_root) / path.lstrip("/")
+
+
+def remote_layout(spec: ClusterSpec, member: Member) -> MemberLayout:
+    """The guide's places: /etc/dcs/etcd, /etc/dcs/cert/<name>.crt, /var/lib/etcd."""
+    paths = spec.paths
+    cert_dir = on_host(member, paths.cert_dir)
+    return MemberLayout(
+        config=on_host(member, paths.config_file),
+        data_dir=on_host(member, paths.data_dir),
+        ca_cert=cert_dir / "ca.crt",
+        cert=cert_dir / f"{member.name}.crt",
+        key=cert_dir / f"{member.name}.key",
+        jwt_private=cert_dir / "jwt.key",
+        jwt_public=cert_dir / "jwt.pub",
+    )
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Host-level places beside the member's own files."""
+
+    etcd: PurePosixPath
+    unit: PurePosixPath
+    env_link: PurePosixPath | None
+    pidfile: PurePosixPath
+    log: PurePosixPath
+    hosts_file: PurePosixPath
+    tarball_cache: PurePosixPath
+
+    @classmethod
+    def of(cls, spec: ClusterSpec, member: Member) -> HostPaths:
+        link = spec.paths.env_link
+        return cls(
+            etcd=on_host(member, spec.remote_bin_dir()) / "etcd",
+            unit=on_host(member, "/etc/systemd/system/etcd.service"),
+            env_link=on_host(member, link) if link else None,
+            pidfile=on_host(member, "/run/dcsctl-etcd.pid"),
+            log=on_host(member, spec.paths.log_file),
+            hosts_file=on_host(member, "/etc/hosts"),
+            tarball_cache=on_host(member, "/var/cache/dcsctl"),
+        )
+
+
+def systemd_unit(spec: ClusterSpec, layout: MemberLayout, etcd: PurePosixPath) -> bytes:
+    """etcd's unit, rendered from data. It reads the same environment file as the lab."""
+    sections: dict[str, dict[str, str]] = {
+        "Unit": {
+            "Description": f"etcd member of DCS cluster {spec.name} (managed by dcsctl)",
+            "Documentation": "https://etcd.io/docs/",
+            "After": "network-online.target",
+            "Wants": "network-online.target",
+        },
+        "Service": {
+            "Type": "notify",
+            "User": spec.service.user,
+            "EnvironmentFile": str(layout.config),
+            "ExecStart": str(etcd),
+            "Restart": "on-failure",
+            "RestartSec": "5s",
+            "LimitNOFILE": "65536",
+            # A new cluster's member reports ready only once its peers are up.
+            "TimeoutStartSec": "0",
+        },
+        "Install": {"WantedBy": "multi-user.target"},
+    }
+    lines = ["# written by dcsctl; changes are overwritten by `dcsctl up`"]
+    for section, entries in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key}={value}" for key, value in entries.items()]
+        lines.append("")
+    return "\n".join(lines).encode()
+
+
+def hosts_block(spec: ClusterSpec) -> list[str]:
+    """/etc/hosts lines naming every member (the guide's step, as a managed block)."""
+    lines = []
+    for member in spec.members:
+        names = [n for n in (spec.fqdn(member), member.name) if n]
+        lines.append(f"{member.address} {' '.join(names)}")
+    return lines
+
+
+def with_hosts_block(existing: str, cluster: str, lines: list[str]) -> str:
+    """`existing` /etc/hosts with dcsctl's block for `cluster` replaced (or appended)."""
+    begin, end = f"# BEGIN dcsctl {cluster}", f"# END dcsctl {cluster}"
+    kept = without_hosts_block(existing, cluster).rstrip("\n")
+    return "\n".join([kept, "", begin, *lines, end]) + "\n" if kept else "\n".join(
+        [begin, *lines, end]) + "\n"
+
+
+def without_hosts_block(existing: str, cluster: str) -> str:
+    begin, end = f"# BEGIN dcsctl {cluster}", f"# END dcsctl {cluster}"
+    kept: list[str] = []
+    inside = False
+    for line in existing.splitlines():
+        if line == begin:
+            inside = True
+        elif line == end:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept) + "\n" if kept else ""
 
 
 def initial_cluster(spec: ClusterSpec) -> str:

@@ -15,8 +15,10 @@ from rich.table import Table
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import hex_id
+from dcsctl.ops.deploy import Plan
 from dcsctl.ops.keys import ShellEnvironment
 from dcsctl.ops.lifecycle import DownResult, UpResult
+from dcsctl.ops.preflight import PreflightReport
 from dcsctl.ops.status import ClusterView, MemberView
 from dcsctl.workflow import Phase, PhaseOutcome
 
@@ -158,6 +160,56 @@ def up_json(result: UpResult) -> dict[str, Any]:
             for o in result.outcomes
         ],
         "warnings": list(result.warnings),
+    }
+
+
+def plan_text(plan: Plan) -> list[str]:
+    """Per host, what `up` would change: `+` add, `~` change, `=` leave alone."""
+    lines = [f"plan for cluster {plan.cluster}"]
+    lines.append("pki (control machine): " + (
+        f"+ issue {', '.join(plan.pki)}" if plan.pki else "= complete"))
+    for host in plan.hosts:
+        lines.append(f"{host.member} ({host.destination})")
+        lines.append(f"  package  {host.install}")
+        for change in host.files:
+            mark = {"create": "+", "update": "~", "unchanged": "="}[change.action]
+            lines.append(f"  file     {mark} {change.path}")
+            lines += [f"             {line}" for line in change.diff]
+        lines.append(f"  service  {host.service}")
+    lines.append("changes would be made: run `dcsctl up` to apply" if plan.changes
+                 else "no changes")
+    return lines
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "cluster": plan.cluster,
+        "changes": plan.changes,
+        "pki": list(plan.pki),
+        "hosts": [
+            {
+                "member": h.member, "destination": h.destination, "install": h.install,
+                "service": h.service,
+                "files": [{"path": f.path, "action": f.action, "diff": list(f.diff)}
+                          for f in h.files],
+            }
+            for h in plan.hosts
+        ],
+    }
+
+
+def preflight_table(report: PreflightReport) -> Table:
+    table = _table("preflight", ["MEMBER", "CHECK", "VERDICT", "DETAIL"])
+    for check in report.checks:
+        table.add_row(check.member, check.name, check.verdict.upper(), check.detail)
+    return table
+
+
+def preflight_json(report: PreflightReport) -> dict[str, Any]:
+    return {
+        "ok": not report.failed,
+        "checks": [{"member": c.member, "check": c.name, "verdict": str(c.verdict),
+                    "detail": c.detail} for c in report.checks],
     }
 
 

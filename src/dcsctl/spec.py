@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dcsctl.errors import SpecError
 
@@ -28,6 +35,18 @@ RECOMMENDED_MAX_MEMBERS = 7
 
 class Target(enum.StrEnum):
     LAB = "lab"  # members are local processes on loopback addresses
+    SSH = "ssh"  # members are hosts reached over SSH (the guide's three machines)
+
+
+class InstallMethod(enum.StrEnum):
+    APT = "apt"  # Debian's etcd-server/etcd-client, as in the guide
+    RELEASE = "release"  # an official release tarball, checked by sha256, pushed over SSH
+    NONE = "none"  # etcd is already installed on the hosts
+
+
+class ServiceManager(enum.StrEnum):
+    SYSTEMD = "systemd"
+    PROCESS = "process"  # a detached process with a pidfile: hosts without systemd
 
 
 class KeyType(enum.StrEnum):
@@ -53,11 +72,31 @@ class Ports(_Strict):
     peer: Port = 2380
 
 
+SSH_DESTINATION = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9_.-]+)"
+                             r"(?::(?P<port>[0-9]{1,5}))?$")
+
+
 class Member(_Strict):
     name: str
     address: ipaddress.IPv4Address
     client_port: Port | None = None
     peer_port: Port | None = None
+    # target ssh: how to reach the host ([user@]host[:port] or a ~/.ssh/config alias;
+    # default: the address) and a prefix for every remote path ("/" on real hosts).
+    ssh: str | None = None
+    remote_root: str = "/"
+
+    @field_validator("ssh")
+    @classmethod
+    def _ssh_destination(cls, value: str | None) -> str | None:
+        if value is not None and not SSH_DESTINATION.match(value):
+            raise ValueError("must be [user@]host[:port] or an alias from ~/.ssh/config")
+        return value
+
+    @field_validator("remote_root")
+    @classmethod
+    def _remote_root(cls, value: str) -> str:
+        return _absolute_path(value)
 
     @field_validator("address", mode="before")
     @classmethod
@@ -83,6 +122,75 @@ class Member(_Strict):
                 "not starting or ending with '-'"
             )
         return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "\n" in value or "'" in value:
+        raise ValueError("must be an absolute path such as /etc/dcs (no quotes or newlines)")
+    return value
+
+
+class SshSettings(_Strict):
+    """How every member host is reached; a member's `ssh:` destination may name user/port."""
+
+    user: str | None = None  # default: ~/.ssh/config, else the local user
+    port: Annotated[int, Field(ge=1, le=MAX_PORT)] | None = None
+    identity_file: str | None = None
+    known_hosts_file: str | None = None
+    config_file: str | None = None
+    # Never accept an unknown host key silently: the hosts receive private keys.
+    strict_host_key_checking: bool = True
+    connect_timeout_s: Annotated[int, Field(ge=1, le=300)] = 10
+    # Privileged commands run through `sudo -n` (no password prompt); false when the
+    # login user is root.
+    sudo: bool = True
+
+
+class InstallSettings(_Strict):
+    method: InstallMethod = InstallMethod.APT
+    version: str | None = None  # release: e.g. 3.5.30
+    tarball: str | None = None  # release: a local path or https:// URL of etcd-v*-linux-*.tar.gz
+    sha256: str | None = None  # release: the tarball's published checksum
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be 64 lowercase hex digits (the release's SHA256SUMS entry)")
+        return value
+
+
+class ServiceSettings(_Strict):
+    manager: ServiceManager = ServiceManager.SYSTEMD
+    user: str = "etcd"  # owns the data dir and the member key; etcd runs as this user
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+            raise ValueError("must be a POSIX user name such as etcd")
+        return value
+
+
+class RemotePaths(_Strict):
+    """Where things live on a member host; the defaults are the guide's."""
+
+    config_file: str = "/etc/dcs/etcd"
+    env_link: str | None = "/etc/default/etcd"  # Debian's unit reads this; linked to config
+    cert_dir: str = "/etc/dcs/cert"
+    data_dir: str = "/var/lib/etcd"
+    bin_dir: str | None = None  # default: /usr/bin (apt, none) or /usr/local/bin (release)
+    log_file: str = "/var/log/dcsctl-etcd.log"  # process manager only (systemd: journal)
+
+    @field_validator("config_file", "cert_dir", "data_dir", "log_file")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return _absolute_path(value)
+
+    @field_validator("env_link", "bin_dir")
+    @classmethod
+    def _optional_absolute(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_path(value)
 
 
 class TlsPolicy(_Strict):
@@ -125,6 +233,23 @@ class ClusterSpec(_Strict):
     ports: Ports = Ports()
     tls: TlsPolicy = TlsPolicy()
     etcd: EtcdSettings = EtcdSettings()
+    # target ssh only:
+    ssh: SshSettings = SshSettings()
+    install: InstallSettings = InstallSettings()
+    service: ServiceSettings = ServiceSettings()
+    paths: RemotePaths = RemotePaths()
+    manage_etc_hosts: bool = False  # a managed block in /etc/hosts naming every member
+
+    @model_validator(mode="after")
+    def _release_is_pinned(self) -> ClusterSpec:
+        if self.target is Target.SSH and self.install.method is InstallMethod.RELEASE and not (
+            self.install.tarball and self.install.sha256
+        ):
+            raise ValueError(
+                "install: method release needs tarball (path or URL) and sha256, so every "
+                "host runs exactly the binary that was checked"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -166,6 +291,12 @@ class ClusterSpec(_Strict):
 
     def fqdn(self, member: Member) -> str | None:
         return f"{member.name}.{self.domain}" if self.domain else None
+
+    def remote_bin_dir(self) -> str:
+        """Where etcd's binaries are on a member host."""
+        if self.paths.bin_dir:
+            return self.paths.bin_dir
+        return "/usr/local/bin" if self.install.method is InstallMethod.RELEASE else "/usr/bin"
 
     def warnings(self) -> list[str]:
         count = len(self.members)

@@ -128,7 +128,7 @@ def quorum_loss(lab: LabCluster) -> QuorumLoss:
         writer.wait_acked(20)
         failures_before = len(writer.failed)
         for member in cluster.spec.members[:2]:
-            cluster.service(member.name).kill()
+            cluster.process(member.name).kill()
         _wait(lambda: len(writer.failed) > failures_before + 1, "writes did not fail")
         failing_write_s = max(writer.fail_durations[failures_before:])
         error = writer.failed[-1].split(": ", 1)[1]

@@ -17,7 +17,8 @@ from dcsctl.cli.common import (
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops import keys, lifecycle
+from dcsctl.ops import deploy, keys, lifecycle
+from dcsctl.ops import preflight as preflight_ops
 from dcsctl.ops import status as status_ops
 
 
@@ -46,10 +47,20 @@ def init(
 def up(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
+    plan: Annotated[bool, typer.Option("--plan", help="show what would change per host "
+                                       "(SSH clusters); touch nothing")] = False,
 ) -> None:
     """Create or resume the cluster and bring it to the spec (safe to re-run)."""
     session = session_of(ctx)
     target = cluster_of(ctx, spec_file, cluster)
+    if plan:
+        planned = deploy.plan(target)
+        if json_output:
+            session.out.print_json(report.dump_json(report.plan_json(planned)))
+        else:
+            for line in report.plan_text(planned):
+                session.out.print(line, highlight=False, markup=False)
+        return
     result = lifecycle.up(target)
     session.warnings += result.warnings
     if json_output:
@@ -61,6 +72,22 @@ def up(
     session.out.print(report.status_summary(view), highlight=False)
     if not result.changed:
         session.err.print("no changes", highlight=False)
+
+
+@app.command()
+def preflight(
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check that every SSH host can run a member: SSH, sudo, OS, ports, clock, fsync."""
+    session = session_of(ctx)
+    result = preflight_ops.preflight(cluster_of(ctx, spec_file, cluster))
+    if json_output:
+        session.out.print_json(report.dump_json(report.preflight_json(result)))
+    else:
+        session.out.print(report.preflight_table(result))
+    if result.failed:
+        raise typer.Exit(ExitCode.ENVIRONMENT)
 
 
 @app.command()

@@ -8,18 +8,10 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from dcsctl.files import atomic_write
-
-
-@dataclass(frozen=True)
-class Result:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
+from dcsctl.hosts.protocol import Result
 
 
 class LocalHost:
@@ -38,11 +30,17 @@ class LocalHost:
             completed.stderr.decode(errors="replace"),
         )
 
-    def write(self, path: Path, content: bytes, mode: int) -> bool:
-        return atomic_write(path, content, mode)
+    def write(
+        self, path: PurePath, content: bytes, mode: int, owner: str | None = None
+    ) -> bool:
+        # The lab runs everything as the invoking user: there is no owner to change to.
+        return atomic_write(Path(path), content, mode)
 
-    def read(self, path: Path) -> bytes:
-        return path.read_bytes()
+    def read(self, path: PurePath) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def port_busy(self, address: str, port: int) -> str | None:
         """None if address:port can be listened on, else who holds it (as far as we can tell)."""

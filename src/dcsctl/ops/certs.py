@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dcsctl import pki
 from dcsctl.ops.context import Cluster
-from dcsctl.spec import ClusterSpec, Member, Target
+from dcsctl.spec import ClusterSpec, Member
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
 from dcsctl.workflow import UNCHANGED
 
@@ -24,8 +24,8 @@ def member_sans(spec: ClusterSpec, member: Member) -> pki.SubjectAltNames:
     dns.append(spec.shared_dns_name)
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [member.address]
     # On loopback a member dialing 127.0.0.11 connects FROM 127.0.0.1, and etcd checks a
-    # peer cert's IP SANs against the source address: lab certs must carry 127.0.0.1.
-    if spec.target is Target.LAB and member.address != LOOPBACK:
+    # peer cert's IP SANs against the source address: such certs must carry 127.0.0.1.
+    if member.address.is_loopback and member.address != LOOPBACK:
         ips.append(LOOPBACK)
     return pki.SubjectAltNames(dns=tuple(dns), ips=tuple(ips))
 

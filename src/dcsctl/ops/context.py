@@ -10,14 +10,20 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from dcsctl import render
 from dcsctl import spec as spec_module
-from dcsctl.errors import NotFound
+from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.etcd import binaries
 from dcsctl.etcd.client import ClientTls, EtcdClient
 from dcsctl.hosts.local import LocalHost
+from dcsctl.hosts.protocol import Host
+from dcsctl.hosts.ssh import Destination, SshHost, SshOptions, control_dir
 from dcsctl.services.process import ProcessService
+from dcsctl.services.protocol import Service
+from dcsctl.services.remote import RemoteProcessService, SystemdService
+from dcsctl.spec import ServiceManager, Target
 from dcsctl.state import ClusterDir, default_home
 from dcsctl.workflow import Progress, SilentProgress
 
@@ -65,14 +71,87 @@ class Cluster:
         self.context = context
         self.spec = cluster_spec
         self.dir = ClusterDir(context.home, cluster_spec.name)
-        self.host = LocalHost()
+        self.host = LocalHost()  # the control machine
+        self._member_hosts: dict[str, SshHost] = {}
+
+    @property
+    def remote(self) -> bool:
+        """Members are hosts reached over SSH (else: lab processes on this machine)."""
+        return self.spec.target is Target.SSH
+
+    def require_lab(self, what: str) -> None:
+        if self.remote:
+            raise DcsctlError(
+                f"{what} is not available for SSH clusters yet",
+                fix="run it against a lab cluster; for SSH clusters use up/status/env/"
+                "put/get/logs/down/destroy, backup and the checks",
+            )
+
+    def require_remote(self, what: str) -> None:
+        if not self.remote:
+            raise DcsctlError(
+                f"{what} is for SSH clusters (target: ssh); this is a lab cluster",
+                fix="the lab's checks run inside `dcsctl up`; pass -f with an SSH spec",
+            )
 
     @cached_property
     def binaries(self) -> binaries.Binaries:
         return binaries.find(self.spec.etcd.bin_dir, self.context.environ)
 
-    def service(self, member: str) -> ProcessService:
+    def host_of(self, member: str) -> Host:
+        """The machine that runs `member`: this one in the lab, an SSH host otherwise."""
+        if not self.remote:
+            return self.host
+        return self.ssh_host(member)
+
+    def ssh_host(self, member: str) -> SshHost:
+        if member not in self._member_hosts:
+            found = self.spec.member(member)
+            settings = self.spec.ssh
+            options = SshOptions(
+                user=settings.user, port=settings.port, identity_file=settings.identity_file,
+                known_hosts_file=settings.known_hosts_file, config_file=settings.config_file,
+                strict_host_key_checking=settings.strict_host_key_checking,
+                connect_timeout_s=settings.connect_timeout_s,
+            )
+            destination = Destination.parse(found.ssh or str(found.address))
+            self._member_hosts[member] = SshHost(
+                member, destination, options, control_dir(), sudo=settings.sudo
+            )
+        return self._member_hosts[member]
+
+    def layout(self, member: str) -> render.MemberLayout:
+        """Where the member's configuration, certificates and data live on its host."""
+        if not self.remote:
+            return self.dir.layout(member)
+        return render.remote_layout(self.spec, self.spec.member(member))
+
+    def host_paths(self, member: str) -> render.HostPaths:
+        return render.HostPaths.of(self.spec, self.spec.member(member))
+
+    def etcd_executable(self, member: str) -> PurePath:
+        if not self.remote:
+            return self.binaries.etcd
+        return self.host_paths(member).etcd
+
+    def service(self, member: str) -> Service:
+        if not self.remote:
+            return self.process(member)
+        host = self.ssh_host(member)
+        if self.spec.service.manager is ServiceManager.SYSTEMD:
+            return SystemdService(host)
+        paths = self.host_paths(member)
+        return RemoteProcessService(host, paths.pidfile, paths.log, self.spec.service.user)
+
+    def process(self, member: str) -> ProcessService:
+        """A lab member's local process (upgrade and fault tests look at it directly)."""
         return ProcessService(self.dir.pidfile(member), self.dir.logfile(member))
+
+    def close(self) -> None:
+        """End the shared SSH connections."""
+        for host in self._member_hosts.values():
+            host.close()
+        self._member_hosts.clear()
 
     def endpoints(self) -> list[str]:
         return [self.spec.client_url(m) for m in self.spec.members]

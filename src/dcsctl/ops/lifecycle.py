@@ -13,9 +13,9 @@ from pathlib import Path
 from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.etcd.model import EndpointHealth, EndpointStatus, hex_id
-from dcsctl.ops import certs
+from dcsctl.etcd.versions import Version
+from dcsctl.ops import certs, deploy
 from dcsctl.ops.context import Cluster
-from dcsctl.pki import jwt_sign_method
 from dcsctl.state import PUBLIC, ClusterRecord, locked
 from dcsctl.wait import wait_until
 from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
@@ -56,20 +56,6 @@ def _check_same_cluster(cluster: Cluster) -> None:
         )
 
 
-def _member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord) -> bytes:
-    state = render.ClusterState.EXISTING if record.bootstrapped else render.ClusterState.NEW
-    settings = render.etcd_settings(
-        cluster.spec,
-        member,
-        cluster.dir.layout(member.name),
-        state=state,
-        token=record.token,
-        jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),
-    )
-    header = f"etcd member {member.name} of cluster {cluster.spec.name}; written by dcsctl"
-    return render.env_file(settings, header=header)
-
-
 def _runtime_settings(content: bytes) -> dict[str, str]:
     """The settings a running member would notice: etcd reads initial-* only at bootstrap."""
     settings = render.parse_env_file(content)
@@ -88,14 +74,17 @@ class UpWorkflow:
         self.record: ClusterRecord | None = None
         self.restart_needed: set[str] = set()
         self.cluster_id = ""
+        self.versions: dict[str, Version] = {}
 
     @property
     def members(self) -> list[spec.Member]:
         return list(self.cluster.spec.members)
 
     def phases(self) -> list[Phase]:
-        return [
-            Phase("preflight", "etcd binaries, state dir, ports", self.preflight, check_only=True),
+        remote = self.cluster.remote
+        phases = [
+            Phase("preflight", "SSH, sudo, state dir, ports" if remote
+                  else "etcd binaries, state dir, ports", self.preflight, check_only=True),
             Phase("pki", "CA, member, admin and JWT keys", self.pki, self.pki_complete),
             Phase("config", "etcd configuration per member", self.config),
             Phase("start", "start members", self.start, self.all_running),
@@ -104,9 +93,15 @@ class UpWorkflow:
                   self.bootstrap, self.bootstrapped),
             Phase("auth", "root role and user, auth enabled", self.auth, self.auth_done),
         ]
+        if remote:
+            phases.insert(2, Phase("install", "etcd and its service user on every host",
+                                   self.install))
+        return phases
 
     # -- preflight --
     def preflight(self) -> str:
+        if self.cluster.remote:
+            return self.preflight_remote()
         binaries = self.cluster.binaries
         if not self.replacing:
             _check_same_cluster(self.cluster)
@@ -129,6 +124,37 @@ class UpWorkflow:
             )
         return f"etcd {binaries.version} at {binaries.bin_dir}"
 
+    def preflight_remote(self) -> str:
+        if not self.replacing:
+            _check_same_cluster(self.cluster)
+        directory = self.cluster.dir
+        self.record = directory.record() if directory.exists() else directory.create()
+
+        def reach(member: spec.Member) -> str:
+            host = self.cluster.ssh_host(member.name)
+            uid = host.run(["id", "-u"]).stdout.strip()
+            if uid != "0":
+                raise EnvironmentProblem(
+                    f"{member.name}: commands on {host.destination} run as uid {uid}, "
+                    "not root",
+                    fix="log in as root, or keep `ssh: {sudo: true}` with passwordless sudo",
+                )
+            return str(host.destination)
+
+        reached = deploy.in_parallel(self.members, reach)
+        return f"{len(reached)} hosts reachable, root via " + (
+            "sudo" if self.cluster.spec.ssh.sudo else "login")
+
+    # -- install --
+    def install(self) -> str:
+        notes = [n for n in deploy.in_parallel(
+            self.members, lambda m: deploy.ensure_installed(self.cluster, m)) if n]
+        versions = deploy.in_parallel(
+            self.members, lambda m: deploy.installed_version(self.cluster, m))
+        self.versions = {m.name: v for m, v in zip(self.members, versions, strict=True)
+                         if v is not None}
+        return "; ".join(notes) if notes else UNCHANGED
+
     # -- pki --
     def pki_complete(self) -> bool:
         return certs.plan_pki(self.cluster, self.cluster.context.clock()).complete
@@ -143,10 +169,12 @@ class UpWorkflow:
         directory.save_spec(self.cluster.spec)
         if not directory.record_path.exists():
             directory.save_record(self.record)
+        if self.cluster.remote:
+            return self.config_remote()
         written = []
         for member in self.members:
             path = Path(directory.layout(member.name).config)
-            content = _member_settings(self.cluster, member, self.record)
+            content = deploy.member_settings(self.cluster, member, self.record)
             previous = path.read_bytes() if path.exists() else None
             if self.cluster.host.write(path, content, PUBLIC):
                 written.append(member.name)
@@ -160,6 +188,31 @@ class UpWorkflow:
             f"; restarting {', '.join(sorted(self.restart_needed))}" if self.restart_needed else ""
         )
 
+    def config_remote(self) -> str:
+        assert self.record is not None
+        record = self.record
+
+        def push(member: spec.Member) -> list[str]:
+            host = self.cluster.host_of(member.name)
+            config = self.cluster.layout(member.name).config
+            previous = host.read(config)
+            content = deploy.member_settings(self.cluster, member, record)
+            changed = deploy.push(self.cluster, member, content)
+            noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
+            unit = str(self.cluster.host_paths(member.name).unit)
+            if (noticed or unit in changed) and self.cluster.service(member.name).is_active():
+                self.restart_needed.add(member.name)
+            return changed
+
+        changed = deploy.in_parallel(self.members, push)
+        written = [f"{m.name} ({len(c)} files)" for m, c in zip(self.members, changed,
+                                                                 strict=True) if c]
+        if not written:
+            return UNCHANGED
+        return f"wrote {', '.join(written)}" + (
+            f"; restarting {', '.join(sorted(self.restart_needed))}" if self.restart_needed else ""
+        )
+
     # -- start --
     def all_running(self) -> bool:
         return not self.restart_needed and all(
@@ -167,9 +220,14 @@ class UpWorkflow:
         )
 
     def start_member(self, member: spec.Member) -> None:
-        layout = self.cluster.dir.layout(member.name)
-        environment = render.parse_env_file(Path(layout.config).read_bytes())
-        self.cluster.service(member.name).start(self.cluster.binaries.etcd, environment)
+        config = self.cluster.layout(member.name).config
+        content = self.cluster.host_of(member.name).read(config)
+        if content is None:
+            raise DcsctlError(f"{member.name}: {config} is missing",
+                              fix="run `dcsctl up` (its config phase writes it)")
+        environment = render.parse_env_file(content)
+        self.cluster.service(member.name).start(
+            self.cluster.etcd_executable(member.name), environment)
 
     def start(self) -> str:
         started = []
@@ -255,10 +313,14 @@ class UpWorkflow:
         self.record = self.cluster.dir.mark_bootstrapped(cluster_id)
         self.cluster_id = cluster_id
         # From now on a member that loses its data dir must not found a new cluster.
-        for member in self.members:
-            path = Path(self.cluster.dir.layout(member.name).config)
-            self.cluster.host.write(path, _member_settings(self.cluster, member, self.record),
-                                    PUBLIC)
+        record = self.record
+
+        def write(member: spec.Member) -> bool:
+            return self.cluster.host_of(member.name).write(
+                self.cluster.layout(member.name).config,
+                deploy.member_settings(self.cluster, member, record), PUBLIC, "root:root")
+
+        deploy.in_parallel(self.members, write)
         return f"cluster ID {cluster_id}"
 
     # -- auth --
@@ -296,7 +358,10 @@ def up(cluster: Cluster) -> UpResult:
         if fresh and not cluster.dir.exists():
             cluster.dir.remove()
         raise
-    warnings += cluster.binaries.warnings
+    if cluster.remote:
+        warnings += deploy.version_warnings(workflow.versions)
+    else:
+        warnings += cluster.binaries.warnings
     return UpResult(cluster.spec.name, workflow.cluster_id, tuple(outcomes), tuple(warnings))
 
 
@@ -355,7 +420,11 @@ def stop_members(cluster: Cluster) -> DownResult:
 
 
 def destroy(cluster: Cluster) -> DownResult:
-    """Stop the members and remove the whole state dir (data, PKI, credentials)."""
+    """Stop the members and remove the whole state dir (data, PKI, credentials), and on
+    SSH hosts everything dcsctl put there (keys first among them)."""
     result = down(cluster)
+    cluster = as_saved(cluster)
+    if cluster.remote:
+        deploy.in_parallel(list(cluster.spec.members), lambda m: deploy.remove(cluster, m))
     cluster.dir.remove()
     return result

@@ -43,8 +43,8 @@ def _running_versions(cluster: Cluster) -> set[Version]:
 
 def _runs(cluster: Cluster, member: str, executable: Path) -> bool:
     """True if the member's running process is `executable` (already upgraded)."""
-    record = cluster.service(member).record()
-    return (record is not None and cluster.service(member).is_active()
+    record = cluster.process(member).record()
+    return (record is not None and cluster.process(member).is_active()
             and Path(record.executable) == executable)
 
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from dcsctl.errors import ClusterUnhealthy
 from dcsctl.files import atomic_write
@@ -73,7 +73,7 @@ class ProcessService:
     def is_active(self) -> bool:
         return self.running_pid() is not None
 
-    def start(self, executable: Path, environment: Mapping[str, str]) -> int:
+    def start(self, executable: PurePath, environment: Mapping[str, str]) -> int:
         """Spawn etcd detached from our session, with only the given environment.
 
         The environment is built from the member's config alone: nothing of the user's
