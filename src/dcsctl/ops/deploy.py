@@ -257,8 +257,11 @@ def release_tarball(cluster: Cluster) -> Path:
                 fix="check the tarball against etcd's SHA256SUMS and correct install.sha256 "
                 "or install.tarball",
             )
-        with tarfile.open(partial) as archive:
-            names = {Path(n).name for n in archive.getnames()}
+        try:
+            with tarfile.open(partial) as archive:
+                names = {Path(n).name for n in archive.getnames()}
+        except (tarfile.TarError, EOFError):
+            names = set()
         if not {"etcd", "etcdctl", "etcdutl"} <= names:
             partial.unlink()
             raise EnvironmentProblem(f"{source} holds no etcd, etcdctl and etcdutl",

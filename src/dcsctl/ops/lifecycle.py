@@ -147,6 +147,8 @@ class UpWorkflow:
 
     # -- install --
     def install(self) -> str:
+        if self.cluster.spec.install.method is spec.InstallMethod.RELEASE:
+            deploy.release_tarball(self.cluster)  # fetched and checked once, for every host
         notes = [n for n in deploy.in_parallel(
             self.members, lambda m: deploy.ensure_installed(self.cluster, m)) if n]
         versions = deploy.in_parallel(
