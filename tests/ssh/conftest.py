@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.conftest import VENV_BIN, CliResult, base_environ, run_cli
 from tests.ssh.sshd import SshLab, start_ssh_lab
 
 
@@ -31,3 +41,109 @@ def ssh_lab_factory(tmp_path: Path) -> Iterator[Callable[..., SshLab]]:
     finally:
         for lab in made:
             lab.stop()
+
+
+# -- SSH clusters: dcsctl against real sshd hosts, each host a directory tree of its own --
+
+_subnets = itertools.count(1)
+_BASE = 210 + os.getpid() % 40
+
+
+@pytest.fixture(scope="session")
+def release_tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The project's etcd packed the way etcd's own release tarballs are, and its sha256."""
+    directory = tmp_path_factory.mktemp("release")
+    version = subprocess.run([str(VENV_BIN / "etcd"), "--version"], capture_output=True,
+                             text=True, check=True).stdout.split()[2]
+    top = f"etcd-v{version}-linux-amd64"
+    tarball = directory / f"{top}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for tool in ("etcd", "etcdctl", "etcdutl"):
+            archive.add(VENV_BIN / tool, f"{top}/{tool}")
+    return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
+
+
+@dataclass
+class SshCluster:
+    """An SSH-target spec whose hosts are sshd servers on loopback, plus dcsctl's env."""
+
+    name: str
+    spec_file: Path
+    home: Path
+    environ: dict[str, str]
+    lab: SshLab
+    roots: dict[str, Path]  # member -> its host's "/" (remote_root)
+
+    def dcsctl(self, *argv: str) -> CliResult:
+        return run_cli([*argv, "-f", str(self.spec_file)], self.environ)
+
+    def ok(self, *argv: str) -> CliResult:
+        result = self.dcsctl(*argv)
+        assert result.code == 0, f"dcsctl {' '.join(argv)} -> {result.code}\n{result.err}"
+        return result
+
+    def document(self) -> dict[str, Any]:
+        data = yaml.safe_load(self.spec_file.read_text())
+        assert isinstance(data, dict)
+        return data
+
+    def rewrite(self, **changes: Any) -> None:
+        self.spec_file.write_text(yaml.safe_dump({**self.document(), **changes}))
+
+
+def _kill_remote_leftovers(roots: Mapping[str, Path]) -> None:
+    """Last resort after a failed test: SIGKILL the etcd our remote pidfiles name (ours only)."""
+    for root in roots.values():
+        pidfile = root / "run" / "dcsctl-etcd.pid"
+        try:
+            pid, ticks = pidfile.read_text().split()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if stat[stat.rindex(")") + 2 :].split()[19] == ticks:
+            os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.fixture
+def ssh_cluster_factory(
+    tmp_path: Path, ssh_lab_factory: Callable[..., SshLab], release_tarball: tuple[Path, str]
+) -> Iterator[Callable[..., SshCluster]]:
+    made: list[SshCluster] = []
+    # Host roots live outside pytest's 0700 tmp dirs: etcd runs as the `etcd` user there.
+    roots_dir = Path(tempfile.mkdtemp(prefix="dcsctl-ssh-hosts-"))
+    roots_dir.chmod(0o755)
+
+    def make(members: int = 3, **spec: Any) -> SshCluster:
+        subnet = next(_subnets)
+        name = f"s{subnet}"
+        hosts = {f"{name}-{i}": f"127.{_BASE}.{subnet}.{10 + i}" for i in range(members)}
+        lab = ssh_lab_factory(hosts)
+        roots = {member: roots_dir / member for member in hosts}
+        tarball, sha256 = release_tarball
+        document: dict[str, Any] = {
+            "name": name,
+            "target": "ssh",
+            "ssh": {"config_file": str(lab.ssh_config), "sudo": False},
+            "install": {"method": "release", "tarball": str(tarball), "sha256": sha256},
+            "service": {"manager": "process"},
+            "members": [
+                {"name": member, "address": address, "ssh": member,
+                 "remote_root": str(roots[member])}
+                for member, address in hosts.items()
+            ],
+            **spec,
+        }
+        spec_file = tmp_path / f"{name}.yaml"
+        spec_file.write_text(yaml.safe_dump(document))
+        home = tmp_path / "home"
+        cluster = SshCluster(name, spec_file, home, base_environ(home), lab, roots)
+        made.append(cluster)
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            run_cli(["destroy", "--yes", "-f", str(cluster.spec_file)], cluster.environ)
+            _kill_remote_leftovers(cluster.roots)
+        shutil.rmtree(roots_dir, ignore_errors=True)

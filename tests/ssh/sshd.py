@@ -66,6 +66,7 @@ class SshLab:
     ssh_config: Path
     servers: dict[str, SshServer]
     user: str
+    commands: Path  # every remote command line any server ran (root sessions), one a line
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     def stop(self) -> None:
@@ -113,7 +114,9 @@ def start_ssh_lab(
 
     known_hosts = root / "known_hosts"
     ssh_config = root / "ssh_config"
-    lab = SshLab(root, identity_file, known_hosts, ssh_config, {}, user)
+    commands = root / "commands.log"
+    commands.write_bytes(b"")
+    lab = SshLab(root, identity_file, known_hosts, ssh_config, {}, user, commands)
     known_lines: list[str] = []
     config_blocks: list[str] = []
     try:
@@ -129,7 +132,9 @@ def start_ssh_lab(
                 _client_block(alias, address, port, user, identity_file, known_hosts)
             )
             config = server_dir / "sshd_config"
-            config.write_text(_server_config(server_dir, address, port, host_key, keys_dir))
+            config.write_text(
+                _server_config(server_dir, address, port, host_key, keys_dir, commands)
+            )
             lab.servers[alias] = _start_server(lab, alias, config, address, port)
         known_hosts.write_text("".join(known_lines))
         ssh_config.write_text("\n".join(config_blocks))
@@ -196,8 +201,16 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
-def _server_config(server_dir: Path, address: str, port: int, host_key: Path, keys: Path) -> str:
+def _server_config(
+    server_dir: Path, address: str, port: int, host_key: Path, keys: Path, commands: Path
+) -> str:
     cat = "/usr/bin/cat" if Path("/usr/bin/cat").exists() else "/bin/cat"
+    # sshd logs no command lines at any level: an audit wrapper records each one (what a
+    # `ps` on the host would show) before running it, so tests can look for leaked secrets.
+    audit = (
+        f'printf "%s\\n" "$SSH_ORIGINAL_COMMAND" >> {commands} 2>/dev/null; '
+        'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"'
+    )
     return f"""\
 # One test sshd of an SSH lab (tests/ssh/sshd.py); nothing here is shared with the system's.
 ListenAddress {address}:{port}
@@ -221,6 +234,7 @@ PrintLastLog no
 MaxStartups 64
 MaxSessions 64
 Subsystem sftp internal-sftp
+ForceCommand {audit}
 """
 
 

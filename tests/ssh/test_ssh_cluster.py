@@ -1,0 +1,224 @@
+"""dcsctl against real hosts over SSH: real sshd servers on loopback, real etcd, real TLS.
+
+Each "host" is an sshd on its own loopback address whose filesystem is a directory tree
+(remote_root); etcd runs there as the `etcd` user under the process service manager,
+since systemd does not run on these machines (the unit is checked by systemd-analyze).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dcsctl import render, spec
+from tests.conftest import VENV_BIN
+from tests.ssh.conftest import SshCluster
+
+DEADLINE_S = 60
+
+
+def _mode_owner(path: Path) -> tuple[str, str]:
+    info = path.stat()
+    import grp
+    import pwd
+
+    owner = f"{pwd.getpwuid(info.st_uid).pw_name}:{grp.getgrgid(info.st_gid).gr_name}"
+    return format(stat.S_IMODE(info.st_mode), "o"), owner
+
+
+def _etcd_pid(root: Path) -> int:
+    return int((root / "run" / "dcsctl-etcd.pid").read_text().split()[0])
+
+
+def test_plan_up_rerun_and_destroy_on_three_ssh_hosts(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    cluster = ssh_cluster_factory()
+    members = list(cluster.roots)
+
+    plan = cluster.ok("up", "--plan")
+    assert "+ install etcd via release" in plan.out
+    assert "changes would be made" in plan.out
+    assert not any((root / "etc").exists() for root in cluster.roots.values())
+    assert not (cluster.home / cluster.name).exists(), "--plan must not touch the state dir"
+
+    checks = json.loads(cluster.ok("preflight", "--json").out)
+    assert checks["ok"] is True
+    verdicts = {(c["member"], c["check"]): c["verdict"] for c in checks["checks"]}
+    assert {verdicts[(m, check)] for m in members for check in ("ssh", "ports", "clock")} == {
+        "ok"}
+
+    first = json.loads(cluster.ok("up", "--json").out)
+    assert first["changed"] is True
+    status = json.loads(cluster.ok("status", "--json").out)
+    assert status["healthy"] is True
+    assert len(status["members"]) == 3
+
+    # The guide's own etcdctl commands, with dcsctl's environment.
+    exports = cluster.ok("env").out
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    for line in exports.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name.startswith("ETCDCTL_"):
+            environ[name] = value.strip("'")
+    etcdctl = str(VENV_BIN / "etcdctl")
+    listed = subprocess.run([etcdctl, "member", "list", "-w", "json"], env=environ,
+                            capture_output=True, text=True, timeout=30, check=True)
+    assert sorted(m["name"] for m in json.loads(listed.stdout)["members"]) == members
+    subprocess.run([etcdctl, "put", "foo", "bar"], env=environ, check=True, timeout=30,
+                   capture_output=True)
+    assert cluster.ok("get", "foo").out == "bar\n"
+
+    again = cluster.ok("up")
+    assert "no changes" in again.err
+    assert "no changes" in cluster.ok("up", "--plan").out
+
+    # On every host: the guide's places, keys private to the etcd user, no CA key.
+    ca_key = (cluster.home / cluster.name / "pki" / "ca.key").read_bytes()
+    for member, root in cluster.roots.items():
+        certs = root / "etc" / "dcs" / "cert"
+        assert _mode_owner(certs / f"{member}.key") == ("600", "etcd:etcd")
+        assert _mode_owner(certs / "jwt.key") == ("600", "etcd:etcd")
+        assert _mode_owner(certs / f"{member}.crt") == ("644", "root:root")
+        assert _mode_owner(certs) == ("750", "root:etcd")
+        assert _mode_owner(root / "var" / "lib" / "etcd") == ("700", "etcd:etcd")
+        assert os.readlink(root / "etc" / "default" / "etcd") == str(root / "etc" / "dcs" /
+                                                                      "etcd")
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert path.name != "ca.key"
+                assert ca_key not in path.read_bytes(), f"CA key material in {path}"
+        pid = _etcd_pid(root)
+        uid = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text()
+                   .splitlines() if line.startswith("Uid:"))
+        assert int(uid) != 0, "etcd must not run as root"
+        assert b"ETCDCTL" not in Path(f"/proc/{pid}/environ").read_bytes()
+
+    # No secret ever crossed in a command line (keys and files travel on stdin).
+    commands = cluster.lab.commands.read_text()
+    password = (cluster.home / cluster.name / "secrets" / "root.password").read_text().strip()
+    assert commands, "the audit log recorded nothing"
+    assert password not in commands
+    assert "PRIVATE KEY" not in commands
+
+    cluster_id = status["cluster_id"]
+    cluster.ok("down")
+    assert not any((root / "run" / "dcsctl-etcd.pid").exists() for root in cluster.roots.values())
+    cluster.ok("up")
+    assert json.loads(cluster.ok("status", "--json").out)["cluster_id"] == cluster_id
+    assert cluster.ok("get", "foo").out == "bar\n"
+
+    pids = [_etcd_pid(root) for root in cluster.roots.values()]
+    cluster.ok("destroy", "--yes")
+    for root in cluster.roots.values():
+        assert not (root / "etc" / "dcs" / "cert").exists() or not any(
+            (root / "etc" / "dcs" / "cert").iterdir())
+        assert not (root / "var" / "lib" / "etcd").exists()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_interrupted_up_is_finished_by_running_it_again(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    cluster = ssh_cluster_factory()
+    process = subprocess.Popen(
+        [str(VENV_BIN / "dcsctl"), "up", "-f", str(cluster.spec_file)],
+        env=cluster.environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    seen = []
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        for line in process.stderr:  # ends when dcsctl exits
+            seen.append(line)
+            if "[start]" in line and "start members —" in line:
+                process.send_signal(signal.SIGKILL)  # members started, auth not yet on
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert any("[start]" in line for line in seen), "".join(seen)
+    result = cluster.ok("up")
+    assert "[install]" in result.err
+    status = json.loads(cluster.ok("status", "--json").out)
+    assert status["healthy"] is True
+    assert "no changes" in cluster.ok("up").err
+
+
+def test_unreachable_host_is_a_clear_error_and_nothing_is_written(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    cluster = ssh_cluster_factory()
+    document = cluster.document()
+    document["members"][1]["ssh"] = f"{document['members'][1]['address']}:2299"  # no sshd
+    document["ssh"]["config_file"] = None
+    document["ssh"]["connect_timeout_s"] = 3
+    cluster.rewrite(**document)
+    result = cluster.dcsctl("up")
+    assert result.code == 4, result.err
+    assert "cannot reach" in result.err and "fix:" in result.err
+    assert "Traceback" not in result.err
+    assert not (cluster.home / cluster.name).exists()
+    assert not any((root / "etc").exists() for root in cluster.roots.values())
+
+
+def test_a_changed_host_key_is_refused(ssh_cluster_factory: Callable[..., SshCluster]) -> None:
+    cluster = ssh_cluster_factory()
+    known = cluster.lab.known_hosts
+    lines = known.read_text().splitlines()
+    first, second = lines[0].split(), lines[1].split()
+    # Host 0 now "presents" host 1's key as far as known_hosts is concerned: a MITM.
+    known.write_text("\n".join([" ".join([first[0], *second[1:]]), *lines[1:]]) + "\n")
+    result = cluster.dcsctl("up")
+    assert result.code == 4
+    assert "host key" in result.err.lower()
+    assert "never accepts" in result.err
+    assert not any((root / "etc").exists() for root in cluster.roots.values())
+
+
+def test_sudo_that_wants_a_password_is_a_clear_error(
+    ssh_cluster_factory: Callable[..., SshCluster], tmp_path: Path
+) -> None:
+    user = "dcsctl-nosudo"
+    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
+    subprocess.run(["usermod", "-p", "*", user], check=True)  # unlocked, no password
+    cluster = ssh_cluster_factory()
+    keys = cluster.lab.root / "authorized_keys"
+    shutil.copy(keys / "root", keys / user)
+    document = cluster.document()
+    document["ssh"] = {**document["ssh"], "user": user, "sudo": True}
+    for member in document["members"]:
+        member["ssh"] = f"{user}@{member['ssh']}"
+    cluster.rewrite(**document)
+    result = cluster.dcsctl("up")
+    assert result.code == 4, result.err
+    assert "sudo" in result.err and "passwordless sudo" in result.err
+    assert not any((root / "etc").exists() for root in cluster.roots.values())
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    cluster_spec = spec.from_mapping({"target": "ssh", "members": [
+        {"name": "dcs-00", "address": "10.0.0.10"}]})
+    member = cluster_spec.members[0]
+    layout = render.remote_layout(cluster_spec, member)
+    unit = tmp_path / "etcd.service"
+    unit.write_bytes(render.systemd_unit(cluster_spec, layout, VENV_BIN / "etcd"))
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                              capture_output=True, text=True, timeout=60, check=False)
+    problems = [line for line in verified.stderr.splitlines() if str(unit) in line]
+    assert verified.returncode == 0 and not problems, verified.stderr
+    assert "User=etcd" in unit.read_text()
+    assert f"EnvironmentFile={layout.config}" in unit.read_text()
