@@ -468,6 +468,30 @@ def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
     )
 
 
+def ssh_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
+    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH."""
+    if not 1 <= members <= 99:
+        raise SpecError(f"--members {members} is out of range", fix="choose 1, 3, 5 or 7 members")
+    return from_mapping(
+        {
+            "name": name,
+            "domain": "patroni.mydomain",
+            "target": "ssh",
+            "ssh": {"user": "admin", "sudo": True},
+            "manage_etc_hosts": True,
+            "members": [
+                {"name": f"dcs-{index:02d}", "address": f"192.168.56.{10 + index}",
+                 "ssh": f"dcs-{index:02d}"}
+                for index in range(members)
+            ],
+        },
+        source="the built-in SSH spec",
+    )
+
+
+SSH_ONLY = ("ssh", "install", "service", "paths", "manage_etc_hosts")
+
+
 def digest_source(spec: ClusterSpec) -> dict[str, Any]:
     """The spec as plain data (stable key order), for saving and digests."""
     return spec.model_dump(mode="json", exclude_none=True)
@@ -476,7 +500,16 @@ def digest_source(spec: ClusterSpec) -> dict[str, Any]:
 _ANNOTATIONS = {
     "name": "cluster name: names the state folder, the shared TLS name and the cluster token",
     "domain": "optional DNS domain: members also get <name>.<domain> in their certificates",
-    "target": "lab = local etcd processes on loopback addresses (no root needed)",
+    "target": "lab = local etcd processes on loopback addresses (no root needed); "
+    "ssh = real hosts",
+    "ssh": "how every host is reached: the system's OpenSSH (your ~/.ssh/config and agent "
+    "work); strict host keys; privileged commands via `sudo -n`",
+    "install": "apt (Debian's etcd-server/etcd-client, as the guide) | release (tarball + "
+    "sha256, pushed over SSH) | none",
+    "service": "systemd (a unit dcsctl writes) | process (hosts without systemd); etcd "
+    "runs as `user`",
+    "paths": "where things live on the hosts (the guide's places)",
+    "manage_etc_hosts": "keep a block naming every member in each host's /etc/hosts",
     "members": "any odd count: 1, 3, 5 or 7; each needs a DNS-safe name and its own address",
     "ports": "default ports for every member (a member may override client_port/peer_port)",
     "tls": "one key type and one lifetime policy for every certificate",
@@ -487,6 +520,12 @@ _ANNOTATIONS = {
 def render_annotated(spec: ClusterSpec) -> str:
     """YAML for `dcsctl init`: the spec with a comment above each top-level section."""
     data = digest_source(spec)
+    if spec.target is Target.LAB:
+        data = {k: v for k, v in data.items() if k not in SSH_ONLY}
+    else:
+        for member in data["members"]:
+            if member.get("remote_root") == "/":
+                del member["remote_root"]
     lines = [
         "# dcsctl cluster spec. Validate and apply with: dcsctl up -f <this file>",
         "# Every key is optional except members; unknown keys are refused.",

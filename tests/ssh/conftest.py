@@ -73,6 +73,7 @@ class SshCluster:
     environ: dict[str, str]
     lab: SshLab
     roots: dict[str, Path]  # member -> its host's "/" (remote_root)
+    spare: dict[str, str]  # hosts up but not (yet) in the spec: alias -> address
 
     def dcsctl(self, *argv: str) -> CliResult:
         return run_cli([*argv, "-f", str(self.spec_file)], self.environ)
@@ -113,12 +114,13 @@ def ssh_cluster_factory(
     roots_dir = Path(tempfile.mkdtemp(prefix="dcsctl-ssh-hosts-"))
     roots_dir.chmod(0o755)
 
-    def make(members: int = 3, **spec: Any) -> SshCluster:
+    def make(members: int = 3, spare: int = 0, **spec: Any) -> SshCluster:
         subnet = next(_subnets)
         name = f"s{subnet}"
-        hosts = {f"{name}-{i}": f"127.{_BASE}.{subnet}.{10 + i}" for i in range(members)}
-        lab = ssh_lab_factory(hosts)
-        roots = {member: roots_dir / member for member in hosts}
+        every = {f"{name}-{i}": f"127.{_BASE}.{subnet}.{10 + i}" for i in range(members + spare)}
+        hosts = dict(list(every.items())[:members])
+        lab = ssh_lab_factory(every)
+        roots = {member: roots_dir / member for member in every}
         tarball, sha256 = release_tarball
         document: dict[str, Any] = {
             "name": name,
@@ -136,7 +138,8 @@ def ssh_cluster_factory(
         spec_file = tmp_path / f"{name}.yaml"
         spec_file.write_text(yaml.safe_dump(document))
         home = tmp_path / "home"
-        cluster = SshCluster(name, spec_file, home, base_environ(home), lab, roots)
+        cluster = SshCluster(name, spec_file, home, base_environ(home), lab, roots,
+                             {k: v for k, v in every.items() if k not in hosts})
         made.append(cluster)
         return cluster
 

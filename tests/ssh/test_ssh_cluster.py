@@ -222,3 +222,48 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert verified.returncode == 0 and not problems, verified.stderr
     assert "User=etcd" in unit.read_text()
     assert f"EnvironmentFile={layout.config}" in unit.read_text()
+
+
+def test_day_two_on_ssh_hosts_backup_restore_members_certs_restart(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    cluster = ssh_cluster_factory(spare=1)
+    cluster.ok("up")
+    cluster.ok("put", "/before", "1")
+
+    backup = cluster.ok("backup")
+    snapshot = next((cluster.home / cluster.name / "backups").glob("*.db"))
+    assert "Snapshot saved" in backup.out
+    cluster.ok("put", "/after", "2")
+    restored = cluster.ok("restore", str(snapshot), "--yes")
+    assert "Traceback" not in restored.err
+    assert cluster.ok("get", "/before").out == "1\n"
+    assert cluster.dcsctl("get", "/after").code != 0, "the restore brought back the snapshot"
+    assert not any(Path(f"{root}/var/lib/etcd.pre-restore").exists()
+                   for root in cluster.roots.values())
+
+    # A fourth host joins as a learner, is promoted, then leaves again with its keys.
+    (spare, address), = cluster.spare.items()
+    root = cluster.roots[spare]
+    cluster.ok("member", "add", spare, "--address", address, "--ssh", spare,
+               "--remote-root", str(root))
+    listed = json.loads(cluster.ok("status", "--json").out)
+    assert len(listed["members"]) == 4 and listed["healthy"] is True
+    assert (root / "etc" / "dcs" / "cert" / f"{spare}.key").exists()
+    cluster.ok("member", "remove", spare)
+    assert not (root / "etc" / "dcs" / "cert" / f"{spare}.key").exists()
+    assert len(json.loads(cluster.ok("status", "--json").out)["members"]) == 3
+
+    # New member certificates reach the hosts; etcd serves them without a restart.
+    first = next(iter(cluster.roots))
+    cert = cluster.roots[first] / "etc" / "dcs" / "cert" / f"{first}.crt"
+    pids = [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare]
+    old_cert = cert.read_bytes()
+    cluster.ok("certs", "rotate")
+    assert cert.read_bytes() != old_cert
+    assert [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare] == pids
+
+    cluster.ok("restart")
+    assert [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare] != pids
+    assert json.loads(cluster.ok("status", "--json").out)["healthy"] is True
+    assert cluster.ok("get", "/before").out == "1\n"

@@ -28,10 +28,13 @@ def init(
     members: Annotated[int, typer.Option("--members", "-n", help="member count")] = 3,
     name: Annotated[str, typer.Option("--name", help="cluster name")] = "dcs",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write")] = None,
+    target: Annotated[spec.Target, typer.Option("--target", help="lab (loopback) or ssh "
+                                                "(the guide's hosts)")] = spec.Target.LAB,
 ) -> None:
     """Write an annotated cluster spec (to stdout, or to -o FILE)."""
     session = session_of(ctx)
-    lab = spec.lab_spec(members, name)
+    lab = spec.lab_spec(members, name) if target is spec.Target.LAB else spec.ssh_spec(
+        members, name)
     session.warnings += lab.warnings()
     text = spec.render_annotated(lab)
     if output is None:

@@ -44,11 +44,16 @@ def member_add(
     address: Annotated[str, typer.Option("--address", help="the new member's IP address")],
     client_port: Annotated[int | None, typer.Option("--client-port")] = None,
     peer_port: Annotated[int | None, typer.Option("--peer-port")] = None,
+    ssh: Annotated[str | None, typer.Option(
+        "--ssh", help="SSH clusters: [user@]host[:port] or ~/.ssh/config alias")] = None,
+    remote_root: Annotated[str | None, typer.Option(
+        "--remote-root", help="SSH clusters: prefix for the host's paths")] = None,
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Add NAME as a learner, start it, promote it once in sync (re-run to resume)."""
     target = cluster_of(ctx, spec_file, cluster)
-    members.add(target, name, address, client_port=client_port, peer_port=peer_port)
+    members.add(target, name, address, client_port=client_port, peer_port=peer_port,
+                ssh=ssh, remote_root=remote_root)
     session = session_of(ctx)
     _refresh_spec_file(session, target, spec_file)
     session.out.print(f"{name} is a voting member", highlight=False)

@@ -94,6 +94,28 @@ ln -sfn "$1" "$2"
 """
 UNCHANGED_EXIT = 3
 
+# Rebuilds the member's data dir from a snapshot pushed next to it. The old data dir is
+# kept aside (*.pre-restore) until the restored cluster is verified; a half-finished
+# earlier attempt is simply redone.
+RESTORE_SCRIPT = r"""
+set -eu
+etcdutl=$1 snapshot=$2 data=$3 owner=$4
+shift 4
+old="$data.pre-restore"
+temp="$data.restoring"
+if [ -e "$data/member" ] && [ ! -e "$old" ]; then
+  mv "$data" "$old"
+else
+  rm -rf "$data"
+fi
+rm -rf "$temp"
+"$etcdutl" snapshot restore "$snapshot" --data-dir "$temp" "$@" >/dev/null
+chown -R "$owner" "$temp"
+chmod 0700 "$temp"
+mv "$temp" "$data"
+rm -f "$snapshot"
+"""
+
 
 def in_parallel(members: Sequence[spec.Member], work: Callable[[spec.Member], T]) -> list[T]:
     """Every host at once; the first failure is raised after all have finished."""
@@ -270,12 +292,16 @@ def release_tarball(cluster: Cluster) -> Path:
     return cached
 
 
-def ensure_installed(cluster: Cluster, member: spec.Member) -> str:
-    """etcd present (per install method) and the service user existing; a note."""
+def ensure_installed(cluster: Cluster, member: spec.Member) -> tuple[str, bool]:
+    """etcd present (per install method) and the service user existing.
+
+    Returns a note and whether etcd's binary was (re)placed.
+    """
     host = cluster.host_of(member.name)
     method = cluster.spec.install.method
     notes = []
     version = installed_version(cluster, member)
+    previous = version
     wanted = wanted_version(cluster)
     if method is InstallMethod.APT and version is None:
         _check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])
@@ -303,7 +329,7 @@ def ensure_installed(cluster: Cluster, member: spec.Member) -> str:
     if result.returncode != UNCHANGED_EXIT:
         _raise_unless_ok(host, result.ok, f"creating user {user}", result.stderr)
         notes.append(f"user {user}")
-    return f"{member.name}: " + ", ".join(notes) if notes else ""
+    return (f"{member.name}: " + ", ".join(notes) if notes else "", version != previous)
 
 
 def version_warnings(versions: dict[str, Version]) -> list[str]:
@@ -356,6 +382,76 @@ def _raise_unless_ok(host: Host, ok: bool, what: str, stderr: str) -> None:
 def _check(host: Host, argv: list[str]) -> None:
     result = host.run(argv, timeout=900)
     _raise_unless_ok(host, result.ok, f"`{' '.join(argv[:2])} …`", result.stderr)
+
+
+def sync_tls(cluster: Cluster, member: spec.Member) -> list[str]:
+    """Copy the member's certificates as issued on the control machine to its host.
+
+    In the lab the control machine's copy is the one etcd reads: nothing to do.
+    """
+    if not cluster.remote:
+        return []
+    layout = cluster.layout(member.name)
+    tls = {layout.ca_cert, layout.cert, layout.key, layout.jwt_private, layout.jwt_public}
+    host = cluster.host_of(member.name)
+    changed = []
+    for wanted in desired_files(cluster, member, b""):
+        if wanted.path in tls and wanted.content is not None and host.write(
+                wanted.path, wanted.content, wanted.mode, wanted.owner):
+            changed.append(str(wanted.path))
+    return changed
+
+
+def wipe_data_dir(cluster: Cluster, member: spec.Member) -> None:
+    """Empty the member's data dir (a member that must join afresh)."""
+    data = cluster.layout(member.name).data_dir
+    if not cluster.remote:
+        shutil.rmtree(data, ignore_errors=True)
+        return
+    host = cluster.host_of(member.name)
+    result = host.run(["rm", "-rf", "--", str(data)])
+    _raise_unless_ok(host, result.ok, f"removing {data}", result.stderr)
+    user = cluster.spec.service.user
+    result = host.run(["sh", "-c", DIR_SCRIPT, "sh", str(data), format(DATA_DIR_MODE, "o"),
+                       f"{user}:{user}"])
+    _raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
+                     f"creating {data}", result.stderr)
+
+
+def data_dir_holds_data(cluster: Cluster, member: spec.Member) -> bool:
+    data = cluster.layout(member.name).data_dir
+    if not cluster.remote:
+        return Path(data).exists()
+    return cluster.host_of(member.name).run(["test", "-e", str(data / "member")]).ok
+
+
+def restore_data_dir(cluster: Cluster, member: spec.Member, snapshot: Path,
+                     options: Sequence[str]) -> None:
+    """`etcdutl snapshot restore` on the member's host, with the snapshot pushed there."""
+    host = cluster.host_of(member.name)
+    layout = cluster.layout(member.name)
+    remote_snapshot = layout.data_dir.parent / ".dcsctl-restore.db"
+    host.write(remote_snapshot, snapshot.read_bytes(), PRIVATE, "root:root")
+    user = cluster.spec.service.user
+    etcdutl = cluster.host_paths(member.name).etcd.parent / "etcdutl"
+    result = host.run(["sh", "-c", RESTORE_SCRIPT, "sh", str(etcdutl), str(remote_snapshot),
+                       str(layout.data_dir), f"{user}:{user}", *options], timeout=600)
+    if not result.ok:
+        raise DcsctlError(
+            f"{member.name}: etcdutl could not restore ({result.stderr.strip()[-400:]})",
+            fix="correct the cause and run the same `dcsctl restore` again (it resumes)",
+        )
+
+
+def drop_pre_restore(cluster: Cluster, member: spec.Member) -> bool:
+    """Remove the data dir kept aside by a restore; True if there was one."""
+    old = str(cluster.layout(member.name).data_dir) + ".pre-restore"
+    host = cluster.host_of(member.name)
+    if not host.run(["test", "-e", old]).ok:
+        return False
+    result = host.run(["rm", "-rf", "--", old])
+    _raise_unless_ok(host, result.ok, f"removing {old}", result.stderr)
+    return True
 
 
 def remove(cluster: Cluster, member: spec.Member) -> None:

@@ -149,8 +149,13 @@ class UpWorkflow:
     def install(self) -> str:
         if self.cluster.spec.install.method is spec.InstallMethod.RELEASE:
             deploy.release_tarball(self.cluster)  # fetched and checked once, for every host
-        notes = [n for n in deploy.in_parallel(
-            self.members, lambda m: deploy.ensure_installed(self.cluster, m)) if n]
+        done = deploy.in_parallel(
+            self.members, lambda m: deploy.ensure_installed(self.cluster, m))
+        notes = [note for note, _ in done if note]
+        for member, (_, replaced) in zip(self.members, done, strict=True):
+            # A running member keeps the old binary until it restarts: one at a time.
+            if replaced and self.cluster.service(member.name).is_active():
+                self.restart_needed.add(member.name)
         versions = deploy.in_parallel(
             self.members, lambda m: deploy.installed_version(self.cluster, m))
         self.versions = {m.name: v for m, v in zip(self.members, versions, strict=True)

@@ -11,13 +11,13 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from dcsctl import spec as spec_module
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
 from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
+from dcsctl.ops import deploy
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow, as_saved
 from dcsctl.state import PRIVATE, locked
@@ -98,7 +98,7 @@ class JoinWorkflow:
         self.peer_url = cluster.spec.peer_url(member)
 
     def phases(self) -> list[Phase]:
-        return [
+        phases = [
             Phase("preflight", "other members healthy, ports free", self.preflight,
                   check_only=True),
             Phase("pki", f"certificate for {self.member.name}", self.up.pki,
@@ -112,6 +112,10 @@ class JoinWorkflow:
             Phase("health", "wait until every member is healthy", self.up.health,
                   check_only=True),
         ]
+        if self.cluster.remote:
+            phases.insert(2, Phase("install", "etcd and its service user on the new host",
+                                   self.up.install))
+        return phases
 
     def preflight(self) -> str:
         _require_healthy(self.cluster, except_member=self.member.name)
@@ -135,12 +139,12 @@ class JoinWorkflow:
         return bool(info and info.started and self.cluster.service(self.member.name).is_active())
 
     def start(self) -> str:
-        data = Path(self.cluster.dir.layout(self.member.name).data_dir)
         info = _listed(self.cluster, self.peer_url)
-        if info is not None and not info.started and data.exists():
+        if info is not None and not info.started and deploy.data_dir_holds_data(
+                self.cluster, self.member):
             # Listed but never started: whatever is in the data dir is from a failed
             # earlier attempt (or another cluster) and must not be joined with.
-            shutil.rmtree(data)
+            deploy.wipe_data_dir(self.cluster, self.member)
         self.up.start_member(self.member)
         wait_until(lambda: self.started() or None, timeout=self.cluster.context.deadline(
             JOIN_TIMEOUT_S), what=f"{self.member.name} did not join",
@@ -174,7 +178,7 @@ class JoinWorkflow:
 
 def add(
     cluster: Cluster, name: str, address: str, *, client_port: int | None = None,
-    peer_port: int | None = None,
+    peer_port: int | None = None, ssh: str | None = None, remote_root: str | None = None,
 ) -> MemberChange:
     saved = as_saved(cluster)
     new: dict[str, object] = {"name": name, "address": address}
@@ -182,6 +186,10 @@ def add(
         new["client_port"] = client_port
     if peer_port:
         new["peer_port"] = peer_port
+    if ssh:
+        new["ssh"] = ssh
+    if remote_root:
+        new["remote_root"] = remote_root
     if name in {m.name for m in saved.spec.members}:
         existing = saved.spec.member(name)
         if str(existing.address) != address:
@@ -235,6 +243,8 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
 
     def stop_and_forget() -> str:
         saved.service(name).stop()
+        if saved.remote:
+            deploy.remove(saved, member)  # its key and data leave the host too
         shutil.rmtree(saved.dir.member_dir(name), ignore_errors=True)
         up = UpWorkflow(shrunk)
         up.record = shrunk.dir.record()
@@ -271,7 +281,8 @@ def replace(cluster: Cluster, name: str) -> MemberChange:
         outcomes += remove(saved, name, force=False).outcomes
     address = str(member.address)
     outcomes += add(saved, name, address, client_port=member.client_port,
-                    peer_port=member.peer_port).outcomes
+                    peer_port=member.peer_port, ssh=member.ssh,
+                    remote_root=member.remote_root).outcomes
     marker.unlink(missing_ok=True)
     return MemberChange(name, tuple(outcomes))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from dcsctl import render
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.files import atomic_write
+from dcsctl.ops import deploy
 from dcsctl.ops.backup import Verified, verify
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow, stop_members
@@ -135,8 +136,31 @@ class RestoreWorkflow:
     def _data_dir(self, member: str) -> Path:
         return Path(self.cluster.dir.layout(member).data_dir)
 
+    def _restore_options(self, member: Member) -> list[str]:
+        assert self.plan is not None
+        spec = self.cluster.spec
+        options = [
+            "--name", member.name,
+            "--initial-cluster", render.initial_cluster(spec),
+            "--initial-cluster-token", self.plan.token,
+            "--initial-advertise-peer-urls", spec.peer_url(member),
+        ]
+        if self.plan.bump_revision:
+            options += ["--bump-revision", str(self.plan.bump_revision), "--mark-compacted"]
+        return options
+
     def _restore_member(self, member: Member) -> None:
         assert self.plan is not None
+        if self.cluster.remote:
+            deploy.restore_data_dir(self.cluster, member, self.verified.path,
+                                    self._restore_options(member))
+        else:
+            self._restore_local(member)
+        with self._plan_lock:
+            current = self.plan
+            self._save_plan(replace(current, restored=(*current.restored, member.name)))
+
+    def _restore_local(self, member: Member) -> None:
         data = self._data_dir(member.name)
         old = data.with_name(data.name + OLD_SUFFIX)
         temp = data.with_name(data.name + TEMP_SUFFIX)
@@ -148,17 +172,8 @@ class RestoreWorkflow:
         temp.parent.mkdir(parents=True, exist_ok=True)
         etcdutl = self.cluster.binaries.etcdutl
         assert etcdutl is not None  # verify() already required it
-        spec = self.cluster.spec
-        argv = [
-            str(etcdutl), "snapshot", "restore", str(self.verified.path),
-            "--name", member.name,
-            "--initial-cluster", render.initial_cluster(spec),
-            "--initial-cluster-token", self.plan.token,
-            "--initial-advertise-peer-urls", spec.peer_url(member),
-            "--data-dir", str(temp),
-        ]
-        if self.plan.bump_revision:
-            argv += ["--bump-revision", str(self.plan.bump_revision), "--mark-compacted"]
+        argv = [str(etcdutl), "snapshot", "restore", str(self.verified.path),
+                "--data-dir", str(temp), *self._restore_options(member)]
         result = self.cluster.host.run(argv, timeout=600)
         if result.returncode != 0:
             raise DcsctlError(
@@ -166,9 +181,6 @@ class RestoreWorkflow:
                 fix="correct the cause and run the same `dcsctl restore` again (it resumes)",
             )
         temp.rename(data)
-        with self._plan_lock:
-            current = self.plan
-            self._save_plan(replace(current, restored=(*current.restored, member.name)))
 
     def restore_data(self) -> str:
         assert self.plan is not None
@@ -220,7 +232,12 @@ class RestoreWorkflow:
 
     # -- cleanup --
     def cleanup(self) -> str:
-        removed = []
+        removed: list[str] = []
+        if self.cluster.remote and not self.keep_old:
+            dropped = deploy.in_parallel(list(self.cluster.spec.members),
+                                         lambda m: deploy.drop_pre_restore(self.cluster, m))
+            removed += [m.name for m, d in zip(self.cluster.spec.members, dropped, strict=True)
+                        if d]
         members_root = self.cluster.dir.root / "members"
         wanted = {m.name for m in self.cluster.spec.members}
         for old in members_root.glob(f"*/data{OLD_SUFFIX}"):

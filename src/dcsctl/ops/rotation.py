@@ -19,6 +19,7 @@ from dcsctl import pki
 from dcsctl.errors import NotFound
 from dcsctl.etcd.client import ClientTls, served_certificate
 from dcsctl.files import atomic_write
+from dcsctl.ops import deploy
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.context import Cluster
@@ -109,6 +110,7 @@ def _reissue_leaves(cluster: Cluster, ca: pki.Identity) -> list[str]:
                             sans=member_sans(cluster.spec, member), key_type=policy.key_type,
                             days=policy.leaf_days, now=now, key_pem=key_pem)
         atomic_write(Path(layout.cert), renewed.cert_pem, PUBLIC)
+        deploy.sync_tls(cluster, member)
         _await_serial(cluster, member.name, pki.serial_number(renewed.cert_pem))
         done.append(member.name)
     return done
@@ -150,6 +152,7 @@ def _rotation_state(cluster: Cluster) -> Path:
 def _write_member_trust(cluster: Cluster, bundle: bytes) -> None:
     for member in cluster.spec.members:
         atomic_write(Path(cluster.dir.layout(member.name).ca_cert), bundle, PUBLIC)
+        deploy.sync_tls(cluster, member)
 
 
 def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:

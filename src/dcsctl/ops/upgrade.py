@@ -50,6 +50,13 @@ def _runs(cluster: Cluster, member: str, executable: Path) -> bool:
 
 def upgrade(cluster: Cluster, *, to: str, bin_dir: Path) -> UpgradeResult:
     cluster = as_saved(cluster)
+    if cluster.remote:
+        raise DcsctlError(
+            "`dcsctl upgrade` replaces local lab binaries; SSH clusters upgrade through the spec",
+            fix="take a `dcsctl backup`, point install.tarball and install.sha256 at the new "
+            "release, then run `dcsctl up`: it installs it and restarts the members one at "
+            "a time",
+        )
     wanted = Version.parse(to)
     found = binaries.find(str(bin_dir), cluster.context.environ)
     if found.version != wanted:
