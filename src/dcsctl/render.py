@@ -152,6 +152,8 @@ def without_hosts_block(existing: str, cluster: str) -> str:
     for line in existing.splitlines():
         if line == begin:
             inside = True
+            if kept and not kept[-1].strip():
+                kept.pop()  # the blank line with_hosts_block put before the block
         elif line == end:
             inside = False
         elif not inside:
