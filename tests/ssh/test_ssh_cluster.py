@@ -267,3 +267,36 @@ def test_day_two_on_ssh_hosts_backup_restore_members_certs_restart(
     assert [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare] != pids
     assert json.loads(cluster.ok("status", "--json").out)["healthy"] is True
     assert cluster.ok("get", "/before").out == "1\n"
+
+
+def test_up_through_passwordless_sudo_as_an_unprivileged_user(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    """The default way in (`ssh: {sudo: true}`): every command becomes `sudo -n -- argv`."""
+    user = "dcsctl-sudoer"
+    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
+    subprocess.run(["usermod", "-p", "*", user], check=True)
+    sudoers = Path("/etc/sudoers.d/dcsctl-test-sudoer")
+    sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
+    try:
+        cluster = ssh_cluster_factory(members=1)
+        keys = cluster.lab.root / "authorized_keys"
+        shutil.copy(keys / "root", keys / user)
+        document = cluster.document()
+        document["ssh"] = {**document["ssh"], "user": user, "sudo": True}
+        for member in document["members"]:
+            member["ssh"] = f"{user}@{member['ssh']}"
+        cluster.rewrite(**document)
+        preflight = json.loads(cluster.ok("preflight", "--json").out)
+        assert {c["detail"] for c in preflight["checks"] if c["check"] == "privileges"} == {
+            "root via sudo -n"}
+        cluster.ok("up")
+        assert json.loads(cluster.ok("status", "--json").out)["healthy"] is True
+        (member,) = cluster.roots
+        key = cluster.roots[member] / "etc" / "dcs" / "cert" / f"{member}.key"
+        assert _mode_owner(key) == ("600", "etcd:etcd")
+        cluster.ok("destroy", "--yes")
+    finally:
+        sudoers.unlink(missing_ok=True)
