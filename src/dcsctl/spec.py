@@ -451,40 +451,33 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "cluster.yaml") -> Clu
     return spec
 
 
-def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
-    """The guide's system on loopback: dcs-00.. on 127.0.0.10.. (the embedded default)."""
+def _guide_members(members: int, network: str, *, ssh: bool) -> list[dict[str, str]]:
+    """dcs-00, dcs-01, ... on <network>.10, .11, ... as in the guide."""
     if not 1 <= members <= 99:
         raise SpecError(f"--members {members} is out of range", fix="choose 1, 3, 5 or 7 members")
+    found = []
+    for index in range(members):
+        name = f"dcs-{index:02d}"
+        found.append({"name": name, "address": f"{network}.{10 + index}"}
+                     | ({"ssh": name} if ssh else {}))
+    return found
+
+
+def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
+    """The guide's system on loopback: dcs-00.. on 127.0.0.10.. (the embedded default)."""
     return from_mapping(
-        {
-            "name": name,
-            "domain": "patroni.mydomain",
-            "members": [
-                {"name": f"dcs-{index:02d}", "address": f"127.0.0.{10 + index}"}
-                for index in range(members)
-            ],
-        },
+        {"name": name, "domain": "patroni.mydomain",
+         "members": _guide_members(members, "127.0.0", ssh=False)},
         source="the built-in lab spec",
     )
 
 
 def ssh_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
     """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH."""
-    if not 1 <= members <= 99:
-        raise SpecError(f"--members {members} is out of range", fix="choose 1, 3, 5 or 7 members")
     return from_mapping(
-        {
-            "name": name,
-            "domain": "patroni.mydomain",
-            "target": "ssh",
-            "ssh": {"user": "admin", "sudo": True},
-            "manage_etc_hosts": True,
-            "members": [
-                {"name": f"dcs-{index:02d}", "address": f"192.168.56.{10 + index}",
-                 "ssh": f"dcs-{index:02d}"}
-                for index in range(members)
-            ],
-        },
+        {"name": name, "domain": "patroni.mydomain", "target": "ssh",
+         "ssh": {"user": "admin", "sudo": True}, "manage_etc_hosts": True,
+         "members": _guide_members(members, "192.168.56", ssh=True)},
         source="the built-in SSH spec",
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, CliResult, base_environ, run_cli
+from tests.conftest import VENV_BIN, LabCluster, base_environ, run_cli
 from tests.ssh.sshd import SshLab, start_ssh_lab
 
 
@@ -64,29 +64,12 @@ def release_tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 
 
 @dataclass
-class SshCluster:
+class SshCluster(LabCluster):
     """An SSH-target spec whose hosts are sshd servers on loopback, plus dcsctl's env."""
 
-    name: str
-    spec_file: Path
-    home: Path
-    environ: dict[str, str]
     lab: SshLab
     roots: dict[str, Path]  # member -> its host's "/" (remote_root)
     spare: dict[str, str]  # hosts up but not (yet) in the spec: alias -> address
-
-    def dcsctl(self, *argv: str) -> CliResult:
-        return run_cli([*argv, "-f", str(self.spec_file)], self.environ)
-
-    def ok(self, *argv: str) -> CliResult:
-        result = self.dcsctl(*argv)
-        assert result.code == 0, f"dcsctl {' '.join(argv)} -> {result.code}\n{result.err}"
-        return result
-
-    def document(self) -> dict[str, Any]:
-        data = yaml.safe_load(self.spec_file.read_text())
-        assert isinstance(data, dict)
-        return data
 
     def rewrite(self, **changes: Any) -> None:
         self.spec_file.write_text(yaml.safe_dump({**self.document(), **changes}))

@@ -35,6 +35,20 @@ def _mode_owner(path: Path) -> tuple[str, str]:
     return format(stat.S_IMODE(info.st_mode), "o"), owner
 
 
+def _log_in_as(cluster: SshCluster, user: str) -> None:
+    """Point the spec at an unprivileged login (created if missing) that uses `sudo -n`."""
+    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
+    subprocess.run(["usermod", "-p", "*", user], check=True)  # unlocked, no password
+    keys = cluster.lab.root / "authorized_keys"
+    shutil.copy(keys / "root", keys / user)
+    document = cluster.document()
+    document["ssh"] = {**document["ssh"], "user": user, "sudo": True}
+    for member in document["members"]:
+        member["ssh"] = f"{user}@{member['ssh']}"
+    cluster.rewrite(**document)
+
+
 def _etcd_pid(root: Path) -> int:
     return int((root / "run" / "dcsctl-etcd.pid").read_text().split()[0])
 
@@ -190,18 +204,8 @@ def test_a_changed_host_key_is_refused(ssh_cluster_factory: Callable[..., SshClu
 def test_sudo_that_wants_a_password_is_a_clear_error(
     ssh_cluster_factory: Callable[..., SshCluster], tmp_path: Path
 ) -> None:
-    user = "dcsctl-nosudo"
-    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
-    subprocess.run(["usermod", "-p", "*", user], check=True)  # unlocked, no password
     cluster = ssh_cluster_factory()
-    keys = cluster.lab.root / "authorized_keys"
-    shutil.copy(keys / "root", keys / user)
-    document = cluster.document()
-    document["ssh"] = {**document["ssh"], "user": user, "sudo": True}
-    for member in document["members"]:
-        member["ssh"] = f"{user}@{member['ssh']}"
-    cluster.rewrite(**document)
+    _log_in_as(cluster, "dcsctl-nosudo")
     result = cluster.dcsctl("up")
     assert result.code == 4, result.err
     assert "sudo" in result.err and "passwordless sudo" in result.err
@@ -274,21 +278,12 @@ def test_up_through_passwordless_sudo_as_an_unprivileged_user(
 ) -> None:
     """The default way in (`ssh: {sudo: true}`): every command becomes `sudo -n -- argv`."""
     user = "dcsctl-sudoer"
-    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
-    subprocess.run(["usermod", "-p", "*", user], check=True)
     sudoers = Path("/etc/sudoers.d/dcsctl-test-sudoer")
     sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD: ALL\n")
     sudoers.chmod(0o440)
     try:
         cluster = ssh_cluster_factory(members=1)
-        keys = cluster.lab.root / "authorized_keys"
-        shutil.copy(keys / "root", keys / user)
-        document = cluster.document()
-        document["ssh"] = {**document["ssh"], "user": user, "sudo": True}
-        for member in document["members"]:
-            member["ssh"] = f"{user}@{member['ssh']}"
-        cluster.rewrite(**document)
+        _log_in_as(cluster, user)
         preflight = json.loads(cluster.ok("preflight", "--json").out)
         assert {c["detail"] for c in preflight["checks"] if c["check"] == "privileges"} == {
             "root via sudo -n"}
