@@ -66,6 +66,8 @@ def main(
             err.print(traceback.format_exc(), markup=False)
         err.print("fix: run again with --debug and report the traceback", highlight=False)
         code = ExitCode.FAILED
+    finally:
+        session.context.close()
     for warning in session.warnings:
         err.print(f"warning: {warning}", highlight=False, markup=False)
     return int(code)

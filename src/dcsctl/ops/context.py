@@ -50,8 +50,17 @@ class Context:
             scale = 1.0
         return seconds * max(scale, 0.1)
 
+    clusters: list[Cluster] = field(default_factory=list)
+
     def cluster(self, cluster_spec: spec_module.ClusterSpec) -> Cluster:
-        return Cluster(self, cluster_spec)
+        made = Cluster(self, cluster_spec)
+        self.clusters.append(made)
+        return made
+
+    def close(self) -> None:
+        """End every SSH master connection this run opened: nothing outlives dcsctl."""
+        for made in self.clusters:
+            made.close()
 
     def saved_cluster(self, name: str) -> Cluster:
         """A cluster known only by name: its spec comes from the state dir."""
@@ -61,7 +70,7 @@ class Context:
                 f"no cluster named {name!r} in {self.home}",
                 fix="create it with `dcsctl up` (or pass -f/--spec, or set DCSCTL_HOME)",
             )
-        return Cluster(self, directory.load_spec())
+        return self.cluster(directory.load_spec())
 
 
 class Cluster:

@@ -69,6 +69,13 @@ for tool in etcd etcdctl etcdutl; do
 done
 """
 
+# etcd's version line (or nothing), then whether the service user exists: one round trip.
+INSTALL_PROBE = r"""
+"$1" --version 2>/dev/null | head -n 1
+echo --
+id -u "$2" >/dev/null 2>&1 && echo user || echo no-user
+"""
+
 USER_SCRIPT = r"""
 set -eu
 user=$1 home=$2
@@ -216,15 +223,29 @@ class Installed:
     warnings: tuple[str, ...] = ()
 
 
-def installed_version(cluster: Cluster, member: spec.Member) -> Version | None:
+@dataclass(frozen=True)
+class InstallState:
+    version: Version | None
+    user_exists: bool
+
+
+def install_state(cluster: Cluster, member: spec.Member) -> InstallState:
     etcd = cluster.host_paths(member.name).etcd
-    result = cluster.host_of(member.name).run([str(etcd), "--version"])
-    if not result.ok:
-        return None
+    result = cluster.host_of(member.name).run(
+        ["sh", "-c", INSTALL_PROBE, "sh", str(etcd), cluster.spec.service.user])
+    version_line, _, user = result.stdout.partition("--\n")
     try:
-        return Version.parse(result.stdout.splitlines()[0])
-    except (ValueError, IndexError):
-        return None
+        version: Version | None = Version.parse(version_line)
+    except ValueError:
+        version = None
+    return InstallState(version, user.strip() == "user")
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    note: str
+    version: Version
+    replaced: bool  # etcd's binary changed: a running member must restart to use it
 
 
 def release_version(settings: spec.InstallSettings) -> Version:
@@ -292,28 +313,24 @@ def release_tarball(cluster: Cluster) -> Path:
     return cached
 
 
-def ensure_installed(cluster: Cluster, member: spec.Member) -> tuple[str, bool]:
-    """etcd present (per install method) and the service user existing.
-
-    Returns a note and whether etcd's binary was (re)placed.
-    """
+def ensure_installed(cluster: Cluster, member: spec.Member) -> InstallOutcome:
+    """etcd present (per install method) and the service user existing."""
     host = cluster.host_of(member.name)
     method = cluster.spec.install.method
     notes = []
-    version = installed_version(cluster, member)
-    previous = version
+    state = install_state(cluster, member)
     wanted = wanted_version(cluster)
-    if method is InstallMethod.APT and version is None:
+    if method is InstallMethod.APT and state.version is None:
         _check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])
         notes.append("apt etcd-server etcd-client")
-    elif method is InstallMethod.RELEASE and version != wanted:
+    elif method is InstallMethod.RELEASE and state.version != wanted:
         tarball = release_tarball(cluster)
         remote = cluster.host_paths(member.name).tarball_cache / tarball.name
         host.write(remote, tarball.read_bytes(), PUBLIC, "root:root")
         bin_dir = cluster.host_paths(member.name).etcd.parent
         _check(host, ["sh", "-c", RELEASE_SCRIPT, "sh", str(remote), str(bin_dir)])
         notes.append(f"etcd {wanted} from {tarball.name}")
-    version = installed_version(cluster, member)
+    version = install_state(cluster, member).version if notes else state.version
     if version is None:
         raise EnvironmentProblem(
             f"{member.name}: no working etcd at {cluster.host_paths(member.name).etcd}",
@@ -324,12 +341,14 @@ def ensure_installed(cluster: Cluster, member: spec.Member) -> tuple[str, bool]:
             raise EnvironmentProblem(f"{member.name}: etcd {version} {advisory.problem}",
                                      fix=f"install etcd {RECOMMENDED} or newer")
     user = cluster.spec.service.user
-    result = host.run(["sh", "-c", USER_SCRIPT, "sh", user, str(cluster.layout(member.name)
-                                                                .data_dir)])
-    if result.returncode != UNCHANGED_EXIT:
-        _raise_unless_ok(host, result.ok, f"creating user {user}", result.stderr)
-        notes.append(f"user {user}")
-    return (f"{member.name}: " + ", ".join(notes) if notes else "", version != previous)
+    if not state.user_exists:
+        result = host.run(["sh", "-c", USER_SCRIPT, "sh", user,
+                           str(cluster.layout(member.name).data_dir)])
+        if result.returncode != UNCHANGED_EXIT:
+            _raise_unless_ok(host, result.ok, f"creating user {user}", result.stderr)
+            notes.append(f"user {user}")
+    note = f"{member.name}: " + ", ".join(notes) if notes else ""
+    return InstallOutcome(note, version, version != state.version)
 
 
 def version_warnings(versions: dict[str, Version]) -> list[str]:
@@ -342,34 +361,102 @@ def version_warnings(versions: dict[str, Version]) -> list[str]:
 
 # -- configuration --
 
-def push(cluster: Cluster, member: spec.Member, settings: bytes) -> list[str]:
-    """Bring the host's directories, files and links to the spec; the paths changed."""
+# One line per path, in order: "F <sha256> <mode> <owner>", "D <mode> <owner>",
+# "L <target>" or "-" (missing). Private keys are hashed on the host, never read back.
+OBSERVE_SCRIPT = r"""
+for path in "$@"; do
+  if [ -L "$path" ]; then
+    printf 'L %s\n' "$(readlink "$path")"
+  elif [ -f "$path" ]; then
+    printf 'F %s %s\n' "$(sha256sum < "$path" | cut -d' ' -f1)" "$(stat -c '%a %U:%G' "$path")"
+  elif [ -d "$path" ]; then
+    printf 'D %s\n' "$(stat -c '%a %U:%G' "$path")"
+  else
+    echo -
+  fi
+done
+"""
+
+
+@dataclass(frozen=True)
+class Observed:
+    kind: str  # F file, D directory, L link, - missing
+    fields: tuple[str, ...]
+
+    def is_file(self, wanted: DesiredFile) -> bool:
+        assert wanted.content is not None
+        return self.kind == "F" and self.fields == (
+            hashlib.sha256(wanted.content).hexdigest(), format(wanted.mode, "o"),
+            wanted.owner or self.fields[2])
+
+    def is_dir(self, wanted: DesiredDir) -> bool:
+        return self.kind == "D" and self.fields == (format(wanted.mode, "o"), wanted.owner)
+
+    def links_to(self, target: PurePath) -> bool:
+        return self.kind == "L" and self.fields == (str(target),)
+
+
+def observe(host: Host, paths: Sequence[PurePath]) -> list[Observed]:
+    """What is at each path on the host, in one round trip."""
+    result = host.run(["sh", "-c", OBSERVE_SCRIPT, "sh", *map(str, paths)])
+    lines = result.stdout.splitlines()
+    if not result.ok or len(lines) != len(paths):
+        raise DcsctlError(f"{host.name}: could not inspect its files ({result.stderr.strip()})",
+                          fix="check that the SSH user can run sha256sum and stat there")
+    found = []
+    for line in lines:
+        kind, _, rest = line.partition(" ")
+        found.append(Observed(kind, tuple(rest.split(" ", 2)) if kind != "L" else (rest,)))
+    return found
+
+
+@dataclass(frozen=True)
+class Pushed:
+    changed: tuple[str, ...]
+    previous_config: bytes | None  # the replaced configuration, when it changed
+
+
+def push(cluster: Cluster, member: spec.Member, settings: bytes) -> Pushed:
+    """Bring the host's directories, files and links to the spec.
+
+    One round trip observes everything; only what differs is written, so a re-run on an
+    unchanged host costs that one command.
+    """
     host = cluster.host_of(member.name)
-    changed = []
-    for directory in desired_dirs(cluster, member):
-        argv = ["sh", "-c", DIR_SCRIPT, "sh", str(directory.path),
-                format(directory.mode, "o"), directory.owner]
-        result = host.run(argv)
-        if result.returncode != UNCHANGED_EXIT:
-            _raise_unless_ok(host, result.ok, f"creating {directory.path}", result.stderr)
-            changed.append(str(directory.path))
+    dirs = desired_dirs(cluster, member)
     files = desired_files(cluster, member, settings)
     if (hosts_file := _hosts_file(cluster, host, member)) is not None:
         files.append(hosts_file)
-    for wanted in files:
+    link = cluster.host_paths(member.name).env_link
+    config = cluster.layout(member.name).config
+    seen = observe(host, [*(d.path for d in dirs), *(f.path for f in files),
+                          *([link] if link else [])])
+    changed: list[str] = []
+    for directory, now in zip(dirs, seen, strict=False):
+        if not now.is_dir(directory):
+            argv = ["sh", "-c", DIR_SCRIPT, "sh", str(directory.path),
+                    format(directory.mode, "o"), directory.owner]
+            result = host.run(argv)
+            _raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
+                             f"creating {directory.path}", result.stderr)
+            changed.append(str(directory.path))
+    previous_config = None
+    for wanted, now in zip(files, seen[len(dirs):], strict=False):
         if wanted.content is None:
             raise DcsctlError(f"{wanted.path} has not been issued",
                               fix="run `dcsctl up` (its pki phase issues it)")
-        if host.write(wanted.path, wanted.content, wanted.mode, wanted.owner):
-            changed.append(str(wanted.path))
-    link = cluster.host_paths(member.name).env_link
-    if link is not None:
-        config = cluster.layout(member.name).config
+        if now.is_file(wanted):
+            continue
+        if wanted.path == config and now.kind == "F":
+            previous_config = host.read(config)
+        host.write(wanted.path, wanted.content, wanted.mode, wanted.owner)
+        changed.append(str(wanted.path))
+    if link is not None and not seen[-1].links_to(config):
         result = host.run(["sh", "-c", LINK_SCRIPT, "sh", str(config), str(link)])
-        if result.returncode != UNCHANGED_EXIT:
-            _raise_unless_ok(host, result.ok, f"linking {link}", result.stderr)
-            changed.append(str(link))
-    return changed
+        _raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
+                         f"linking {link}", result.stderr)
+        changed.append(str(link))
+    return Pushed(tuple(changed), previous_config)
 
 
 def _raise_unless_ok(host: Host, ok: bool, what: str, stderr: str) -> None:
@@ -394,11 +481,14 @@ def sync_tls(cluster: Cluster, member: spec.Member) -> list[str]:
     layout = cluster.layout(member.name)
     tls = {layout.ca_cert, layout.cert, layout.key, layout.jwt_private, layout.jwt_public}
     host = cluster.host_of(member.name)
+    wanted = [f for f in desired_files(cluster, member, b"")
+              if f.path in tls and f.content is not None]
     changed = []
-    for wanted in desired_files(cluster, member, b""):
-        if wanted.path in tls and wanted.content is not None and host.write(
-                wanted.path, wanted.content, wanted.mode, wanted.owner):
-            changed.append(str(wanted.path))
+    for file, now in zip(wanted, observe(host, [f.path for f in wanted]), strict=True):
+        if not now.is_file(file):
+            assert file.content is not None
+            host.write(file.path, file.content, file.mode, file.owner)
+            changed.append(str(file.path))
     return changed
 
 
@@ -498,30 +588,34 @@ class HostPlan:
                 or any(f.action != "unchanged" for f in self.files))
 
 
-def _file_change(host: Host, wanted: DesiredFile) -> FileChange:
-    current = host.read(wanted.path)
+def _file_change(host: Host, wanted: DesiredFile, now: Observed) -> FileChange:
+    path = str(wanted.path)
     if wanted.content is None:
-        return FileChange(str(wanted.path), "create" if current is None else "update",
+        return FileChange(path, "create" if now.kind == "-" else "update",
                           ("(issued by the pki phase)",))
-    if current is None:
-        return FileChange(str(wanted.path), "create",
+    if now.kind == "-":
+        return FileChange(path, "create",
                           ("(secret: content not shown)",) if wanted.secret else ())
+    if now.is_file(wanted):
+        return FileChange(path, "unchanged")
+    if wanted.secret:  # never read back: the hash already told it differs
+        return FileChange(path, "update", ("(secret: content not shown)",))
+    current = host.read(wanted.path) or b""
     if current == wanted.content:
-        return FileChange(str(wanted.path), "unchanged")
-    if wanted.secret:
-        return FileChange(str(wanted.path), "update", ("(secret: content not shown)",))
+        return FileChange(path, "update", (f"mode/owner -> {format(wanted.mode, 'o')} "
+                                           f"{wanted.owner}",))
     diff = difflib.unified_diff(
         current.decode(errors="replace").splitlines(),
         wanted.content.decode(errors="replace").splitlines(),
         "on host", "dcsctl", lineterm="", n=1,
     )
-    return FileChange(str(wanted.path), "update", tuple(diff))
+    return FileChange(path, "update", tuple(diff))
 
 
 def plan_host(cluster: Cluster, member: spec.Member, settings: bytes, *,
               reissued: bool) -> HostPlan:
     host = cluster.ssh_host(member.name)
-    version = installed_version(cluster, member)
+    version = install_state(cluster, member).version
     wanted = wanted_version(cluster)
     method = cluster.spec.install.method
     if version is None or (method is InstallMethod.RELEASE and version != wanted):
@@ -534,9 +628,10 @@ def plan_host(cluster: Cluster, member: spec.Member, settings: bytes, *,
         layout = cluster.layout(member.name)
         desired = [replace(f, content=None) if f.path in (layout.cert, layout.key) else f
                    for f in desired]
-    files = [_file_change(host, f) for f in desired]
     if (hosts_file := _hosts_file(cluster, host, member)) is not None:
-        files.append(_file_change(host, hosts_file))
+        desired.append(hosts_file)
+    seen = observe(host, [f.path for f in desired])
+    files = [_file_change(host, f, now) for f, now in zip(desired, seen, strict=True)]
     service = cluster.service(member.name)
     active = version is not None and service.is_active()
     reconfigured = any(f.action == "update" for f in files[:1]) or (

@@ -151,15 +151,12 @@ class UpWorkflow:
             deploy.release_tarball(self.cluster)  # fetched and checked once, for every host
         done = deploy.in_parallel(
             self.members, lambda m: deploy.ensure_installed(self.cluster, m))
-        notes = [note for note, _ in done if note]
-        for member, (_, replaced) in zip(self.members, done, strict=True):
+        notes = [outcome.note for outcome in done if outcome.note]
+        for member, outcome in zip(self.members, done, strict=True):
             # A running member keeps the old binary until it restarts: one at a time.
-            if replaced and self.cluster.service(member.name).is_active():
+            if outcome.replaced and self.cluster.service(member.name).is_active():
                 self.restart_needed.add(member.name)
-        versions = deploy.in_parallel(
-            self.members, lambda m: deploy.installed_version(self.cluster, m))
-        self.versions = {m.name: v for m, v in zip(self.members, versions, strict=True)
-                         if v is not None}
+        self.versions = {m.name: o.version for m, o in zip(self.members, done, strict=True)}
         return "; ".join(notes) if notes else UNCHANGED
 
     # -- pki --
@@ -199,17 +196,16 @@ class UpWorkflow:
         assert self.record is not None
         record = self.record
 
-        def push(member: spec.Member) -> list[str]:
-            host = self.cluster.host_of(member.name)
-            config = self.cluster.layout(member.name).config
-            previous = host.read(config)
+        def push(member: spec.Member) -> tuple[str, ...]:
             content = deploy.member_settings(self.cluster, member, record)
-            changed = deploy.push(self.cluster, member, content)
+            pushed = deploy.push(self.cluster, member, content)
+            previous = pushed.previous_config
             noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
             unit = str(self.cluster.host_paths(member.name).unit)
-            if (noticed or unit in changed) and self.cluster.service(member.name).is_active():
+            if (noticed or unit in pushed.changed) and self.cluster.service(
+                    member.name).is_active():
                 self.restart_needed.add(member.name)
-            return changed
+            return pushed.changed
 
         changed = deploy.in_parallel(self.members, push)
         written = [f"{m.name} ({len(c)} files)" for m, c in zip(self.members, changed,
