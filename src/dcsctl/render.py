@@ -120,12 +120,57 @@ def systemd_unit(spec: ClusterSpec, layout: MemberLayout, etcd: PurePosixPath) -
         },
         "Install": {"WantedBy": "multi-user.target"},
     }
-    lines = ["# written by dcsctl; changes are overwritten by `dcsctl up`"]
+    return unit_file(sections, header="written by dcsctl; changes are overwritten by `dcsctl up`")
+
+
+def unit_file(sections: Mapping[str, Mapping[str, str]], *, header: str) -> bytes:
+    """systemd's INI-like unit syntax from a mapping of sections."""
+    lines = [f"# {header}"]
     for section, entries in sections.items():
         lines.append(f"[{section}]")
-        lines += [f"{key}={value}" for key, value in entries.items()]
+        for key, value in entries.items():
+            if "\n" in value:
+                raise ValueError(f"{section}.{key}: a unit value cannot span lines")
+            lines.append(f"{key}={value}")
         lines.append("")
     return "\n".join(lines).encode()
+
+
+def systemd_command_line(argv: list[str]) -> str:
+    """An argv as systemd's ExecStart= reads it: each word double-quoted when needed."""
+    words = []
+    for word in argv:
+        if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
+            words.append(word.replace("%", "%%"))
+        else:
+            escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+            words.append(f'"{escaped}"')
+    return " ".join(words)
+
+
+def backup_units(
+    cluster: str, argv: list[str], environment: Mapping[str, str], on_calendar: str
+) -> dict[str, bytes]:
+    """A oneshot service running `dcsctl backup` and the timer that starts it."""
+    name = f"dcsctl-backup-{cluster}"
+    service = {
+        "Unit": {"Description": f"dcsctl backup of etcd cluster {cluster}",
+                 "Wants": "network-online.target", "After": "network-online.target"},
+        "Service": {"Type": "oneshot", "ExecStart": systemd_command_line(argv),
+                    "UMask": "0077"},
+    }
+    if environment:
+        service["Service"]["Environment"] = systemd_command_line(
+            [f"{key}={value}" for key, value in environment.items()])
+    timer = {
+        "Unit": {"Description": f"scheduled dcsctl backup of etcd cluster {cluster}"},
+        "Timer": {"OnCalendar": on_calendar, "Persistent": "true",
+                  "RandomizedDelaySec": "60", "Unit": f"{name}.service"},
+        "Install": {"WantedBy": "timers.target"},
+    }
+    header = "written by `dcsctl backup schedule`"
+    return {f"{name}.service": unit_file(service, header=header),
+            f"{name}.timer": unit_file(timer, header=header)}
 
 
 def hosts_block(spec: ClusterSpec) -> list[str]:

@@ -14,6 +14,7 @@ from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluste
 from dcsctl.errors import DcsctlError
 from dcsctl.ops import backup as backup_ops
 from dcsctl.ops import restore as restore_ops
+from dcsctl.ops import schedule as schedule_ops
 from dcsctl.snapshots import parse_age
 
 backup_app = typer.Typer(
@@ -139,3 +140,33 @@ def restore(
         f"revision {result.revision}, {result.key_count} keys",
         highlight=False,
     )
+
+
+@backup_app.command("schedule")
+def backup_schedule(
+    ctx: typer.Context,
+    spec_file: SpecOption = None,
+    cluster: ClusterOption = None,
+    directory: DirOption = None,
+    on_calendar: Annotated[str, typer.Option(
+        "--on-calendar", help="when, in systemd's calendar syntax (hourly, daily, *:0/15)")
+    ] = "hourly",
+    keep: Annotated[int | None, typer.Option("--keep", min=1,
+                                             help="keep only the newest N backups")] = None,
+    max_age: Annotated[str | None, typer.Option("--max-age",
+                                                help="remove backups older than this (7d)")] = None,
+    unit_dir: Annotated[Path | None, typer.Option(
+        "--unit-dir", help="write the units here instead of systemd's (then enable them "
+        "yourself)")] = None,
+) -> None:
+    """Run `dcsctl backup` on a systemd timer on this (the control) machine."""
+    session = session_of(ctx)
+    result = schedule_ops.schedule(
+        cluster_of(ctx, spec_file, cluster), on_calendar=on_calendar, keep=keep,
+        max_age=_age(max_age), directory=directory, unit_dir=unit_dir)
+    for path in result.units:
+        session.out.print(f"wrote {path}", highlight=False)
+    if result.enabled:
+        session.out.print(f"enabled {result.timer}", highlight=False)
+    else:
+        session.out.print(f"to enable: {' '.join(result.enable_command)}", highlight=False)
