@@ -55,10 +55,17 @@ def main(
         err.print(f"error: {message}", highlight=False, markup=False)
         err.print("fix: see `dcsctl --help` or `dcsctl COMMAND --help`", highlight=False)
         code = ExitCode.USAGE
-    except (KeyboardInterrupt, typer.Abort):
-        err.print("error: interrupted\nfix: run the same command again; it resumes",
-                  highlight=False)
-        code = ExitCode.INTERRUPTED
+    except (KeyboardInterrupt, typer.Abort) as stop:
+        # click turns an EOFError raised anywhere into Abort: that is a bug, not Ctrl-C.
+        if isinstance(stop.__cause__, EOFError):
+            err.print(f"error: unexpected EOFError: {stop.__cause__}", highlight=False,
+                      markup=False)
+            err.print("fix: run again with --debug and report the traceback", highlight=False)
+            code = ExitCode.FAILED
+        else:
+            err.print("error: interrupted\nfix: run the same command again; it resumes",
+                      highlight=False)
+            code = ExitCode.INTERRUPTED
     except Exception as unexpected:  # the one handler: no traceback unless --debug
         err.print(f"error: unexpected {type(unexpected).__name__}: {unexpected}",
                   highlight=False, markup=False)
