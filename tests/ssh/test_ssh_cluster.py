@@ -56,13 +56,16 @@ def _etcd_pid(root: Path) -> int:
 def test_plan_up_rerun_and_destroy_on_three_ssh_hosts(
     ssh_cluster_factory: Callable[..., SshCluster],
 ) -> None:
-    cluster = ssh_cluster_factory()
+    cluster = ssh_cluster_factory(manage_etc_hosts=True)
     members = list(cluster.roots)
+    for root in cluster.roots.values():  # each host's own /etc/hosts, to be kept
+        (root / "etc").mkdir(parents=True)
+        (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
 
     plan = cluster.ok("up", "--plan")
     assert "+ install etcd via release" in plan.out
     assert "changes would be made" in plan.out
-    assert not any((root / "etc").exists() for root in cluster.roots.values())
+    assert not any((root / "etc" / "dcs").exists() for root in cluster.roots.values())
     assert not (cluster.home / cluster.name).exists(), "--plan must not touch the state dir"
 
     checks = json.loads(cluster.ok("preflight", "--json").out)
@@ -111,6 +114,10 @@ def test_plan_up_rerun_and_destroy_on_three_ssh_hosts(
             if path.is_file() and not path.is_symlink():
                 assert path.name != "ca.key"
                 assert ca_key not in path.read_bytes(), f"CA key material in {path}"
+        hosts = (root / "etc" / "hosts").read_text()
+        assert hosts.startswith("127.0.0.1 localhost\n")
+        assert f"# BEGIN dcsctl {cluster.name}" in hosts
+        assert all(f" {m}\n" in hosts for m in members)
         pid = _etcd_pid(root)
         uid = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text()
                    .splitlines() if line.startswith("Uid:"))
@@ -137,6 +144,7 @@ def test_plan_up_rerun_and_destroy_on_three_ssh_hosts(
         assert not (root / "etc" / "dcs" / "cert").exists() or not any(
             (root / "etc" / "dcs" / "cert").iterdir())
         assert not (root / "var" / "lib" / "etcd").exists()
+        assert (root / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
 
