@@ -49,18 +49,22 @@ _subnets = itertools.count(1)
 _BASE = 210 + os.getpid() % 40
 
 
-@pytest.fixture(scope="session")
-def release_tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The project's etcd packed the way etcd's own release tarballs are, and its sha256."""
-    directory = tmp_path_factory.mktemp("release")
-    version = subprocess.run([str(VENV_BIN / "etcd"), "--version"], capture_output=True,
+def pack_release(bin_dir: Path, directory: Path) -> tuple[Path, str]:
+    """etcd binaries packed the way etcd's own release tarballs are, and the sha256."""
+    version = subprocess.run([str(bin_dir / "etcd"), "--version"], capture_output=True,
                              text=True, check=True).stdout.split()[2]
     top = f"etcd-v{version}-linux-amd64"
     tarball = directory / f"{top}.tar.gz"
     with tarfile.open(tarball, "w:gz") as archive:
         for tool in ("etcd", "etcdctl", "etcdutl"):
-            archive.add(VENV_BIN / tool, f"{top}/{tool}")
+            archive.add(bin_dir / tool, f"{top}/{tool}")
     return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def release_tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The project's etcd as a release tarball."""
+    return pack_release(VENV_BIN, tmp_path_factory.mktemp("release"))
 
 
 @dataclass

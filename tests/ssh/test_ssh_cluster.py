@@ -20,10 +20,13 @@ from pathlib import Path
 import pytest
 
 from dcsctl import render, spec
-from tests.conftest import VENV_BIN
-from tests.ssh.conftest import SshCluster
+from tests.conftest import REPO, VENV_BIN
+from tests.ssh.conftest import SshCluster, pack_release
 
 DEADLINE_S = 60
+GUIDE_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"  # scripts/setup keeps the guide's etcd
+NEW_VERSION = subprocess.run([str(VENV_BIN / "etcd"), "--version"], capture_output=True,
+                             text=True, check=True).stdout.split()[2]
 
 
 def _mode_owner(path: Path) -> tuple[str, str]:
@@ -303,3 +306,39 @@ def test_up_through_passwordless_sudo_as_an_unprivileged_user(
         cluster.ok("destroy", "--yes")
     finally:
         sudoers.unlink(missing_ok=True)
+
+
+def test_a_new_release_in_the_spec_upgrades_the_hosts_one_member_at_a_time(
+    ssh_cluster_factory: Callable[..., SshCluster], tmp_path: Path
+) -> None:
+    """From the guide's etcd 3.5.16 to the project's: `up` installs, then restarts each
+    member in turn (the others keep quorum), and the data stays."""
+    old_tarball, old_sha = pack_release(GUIDE_ETCD, tmp_path)
+    cluster = ssh_cluster_factory(install={"method": "release", "tarball": str(old_tarball),
+                                           "sha256": old_sha})
+    cluster.ok("up")
+    cluster.ok("put", "/kept", "yes")
+    before = json.loads(cluster.ok("status", "--json").out)
+    assert {m["status"]["version"] for m in before["members"]} == {"3.5.16"}
+
+    new_tarball, new_sha = pack_release(VENV_BIN, tmp_path)
+    cluster.rewrite(install={"method": "release", "tarball": str(new_tarball),
+                             "sha256": new_sha})
+    upgraded = cluster.ok("up")
+    assert "(restarted)" in upgraded.err
+    after = json.loads(cluster.ok("status", "--json").out)
+    assert after["healthy"] is True
+    assert {m["status"]["version"] for m in after["members"]} == {NEW_VERSION}
+    assert after["cluster_id"] == before["cluster_id"]
+    assert cluster.ok("get", "/kept").out == "yes\n"
+    assert "no changes" in cluster.ok("up").err
+    assert "snapshot before the upgrade" in upgraded.err
+    assert list((cluster.state / "backups").glob("*.db")), "a snapshot comes first"
+
+    # Back to 3.5.16 would be a downgrade: refused before any host is touched.
+    cluster.rewrite(install={"method": "release", "tarball": str(old_tarball),
+                             "sha256": old_sha})
+    refused = cluster.dcsctl("up")
+    assert refused.code == 1 and "downgrade" in refused.err
+    assert {m["status"]["version"] for m in json.loads(
+        cluster.ok("status", "--json").out)["members"]} == {NEW_VERSION}

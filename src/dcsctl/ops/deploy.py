@@ -313,12 +313,13 @@ def release_tarball(cluster: Cluster) -> Path:
     return cached
 
 
-def ensure_installed(cluster: Cluster, member: spec.Member) -> InstallOutcome:
+def ensure_installed(cluster: Cluster, member: spec.Member,
+                     state: InstallState | None = None) -> InstallOutcome:
     """etcd present (per install method) and the service user existing."""
     host = cluster.host_of(member.name)
     method = cluster.spec.install.method
     notes = []
-    state = install_state(cluster, member)
+    state = state or install_state(cluster, member)
     wanted = wanted_version(cluster)
     if method is InstallMethod.APT and state.version is None:
         _check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])

@@ -13,8 +13,8 @@ from pathlib import Path
 from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.etcd.model import EndpointHealth, EndpointStatus, hex_id
-from dcsctl.etcd.versions import Version
-from dcsctl.ops import certs, deploy
+from dcsctl.etcd.versions import Version, upgrade_problem
+from dcsctl.ops import backup, certs, deploy
 from dcsctl.ops.context import Cluster
 from dcsctl.state import PUBLIC, ClusterRecord, locked
 from dcsctl.wait import wait_until
@@ -67,8 +67,10 @@ def _runtime_settings(content: bytes) -> dict[str, str]:
 class UpWorkflow:
     """The phases of `up`, sharing what they learn through this object."""
 
-    def __init__(self, cluster: Cluster, *, replacing: bool = False) -> None:
+    def __init__(self, cluster: Cluster, *, replacing: bool = False,
+                 probed: dict[str, deploy.InstallState] | None = None) -> None:
         self.cluster = cluster
+        self.probed = probed or {}  # install states already read this run
         # Restore and member changes alter membership on purpose, under the same name and CA.
         self.replacing = replacing
         self.record: ClusterRecord | None = None
@@ -149,8 +151,8 @@ class UpWorkflow:
     def install(self) -> str:
         if self.cluster.spec.install.method is spec.InstallMethod.RELEASE:
             deploy.release_tarball(self.cluster)  # fetched and checked once, for every host
-        done = deploy.in_parallel(
-            self.members, lambda m: deploy.ensure_installed(self.cluster, m))
+        done = deploy.in_parallel(self.members, lambda m: deploy.ensure_installed(
+            self.cluster, m, self.probed.get(m.name)))
         notes = [outcome.note for outcome in done if outcome.note]
         for member, outcome in zip(self.members, done, strict=True):
             # A running member keeps the old binary until it restarts: one at a time.
@@ -349,12 +351,34 @@ class UpWorkflow:
         return ", ".join(done)
 
 
+def _snapshot_before_upgrade(cluster: Cluster) -> dict[str, deploy.InstallState]:
+    """SSH clusters upgrade through the spec (a new release tarball): refuse a path etcd
+    does not support, and take a verified snapshot before any binary is replaced."""
+    if not (cluster.remote and cluster.dir.exists() and cluster.dir.record().bootstrapped):
+        return {}
+    members = list(cluster.spec.members)
+    states = deploy.in_parallel(members, lambda m: deploy.install_state(cluster, m))
+    wanted = deploy.wanted_version(cluster)
+    changing = {state.version for state in states
+                if wanted and state.version and state.version != wanted}
+    for current in sorted(changing):
+        assert wanted is not None
+        if problem := upgrade_problem(current, wanted):
+            raise DcsctlError(f"refusing to install etcd {wanted}: {problem}",
+                              fix="point install.tarball/sha256 at a supported version")
+    if changing:
+        taken = backup.take(cluster)
+        cluster.context.progress.message(f"snapshot before the upgrade: {taken.backup.path}")
+    return {m.name: state for m, state in zip(members, states, strict=True)}
+
+
 def up(cluster: Cluster) -> UpResult:
     warnings = list(cluster.spec.warnings())
     fresh = not cluster.dir.root.exists()
     try:
+        probed = _snapshot_before_upgrade(cluster)
         with locked(cluster.dir):
-            workflow = UpWorkflow(cluster)
+            workflow = UpWorkflow(cluster, probed=probed)
             outcomes = run_phases(workflow.phases(), cluster.context.progress)
     except BaseException:
         # A first `up` that failed before it wrote anything leaves no empty folder behind.
