@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from dcsctl.ops.backup import PROGRESS_EVERY_S, take
 from dcsctl.ops.context import Context
 from dcsctl.spec import parse
+from dcsctl.workflow import SilentProgress
 from tests.conftest import REPO, LabCluster
+from tests.integration.writer import BackgroundWriter
 
 
 def _admin(lab: LabCluster):  # type: ignore[no-untyped-def]
@@ -156,3 +159,42 @@ def test_bump_revision_keeps_watchers_from_seeing_time_go_backwards(seeded: LabC
         revision = client.revision()
     assert revision >= revision_at_backup + 1000 > revision_before_restore
     assert seeded.ok("get", "/service/demo/members/db-02").out == "member-2\n"
+
+
+def test_key_count_is_taken_at_the_snapshots_revision_even_under_writes(
+    seeded: LabCluster,
+) -> None:
+    """The count is asked while etcdutl runs, at the revision seen before the stream; with
+    writes meanwhile the snapshot holds a later one and the count must follow it."""
+    with BackgroundWriter(seeded, max_seconds=60) as writer:
+        writer.wait_acked(20)
+        snapshots = [_backup(seeded) for _ in range(3)]
+        writer.wait_acked(5)  # still writing after the last backup
+    with _admin(seeded) as client:
+        for snapshot in snapshots:
+            manifest = json.loads(snapshot.with_suffix(".json").read_text())
+            assert manifest["key_count"] == client.count_keys(revision=manifest["revision"])
+            assert seeded.ok("backup", "verify", str(snapshot)).out.startswith("OK")
+    revisions = [json.loads(s.with_suffix(".json").read_text())["revision"] for s in snapshots]
+    assert revisions == sorted(set(revisions))  # each one saw new writes
+
+
+class _Recorder(SilentProgress):
+    def __init__(self) -> None:
+        self.transfers: list[tuple[int, int | None]] = []
+
+    def transfer(self, label: str, done: int, total: int | None) -> None:
+        self.transfers.append((done, total))
+
+
+def test_progress_is_reported_a_few_times_a_second_and_at_the_end(seeded: LabCluster) -> None:
+    for index in range(300):  # a snapshot of many chunks (etcd sends 32 KiB each)
+        seeded.ok("put", f"/bulk/{index:04d}", "v" * 4096)
+    recorder = _Recorder()
+    context = Context(seeded.environ, progress=recorder)
+    result = take(context.cluster(parse(seeded.spec_file.read_text())))
+    size = result.backup.manifest.db_size  # the stream's bytes, as written to the file
+    chunks = -(-size // 32768)
+    assert chunks > 10
+    assert recorder.transfers[-1] == (size, size)  # the final count, which ends the bar
+    assert len(recorder.transfers) <= 2 + result.seconds / PROGRESS_EVERY_S < chunks

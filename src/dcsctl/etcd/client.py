@@ -254,6 +254,7 @@ class EtcdClient:
             raft_applied_index=s.raftAppliedIndex,
             is_learner=s.isLearner,
             errors=tuple(s.errors),
+            revision=s.header.revision,
         )
 
     async def _health_of(self, endpoint: str) -> EndpointHealth:

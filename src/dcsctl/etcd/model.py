@@ -36,6 +36,7 @@ class EndpointStatus:
     raft_applied_index: int
     is_learner: bool
     errors: tuple[str, ...]
+    revision: int = 0  # the member's store revision when it answered (0: not known)
 
     @property
     def is_leader(self) -> bool:

@@ -13,12 +13,14 @@ import json
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from dcsctl import snapshots
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, NotFound
+from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.ops.context import Cluster
@@ -28,6 +30,7 @@ from dcsctl.wait import wait_until
 
 # Long enough to wait out a leader election (etcd's election timeout is 1 s by default).
 ELECTION_S = 6.0
+PROGRESS_EVERY_S = 0.1
 
 
 class SnapshotInvalid(DcsctlError):
@@ -63,15 +66,17 @@ def default_dir(cluster: Cluster) -> Path:
 
 class _HashingSink:
     """Writes chunks to a file and hashes all but the last 32 bytes: the database whose
-    sha256 etcd appends to the stream."""
+    sha256 etcd appends to the stream. Reports progress at most every PROGRESS_EVERY_S
+    (etcd sends 32 KiB chunks: thousands per snapshot, far more than a bar can show)."""
 
     def __init__(self, handle: BinaryIO, cluster: Cluster, expected: int | None) -> None:
         self.handle = handle
         self.body = hashlib.sha256()
         self.tail = b""
         self.size = 0
-        self.cluster = cluster
+        self.progress = cluster.context.progress
         self.expected = expected
+        self._next_report = 0.0
 
     def __call__(self, chunk: bytes) -> None:
         self.handle.write(chunk)
@@ -86,20 +91,33 @@ class _HashingSink:
             combined = self.tail + chunk
             self.body.update(combined[:-keep])
             self.tail = combined[-keep:]
-        self.cluster.context.progress.transfer("snapshot", self.size, self.expected)
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._next_report = now + PROGRESS_EVERY_S
+            self.progress.transfer("snapshot", self.size, self.expected)
+
+    def finished(self) -> None:
+        """The stream ended: show the final count (it also takes the bar down)."""
+        self.progress.transfer("snapshot", self.size, self.size)
 
     def etcd_hash_ok(self) -> bool:
         return snapshots.etcd_hash_ok(self.body.digest(), self.tail)
 
 
-def snapshot_facts(cluster: Cluster, path: Path) -> SnapshotFacts:
+def _etcdutl(cluster: Cluster) -> Path:
     etcdutl = cluster.binaries.etcdutl
     if etcdutl is None:
         raise EnvironmentProblem(
             f"etcdutl is not next to {cluster.binaries.etcd}",
             fix="install etcdutl (Debian's etcd-server package has it; scripts/setup does)",
         )
-    result = cluster.host.run([str(etcdutl), "snapshot", "status", str(path), "-w", "json"])
+    return etcdutl
+
+
+def snapshot_facts(cluster: Cluster, path: Path) -> SnapshotFacts:
+    result = cluster.host.run(
+        [str(_etcdutl(cluster)), "snapshot", "status", str(path), "-w", "json"]
+    )
     if result.returncode != 0:
         raise SnapshotInvalid(
             f"{path} is not a readable etcd snapshot: "
@@ -143,6 +161,17 @@ def _pick_member(cluster: Cluster) -> tuple[str, EndpointStatus]:
     return name, status
 
 
+def _count_at(client: EtcdClient, revision: int) -> int | None:
+    try:
+        return client.count_keys(revision=revision)
+    except DcsctlError:
+        return None  # history at that revision already compacted
+
+
+def _users_and_roles(client: EtcdClient) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(sorted(client.user_roles())), tuple(sorted(client.role_names()))
+
+
 def take(
     cluster: Cluster,
     *,
@@ -150,15 +179,19 @@ def take(
     keep: int | None = None,
     max_age: dt.timedelta | None = None,
 ) -> BackupResult:
+    """Stream, check, then rename into place. What need not wait runs beside the rest:
+    finding etcdutl (`etcd --version`) during the survey, users and roles during the
+    stream, the fsync and the key count during `etcdutl snapshot status`."""
     started = time.monotonic()
     record = cluster.dir.record()
     target_dir = private_dir(directory or default_dir(cluster))
-    with locked(cluster.dir):
+    with locked(cluster.dir), ThreadPoolExecutor(2, thread_name_prefix="dcsctl-backup") as pool:
+        tools = pool.submit(_etcdutl, cluster)
         member_name, status = _pick_member(cluster)
         endpoint = cluster.spec.client_url(cluster.spec.member(member_name))
+        tools.result()  # without etcdutl, refuse now rather than after the whole stream
         with cluster.admin_client() as client:
-            users = tuple(sorted(client.user_roles()))
-            roles = tuple(sorted(client.role_names()))
+            auth = pool.submit(_users_and_roles, client)
             taken = cluster.context.clock()
             fd, tmp_name = tempfile.mkstemp(prefix=".snapshot-", suffix=".partial",
                                             dir=target_dir)
@@ -168,18 +201,28 @@ def take(
                 with os.fdopen(fd, "wb") as handle:
                     sink = _HashingSink(handle, cluster, status.db_size)
                     client.snapshot(endpoint, sink)
+                    sink.finished()
                     handle.flush()
-                    os.fsync(handle.fileno())
-                if not sink.etcd_hash_ok():
-                    raise SnapshotInvalid(
-                        f"the snapshot streamed from {member_name} failed etcd's sha256 check",
-                        fix="run `dcsctl backup` again; if it repeats, check that member's disk",
-                    )
-                facts = snapshot_facts(cluster, tmp)
-                try:
-                    key_count: int | None = client.count_keys(revision=facts.revision)
-                except DcsctlError:
-                    key_count = None  # history at that revision already compacted
+                    if not sink.etcd_hash_ok():
+                        raise SnapshotInvalid(
+                            f"the snapshot streamed from {member_name} failed etcd's sha256 "
+                            "check",
+                            fix="run `dcsctl backup` again; if it repeats, check that "
+                            "member's disk",
+                        )
+                    synced = pool.submit(os.fsync, handle.fileno())
+                    # Counted at the member's revision before the stream: the snapshot's,
+                    # unless writes came in meanwhile (then counted again below).
+                    counted = pool.submit(_count_at, client, status.revision)
+                    try:
+                        # etcdutl reads the file through the page cache: no need to wait
+                        # for the disk, only for the fsync to succeed before the rename.
+                        facts = snapshot_facts(cluster, tmp)
+                    finally:
+                        synced.result()
+                key_count = (counted.result() if facts.revision == status.revision
+                             else _count_at(client, facts.revision))
+                users, roles = auth.result()
                 final = target_dir / snapshots.snapshot_name(cluster.spec.name, taken)
                 os.replace(tmp, final)
             finally:
