@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from dcsctl.identity import Identity
 from dcsctl.spec import KeyType
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -51,18 +52,6 @@ PROFILES: dict[Role, Profile] = {
     Role.ADMIN: Profile(Role.ADMIN, False, True, "admin client identity (etcd user root)"),
     Role.CLIENT: Profile(Role.CLIENT, False, True, "application client (e.g. Patroni)"),
 }
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A certificate and its private key, both PEM."""
-
-    cert_pem: bytes
-    key_pem: bytes
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.cert_pem)
 
 
 @dataclass(frozen=True)
@@ -151,7 +140,7 @@ def issue(
     profile = PROFILES[role]
     if role is Role.CA:
         raise ValueError("use issue_ca for a CA")
-    ca_cert = ca.certificate
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = _load_key(ca.key_pem)
     key = _load_key(key_pem) if key_pem is not None else new_private_key(key_type)
     usages = [

@@ -20,9 +20,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from dcsctl import pki, spec
+from dcsctl import spec
 from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.files import atomic_write, private_dir
+from dcsctl.identity import Identity
 from dcsctl.render import MemberLayout
 
 PRIVATE = 0o600
@@ -181,22 +182,22 @@ class ClusterDir:
         return spec.parse(text, source=str(self.spec_path))
 
     # -- PKI --
-    def load_identity(self, cert: Path, key: Path) -> pki.Identity | None:
+    def load_identity(self, cert: Path, key: Path) -> Identity | None:
         try:
-            return pki.Identity(cert.read_bytes(), key.read_bytes())
+            return Identity(cert.read_bytes(), key.read_bytes())
         except FileNotFoundError:
             return None
 
-    def save_identity(self, identity: pki.Identity, cert: Path, key: Path) -> None:
+    def save_identity(self, identity: Identity, cert: Path, key: Path) -> None:
         private_dir(cert.parent)
         # Key first: a cert without its key is useless, a key without its cert is reissued.
         atomic_write(key, identity.key_pem, PRIVATE)
         atomic_write(cert, identity.cert_pem, PUBLIC)
 
-    def ca(self) -> pki.Identity | None:
+    def ca(self) -> Identity | None:
         return self.load_identity(self.ca_cert, self.ca_key)
 
-    def admin(self) -> pki.Identity | None:
+    def admin(self) -> Identity | None:
         return self.load_identity(self.admin_cert, self.admin_key)
 
     def jwt(self) -> tuple[Path, Path]:

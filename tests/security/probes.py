@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsctl import pki
+from dcsctl.identity import Identity
 from dcsctl.spec import KeyType
 from tests.conftest import LabCluster
 
@@ -69,7 +70,7 @@ def _forged(lab: LabCluster, role: pki.Role, common_name: str, *, own_ca: bool,
     now = dt.datetime.now(dt.UTC)
     if own_ca:
         pki_dir = lab.state / "pki"
-        ca = pki.Identity((pki_dir / "ca.crt").read_bytes(), (pki_dir / "ca.key").read_bytes())
+        ca = Identity((pki_dir / "ca.crt").read_bytes(), (pki_dir / "ca.key").read_bytes())
     else:
         ca = pki.issue_ca("intruder-ca", KeyType.ECDSA_P256, 30, now)
     issued_at = now - dt.timedelta(days=40) if expired else now

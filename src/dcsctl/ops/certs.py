@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsctl import pki
+from dcsctl.identity import Identity
 from dcsctl.ops.context import Cluster
 from dcsctl.spec import ClusterSpec, Member
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
@@ -31,7 +32,7 @@ def member_sans(spec: ClusterSpec, member: Member) -> pki.SubjectAltNames:
 
 
 def _still_good(
-    identity: pki.Identity | None, ca: pki.Identity, sans: pki.SubjectAltNames, now: dt.datetime
+    identity: Identity | None, ca: Identity, sans: pki.SubjectAltNames, now: dt.datetime
 ) -> bool:
     if identity is None:
         return False

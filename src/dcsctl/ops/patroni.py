@@ -21,6 +21,7 @@ from dcsctl import pki, render
 from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.etcd.client import EtcdClient, prefix_range_end
 from dcsctl.files import atomic_write, private_dir
+from dcsctl.identity import Identity
 from dcsctl.ops.certs import RENEW_BEFORE
 from dcsctl.ops.context import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
@@ -188,8 +189,8 @@ class Bundle:
 
 
 def _node_identity(
-    cluster: Cluster, scope: Scope, node: str, directory: Path, ca: pki.Identity
-) -> pki.Identity:
+    cluster: Cluster, scope: Scope, node: str, directory: Path, ca: Identity
+) -> Identity:
     cert, key = directory / f"{node}.crt", directory / f"{node}.key"
     current = cluster.dir.load_identity(cert, key)
     now = cluster.context.clock()
@@ -207,7 +208,7 @@ def _node_identity(
 
 def config(
     cluster: Cluster, name: str, node: str, out: Path | None = None, *,
-    ca: pki.Identity | None = None, trust: bytes | None = None,
+    ca: Identity | None = None, trust: bytes | None = None,
 ) -> Bundle:
     """Issue the node's client certificate and write ca.crt, cert, key and etcd3.yml.
 

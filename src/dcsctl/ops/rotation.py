@@ -19,6 +19,7 @@ from dcsctl import pki
 from dcsctl.errors import NotFound
 from dcsctl.etcd.client import ClientTls, served_certificate
 from dcsctl.files import atomic_write
+from dcsctl.identity import Identity
 from dcsctl.ops import deploy
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops.certs import member_sans
@@ -92,7 +93,7 @@ def _await_serial(cluster: Cluster, member_name: str, serial: int) -> None:
                what=f"{member_name} did not present its new certificate")
 
 
-def _reissue_leaves(cluster: Cluster, ca: pki.Identity) -> list[str]:
+def _reissue_leaves(cluster: Cluster, ca: Identity) -> list[str]:
     """New certificates (same keys) for the admin and every member, one member at a time,
     each confirmed by a fresh TLS handshake presenting the new serial."""
     directory, policy, now = cluster.dir, cluster.spec.tls, cluster.context.clock()
@@ -125,7 +126,7 @@ class RotationResult:
 
 
 def _reissue_patroni(
-    cluster: Cluster, ca: pki.Identity | None = None, trust: bytes | None = None
+    cluster: Cluster, ca: Identity | None = None, trust: bytes | None = None
 ) -> tuple[str, ...]:
     """Rewrite every Patroni bundle kept in the state dir (signed by `ca`, trusting `trust`)."""
     bundles = []
