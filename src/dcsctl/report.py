@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TransferSpeedColumn
-from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import hex_id
-from dcsctl.ops.deploy import Plan
-from dcsctl.ops.keys import ShellEnvironment
-from dcsctl.ops.lifecycle import DownResult, UpResult
-from dcsctl.ops.preflight import PreflightReport
-from dcsctl.ops.status import ClusterView, MemberView
-from dcsctl.workflow import Phase, PhaseOutcome
+
+if TYPE_CHECKING:
+    # Only named in annotations: importing the use cases here would make every command
+    # load deployment, certificates and the rest (the CLI imports a command's own only).
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+    from dcsctl.ops.deploy import Plan
+    from dcsctl.ops.keys import ShellEnvironment
+    from dcsctl.ops.lifecycle import DownResult, UpResult
+    from dcsctl.ops.preflight import PreflightReport
+    from dcsctl.ops.status import ClusterView, MemberView
+    from dcsctl.workflow import Phase, PhaseOutcome
 
 
 def human_bytes(size: int) -> str:
@@ -247,8 +252,7 @@ class ConsoleProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._status: Any = None
-        self._bar: RichProgress | None = None
-        self._task: TaskID = TaskID(0)
+        self._bar: tuple[RichProgress, TaskID] | None = None  # the bar and its one task
 
     def phase_started(self, phase: Phase) -> None:
         if self.console.is_terminal:
@@ -274,13 +278,22 @@ class ConsoleProgress:
         if not self.console.is_terminal:
             return
         if self._bar is None:
-            self._bar = RichProgress(
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            bar = RichProgress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                 TransferSpeedColumn(), console=self.console, transient=True,
             )
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=total)
-        self._bar.update(self._task, completed=done, total=max(total or 0, done) or None)
+            bar.start()
+            self._bar = (bar, bar.add_task(label, total=total))
+        bar, task = self._bar
+        bar.update(task, completed=done, total=max(total or 0, done) or None)
         if total is not None and done >= total:
-            self._bar.stop()
+            bar.stop()
             self._bar = None

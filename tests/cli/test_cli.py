@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from dcsctl import spec
-from tests.conftest import CliResult, run_cli
+from dcsctl.cli import COMMAND_MODULES
+from tests.conftest import REPO, CliResult, run_cli
 
 
 @pytest.fixture
@@ -104,3 +106,33 @@ def test_unexpected_errors_have_no_traceback_unless_debug(
     assert plain.code == 1 and "boom" in plain.err and "Traceback" not in plain.err
     debug = cli(environ, "--debug", "init")
     assert "Traceback" in debug.err
+
+
+def _in_fresh_python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60, cwd=REPO)
+    return done.stdout
+
+
+def test_each_command_is_listed_under_the_module_that_registers_it() -> None:
+    """A run imports only its command's module (COMMAND_MODULES): the map must be exact."""
+    for module in sorted(set(COMMAND_MODULES.values())):
+        shown = _in_fresh_python(
+            "import typer, dcsctl.cli.common as c, dcsctl.cli." + module + "\n"
+            "print(' '.join(typer.main.get_command(c.app).commands))"
+        ).split()
+        listed = [name for name, owner in COMMAND_MODULES.items() if owner == module]
+        assert sorted(shown) == sorted(listed), module
+
+
+def test_backup_loads_neither_deployment_nor_cryptography() -> None:
+    """`dcsctl backup` is timed against etcdctl: keep the other commands' imports out."""
+    loaded = _in_fresh_python(
+        "import sys\n"
+        "from dcsctl.cli import main\n"
+        "main(['backup', '--help'], {})\n"
+        "print(' '.join(sorted(sys.modules)))"
+    ).splitlines()[-1].split()  # after the help text
+    for heavy in ("dcsctl.ops.deploy", "dcsctl.ops.lifecycle", "dcsctl.ops.restore",
+                  "dcsctl.pki", "cryptography", "matplotlib"):
+        assert heavy not in loaded

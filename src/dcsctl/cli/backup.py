@@ -13,7 +13,6 @@ from dcsctl import report
 from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
 from dcsctl.errors import DcsctlError
 from dcsctl.ops import backup as backup_ops
-from dcsctl.ops import restore as restore_ops
 from dcsctl.ops import schedule as schedule_ops
 from dcsctl.snapshots import parse_age
 
@@ -128,6 +127,10 @@ def restore(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
     """Disaster recovery: rebuild every member from one verified snapshot."""
+    # Here, not at the top: restore brings in deployment and the lifecycle, which a
+    # backup (run from cron, timed against etcdctl) has no use for.
+    from dcsctl.ops import restore as restore_ops
+
     target = cluster_of(ctx, spec_file, cluster)
     if not yes and not typer.confirm(
         f"Replace the data of every member of {target.spec.name!r} with {file}?"
