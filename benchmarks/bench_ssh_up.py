@@ -55,7 +55,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,22 +63,19 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from harness import BIN, OUT, REPO, STEP_TIMEOUT_S, clean_environ, poll, port_free, run
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin"
-OUT = REPO / "benchmarks" / "out"
 sys.path.insert(0, str(REPO))
-from tests.ssh.sshd import SshLab, start_ssh_lab  # noqa: E402  (the tests' real sshd lab)
+from tests.ssh.sshd import SshLab, start_ssh_lab
 
 SSH_PORT = 2222
 CLIENT_PORT, PEER_PORT = 2379, 2380
 CLUSTER = "bench"
 MAX_ROUNDS = 20
-STEP_TIMEOUT_S = 120.0
 RTT_COMMANDS = 20
 FRESH_CONNECTIONS = 5
 PHASE_LINE = re.compile(r"^\S+ \[(\w+)\]")
@@ -96,45 +92,16 @@ def lab_addresses(index: int) -> list[str]:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def clean_environ() -> dict[str, str]:
-    """The caller's environment without ETCD_*/ETCDCTL_*/DCSCTL_* settings."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("ETCD_", "ETCDCTL_", "DCSCTL_"))}
 
 
 def dcsctl_env(home: Path) -> dict[str, str]:
     return {**clean_environ(), "DCSCTL_HOME": str(home), "DCSCTL_ETCD_BIN_DIR": str(BIN)}
 
 
-def run(argv: list[str], *, env: dict[str, str] | None = None,
-        timeout: float = STEP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """Run one step, bounded in time; raise with its output if it fails."""
-    result = subprocess.run(argv, env=env if env is not None else clean_environ(),
-                            capture_output=True, text=True, timeout=timeout, check=False,
-                            stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])}... exited {result.returncode}:\n"
-                           f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return result
 
 
-def poll(check: Callable[[], bool], *, what: str, timeout: float = STEP_TIMEOUT_S,
-         interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
 
 
-def port_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError:
-            return False
-        return True
 
 
 def ports_free(index: int) -> bool:

@@ -46,18 +46,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from harness import BIN, OUT, STEP_TIMEOUT_S, clean_environ, poll, port_free, run
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin"
-OUT = REPO / "benchmarks" / "out"
 IPS = ("127.0.99.10", "127.0.99.11", "127.0.99.12")
 CLIENT_PORT, PEER_PORT = 2379, 2380
 CLUSTER = "bench"
-STEP_TIMEOUT_S = 60.0
 GUIDE_PASSWORD = "bench-guide-password"  # throwaway cluster, inside this benchmark only
 TARGET_UP_S = 2.0
 TARGET_RATIO = 0.2
@@ -65,42 +62,12 @@ TARGET_RATIO = 0.2
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def clean_environ() -> dict[str, str]:
-    """The caller's environment without ETCD_*/ETCDCTL_* (etcdctl aborts on duplicates)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
 
 
-def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = STEP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """Run one step, bounded in time; raise with its output if it fails."""
-    result = subprocess.run(argv, env=env if env is not None else clean_environ(), cwd=cwd,
-                            capture_output=True, text=True, timeout=timeout, check=False,
-                            stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])}... exited {result.returncode}:\n"
-                           f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return result
 
 
-def poll(check: Callable[[], bool], *, what: str, timeout: float = STEP_TIMEOUT_S,
-         interval: float = 0.01) -> None:
-    """Poll `check` until it is true; raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
 
 
-def port_free(ip: str, port: int) -> bool:
-    """True if nothing listens on ip:port (SO_REUSEADDR, as Go listeners: TIME_WAIT is ok)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError:
-            return False
-        return True
 
 
 def ports_free() -> bool:
