@@ -142,6 +142,13 @@ def main() -> int:
         "- `tests/faults/test_crash_safety.py`: `dcsctl up` killed at random moments "
         "(seeded) is finished by the next `up`, with the same cluster ID; killed "
         "`restore` and `member add` runs are finished the same way.",
+        "- `tests/ssh/` (real sshd hosts on loopback): every command line dcsctl ran on a "
+        "host is recorded by the test sshd and holds neither the root password nor any "
+        "private key (keys and files travel on stdin); on every host the member and JWT "
+        "keys are 0600 etcd:etcd, the certificate dir 0750 root:etcd, the data dir 0700, "
+        "etcd does not run as root, and no file holds CA key material; an unknown or "
+        "changed host key and sudo that wants a password are refused with nothing "
+        "written.",
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

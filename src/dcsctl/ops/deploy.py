@@ -1,6 +1,6 @@
-"""SSH clusters: what each member host must hold — etcd installed, a service user,
-directories, configuration, certificates, a unit — observed before it is changed, and
-planned (`dcsctl up --plan`) without touching anything.
+"""SSH clusters: what each member host must hold — directories, configuration,
+certificates, a unit, a managed /etc/hosts block — observed in one round trip and changed
+only where it differs; and taken back again (destroy, member remove, restore).
 
 What a host receives is built on the control machine as bytes (`DesiredFile`) and
 written by the Host adapter atomically, with owner and mode set before the rename. The
@@ -9,80 +9,23 @@ CA key is never among them.
 
 from __future__ import annotations
 
-import concurrent.futures
-import difflib
 import hashlib
-import re
 import shutil
-import tarfile
-import urllib.request
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import TypeVar
 
 from dcsctl import render, spec
-from dcsctl.errors import DcsctlError, EnvironmentProblem
-from dcsctl.etcd.versions import RECOMMENDED, Severity, Version, advisories
+from dcsctl.errors import DcsctlError
 from dcsctl.hosts.protocol import Host
-from dcsctl.ops import certs
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.on_hosts import UNCHANGED_EXIT, raise_unless_ok
 from dcsctl.pki import jwt_sign_method
-from dcsctl.spec import InstallMethod, ServiceManager
+from dcsctl.spec import ServiceManager
 from dcsctl.state import PRIVATE, PUBLIC, ClusterRecord
 
-T = TypeVar("T")
 CERT_DIR_MODE = 0o750
 DATA_DIR_MODE = 0o700
-
-# Debian starts a package's service on install; policy-rc.d answering 101 forbids it, so
-# the package's own etcd (with its own data dir) never runs next to ours.
-APT_SCRIPT = r"""
-set -eu
-export DEBIAN_FRONTEND=noninteractive
-created=
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod 0755 /usr/sbin/policy-rc.d
-  created=1
-fi
-trap '[ -z "$created" ] || rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  systemctl disable --now etcd.service >/dev/null 2>&1 || true
-fi
-"""
-
-# Unpacks etcd, etcdctl and etcdutl from a release tarball into the bin dir; each binary
-# is installed under a temporary name and renamed, so a running etcd is never half-written.
-RELEASE_SCRIPT = r"""
-set -eu
-tarball=$1 bin_dir=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-tar -xzf "$tarball" -C "$work" --strip-components=1 --wildcards '*/etcd' '*/etcdctl' '*/etcdutl'
-mkdir -p "$bin_dir"
-for tool in etcd etcdctl etcdutl; do
-  install -m 0755 "$work/$tool" "$bin_dir/.$tool.dcsctl-new"
-  mv -f "$bin_dir/.$tool.dcsctl-new" "$bin_dir/$tool"
-done
-"""
-
-# etcd's version line (or nothing), then whether the service user exists: one round trip.
-INSTALL_PROBE = r"""
-"$1" --version 2>/dev/null | head -n 1
-echo --
-id -u "$2" >/dev/null 2>&1 && echo user || echo no-user
-"""
-
-USER_SCRIPT = r"""
-set -eu
-user=$1 home=$2
-id -u "$user" >/dev/null 2>&1 && exit 3
-useradd --system --user-group --home-dir "$home" --no-create-home \
-  --shell /usr/sbin/nologin --comment "etcd (dcsctl)" "$user"
-"""
 
 DIR_SCRIPT = r"""
 set -eu
@@ -99,7 +42,6 @@ set -eu
 mkdir -p "$(dirname "$2")"
 ln -sfn "$1" "$2"
 """
-UNCHANGED_EXIT = 3
 
 # Rebuilds the member's data dir from a snapshot pushed next to it. The old data dir is
 # kept aside (*.pre-restore) until the restored cluster is verified; a half-finished
@@ -123,15 +65,6 @@ mv "$temp" "$data"
 rm -f "$snapshot"
 """
 
-
-def in_parallel(members: Sequence[spec.Member], work: Callable[[spec.Member], T]) -> list[T]:
-    """Every host at once; the first failure is raised after all have finished."""
-    if not members:
-        return []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(members)) as pool:
-        futures = [pool.submit(work, m) for m in members]
-        concurrent.futures.wait(futures)
-    return [f.result() for f in futures]
 
 
 def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord) -> bytes:
@@ -206,158 +139,13 @@ def desired_files(cluster: Cluster, member: spec.Member, settings: bytes) -> lis
     return files
 
 
-def _hosts_file(cluster: Cluster, host: Host, member: spec.Member) -> DesiredFile | None:
+def hosts_file(cluster: Cluster, host: Host, member: spec.Member) -> DesiredFile | None:
     if not cluster.spec.manage_etc_hosts:
         return None
     path = cluster.host_paths(member.name).hosts_file
     current = (host.read(path) or b"").decode()
     wanted = render.with_hosts_block(current, cluster.spec.name, render.hosts_block(cluster.spec))
     return DesiredFile(path, wanted.encode(), PUBLIC, "root:root")
-
-
-# -- install --
-
-@dataclass(frozen=True)
-class Installed:
-    version: Version | None
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class InstallState:
-    version: Version | None
-    user_exists: bool
-
-
-def install_state(cluster: Cluster, member: spec.Member) -> InstallState:
-    etcd = cluster.host_paths(member.name).etcd
-    result = cluster.host_of(member.name).run(
-        ["sh", "-c", INSTALL_PROBE, "sh", str(etcd), cluster.spec.service.user])
-    version_line, _, user = result.stdout.partition("--\n")
-    try:
-        version: Version | None = Version.parse(version_line)
-    except ValueError:
-        version = None
-    return InstallState(version, user.strip() == "user")
-
-
-@dataclass(frozen=True)
-class InstallOutcome:
-    note: str
-    version: Version
-    replaced: bool  # etcd's binary changed: a running member must restart to use it
-
-
-def release_version(settings: spec.InstallSettings) -> Version:
-    if settings.version:
-        return Version.parse(settings.version)
-    match = re.search(r"etcd-v(\d+\.\d+\.\d+)", settings.tarball or "")
-    if not match:
-        raise DcsctlError(
-            f"cannot tell the etcd version of {settings.tarball}",
-            fix="set install.version in the spec (e.g. 3.5.30)",
-        )
-    return Version.parse(match.group(1))
-
-
-def wanted_version(cluster: Cluster) -> Version | None:
-    if cluster.spec.install.method is InstallMethod.RELEASE:
-        return release_version(cluster.spec.install)
-    return None
-
-
-def release_tarball(cluster: Cluster) -> Path:
-    """The release tarball in the control machine's cache, checked against its sha256.
-
-    Downloaded once here, pushed to the hosts over SSH: the hosts need no internet.
-    """
-    settings = cluster.spec.install
-    assert settings.tarball is not None and settings.sha256 is not None  # spec validated
-    source = settings.tarball
-    cache = cluster.context.home / ".cache" / "releases"
-    cache.mkdir(parents=True, exist_ok=True)
-    cached = cache / f"{settings.sha256}-{Path(source.split('?')[0]).name}"
-    if not cached.exists():
-        partial = cached.with_suffix(".partial")
-        try:
-            if re.match(r"^https?://", source):
-                with urllib.request.urlopen(source, timeout=60) as response, \
-                        partial.open("wb") as out:  # noqa: S310 - http(s) only, checked above
-                    shutil.copyfileobj(response, out)
-            else:
-                shutil.copyfile(Path(source).expanduser(), partial)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise EnvironmentProblem(
-                f"cannot fetch the etcd release {source} ({exc})",
-                fix="download it yourself and set install.tarball to the local file",
-            ) from exc
-        digest = hashlib.sha256(partial.read_bytes()).hexdigest()
-        if digest != settings.sha256:
-            partial.unlink()
-            raise EnvironmentProblem(
-                f"{source} has sha256 {digest}, not the {settings.sha256} the spec pins",
-                fix="check the tarball against etcd's SHA256SUMS and correct install.sha256 "
-                "or install.tarball",
-            )
-        try:
-            with tarfile.open(partial) as archive:
-                names = {Path(n).name for n in archive.getnames()}
-        except (tarfile.TarError, EOFError):
-            names = set()
-        if not {"etcd", "etcdctl", "etcdutl"} <= names:
-            partial.unlink()
-            raise EnvironmentProblem(f"{source} holds no etcd, etcdctl and etcdutl",
-                                     fix="point install.tarball at an etcd release tarball")
-        partial.rename(cached)
-    return cached
-
-
-def ensure_installed(cluster: Cluster, member: spec.Member,
-                     state: InstallState | None = None) -> InstallOutcome:
-    """etcd present (per install method) and the service user existing."""
-    host = cluster.host_of(member.name)
-    method = cluster.spec.install.method
-    notes = []
-    state = state or install_state(cluster, member)
-    wanted = wanted_version(cluster)
-    if method is InstallMethod.APT and state.version is None:
-        _check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])
-        notes.append("apt etcd-server etcd-client")
-    elif method is InstallMethod.RELEASE and state.version != wanted:
-        tarball = release_tarball(cluster)
-        remote = cluster.host_paths(member.name).tarball_cache / tarball.name
-        host.write(remote, tarball.read_bytes(), PUBLIC, "root:root")
-        bin_dir = cluster.host_paths(member.name).etcd.parent
-        _check(host, ["sh", "-c", RELEASE_SCRIPT, "sh", str(remote), str(bin_dir)])
-        notes.append(f"etcd {wanted} from {tarball.name}")
-    version = install_state(cluster, member).version if notes else state.version
-    if version is None:
-        raise EnvironmentProblem(
-            f"{member.name}: no working etcd at {cluster.host_paths(member.name).etcd}",
-            fix="install etcd there, or choose install.method apt or release in the spec",
-        )
-    for advisory in advisories(version):
-        if advisory.severity is Severity.REFUSE:
-            raise EnvironmentProblem(f"{member.name}: etcd {version} {advisory.problem}",
-                                     fix=f"install etcd {RECOMMENDED} or newer")
-    user = cluster.spec.service.user
-    if not state.user_exists:
-        result = host.run(["sh", "-c", USER_SCRIPT, "sh", user,
-                           str(cluster.layout(member.name).data_dir)])
-        if result.returncode != UNCHANGED_EXIT:
-            _raise_unless_ok(host, result.ok, f"creating user {user}", result.stderr)
-            notes.append(f"user {user}")
-    note = f"{member.name}: " + ", ".join(notes) if notes else ""
-    return InstallOutcome(note, version, version != state.version)
-
-
-def version_warnings(versions: dict[str, Version]) -> list[str]:
-    found = []
-    for name, version in sorted(versions.items()):
-        found += [f"{name}: etcd {version} {a.problem}; upgrade to {RECOMMENDED}"
-                  for a in advisories(version)]
-    return found
 
 
 # -- configuration --
@@ -426,8 +214,8 @@ def push(cluster: Cluster, member: spec.Member, settings: bytes) -> Pushed:
     host = cluster.host_of(member.name)
     dirs = desired_dirs(cluster, member)
     files = desired_files(cluster, member, settings)
-    if (hosts_file := _hosts_file(cluster, host, member)) is not None:
-        files.append(hosts_file)
+    if (etc_hosts := hosts_file(cluster, host, member)) is not None:
+        files.append(etc_hosts)
     link = cluster.host_paths(member.name).env_link
     config = cluster.layout(member.name).config
     seen = observe(host, [*(d.path for d in dirs), *(f.path for f in files),
@@ -438,7 +226,7 @@ def push(cluster: Cluster, member: spec.Member, settings: bytes) -> Pushed:
             argv = ["sh", "-c", DIR_SCRIPT, "sh", str(directory.path),
                     format(directory.mode, "o"), directory.owner]
             result = host.run(argv)
-            _raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
+            raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
                              f"creating {directory.path}", result.stderr)
             changed.append(str(directory.path))
     previous_config = None
@@ -454,22 +242,10 @@ def push(cluster: Cluster, member: spec.Member, settings: bytes) -> Pushed:
         changed.append(str(wanted.path))
     if link is not None and not seen[-1].links_to(config):
         result = host.run(["sh", "-c", LINK_SCRIPT, "sh", str(config), str(link)])
-        _raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
+        raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
                          f"linking {link}", result.stderr)
         changed.append(str(link))
     return Pushed(tuple(changed), previous_config)
-
-
-def _raise_unless_ok(host: Host, ok: bool, what: str, stderr: str) -> None:
-    if not ok:
-        raise DcsctlError(f"{host.name}: {what} failed ({stderr.strip() or 'no output'})",
-                          fix="correct the cause on that host, then run `dcsctl up` again "
-                          "(it resumes)")
-
-
-def _check(host: Host, argv: list[str]) -> None:
-    result = host.run(argv, timeout=900)
-    _raise_unless_ok(host, result.ok, f"`{' '.join(argv[:2])} …`", result.stderr)
 
 
 def sync_tls(cluster: Cluster, member: spec.Member) -> list[str]:
@@ -501,11 +277,11 @@ def wipe_data_dir(cluster: Cluster, member: spec.Member) -> None:
         return
     host = cluster.host_of(member.name)
     result = host.run(["rm", "-rf", "--", str(data)])
-    _raise_unless_ok(host, result.ok, f"removing {data}", result.stderr)
+    raise_unless_ok(host, result.ok, f"removing {data}", result.stderr)
     user = cluster.spec.service.user
     result = host.run(["sh", "-c", DIR_SCRIPT, "sh", str(data), format(DATA_DIR_MODE, "o"),
                        f"{user}:{user}"])
-    _raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
+    raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
                      f"creating {data}", result.stderr)
 
 
@@ -541,7 +317,7 @@ def drop_pre_restore(cluster: Cluster, member: spec.Member) -> bool:
     if not host.run(["test", "-e", old]).ok:
         return False
     result = host.run(["rm", "-rf", "--", old])
-    _raise_unless_ok(host, result.ok, f"removing {old}", result.stderr)
+    raise_unless_ok(host, result.ok, f"removing {old}", result.stderr)
     return True
 
 
@@ -558,112 +334,9 @@ def remove(cluster: Cluster, member: spec.Member) -> None:
         doomed.append(paths.unit)
     host = cluster.host_of(member.name)
     result = host.run(["rm", "-rf", "--", *map(str, doomed), str(layout.data_dir)])
-    _raise_unless_ok(host, result.ok, "removing the member's files", result.stderr)
+    raise_unless_ok(host, result.ok, "removing the member's files", result.stderr)
     if cluster.spec.manage_etc_hosts:
         current = host.read(paths.hosts_file)
         if current is not None:
             kept = render.without_hosts_block(current.decode(), cluster.spec.name)
             host.write(paths.hosts_file, kept.encode(), PUBLIC, "root:root")
-
-
-# -- plan --
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    action: str  # create | update | unchanged
-    diff: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    member: str
-    destination: str
-    install: str
-    files: tuple[FileChange, ...]
-    service: str
-
-    @property
-    def changes(self) -> bool:
-        return (not self.install.startswith("=") or not self.service.startswith("=")
-                or any(f.action != "unchanged" for f in self.files))
-
-
-def _file_change(host: Host, wanted: DesiredFile, now: Observed) -> FileChange:
-    path = str(wanted.path)
-    if wanted.content is None:
-        return FileChange(path, "create" if now.kind == "-" else "update",
-                          ("(issued by the pki phase)",))
-    if now.kind == "-":
-        return FileChange(path, "create",
-                          ("(secret: content not shown)",) if wanted.secret else ())
-    if now.is_file(wanted):
-        return FileChange(path, "unchanged")
-    if wanted.secret:  # never read back: the hash already told it differs
-        return FileChange(path, "update", ("(secret: content not shown)",))
-    current = host.read(wanted.path) or b""
-    if current == wanted.content:
-        return FileChange(path, "update", (f"mode/owner -> {format(wanted.mode, 'o')} "
-                                           f"{wanted.owner}",))
-    diff = difflib.unified_diff(
-        current.decode(errors="replace").splitlines(),
-        wanted.content.decode(errors="replace").splitlines(),
-        "on host", "dcsctl", lineterm="", n=1,
-    )
-    return FileChange(path, "update", tuple(diff))
-
-
-def plan_host(cluster: Cluster, member: spec.Member, settings: bytes, *,
-              reissued: bool) -> HostPlan:
-    host = cluster.ssh_host(member.name)
-    version = install_state(cluster, member).version
-    wanted = wanted_version(cluster)
-    method = cluster.spec.install.method
-    if version is None or (method is InstallMethod.RELEASE and version != wanted):
-        install = (f"+ install etcd via {method}" + (f" ({wanted})" if wanted else "")
-                   + (f", replacing {version}" if version else ""))
-    else:
-        install = f"= etcd {version} present"
-    desired = desired_files(cluster, member, settings)
-    if reissued:  # the pki phase will issue new ones: their content is not known yet
-        layout = cluster.layout(member.name)
-        desired = [replace(f, content=None) if f.path in (layout.cert, layout.key) else f
-                   for f in desired]
-    if (hosts_file := _hosts_file(cluster, host, member)) is not None:
-        desired.append(hosts_file)
-    seen = observe(host, [f.path for f in desired])
-    files = [_file_change(host, f, now) for f, now in zip(desired, seen, strict=True)]
-    service = cluster.service(member.name)
-    active = version is not None and service.is_active()
-    reconfigured = any(f.action == "update" for f in files[:1]) or (
-        cluster.spec.service.manager is ServiceManager.SYSTEMD and files[6].action == "update")
-    if not active:
-        service_note = "+ start etcd"
-    elif reconfigured:
-        service_note = "~ restart etcd (configuration changed)"
-    else:
-        service_note = "= etcd running"
-    return HostPlan(member.name, str(host.destination), install, tuple(files), service_note)
-
-
-@dataclass(frozen=True)
-class Plan:
-    cluster: str
-    pki: tuple[str, ...]  # what the pki phase would issue
-    hosts: tuple[HostPlan, ...]
-
-    @property
-    def changes(self) -> bool:
-        return bool(self.pki) or any(h.changes for h in self.hosts)
-
-
-def plan(cluster: Cluster) -> Plan:
-    """What `up` would change on every host; reads, never writes (not even the state dir)."""
-    cluster.require_remote("up --plan")
-    name = cluster.spec.name
-    record = (cluster.dir.record() if cluster.dir.exists()
-              else ClusterRecord(name=name, token=f"{name}-new", members=()))
-    missing = certs.plan_pki(cluster, cluster.context.clock()).missing
-    hosts = in_parallel(list(cluster.spec.members), lambda m: plan_host(
-        cluster, m, member_settings(cluster, m, record), reissued=m.name in missing))
-    return Plan(name, tuple(missing), tuple(hosts))

@@ -14,8 +14,9 @@ from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.etcd.model import EndpointHealth, EndpointStatus, hex_id
 from dcsctl.etcd.versions import Version, upgrade_problem
-from dcsctl.ops import backup, certs, deploy
+from dcsctl.ops import backup, certs, deploy, install
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.on_hosts import in_parallel
 from dcsctl.state import PUBLIC, ClusterRecord, locked
 from dcsctl.wait import wait_until
 from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
@@ -68,7 +69,7 @@ class UpWorkflow:
     """The phases of `up`, sharing what they learn through this object."""
 
     def __init__(self, cluster: Cluster, *, replacing: bool = False,
-                 probed: dict[str, deploy.InstallState] | None = None) -> None:
+                 probed: dict[str, install.InstallState] | None = None) -> None:
         self.cluster = cluster
         self.probed = probed or {}  # install states already read this run
         # Restore and member changes alter membership on purpose, under the same name and CA.
@@ -143,15 +144,15 @@ class UpWorkflow:
                 )
             return str(host.destination)
 
-        reached = deploy.in_parallel(self.members, reach)
+        reached = in_parallel(self.members, reach)
         return f"{len(reached)} hosts reachable, root via " + (
             "sudo" if self.cluster.spec.ssh.sudo else "login")
 
     # -- install --
     def install(self) -> str:
         if self.cluster.spec.install.method is spec.InstallMethod.RELEASE:
-            deploy.release_tarball(self.cluster)  # fetched and checked once, for every host
-        done = deploy.in_parallel(self.members, lambda m: deploy.ensure_installed(
+            install.release_tarball(self.cluster)  # fetched and checked once, for every host
+        done = in_parallel(self.members, lambda m: install.ensure_installed(
             self.cluster, m, self.probed.get(m.name)))
         notes = [outcome.note for outcome in done if outcome.note]
         for member, outcome in zip(self.members, done, strict=True):
@@ -209,7 +210,7 @@ class UpWorkflow:
                 self.restart_needed.add(member.name)
             return pushed.changed
 
-        changed = deploy.in_parallel(self.members, push)
+        changed = in_parallel(self.members, push)
         written = [f"{m.name} ({len(c)} files)" for m, c in zip(self.members, changed,
                                                                  strict=True) if c]
         if not written:
@@ -325,7 +326,7 @@ class UpWorkflow:
                 self.cluster.layout(member.name).config,
                 deploy.member_settings(self.cluster, member, record), PUBLIC, "root:root")
 
-        deploy.in_parallel(self.members, write)
+        in_parallel(self.members, write)
         return f"cluster ID {cluster_id}"
 
     # -- auth --
@@ -351,14 +352,14 @@ class UpWorkflow:
         return ", ".join(done)
 
 
-def _snapshot_before_upgrade(cluster: Cluster) -> dict[str, deploy.InstallState]:
+def _snapshot_before_upgrade(cluster: Cluster) -> dict[str, install.InstallState]:
     """SSH clusters upgrade through the spec (a new release tarball): refuse a path etcd
     does not support, and take a verified snapshot before any binary is replaced."""
     if not (cluster.remote and cluster.dir.exists() and cluster.dir.record().bootstrapped):
         return {}
     members = list(cluster.spec.members)
-    states = deploy.in_parallel(members, lambda m: deploy.install_state(cluster, m))
-    wanted = deploy.wanted_version(cluster)
+    states = in_parallel(members, lambda m: install.install_state(cluster, m))
+    wanted = install.wanted_version(cluster)
     changing = {state.version for state in states
                 if wanted and state.version and state.version != wanted}
     for current in sorted(changing):
@@ -386,7 +387,7 @@ def up(cluster: Cluster) -> UpResult:
             cluster.dir.remove()
         raise
     if cluster.remote:
-        warnings += deploy.version_warnings(workflow.versions)
+        warnings += install.version_warnings(workflow.versions)
     else:
         warnings += cluster.binaries.warnings
     return UpResult(cluster.spec.name, workflow.cluster_id, tuple(outcomes), tuple(warnings))
@@ -452,6 +453,6 @@ def destroy(cluster: Cluster) -> DownResult:
     result = down(cluster)
     cluster = as_saved(cluster)
     if cluster.remote:
-        deploy.in_parallel(list(cluster.spec.members), lambda m: deploy.remove(cluster, m))
+        in_parallel(list(cluster.spec.members), lambda m: deploy.remove(cluster, m))
     cluster.dir.remove()
     return result

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from dcsctl import spec
 from dcsctl.errors import DcsctlError
-from dcsctl.ops import deploy
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.on_hosts import in_parallel
 
 MAX_CLOCK_SKEW_S = 0.5  # beyond this, lease and token expiry drift noticeably
 WAL_FSYNC_P99_LIMIT_MS = 10.0
@@ -157,6 +157,6 @@ def _fsync_check(cluster: Cluster, member: spec.Member) -> Check:
 
 def preflight(cluster: Cluster) -> PreflightReport:
     cluster.require_remote("preflight")
-    results = deploy.in_parallel(list(cluster.spec.members),
+    results = in_parallel(list(cluster.spec.members),
                                  lambda m: _host_checks(cluster, m))
     return PreflightReport(tuple(check for checks in results for check in checks))

@@ -23,6 +23,7 @@ from dcsctl.ops import deploy
 from dcsctl.ops.backup import Verified, verify
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow, stop_members
+from dcsctl.ops.on_hosts import in_parallel
 from dcsctl.spec import Member
 from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
@@ -234,7 +235,7 @@ class RestoreWorkflow:
     def cleanup(self) -> str:
         removed: list[str] = []
         if self.cluster.remote and not self.keep_old:
-            dropped = deploy.in_parallel(list(self.cluster.spec.members),
+            dropped = in_parallel(list(self.cluster.spec.members),
                                          lambda m: deploy.drop_pre_restore(self.cluster, m))
             removed += [m.name for m, d in zip(self.cluster.spec.members, dropped, strict=True)
                         if d]
