@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
-    from dcsctl.ops.deploy import Plan
     from dcsctl.ops.keys import ShellEnvironment
     from dcsctl.ops.lifecycle import DownResult, UpResult
+    from dcsctl.ops.plan import Plan
     from dcsctl.ops.preflight import PreflightReport
     from dcsctl.ops.status import ClusterView, MemberView
     from dcsctl.workflow import Phase, PhaseOutcome

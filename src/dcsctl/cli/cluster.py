@@ -17,7 +17,8 @@ from dcsctl.cli.common import (
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops import deploy, keys, lifecycle
+from dcsctl.ops import keys, lifecycle
+from dcsctl.ops import plan as plan_ops
 from dcsctl.ops import preflight as preflight_ops
 from dcsctl.ops import status as status_ops
 
@@ -57,7 +58,7 @@ def up(
     session = session_of(ctx)
     target = cluster_of(ctx, spec_file, cluster)
     if plan:
-        planned = deploy.plan(target)
+        planned = plan_ops.plan(target)
         if json_output:
             session.out.print_json(report.dump_json(report.plan_json(planned)))
         else:
