@@ -63,11 +63,20 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
-from harness import BIN, OUT, REPO, STEP_TIMEOUT_S, clean_environ, poll, port_free, run
+from harness import (
+    BIN,
+    OUT,
+    REPO,
+    STEP_TIMEOUT_S,
+    clean_environ,
+    poll,
+    port_free,
+    run,
+    terminate_as_exit,
+)
 
 sys.path.insert(0, str(REPO))
 from tests.ssh.sshd import SshLab, start_ssh_lab
@@ -504,19 +513,6 @@ def table(rows: list[dict[str, object]], medians: dict[str, float]) -> str:
         f"{medians['plan_cmds']:g} | **{medians['ssh_rtt_ms']:.1f} ms** |")
     return "\n".join(lines)
 
-
-@contextlib.contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so every `finally` cleans up."""
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def main() -> int:

@@ -46,11 +46,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
-from harness import BIN, OUT, STEP_TIMEOUT_S, clean_environ, poll, port_free, run
+from harness import BIN, OUT, STEP_TIMEOUT_S, clean_environ, poll, port_free, run, terminate_as_exit
 
 IPS = ("127.0.99.10", "127.0.99.11", "127.0.99.12")
 CLIENT_PORT, PEER_PORT = 2379, 2380
@@ -333,19 +332,6 @@ def table(rows: list[dict[str, object]], medians: dict[str, float]) -> str:
         f"{medians['guide_auth_s']:.2f} s | **{medians['ratio']:.3f}** |")
     return "\n".join(lines)
 
-
-@contextlib.contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so every `finally` cleans up."""
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def main() -> int:
