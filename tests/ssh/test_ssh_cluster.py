@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dcsctl import render, spec
+from dcsctl.wait import wait_until
 from tests.conftest import REPO, VENV_BIN
 from tests.ssh.conftest import SshCluster, pack_release
 
@@ -50,6 +52,12 @@ def _log_in_as(cluster: SshCluster, user: str) -> None:
     for member in document["members"]:
         member["ssh"] = f"{user}@{member['ssh']}"
     cluster.rewrite(**document)
+
+
+def _port_open(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((address, port)) == 0
 
 
 def _etcd_pid(root: Path) -> int:
@@ -342,3 +350,21 @@ def test_a_new_release_in_the_spec_upgrades_the_hosts_one_member_at_a_time(
     assert refused.code == 1 and "downgrade" in refused.err
     assert {m["status"]["version"] for m in json.loads(
         cluster.ok("status", "--json").out)["members"]} == {NEW_VERSION}
+
+
+def test_status_answers_when_a_hosts_ssh_is_down(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    """etcd keeps serving when sshd dies; `status` still shows it, naming the lost host."""
+    cluster = ssh_cluster_factory(members=1)
+    cluster.ok("up")
+    (server,) = cluster.lab.servers.values()
+    os.kill(server.pid, signal.SIGTERM)
+    wait_until(lambda: not _port_open(server.address, server.port), timeout=DEADLINE_S,
+               what="sshd did not stop")
+    view = cluster.dcsctl("status", "--json")
+    assert view.code == 0, view.err
+    data = json.loads(view.out)
+    assert data["members"][0]["healthy"] is True
+    assert data["members"][0]["pid"] is None
+    assert any("cannot reach" in problem for problem in data["problems"])

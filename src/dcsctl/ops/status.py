@@ -45,6 +45,16 @@ class ClusterView:
         return None
 
 
+def _pid_of(cluster: Cluster, member: str, problems: list[str]) -> int | None:
+    """The member's PID as its service manager sees it. An SSH host that cannot be
+    reached costs its PID column, not the whole view: etcd may be serving regardless."""
+    try:
+        return cluster.service(member).running_pid()
+    except DcsctlError as exc:
+        problems.append(exc.message)
+        return None
+
+
 def status(cluster: Cluster) -> ClusterView:
     spec = cluster.spec
     record = cluster.dir.record()
@@ -73,7 +83,7 @@ def status(cluster: Cluster) -> ClusterView:
             MemberView(
                 name=member.name,
                 endpoint=spec.client_url(member),
-                pid=cluster.service(member.name).running_pid(),
+                pid=_pid_of(cluster, member.name, problems),
                 info=infos.get(member.name),
                 status=state if isinstance(state, EndpointStatus) else None,
                 health=health,
