@@ -368,3 +368,26 @@ def test_status_answers_when_a_hosts_ssh_is_down(
     assert data["members"][0]["healthy"] is True
     assert data["members"][0]["pid"] is None
     assert any("cannot reach" in problem for problem in data["problems"])
+
+
+def test_a_stale_data_dir_from_another_cluster_cannot_win(
+    ssh_cluster_factory: Callable[..., SshCluster],
+) -> None:
+    """The guide's own cluster left /var/lib/etcd/member behind: a new cluster must not
+    start on it (etcd would ignore initial-cluster and revive the old member)."""
+    cluster = ssh_cluster_factory()
+    first = next(iter(cluster.roots.values()))
+    stale = first / "var" / "lib" / "etcd" / "member"
+    stale.mkdir(parents=True)
+    (stale / "snap").mkdir()
+    refused = cluster.dcsctl("up")
+    assert refused.code == 4, refused.err
+    assert "holds etcd data this new cluster did not create" in refused.err
+    assert "mv " in refused.err
+    assert not any((root / "run" / "dcsctl-etcd.pid").exists()
+                   for root in cluster.roots.values()), "nothing may start"
+    assert (stale / "snap").exists(), "the old data is the user's to move, never deleted"
+    shutil.move(str(first / "var" / "lib" / "etcd"), str(first / "var" / "lib" / "etcd.old"))
+    cluster.ok("up")
+    assert json.loads(cluster.ok("status", "--json").out)["healthy"] is True
+    assert "no changes" in cluster.ok("up").err

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from dcsctl import render, spec
-from dcsctl.errors import DcsctlError
+from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.hosts.protocol import Host
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.on_hosts import UNCHANGED_EXIT, raise_unless_ok
@@ -205,32 +205,58 @@ class Pushed:
     previous_config: bytes | None  # the replaced configuration, when it changed
 
 
-def push(cluster: Cluster, member: spec.Member, settings: bytes) -> Pushed:
+def founding_marker(cluster: Cluster, member: spec.Member) -> PurePath:
+    """Beside the data dir: the token of the cluster whose bootstrap created its data."""
+    return PurePath(f"{cluster.layout(member.name).data_dir}.dcsctl-token")
+
+
+def push(cluster: Cluster, member: spec.Member, settings: bytes, *,
+         founding_token: str | None = None) -> Pushed:
     """Bring the host's directories, files and links to the spec.
 
     One round trip observes everything; only what differs is written, so a re-run on an
-    unchanged host costs that one command.
+    unchanged host costs that one command. `founding_token` (a cluster not bootstrapped
+    yet) also guards the data dir: data that an earlier bootstrap of *this* cluster did
+    not create — the guide's cluster, Debian's package instance — would win over the new
+    cluster's settings, since etcd ignores initial-cluster once a data dir holds a member.
     """
     host = cluster.host_of(member.name)
     dirs = desired_dirs(cluster, member)
     files = desired_files(cluster, member, settings)
     if (etc_hosts := hosts_file(cluster, host, member)) is not None:
         files.append(etc_hosts)
+    marker = None
+    if founding_token is not None:
+        marker = DesiredFile(founding_marker(cluster, member), founding_token.encode(),
+                             PUBLIC, "root:root")
+        files.append(marker)
     link = cluster.host_paths(member.name).env_link
     config = cluster.layout(member.name).config
+    existing_data = cluster.layout(member.name).data_dir / "member"
     seen = observe(host, [*(d.path for d in dirs), *(f.path for f in files),
-                          *([link] if link else [])])
+                          link or config, existing_data])
+    seen_dirs, seen_files = seen[:len(dirs)], seen[len(dirs):len(dirs) + len(files)]
+    seen_link, seen_data = seen[-2], seen[-1]
+    if marker is not None and seen_data.kind == "D" and not seen_files[-1].is_file(marker):
+        data_dir = cluster.layout(member.name).data_dir
+        raise EnvironmentProblem(
+            f"{member.name}: {data_dir} on {host.name} holds etcd data this new cluster did "
+            "not create (the guide's cluster, or Debian's package instance?); etcd would "
+            "start that old member instead of joining the new cluster",
+            fix=f"move it away on that host (e.g. `mv {data_dir} {data_dir}.old`) or set "
+            "paths.data_dir in the spec, then run `dcsctl up` again",
+        )
     changed: list[str] = []
-    for directory, now in zip(dirs, seen, strict=False):
+    for directory, now in zip(dirs, seen_dirs, strict=True):
         if not now.is_dir(directory):
             argv = ["sh", "-c", DIR_SCRIPT, "sh", str(directory.path),
                     format(directory.mode, "o"), directory.owner]
             result = host.run(argv)
             raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
-                             f"creating {directory.path}", result.stderr)
+                            f"creating {directory.path}", result.stderr)
             changed.append(str(directory.path))
     previous_config = None
-    for wanted, now in zip(files, seen[len(dirs):], strict=False):
+    for wanted, now in zip(files, seen_files, strict=True):
         if wanted.content is None:
             raise DcsctlError(f"{wanted.path} has not been issued",
                               fix="run `dcsctl up` (its pki phase issues it)")
@@ -240,10 +266,10 @@ def push(cluster: Cluster, member: spec.Member, settings: bytes) -> Pushed:
             previous_config = host.read(config)
         host.write(wanted.path, wanted.content, wanted.mode, wanted.owner)
         changed.append(str(wanted.path))
-    if link is not None and not seen[-1].links_to(config):
+    if link is not None and not seen_link.links_to(config):
         result = host.run(["sh", "-c", LINK_SCRIPT, "sh", str(config), str(link)])
         raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
-                         f"linking {link}", result.stderr)
+                        f"linking {link}", result.stderr)
         changed.append(str(link))
     return Pushed(tuple(changed), previous_config)
 
@@ -326,7 +352,7 @@ def remove(cluster: Cluster, member: spec.Member) -> None:
     layout = cluster.layout(member.name)
     paths = cluster.host_paths(member.name)
     doomed = [layout.key, layout.jwt_private, layout.cert, layout.jwt_public, layout.ca_cert,
-              layout.config, paths.pidfile]
+              layout.config, paths.pidfile, founding_marker(cluster, member)]
     if paths.env_link is not None:
         doomed.append(paths.env_link)
     if cluster.spec.service.manager is ServiceManager.SYSTEMD:

@@ -201,7 +201,8 @@ class UpWorkflow:
 
         def push(member: spec.Member) -> tuple[str, ...]:
             content = deploy.member_settings(self.cluster, member, record)
-            pushed = deploy.push(self.cluster, member, content)
+            founding = None if record.bootstrapped else record.token
+            pushed = deploy.push(self.cluster, member, content, founding_token=founding)
             previous = pushed.previous_config
             noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
             unit = str(self.cluster.host_paths(member.name).unit)
