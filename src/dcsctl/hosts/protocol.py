@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Protocol
 
+# The shell programs dcsctl runs on a host exit with this when they found nothing to do.
+UNCHANGED_EXIT = 3
+
 
 @dataclass(frozen=True)
 class Result:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from dcsctl.errors import DcsctlError, EnvironmentProblem
-from dcsctl.hosts.protocol import Result
+from dcsctl.hosts.protocol import UNCHANGED_EXIT, Result
 
 SSH_FAILED = 255  # ssh's own exit code: the connection, not the remote command, failed
-UNCHANGED = 3
 
 # Written once, quoted once: the data arrives as positional arguments and on stdin.
 # umask 077 makes the temp file private before a byte lands in it; the final mode and
@@ -123,7 +122,6 @@ class SshHost:
             argv += ["-i", options.identity_file, "-o", "IdentitiesOnly=yes"]
         if options.known_hosts_file:
             argv += ["-o", f"UserKnownHostsFile={options.known_hosts_file}"]
-        self.control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv += [
             "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=" + (
@@ -179,27 +177,13 @@ class SshHost:
             completed.stderr.decode(errors="replace"),
         )
 
-    def check(self, argv: Sequence[str], *, stdin: bytes | None = None,
-              timeout: float = 60.0) -> Result:
-        """run(), raising a clear error when the remote command fails."""
-        result = self.run(argv, stdin=stdin, timeout=timeout)
-        if not result.ok:
-            last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
-            raise DcsctlError(
-                f"{self.name}: `{shlex.join(argv)}` failed (exit {result.returncode}: "
-                f"{last[-1]})",
-                fix=f"see what is wrong on {self.destination}, then run the same dcsctl "
-                "command again (it resumes)",
-            )
-        return result
-
     def write(
         self, path: PurePath, content: bytes, mode: int, owner: str | None = None
     ) -> bool:
         want = hashlib.sha256(content).hexdigest()
         argv = ["sh", "-c", WRITE_SCRIPT, "sh", str(path), format(mode, "o"), owner or "", want]
         result = self.run(argv, stdin=content)
-        if result.returncode == UNCHANGED:
+        if result.returncode == UNCHANGED_EXIT:
             return False
         if not result.ok:
             raise DcsctlError(
@@ -210,7 +194,7 @@ class SshHost:
 
     def read(self, path: PurePath) -> bytes | None:
         completed = self._exec(["sh", "-c", READ_SCRIPT, "sh", str(path)], None, 60.0)
-        if completed.returncode == UNCHANGED:
+        if completed.returncode == UNCHANGED_EXIT:
             return None
         if completed.returncode != 0:
             raise DcsctlError(

@@ -88,14 +88,6 @@ class Cluster:
         """Members are hosts reached over SSH (else: lab processes on this machine)."""
         return self.spec.target is Target.SSH
 
-    def require_lab(self, what: str) -> None:
-        if self.remote:
-            raise DcsctlError(
-                f"{what} is not available for SSH clusters yet",
-                fix="run it against a lab cluster; for SSH clusters use up/status/env/"
-                "put/get/logs/down/destroy, backup and the checks",
-            )
-
     def require_remote(self, what: str) -> None:
         if not self.remote:
             raise DcsctlError(

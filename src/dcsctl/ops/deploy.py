@@ -17,9 +17,9 @@ from pathlib import Path, PurePath
 
 from dcsctl import render, spec
 from dcsctl.errors import DcsctlError, EnvironmentProblem
-from dcsctl.hosts.protocol import Host
+from dcsctl.hosts.protocol import UNCHANGED_EXIT, Host
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.on_hosts import UNCHANGED_EXIT, raise_unless_ok
+from dcsctl.ops.on_hosts import raise_unless_ok
 from dcsctl.pki import jwt_sign_method
 from dcsctl.spec import ServiceManager
 from dcsctl.state import PRIVATE, PUBLIC, ClusterRecord

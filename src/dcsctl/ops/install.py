@@ -15,8 +15,9 @@ from pathlib import Path
 from dcsctl import spec
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import RECOMMENDED, Severity, Version, advisories
+from dcsctl.hosts.protocol import UNCHANGED_EXIT
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.on_hosts import UNCHANGED_EXIT, check, raise_unless_ok
+from dcsctl.ops.on_hosts import check, raise_unless_ok
 from dcsctl.spec import InstallMethod
 from dcsctl.state import PUBLIC
 

@@ -11,8 +11,6 @@ from dcsctl.errors import DcsctlError
 from dcsctl.hosts.protocol import Host
 
 T = TypeVar("T")
-# The host-side scripts exit with this when they found nothing to do.
-UNCHANGED_EXIT = 3
 
 
 def in_parallel(members: Sequence[spec.Member], work: Callable[[spec.Member], T]) -> list[T]:
