@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsctl.errors import EnvironmentProblem
-from dcsctl.etcd.versions import RECOMMENDED, Severity, Version, advisories
+from dcsctl.etcd.versions import RECOMMENDED, Version, refusal, warnings
 
 TOOLS = ("etcd", "etcdctl", "etcdutl")
 # Places the user named on purpose: finding nothing there is an error, not a fallback.
@@ -79,18 +79,15 @@ def find(spec_bin_dir: str | None, environ: Mapping[str, str]) -> Binaries:
     etcd_path = Path(etcd)
     etcdutl = shutil.which("etcdutl", path=str(etcd_path.parent))
     version = _read_version(etcd_path)
-    warnings = []
-    for advisory in advisories(version):
-        if advisory.severity is Severity.REFUSE:
-            raise EnvironmentProblem(
-                f"etcd {version} at {etcd_path} {advisory.problem}",
-                fix=f"install etcd {RECOMMENDED} or newer and point DCSCTL_ETCD_BIN_DIR at it",
-            )
-        warnings.append(f"etcd {version} {advisory.problem}; upgrade to {RECOMMENDED}")
+    if (ruled_out := refusal(version)) is not None:
+        raise EnvironmentProblem(
+            f"etcd {version} at {etcd_path} {ruled_out.problem}",
+            fix=f"install etcd {RECOMMENDED} or newer and point DCSCTL_ETCD_BIN_DIR at it",
+        )
     return Binaries(
         etcd=etcd_path,
         etcdctl=Path(etcdctl),
         etcdutl=Path(etcdutl) if etcdutl else None,
         version=version,
-        warnings=tuple(warnings),
+        warnings=tuple(warnings(version)),
     )

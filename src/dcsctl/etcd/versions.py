@@ -55,6 +55,17 @@ def advisories(version: Version) -> list[Advisory]:
     return [a for a in ADVISORIES if a.first_bad <= version < a.fixed_in]
 
 
+def refusal(version: Version) -> Advisory | None:
+    """The advisory that rules this version out, if any."""
+    return next((a for a in advisories(version) if a.severity is Severity.REFUSE), None)
+
+
+def warnings(version: Version) -> list[str]:
+    """What a user running this version should hear."""
+    return [f"etcd {version} {a.problem}; upgrade to {RECOMMENDED}"
+            for a in advisories(version) if a.severity is Severity.WARN]
+
+
 # The oldest patch release of a minor version that may be upgraded to the next minor
 # (etcd's upgrade guides: "update 3.5 members to 3.5.26 or later before 3.6").
 MINOR_UPGRADE_FLOOR: dict[tuple[int, int], Version] = {

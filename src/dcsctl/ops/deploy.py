@@ -100,13 +100,6 @@ class DesiredDir:
     owner: str
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 def desired_dirs(cluster: Cluster, member: spec.Member) -> list[DesiredDir]:
     user = cluster.spec.service.user
     layout = cluster.layout(member.name)
@@ -121,15 +114,16 @@ def desired_files(cluster: Cluster, member: spec.Member, settings: bytes) -> lis
     user = cluster.spec.service.user
     staged = cluster.dir.layout(member.name)  # where the control machine issued them
     on_host = cluster.layout(member.name)
+    issued = cluster.host.read
     private = f"{user}:{user}"
     public = "root:root"
     files = [
         DesiredFile(on_host.config, settings, PUBLIC, public),
-        DesiredFile(on_host.ca_cert, _read(Path(staged.ca_cert)), PUBLIC, public),
-        DesiredFile(on_host.cert, _read(Path(staged.cert)), PUBLIC, public),
-        DesiredFile(on_host.key, _read(Path(staged.key)), PRIVATE, private, secret=True),
-        DesiredFile(on_host.jwt_public, _read(Path(staged.jwt_public)), PUBLIC, public),
-        DesiredFile(on_host.jwt_private, _read(Path(staged.jwt_private)), PRIVATE, private,
+        DesiredFile(on_host.ca_cert, issued(staged.ca_cert), PUBLIC, public),
+        DesiredFile(on_host.cert, issued(staged.cert), PUBLIC, public),
+        DesiredFile(on_host.key, issued(staged.key), PRIVATE, private, secret=True),
+        DesiredFile(on_host.jwt_public, issued(staged.jwt_public), PUBLIC, public),
+        DesiredFile(on_host.jwt_private, issued(staged.jwt_private), PRIVATE, private,
                     secret=True),
     ]
     if cluster.spec.service.manager is ServiceManager.SYSTEMD:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dcsctl import spec
 from dcsctl.errors import DcsctlError, EnvironmentProblem
-from dcsctl.etcd.versions import RECOMMENDED, Severity, Version, advisories
+from dcsctl.etcd.versions import RECOMMENDED, Version, refusal, warnings
 from dcsctl.hosts.protocol import UNCHANGED_EXIT
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.on_hosts import check, raise_unless_ok
@@ -185,10 +185,9 @@ def ensure_installed(cluster: Cluster, member: spec.Member,
             f"{member.name}: no working etcd at {cluster.host_paths(member.name).etcd}",
             fix="install etcd there, or choose install.method apt or release in the spec",
         )
-    for advisory in advisories(version):
-        if advisory.severity is Severity.REFUSE:
-            raise EnvironmentProblem(f"{member.name}: etcd {version} {advisory.problem}",
-                                     fix=f"install etcd {RECOMMENDED} or newer")
+    if (ruled_out := refusal(version)) is not None:
+        raise EnvironmentProblem(f"{member.name}: etcd {version} {ruled_out.problem}",
+                                 fix=f"install etcd {RECOMMENDED} or newer")
     user = cluster.spec.service.user
     if not state.user_exists:
         result = host.run(["sh", "-c", USER_SCRIPT, "sh", user,
@@ -201,8 +200,5 @@ def ensure_installed(cluster: Cluster, member: spec.Member,
 
 
 def version_warnings(versions: dict[str, Version]) -> list[str]:
-    found = []
-    for name, version in sorted(versions.items()):
-        found += [f"{name}: etcd {version} {a.problem}; upgrade to {RECOMMENDED}"
-                  for a in advisories(version)]
-    return found
+    return [f"{name}: {warning}" for name, version in sorted(versions.items())
+            for warning in warnings(version)]
