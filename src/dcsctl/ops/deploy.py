@@ -26,6 +26,9 @@ from dcsctl.state import PRIVATE, PUBLIC, ClusterRecord
 
 CERT_DIR_MODE = 0o750
 DATA_DIR_MODE = 0o700
+# A restore keeps the old data dir aside until the restored cluster is verified.
+PRE_RESTORE_SUFFIX = ".pre-restore"
+RESTORING_SUFFIX = ".restoring"
 
 DIR_SCRIPT = r"""
 set -eu
@@ -48,10 +51,8 @@ ln -sfn "$1" "$2"
 # earlier attempt is simply redone.
 RESTORE_SCRIPT = r"""
 set -eu
-etcdutl=$1 snapshot=$2 data=$3 owner=$4
-shift 4
-old="$data.pre-restore"
-temp="$data.restoring"
+etcdutl=$1 snapshot=$2 data=$3 old=$4 temp=$5 owner=$6
+shift 6
 if [ -e "$data/member" ] && [ ! -e "$old" ]; then
   mv "$data" "$old"
 else
@@ -199,6 +200,27 @@ class Pushed:
     previous_config: bytes | None  # the replaced configuration, when it changed
 
 
+def _write_differing(
+    host: Host, files: Sequence[DesiredFile], seen: Sequence[Observed], *,
+    keep_previous: PurePath | None = None,
+) -> tuple[list[str], bytes | None]:
+    """Write each file whose observation differs from what is wanted: the paths written,
+    and what `keep_previous` held before it was replaced."""
+    written: list[str] = []
+    previous = None
+    for wanted, now in zip(files, seen, strict=True):
+        if wanted.content is None:
+            raise DcsctlError(f"{wanted.path} has not been issued",
+                              fix="run `dcsctl up` (its pki phase issues it)")
+        if now.is_file(wanted):
+            continue
+        if wanted.path == keep_previous and now.kind == "F":
+            previous = host.read(wanted.path)
+        host.write(wanted.path, wanted.content, wanted.mode, wanted.owner)
+        written.append(str(wanted.path))
+    return written, previous
+
+
 def founding_marker(cluster: Cluster, member: spec.Member) -> PurePath:
     """Beside the data dir: the token of the cluster whose bootstrap created its data."""
     return PurePath(f"{cluster.layout(member.name).data_dir}.dcsctl-token")
@@ -249,17 +271,8 @@ def push(cluster: Cluster, member: spec.Member, settings: bytes, *,
             raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
                             f"creating {directory.path}", result.stderr)
             changed.append(str(directory.path))
-    previous_config = None
-    for wanted, now in zip(files, seen_files, strict=True):
-        if wanted.content is None:
-            raise DcsctlError(f"{wanted.path} has not been issued",
-                              fix="run `dcsctl up` (its pki phase issues it)")
-        if now.is_file(wanted):
-            continue
-        if wanted.path == config and now.kind == "F":
-            previous_config = host.read(config)
-        host.write(wanted.path, wanted.content, wanted.mode, wanted.owner)
-        changed.append(str(wanted.path))
+    written, previous_config = _write_differing(host, files, seen_files, keep_previous=config)
+    changed += written
     if link is not None and not seen_link.links_to(config):
         result = host.run(["sh", "-c", LINK_SCRIPT, "sh", str(config), str(link)])
         raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
@@ -280,13 +293,7 @@ def sync_tls(cluster: Cluster, member: spec.Member) -> list[str]:
     host = cluster.host_of(member.name)
     wanted = [f for f in desired_files(cluster, member, b"")
               if f.path in tls and f.content is not None]
-    changed = []
-    for file, now in zip(wanted, observe(host, [f.path for f in wanted]), strict=True):
-        if not now.is_file(file):
-            assert file.content is not None
-            host.write(file.path, file.content, file.mode, file.owner)
-            changed.append(str(file.path))
-    return changed
+    return _write_differing(host, wanted, observe(host, [f.path for f in wanted]))[0]
 
 
 def wipe_data_dir(cluster: Cluster, member: spec.Member) -> None:
@@ -321,8 +328,10 @@ def restore_data_dir(cluster: Cluster, member: spec.Member, snapshot: Path,
     host.write(remote_snapshot, snapshot.read_bytes(), PRIVATE, "root:root")
     user = cluster.spec.service.user
     etcdutl = cluster.host_paths(member.name).etcd.parent / "etcdutl"
+    data = str(layout.data_dir)
     result = host.run(["sh", "-c", RESTORE_SCRIPT, "sh", str(etcdutl), str(remote_snapshot),
-                       str(layout.data_dir), f"{user}:{user}", *options], timeout=600)
+                       data, data + PRE_RESTORE_SUFFIX, data + RESTORING_SUFFIX,
+                       f"{user}:{user}", *options], timeout=600)
     if not result.ok:
         raise DcsctlError(
             f"{member.name}: etcdutl could not restore ({result.stderr.strip()[-400:]})",
@@ -332,7 +341,7 @@ def restore_data_dir(cluster: Cluster, member: spec.Member, snapshot: Path,
 
 def drop_pre_restore(cluster: Cluster, member: spec.Member) -> bool:
     """Remove the data dir kept aside by a restore; True if there was one."""
-    old = str(cluster.layout(member.name).data_dir) + ".pre-restore"
+    old = str(cluster.layout(member.name).data_dir) + PRE_RESTORE_SUFFIX
     host = cluster.host_of(member.name)
     if not host.run(["test", "-e", old]).ok:
         return False

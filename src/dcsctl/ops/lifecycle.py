@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 from dataclasses import dataclass
-from pathlib import Path
 
 from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
@@ -176,49 +175,35 @@ class UpWorkflow:
         directory.save_spec(self.cluster.spec)
         if not directory.record_path.exists():
             directory.save_record(self.record)
-        if self.cluster.remote:
-            return self.config_remote()
-        written = []
-        for member in self.members:
-            path = Path(directory.layout(member.name).config)
-            content = deploy.member_settings(self.cluster, member, self.record)
-            previous = path.read_bytes() if path.exists() else None
-            if self.cluster.host.write(path, content, PUBLIC):
-                written.append(member.name)
-                running = self.cluster.service(member.name).is_active()
-                noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
-                if running and noticed:
-                    self.restart_needed.add(member.name)
+        changed = in_parallel(self.members, self.configure)
+        written = [f"{m.name} ({len(c)} files)" if self.cluster.remote else m.name
+                   for m, c in zip(self.members, changed, strict=True) if c]
         if not written:
             return UNCHANGED
         return f"wrote {', '.join(written)}" + (
             f"; restarting {', '.join(sorted(self.restart_needed))}" if self.restart_needed else ""
         )
 
-    def config_remote(self) -> str:
+    def configure(self, member: spec.Member) -> tuple[str, ...]:
+        """Bring one member's files to the spec; a running member whose start-up settings
+        changed is marked for a restart. The paths written."""
         assert self.record is not None
         record = self.record
-
-        def push(member: spec.Member) -> tuple[str, ...]:
-            content = deploy.member_settings(self.cluster, member, record)
+        content = deploy.member_settings(self.cluster, member, record)
+        if self.cluster.remote:
             founding = None if record.bootstrapped else record.token
             pushed = deploy.push(self.cluster, member, content, founding_token=founding)
-            previous = pushed.previous_config
-            noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
-            unit = str(self.cluster.host_paths(member.name).unit)
-            if (noticed or unit in pushed.changed) and self.cluster.service(
-                    member.name).is_active():
-                self.restart_needed.add(member.name)
-            return pushed.changed
-
-        changed = in_parallel(self.members, push)
-        written = [f"{m.name} ({len(c)} files)" for m, c in zip(self.members, changed,
-                                                                 strict=True) if c]
-        if not written:
-            return UNCHANGED
-        return f"wrote {', '.join(written)}" + (
-            f"; restarting {', '.join(sorted(self.restart_needed))}" if self.restart_needed else ""
-        )
+            changed, previous = pushed.changed, pushed.previous_config
+            unit_changed = str(self.cluster.host_paths(member.name).unit) in changed
+        else:
+            path = self.cluster.dir.layout(member.name).config
+            previous = self.cluster.host.read(path)
+            changed = (str(path),) if self.cluster.host.write(path, content, PUBLIC) else ()
+            unit_changed = False
+        noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
+        if (noticed or unit_changed) and self.cluster.service(member.name).is_active():
+            self.restart_needed.add(member.name)
+        return changed
 
     # -- start --
     def all_running(self) -> bool:

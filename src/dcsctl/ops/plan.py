@@ -21,7 +21,7 @@ from dcsctl.ops.deploy import (
 )
 from dcsctl.ops.install import install_state, wanted_version
 from dcsctl.ops.on_hosts import in_parallel
-from dcsctl.spec import InstallMethod, ServiceManager
+from dcsctl.spec import InstallMethod
 from dcsctl.state import ClusterRecord
 
 
@@ -92,8 +92,10 @@ def plan_host(cluster: Cluster, member: spec.Member, settings: bytes, *,
     files = [_file_change(host, f, now) for f, now in zip(desired, seen, strict=True)]
     service = cluster.service(member.name)
     active = version is not None and service.is_active()
-    reconfigured = any(f.action == "update" for f in files[:1]) or (
-        cluster.spec.service.manager is ServiceManager.SYSTEMD and files[6].action == "update")
+    # etcd reads its settings and its unit at start-up only (certificates it re-reads).
+    read_at_start = {str(cluster.layout(member.name).config),
+                     str(cluster.host_paths(member.name).unit)}
+    reconfigured = any(f.action == "update" and f.path in read_at_start for f in files)
     if not active:
         service_note = "+ start etcd"
     elif reconfigured:

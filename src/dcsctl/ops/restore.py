@@ -22,14 +22,12 @@ from dcsctl.files import atomic_write
 from dcsctl.ops import deploy
 from dcsctl.ops.backup import Verified, verify
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.deploy import PRE_RESTORE_SUFFIX, RESTORING_SUFFIX
 from dcsctl.ops.lifecycle import UpWorkflow, stop_members
 from dcsctl.ops.on_hosts import in_parallel
 from dcsctl.spec import Member
 from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
-
-OLD_SUFFIX = ".pre-restore"
-TEMP_SUFFIX = ".restoring"
 
 
 @dataclass(frozen=True)
@@ -163,8 +161,8 @@ class RestoreWorkflow:
 
     def _restore_local(self, member: Member) -> None:
         data = self._data_dir(member.name)
-        old = data.with_name(data.name + OLD_SUFFIX)
-        temp = data.with_name(data.name + TEMP_SUFFIX)
+        old = data.with_name(data.name + PRE_RESTORE_SUFFIX)
+        temp = data.with_name(data.name + RESTORING_SUFFIX)
         if data.exists() and not old.exists():
             data.rename(old)  # kept aside until the restored cluster is verified
         elif data.exists():
@@ -241,7 +239,7 @@ class RestoreWorkflow:
                         if d]
         members_root = self.cluster.dir.root / "members"
         wanted = {m.name for m in self.cluster.spec.members}
-        for old in members_root.glob(f"*/data{OLD_SUFFIX}"):
+        for old in members_root.glob(f"*/data{PRE_RESTORE_SUFFIX}"):
             if not self.keep_old:
                 shutil.rmtree(old)
                 removed.append(old.parent.name)
