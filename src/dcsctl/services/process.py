@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -50,6 +50,18 @@ def _alive(record: ProcessRecord) -> bool:
             os.waitpid(record.pid, os.WNOHANG)  # reap our own child
         return False
     return True
+
+
+def terminate(send: Callable[[signal.Signals], object], alive: Callable[[], bool], *,
+              timeout: float) -> None:
+    """SIGTERM, wait up to `timeout`; a process that ignores it gets SIGKILL."""
+    send(signal.SIGTERM)
+    try:
+        wait_until(lambda: not alive(), timeout=timeout, what="etcd did not stop")
+    except ClusterUnhealthy:
+        if alive():
+            send(signal.SIGKILL)
+            wait_until(lambda: not alive(), timeout=5, what="etcd did not die")
 
 
 class ProcessService:
@@ -104,15 +116,8 @@ class ProcessService:
         if record is None or not _alive(record):
             self.pidfile.unlink(missing_ok=True)
             return False
-        os.kill(record.pid, signal.SIGTERM)
-        try:
-            wait_until(
-                lambda: not _alive(record), timeout=timeout, what="etcd did not stop"
-            )
-        except ClusterUnhealthy:  # a member that ignores SIGTERM gets SIGKILL
-            if _alive(record):
-                os.kill(record.pid, signal.SIGKILL)
-                wait_until(lambda: not _alive(record), timeout=5, what="etcd did not die")
+        terminate(lambda sig: os.kill(record.pid, sig), lambda: _alive(record),
+                  timeout=timeout)
         self.pidfile.unlink(missing_ok=True)
         return True
 

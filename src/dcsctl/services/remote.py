@@ -12,7 +12,7 @@ from pathlib import PurePath
 
 from dcsctl.errors import DcsctlError
 from dcsctl.hosts.protocol import Host
-from dcsctl.wait import wait_until
+from dcsctl.services.process import terminate
 
 # Prints the PID if the pidfile's process is alive and still the one we started (same
 # start time in /proc/<pid>/stat, field 22), else exits 1.
@@ -85,15 +85,8 @@ class RemoteProcessService:
         pid = self.running_pid()
         if pid is None:
             return False
-        self.host.run(["kill", "-TERM", str(pid)])
-        try:
-            wait_until(lambda: self.running_pid() is None, timeout=timeout,
-                       what="etcd did not stop")
-        except DcsctlError:
-            if (pid := self.running_pid()) is not None:  # ignores SIGTERM: SIGKILL
-                self.host.run(["kill", "-KILL", str(pid)])
-                wait_until(lambda: self.running_pid() is None, timeout=5,
-                           what="etcd did not die")
+        terminate(lambda sig: self.host.run(["kill", "-s", sig.name.removeprefix("SIG"), str(pid)]),
+                  lambda: self.running_pid() is not None, timeout=timeout)
         self.host.run(["rm", "-f", str(self.pidfile)])
         return True
 
