@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -54,11 +53,9 @@ import pwd
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -72,13 +69,14 @@ from harness import (
     REPO,
     STEP_TIMEOUT_S,
     clean_environ,
-    poll,
+    kill_recorded,
     port_free,
     run,
     terminate_as_exit,
 )
 
 sys.path.insert(0, str(REPO))
+from tests.ssh.conftest import pack_release
 from tests.ssh.sshd import SshLab, start_ssh_lab
 
 SSH_PORT = 2222
@@ -120,27 +118,6 @@ def ports_free(index: int) -> bool:
                     for p in (CLIENT_PORT, PEER_PORT)))
 
 
-def start_ticks(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return None if fields[0] in {"Z", "X"} else int(fields[19])
-
-
-def kill_recorded(records: list[tuple[int, int]]) -> list[int]:
-    """SIGKILL the recorded (pid, start ticks) that are still the same live process."""
-    killed = []
-    for pid, ticks in records:
-        if start_ticks(pid) == ticks:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    if killed:
-        poll(lambda: all(start_ticks(p) is None for p in killed), what="killed etcd gone",
-             timeout=10)
-    return killed
 
 
 def lab_pid_records(home: Path) -> list[tuple[int, int]]:
@@ -161,16 +138,6 @@ def remote_pid_records(roots: list[Path]) -> list[tuple[int, int]]:
             records.append((int(pid), int(ticks)))
     return records
 
-
-def build_tarball(directory: Path) -> tuple[Path, str]:
-    """.venv/bin's etcd packed the way etcd's release tarballs are, and its sha256."""
-    version = run([str(BIN / "etcd"), "--version"]).stdout.split()[2]
-    top = f"etcd-v{version}-linux-amd64"
-    tarball = directory / f"{top}.tar.gz"
-    with tarfile.open(tarball, "w:gz") as archive:
-        for tool in ("etcd", "etcdctl", "etcdutl"):
-            archive.add(BIN / tool, f"{top}/{tool}")
-    return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
 def verify_cluster(home: Path, addresses: list[str]) -> None:
@@ -535,7 +502,7 @@ def main() -> int:
     rows: list[dict[str, object]] = []
     with terminate_as_exit():
         try:
-            tarball = build_tarball(scratch)
+            tarball = pack_release(BIN, scratch)
             for index in range(1, args.rounds + 1):
                 first = "ssh" if index % 2 else "lab"
                 row: dict[str, object] = {"round": index, "first": first}

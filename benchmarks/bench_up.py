@@ -49,7 +49,17 @@ import time
 from pathlib import Path
 
 import yaml
-from harness import BIN, OUT, STEP_TIMEOUT_S, clean_environ, poll, port_free, run, terminate_as_exit
+from harness import (
+    BIN,
+    OUT,
+    STEP_TIMEOUT_S,
+    clean_environ,
+    kill_recorded,
+    poll,
+    port_free,
+    run,
+    terminate_as_exit,
+)
 
 IPS = ("127.0.99.10", "127.0.99.11", "127.0.99.12")
 CLIENT_PORT, PEER_PORT = 2379, 2380
@@ -79,27 +89,6 @@ def listening(ip: str, port: int) -> bool:
         return sock.connect_ex((ip, port)) == 0
 
 
-def start_ticks(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def kill_recorded(records: list[tuple[int, int]]) -> list[int]:
-    """SIGKILL the recorded (pid, start ticks) that are still the same live process."""
-    killed = []
-    for pid, ticks in records:
-        if start_ticks(pid) == ticks:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    if killed:
-        poll(lambda: all(start_ticks(p) is None for p in killed), what="killed etcd gone",
-             timeout=10)
-    return killed
 
 
 # -- (a) dcsctl ------------------------------------------------------------------------------

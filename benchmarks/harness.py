@@ -70,3 +70,27 @@ def terminate_as_exit() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks, or None when it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return None if fields[0] in {"Z", "X"} else int(fields[19])
+
+
+def kill_recorded(records: list[tuple[int, int]]) -> list[int]:
+    """SIGKILL the recorded (pid, start ticks) that are still the same live process."""
+    killed = []
+    for pid, ticks in records:
+        if start_ticks(pid) == ticks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    if killed:
+        poll(lambda: all(start_ticks(p) is None for p in killed), what="killed etcd gone",
+             timeout=10)
+    return killed
