@@ -80,6 +80,11 @@ class LabCluster:
         assert isinstance(data, dict)
         return data
 
+    def destroy(self) -> None:
+        """Test teardown: the cluster and its state go, whatever the test left behind."""
+        if self.spec_file.exists():
+            run_cli(["destroy", "--yes", "-f", str(self.spec_file)], self.environ)
+
     def addresses(self) -> list[str]:
         members = self.document()["members"]
         assert isinstance(members, list)
@@ -124,8 +129,7 @@ def lab_clusters(workdir: Path) -> Iterator[Callable[..., LabCluster]]:
         yield make
     finally:
         for cluster in made:
-            if cluster.spec_file.exists():
-                run_cli(["destroy", "--yes", "-f", str(cluster.spec_file)], cluster.environ)
+            cluster.destroy()
         kill_leftovers(home)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, LabCluster, base_environ, run_cli
+from tests.conftest import VENV_BIN, LabCluster, base_environ
 from tests.ssh.sshd import SshLab, start_ssh_lab
 
 
@@ -134,6 +134,6 @@ def ssh_cluster_factory(
         yield make
     finally:
         for cluster in made:
-            run_cli(["destroy", "--yes", "-f", str(cluster.spec_file)], cluster.environ)
+            cluster.destroy()
             _kill_remote_leftovers(cluster.roots)
         shutil.rmtree(roots_dir, ignore_errors=True)

@@ -23,12 +23,7 @@ class LocalHost:
         completed = subprocess.run(
             list(argv), input=stdin, capture_output=True, timeout=timeout, check=False
         )
-        return Result(
-            tuple(argv),
-            completed.returncode,
-            completed.stdout.decode(errors="replace"),
-            completed.stderr.decode(errors="replace"),
-        )
+        return Result.of(argv, completed)
 
     def write(
         self, path: PurePath, content: bytes, mode: int, owner: str | None = None

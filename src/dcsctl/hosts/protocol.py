@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -21,6 +22,12 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    @classmethod
+    def of(cls, argv: Sequence[str], completed: subprocess.CompletedProcess[bytes]) -> Result:
+        return cls(tuple(argv), completed.returncode,
+                   completed.stdout.decode(errors="replace"),
+                   completed.stderr.decode(errors="replace"))
 
 
 class Host(Protocol):

@@ -170,12 +170,7 @@ class SshHost:
         self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0
     ) -> Result:
         completed = self._exec(argv, stdin, timeout)
-        return Result(
-            tuple(argv),
-            completed.returncode,
-            completed.stdout.decode(errors="replace"),
-            completed.stderr.decode(errors="replace"),
-        )
+        return Result.of(argv, completed)
 
     def write(
         self, path: PurePath, content: bytes, mode: int, owner: str | None = None
