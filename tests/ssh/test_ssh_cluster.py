@@ -7,8 +7,10 @@ since systemd does not run on these machines (the unit is checked by systemd-ana
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -33,9 +35,6 @@ NEW_VERSION = subprocess.run([str(VENV_BIN / "etcd"), "--version"], capture_outp
 
 def _mode_owner(path: Path) -> tuple[str, str]:
     info = path.stat()
-    import grp
-    import pwd
-
     owner = f"{pwd.getpwuid(info.st_uid).pw_name}:{grp.getgrgid(info.st_gid).gr_name}"
     return format(stat.S_IMODE(info.st_mode), "o"), owner
 
