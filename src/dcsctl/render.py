@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
 
+from dcsctl.etcd.versions import Version
 from dcsctl.spec import ClusterSpec, Member
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=@%+-]*$")
@@ -217,11 +218,12 @@ def etcd_settings(
     member: Member,
     layout: MemberLayout,
     *,
+    version: Version,
     state: ClusterState,
     token: str,
     jwt_sign_method: str,
 ) -> dict[str, str]:
-    """etcd's flags for one member, keyed by flag name without the leading dashes."""
+    """etcd's flags for one member and etcd version, keyed by flag name without dashes."""
     settings = spec.etcd
     client_url = spec.client_url(member)
     peer_url = spec.peer_url(member)
@@ -261,14 +263,47 @@ def etcd_settings(
         # application client certificate is refused on the peer port (lab-defects.md 10).
         "peer-cert-allowed-hostname": spec.shared_dns_name,
         "tls-min-version": "TLS1.2",
-        # Corruption is looked for after each compaction rather than at start-up: the
-        # start-up check waits for peers' hashes, and when every member starts at once
-        # (bootstrap, restore) that wait stalls the whole cluster for ~15 s.
-        "experimental-compact-hash-check-enabled": "true",
+        **capability_settings(version),
         "logger": "zap",
         "log-outputs": "stderr",
         "log-level": settings.log_level,
     }
+
+
+@dataclass(frozen=True)
+class Capability:
+    """An etcd capability dcsctl turns on, as each release line spells it: 3.5 with
+    `--experimental-*` flags, 3.6 with `--feature-gates` (its experimental names are
+    deprecated), 3.7 with feature gates only (every experimental flag is gone; an unknown
+    ETCD_* variable is merely logged, so a stale spelling would silently switch it off)."""
+
+    why: str
+    experimental: Mapping[str, str]
+    gates: tuple[str, ...]
+
+
+CAPABILITIES: tuple[Capability, ...] = (
+    # Corruption is looked for after each compaction rather than at start-up: the start-up
+    # check waits for peers' hashes, and when every member starts at once (bootstrap,
+    # restore) that wait stalls the whole cluster for ~15 s.
+    Capability("compaction hash check",
+               {"experimental-compact-hash-check-enabled": "true"}, ("CompactHashCheck",)),
+    # Patroni's leader key lives on a lease: without checkpoints an etcd leader change
+    # resets every lease to its full TTL, and with persistence the remaining TTL also
+    # survives a restart, so a dead Patroni leader's lock still expires on time.
+    Capability("lease checkpoints",
+               {"experimental-enable-lease-checkpoint": "true",
+                "experimental-enable-lease-checkpoint-persist": "true"},
+               ("LeaseCheckpoint", "LeaseCheckpointPersist")),
+)
+FEATURE_GATES_SINCE = Version(3, 6, 0)
+
+
+def capability_settings(version: Version) -> dict[str, str]:
+    """The flags that turn CAPABILITIES on for this etcd version."""
+    if version < FEATURE_GATES_SINCE:
+        return {flag: value for c in CAPABILITIES for flag, value in c.experimental.items()}
+    return {"feature-gates": ",".join(f"{gate}=true" for c in CAPABILITIES for gate in c.gates)}
 
 
 def env_name(flag: str) -> str:

@@ -7,16 +7,19 @@ from pathlib import PurePosixPath
 import pytest
 
 from dcsctl import render, spec
+from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from dcsctl.hosts.ssh import Destination
 
 LAB = spec.lab_spec(3)
 SSH = spec.ssh_spec(3)
 
 
-def _settings(cluster: spec.ClusterSpec, state: render.ClusterState) -> dict[str, str]:
+def _settings(cluster: spec.ClusterSpec, state: render.ClusterState,
+              version: Version = RECOMMENDED) -> dict[str, str]:
     member = cluster.members[1]
     return render.etcd_settings(cluster, member, render.remote_layout(cluster, member),
-                                state=state, token="dcs-1234", jwt_sign_method="ES256")
+                                version=version, state=state, token="dcs-1234",
+                                jwt_sign_method="ES256")
 
 
 @pytest.mark.parametrize("cluster", [LAB, SSH], ids=["lab", "ssh"])
@@ -96,3 +99,42 @@ def test_ssh_destinations_parse(text: str, host: str, user: str | None,
     destination = Destination.parse(text)
     assert (destination.host, destination.user, destination.port) == (host, user, port)
     assert str(destination) == text
+
+
+# Settings whose spelling depends on the etcd release line; every other flag is the same
+# for every version.
+VERSIONED = {
+    "3.5": {"experimental-compact-hash-check-enabled": "true",
+            "experimental-enable-lease-checkpoint": "true",
+            "experimental-enable-lease-checkpoint-persist": "true"},
+    "3.6": {"feature-gates": "CompactHashCheck=true,LeaseCheckpoint=true,"
+                             "LeaseCheckpointPersist=true"},
+    "3.7": {"feature-gates": "CompactHashCheck=true,LeaseCheckpoint=true,"
+                             "LeaseCheckpointPersist=true"},
+}
+COMMON_FLAGS = {
+    "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+    "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state",
+    "initial-cluster-token", "heartbeat-interval", "election-timeout", "auto-compaction-mode",
+    "auto-compaction-retention", "quota-backend-bytes", "auth-token", "cert-file", "key-file",
+    "trusted-ca-file", "client-cert-auth", "peer-cert-file", "peer-key-file",
+    "peer-trusted-ca-file", "peer-client-cert-auth", "peer-cert-allowed-hostname",
+    "tls-min-version", "logger", "log-outputs", "log-level",
+}
+
+
+@pytest.mark.parametrize("line", sorted(VERSIONED))
+@pytest.mark.parametrize("version_of", [lambda line: NEWEST[line],
+                                        lambda line: Version.parse(f"{line}.0")],
+                         ids=["newest", "first"])
+def test_each_release_line_gets_its_own_spelling(line: str, version_of: object) -> None:
+    assert callable(version_of)
+    settings = _settings(SSH, render.ClusterState.NEW, version_of(line))
+    assert set(settings) - set(VERSIONED[line]) == COMMON_FLAGS
+    assert {k: settings[k] for k in VERSIONED[line]} == VERSIONED[line]
+    if line != "3.5":
+        assert not [flag for flag in settings if flag.startswith("experimental-")]
+
+
+def test_every_supported_line_is_in_the_rendering_table() -> None:
+    assert set(NEWEST) == set(VERSIONED)

@@ -14,9 +14,10 @@ from pathlib import Path, PurePath
 
 from dcsctl import render
 from dcsctl import spec as spec_module
-from dcsctl.errors import DcsctlError, NotFound
+from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.etcd import binaries
 from dcsctl.etcd.client import ClientTls, EtcdClient
+from dcsctl.etcd.versions import Version
 from dcsctl.hosts.local import LocalHost
 from dcsctl.hosts.protocol import Host
 from dcsctl.hosts.ssh import Destination, SshHost, SshOptions, control_dir
@@ -82,6 +83,7 @@ class Cluster:
         self.dir = ClusterDir(context.home, cluster_spec.name)
         self.host = LocalHost()  # the control machine
         self._member_hosts: dict[str, SshHost] = {}
+        self._versions: dict[str, Version] = {}
 
     @property
     def remote(self) -> bool:
@@ -126,6 +128,27 @@ class Cluster:
         if not self.remote:
             return self.dir.layout(member)
         return render.remote_layout(self.spec, self.spec.member(member))
+
+    def etcd_version(self, member: str) -> Version:
+        """The etcd version the member runs (or would run): its configuration is rendered
+        for it. Lab: the binaries found; SSH: what the host's etcd says, read once."""
+        if not self.remote:
+            return self.binaries.version
+        if member not in self._versions:
+            etcd = self.host_paths(member).etcd
+            result = self.host_of(member).run([str(etcd), "--version"])
+            try:
+                self._versions[member] = Version.parse(result.stdout.partition("\n")[0])
+            except ValueError as exc:
+                raise EnvironmentProblem(
+                    f"{member}: no working etcd at {etcd} ({result.stderr.strip()[-200:]})",
+                    fix="run `dcsctl up`: its install phase puts etcd there",
+                ) from exc
+        return self._versions[member]
+
+    def remember_version(self, member: str, version: Version) -> None:
+        """What an install just put on the member's host."""
+        self._versions[member] = version
 
     def host_paths(self, member: str) -> render.HostPaths:
         return render.HostPaths.of(self.spec, self.spec.member(member))

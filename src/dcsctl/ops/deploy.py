@@ -75,6 +75,7 @@ def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord
         cluster.spec,
         member,
         cluster.layout(member.name),
+        version=cluster.etcd_version(member.name),
         state=state,
         token=record.token,
         jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),

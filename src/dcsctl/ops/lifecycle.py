@@ -159,6 +159,8 @@ class UpWorkflow:
             if outcome.replaced and self.cluster.service(member.name).is_active():
                 self.restart_needed.add(member.name)
         self.versions = {m.name: o.version for m, o in zip(self.members, done, strict=True)}
+        for name, version in self.versions.items():
+            self.cluster.remember_version(name, version)
         return "; ".join(notes) if notes else UNCHANGED
 
     # -- pki --

@@ -8,6 +8,7 @@ import difflib
 from dataclasses import dataclass, replace
 
 from dcsctl import spec
+from dcsctl.etcd.versions import Version
 from dcsctl.hosts.protocol import Host
 from dcsctl.ops import certs
 from dcsctl.ops.context import Cluster
@@ -70,12 +71,18 @@ def _file_change(host: Host, wanted: DesiredFile, now: Observed) -> FileChange:
     return FileChange(path, "update", tuple(diff))
 
 
-def plan_host(cluster: Cluster, member: spec.Member, settings: bytes, *,
+# Before apt has installed etcd its version is unknown; Debian packages the 3.5 line.
+APT_LINE_GUESS = Version(3, 5, 0)
+
+
+def plan_host(cluster: Cluster, member: spec.Member, record: ClusterRecord, *,
               reissued: bool) -> HostPlan:
     host = cluster.ssh_host(member.name)
     version = install_state(cluster, member).version
     wanted = wanted_version(cluster)
     method = cluster.spec.install.method
+    cluster.remember_version(member.name, wanted or version or APT_LINE_GUESS)
+    settings = member_settings(cluster, member, record)
     if version is None or (method is InstallMethod.RELEASE and version != wanted):
         install = (f"+ install etcd via {method}" + (f" ({wanted})" if wanted else "")
                    + (f", replacing {version}" if version else ""))
@@ -124,5 +131,5 @@ def plan(cluster: Cluster) -> Plan:
               else ClusterRecord(name=name, token=f"{name}-new", members=()))
     missing = certs.plan_pki(cluster, cluster.context.clock()).missing
     hosts = in_parallel(list(cluster.spec.members), lambda m: plan_host(
-        cluster, m, member_settings(cluster, m, record), reissued=m.name in missing))
+        cluster, m, record, reissued=m.name in missing))
     return Plan(name, tuple(missing), tuple(hosts))
