@@ -16,9 +16,37 @@ import pytest
 import yaml
 
 from dcsctl.cli import main
+from dcsctl.etcd.versions import Version
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
+TOOLS = REPO / ".tools"
+
+
+def etcd_builds() -> dict[Version, Path]:
+    """Every etcd scripts/setup laid out: version -> its bin dir (.tools/etcd-<v>/bin)."""
+    found = {}
+    for bin_dir in sorted(TOOLS.glob("etcd-*/bin")):
+        version = Version.parse(bin_dir.parent.name)
+        if (bin_dir / "etcd").exists():
+            found[version] = bin_dir
+    return found
+
+
+def etcd_bin_dir(version: Version) -> Path:
+    """The bin dir of one etcd version, or a test failure that says how to get it."""
+    found = etcd_builds()
+    if version not in found:
+        pytest.fail(f"etcd {version} is not in {TOOLS}: run scripts/setup")
+    return found[version]
+
+
+def debian_etcd(line: str = "3.5") -> Version:
+    """The newest Debian-packaged etcd of a line that setup extracted (3.5.30 today)."""
+    debian = [v for v, d in etcd_builds().items() if (d / ".debian").exists() and v.line == line]
+    if not debian:
+        pytest.fail(f"no Debian etcd {line} in {TOOLS}: run scripts/setup")
+    return max(debian)
 # Every test cluster gets its own loopback /24 so clusters never collide, within a run or
 # with a developer's own `dcsctl up` on 127.0.0.10-12.
 _subnets = itertools.count(1)
@@ -34,6 +62,11 @@ class CliResult:
     def json(self) -> dict[str, object]:
         data = json.loads(self.out)
         assert isinstance(data, dict)
+        return data
+
+    def json_list(self) -> list[dict[str, object]]:
+        data = json.loads(self.out)
+        assert isinstance(data, list)
         return data
 
 
@@ -116,12 +149,17 @@ def lab_clusters(workdir: Path) -> Iterator[Callable[..., LabCluster]]:
     home = workdir / "home"
     made: list[LabCluster] = []
 
-    def make(members: int = 3, name: str | None = None) -> LabCluster:
+    def make(members: int = 3, name: str | None = None,
+             etcd: Version | None = None) -> LabCluster:
+        """A cluster spec; `etcd` picks a version from .tools (default: dcsctl's)."""
         subnet = next(_subnets)
         cluster_name = name or f"t{subnet}"
         spec_file = workdir / f"{cluster_name}-{subnet}.yaml"
         spec_file.write_text(yaml.safe_dump(lab_document(cluster_name, members, subnet)))
-        cluster = LabCluster(cluster_name, spec_file, home, base_environ(home))
+        environ = base_environ(home)
+        if etcd is not None:
+            environ["DCSCTL_ETCD_BIN_DIR"] = str(etcd_bin_dir(etcd))
+        cluster = LabCluster(cluster_name, spec_file, home, environ)
         made.append(cluster)
         return cluster
 

@@ -68,19 +68,20 @@ def status_tables(view: ClusterView) -> list[Table]:
     )
     endpoints = _table(
         "endpoint status",
-        ["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER", "RAFT TERM",
-         "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"],
+        ["ENDPOINT", "ID", "VERSION", "STORAGE VERSION", "DB SIZE", "IS LEADER",
+         "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"],
     )
     health = _table("endpoint health", ["ENDPOINT", "HEALTH", "TOOK", "ERROR"])
     for member in view.members:
         members.add_row(*_member_row(member), str(member.pid or "-"))
         state = member.status
         if state is None:
-            endpoints.add_row(member.endpoint, "-", "-", "-", "-", "-", "-", "-", "-",
+            endpoints.add_row(member.endpoint, "-", "-", "-", "-", "-", "-", "-", "-", "-",
                               member.error)
         else:
             endpoints.add_row(
                 member.endpoint, hex_id(state.member_id), state.version,
+                state.storage_version or "-",
                 f"{human_bytes(state.db_size)} / {human_bytes(view.db_quota)}",
                 str(state.is_leader).lower(), str(state.is_learner).lower(),
                 str(state.raft_term), str(state.raft_index), str(state.raft_applied_index),
@@ -97,6 +98,15 @@ def status_tables(view: ClusterView) -> list[Table]:
                             ", ".join(scope.members) or "-",
                             scope.scope.user if scope.registered else "(not dcsctl's)")
         tables.append(patroni)
+    if view.advisories:
+        found = _table("advisories", ["VERSION", "MEMBERS", "ADVISORY", "IMPACT", "FIXED IN",
+                                      "WHAT IT BREAKS"])
+        for item in view.advisories:
+            advisory = item.advisory
+            found.add_row(item.version, ", ".join(item.members),
+                          " / ".join((advisory.ident, *advisory.aliases)), str(advisory.impact),
+                          advisory.fixed_text(), advisory.problem)
+        tables.append(found)
     if view.alarms:
         alarms = _table("alarms", ["MEMBER", "ALARM"])
         for alarm in view.alarms:
@@ -121,6 +131,12 @@ def status_json(view: ClusterView) -> dict[str, Any]:
         "db_quota_bytes": view.db_quota,
         "alarms": [{"member_id": hex_id(a.member_id), "alarm": a.kind} for a in view.alarms],
         "problems": list(view.problems),
+        "advisories": [
+            {"version": a.version, "members": list(a.members), "id": a.advisory.ident,
+             "aliases": list(a.advisory.aliases), "impact": str(a.advisory.impact),
+             "fixed_in": [str(v) for v in a.advisory.fixed_in], "problem": a.advisory.problem}
+            for a in view.advisories
+        ],
         "patroni": [
             {"scope": p.scope.name, "namespace": p.scope.namespace, "leader": p.leader,
              "members": list(p.members), "user": p.scope.user if p.registered else None}
@@ -141,6 +157,8 @@ def status_json(view: ClusterView) -> dict[str, Any]:
                 "error": m.health.error or m.error,
                 "status": None if m.status is None else {
                     "version": m.status.version,
+                    "storage_version": m.status.storage_version or None,
+                    "downgrade_target": m.status.downgrade_target or None,
                     "db_size": m.status.db_size,
                     "db_size_in_use": m.status.db_size_in_use,
                     "is_leader": m.status.is_leader,

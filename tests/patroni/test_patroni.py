@@ -6,7 +6,6 @@ per-scope user; the tests probe that same path for what the user may and may not
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -23,6 +22,7 @@ from dcsctl.ops.context import Context
 from dcsctl.spec import parse
 from tests.conftest import LabCluster
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
+from tests.security.gateway import Gateway
 
 OBSERVE_S = 30  # the issue's window: no demotion for 30 s after each etcd fault
 
@@ -39,38 +39,6 @@ def _bundle(lab: LabCluster, scope: str, node: str, out: Path) -> dict[str, obje
     section = yaml.safe_load((out / "etcd3.yml").read_text())["etcd3"]
     assert isinstance(section, dict)
     return section
-
-
-class Gateway:
-    """etcd's JSON gateway as Patroni uses it: client cert for TLS, user + password."""
-
-    def __init__(self, host: str, bundle: Path, node: str, user: str, password: str) -> None:
-        context = ssl.create_default_context(cafile=str(bundle / "ca.crt"))
-        context.check_hostname = False
-        context.load_cert_chain(str(bundle / f"{node}.crt"), str(bundle / f"{node}.key"))
-        self.host, self.context = host, context
-        self.token = str(self.call("/v3/auth/authenticate",
-                                   {"name": user, "password": password})[1]["token"])
-
-    def call(self, path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
-        connection = http.client.HTTPSConnection(self.host, 2379, context=self.context,
-                                                 timeout=10)
-        headers = {"Content-Type": "application/json"}
-        if getattr(self, "token", None):
-            headers["Authorization"] = self.token
-        try:
-            connection.request("POST", path, json.dumps(body), headers)
-            response = connection.getresponse()
-            return response.status, json.loads(response.read() or b"{}")
-        finally:
-            connection.close()
-
-    def get(self, key: str) -> tuple[int, dict[str, object]]:
-        return self.call("/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()})
-
-    def put(self, key: str, value: str) -> tuple[int, dict[str, object]]:
-        return self.call("/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
-                                        "value": base64.b64encode(value.encode()).decode()})
 
 
 def _denied(answer: tuple[int, dict[str, object]]) -> bool:

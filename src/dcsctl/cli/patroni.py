@@ -21,18 +21,30 @@ NamespaceOption = Annotated[
 ]
 
 
+AcceptRiskOption = Annotated[
+    list[str] | None,
+    typer.Option("--accept-risk", metavar="CVE-ID",
+                 help="add a second scope although the running etcd has this advisory, which "
+                 "lets one scope's user reach another's keys (repeat for several)"),
+]
+
+
 @patroni_app.command("add")
 def add(
     ctx: typer.Context, scope: str, namespace: NamespaceOption = patroni_ops.DEFAULT_NAMESPACE,
+    accept_risk: AcceptRiskOption = None,
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Create role + user for SCOPE: readwrite on <namespace><scope>/ only (idempotent)."""
-    result = patroni_ops.add(cluster_of(ctx, spec_file, cluster), scope, namespace)
+    result = patroni_ops.add(cluster_of(ctx, spec_file, cluster), scope, namespace,
+                             accept_risk=frozenset(accept_risk or ()))
     done = ", ".join(result.changes) or "unchanged"
-    session_of(ctx).out.print(
+    session = session_of(ctx)
+    session.out.print(
         f"scope {scope}: user {result.scope.user}, prefix {result.scope.prefix} — {done}",
         highlight=False,
     )
+    session.warnings.extend(result.warnings)
 
 
 @patroni_app.command("remove")

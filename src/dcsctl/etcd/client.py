@@ -255,6 +255,11 @@ class EtcdClient:
             is_learner=s.isLearner,
             errors=tuple(s.errors),
             revision=s.header.revision,
+            # 3.6+ only (a 3.5 member leaves them unset).
+            storage_version=s.storageVersion,
+            downgrade_target=(s.downgradeInfo.targetVersion
+                              if s.HasField("downgradeInfo") and s.downgradeInfo.enabled
+                              else ""),
         )
 
     async def _health_of(self, endpoint: str) -> EndpointHealth:

@@ -37,6 +37,8 @@ class EndpointStatus:
     is_learner: bool
     errors: tuple[str, ...]
     revision: int = 0  # the member's store revision when it answered (0: not known)
+    storage_version: str = ""  # etcd 3.6+: the data format on disk ("" before 3.6)
+    downgrade_target: str = ""  # etcd 3.6+: the version a downgrade in progress aims at
 
     @property
     def is_leader(self) -> bool:

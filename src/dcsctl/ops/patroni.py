@@ -18,8 +18,10 @@ from pathlib import Path
 import yaml
 
 from dcsctl import pki, render
-from dcsctl.errors import DcsctlError, NotFound
+from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.etcd.client import EtcdClient, prefix_range_end
+from dcsctl.etcd.model import EndpointStatus
+from dcsctl.etcd.versions import Advisory, Version, cross_scope, upgrade_advice
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
 from dcsctl.ops.certs import RENEW_BEFORE
@@ -91,9 +93,46 @@ def _scope(cluster: Cluster, name: str) -> Scope:
 class ScopeChange:
     scope: Scope
     changes: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
 
 
-def add(cluster: Cluster, name: str, namespace: str = DEFAULT_NAMESPACE) -> ScopeChange:
+def _isolation_risks(client: EtcdClient) -> dict[Advisory, list[str]]:
+    """Advisories of the running etcd versions that let one user reach outside its
+    grants, each with the versions that have it."""
+    running = {Version.parse(s.version) for s in client.statuses()
+               if isinstance(s, EndpointStatus)}
+    found: dict[Advisory, list[str]] = {}
+    for version in sorted(running):
+        for advisory in cross_scope(version):
+            found.setdefault(advisory, []).append(str(version))
+    return found
+
+
+def _check_isolation(client: EtcdClient, scope: Scope, others: list[str],
+                     accepted: frozenset[str]) -> list[str]:
+    """Refuse a second scope on an etcd whose RBAC cannot keep scopes apart, unless the
+    user accepted each advisory by name; the first scope only hears about it."""
+    risks = _isolation_risks(client)
+    unaccepted = [a for a in risks if not {a.ident, *a.aliases} & accepted]
+    if others and unaccepted:
+        lines = tuple(f"{a.describe()}; running: {', '.join(risks[a])}" for a in unaccepted)
+        fixes = sorted({upgrade_advice(Version.parse(v)) for a in unaccepted for v in risks[a]})
+        flags = " ".join(f"--accept-risk {a.ident}" for a in unaccepted)
+        idents = ", ".join(a.ident for a in unaccepted)
+        raise EnvironmentProblem(
+            f"scope {scope.name!r} would share etcd with {', '.join(others)}, but this etcd "
+            f"lets one scope's user reach another's keys ({idents})",
+            fix=f"upgrade etcd to {' or '.join(fixes)} (`dcsctl upgrade --to VERSION`), or "
+            f"accept the risk by name: dcsctl patroni add {scope.name} {flags}",
+            details=lines,
+        )
+    return [f"etcd {', '.join(versions)}: {a.describe()}"
+            + ("" if others else " (harmless while this is the only scope)")
+            for a, versions in risks.items()]
+
+
+def add(cluster: Cluster, name: str, namespace: str = DEFAULT_NAMESPACE, *,
+        accept_risk: frozenset[str] = frozenset()) -> ScopeChange:
     """Create (or complete) the role, user and password of a scope. Idempotent."""
     _check_names(name, namespace)
     scope = Scope(name, namespace)
@@ -105,6 +144,8 @@ def add(cluster: Cluster, name: str, namespace: str = DEFAULT_NAMESPACE) -> Scop
         )
     changes = []
     with locked(cluster.dir), cluster.admin_client() as client:
+        others = sorted(other for other in registered(cluster) if other != name)
+        warnings = _check_isolation(client, scope, others, accept_risk)
         password_file = _password_path(cluster, scope)
         users = client.user_roles()
         if scope.user in users and not password_file.exists():
@@ -129,7 +170,7 @@ def add(cluster: Cluster, name: str, namespace: str = DEFAULT_NAMESPACE) -> Scop
             client.user_grant_role(scope.user, scope.role)
             changes.append(f"role granted to {scope.user}")
         _save_registry(cluster, {**registered(cluster), name: scope})
-    return ScopeChange(scope, tuple(changes))
+    return ScopeChange(scope, tuple(changes), tuple(warnings))
 
 
 def remove(cluster: Cluster, name: str) -> ScopeChange:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo, hex_id
+from dcsctl.etcd.versions import Advisory, Version, advisories
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 
@@ -24,6 +25,25 @@ class MemberView:
 
 
 @dataclass(frozen=True)
+class VersionAdvisory:
+    """An advisory that applies to an etcd version some members run."""
+
+    version: str
+    members: tuple[str, ...]
+    advisory: Advisory
+
+
+def version_advisories(running: dict[str, str]) -> list[VersionAdvisory]:
+    """Advisories per running version (member name -> version it reported)."""
+    by_version: dict[str, list[str]] = {}
+    for member, version in running.items():
+        by_version.setdefault(version, []).append(member)
+    return [VersionAdvisory(version, tuple(members), advisory)
+            for version, members in sorted(by_version.items())
+            for advisory in advisories(Version.parse(version))]
+
+
+@dataclass(frozen=True)
 class ClusterView:
     name: str
     cluster_id: str
@@ -32,6 +52,7 @@ class ClusterView:
     db_quota: int
     problems: tuple[str, ...]
     patroni: tuple[ScopeView, ...] = ()
+    advisories: tuple[VersionAdvisory, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -90,6 +111,11 @@ def status(cluster: Cluster) -> ClusterView:
                 error=state.message if isinstance(state, DcsctlError) else "",
             )
         )
+    running = {v.name: v.status.version for v in views if v.status is not None}
+    if len(set(running.values())) > 1:
+        problems.append("members run different etcd versions ("
+                        + ", ".join(f"{n} {v}" for n, v in running.items())
+                        + "): finish the upgrade or downgrade")
     known = {m.name for m in spec.members}
     for name, info in infos.items():
         if name not in known:
@@ -102,4 +128,5 @@ def status(cluster: Cluster) -> ClusterView:
         db_quota=spec.etcd.quota_backend_bytes,
         problems=tuple(problems),
         patroni=tuple(patroni),
+        advisories=tuple(version_advisories(running)),
     )
