@@ -678,13 +678,6 @@ class EtcdClient:
 
         self._run("enabling auth", call)
 
-    def auth_disable(self) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.auth_disable(timeout=self.timeout, max_attempts=1)
-
-        self._run("disabling auth", call)
-
 
 def prefix_range_end(prefix: str) -> bytes:
     """The range end covering every key that starts with `prefix` ('/' -> everything >= '/')."""

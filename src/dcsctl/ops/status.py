@@ -10,6 +10,8 @@ from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 
 STATUS_TIMEOUT_S = 2.0
+AUTH_OFF = ("auth is OFF: any client that reaches a client port reads and writes every "
+            "key, Patroni's leader keys too (fix: `dcsctl up` enables it again)")
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,14 @@ class ClusterView:
     db_quota: int
     problems: tuple[str, ...]
     patroni: tuple[ScopeView, ...] = ()
+    auth_enabled: bool | None = None  # None: not read (no leader)
 
     @property
     def healthy(self) -> bool:
-        return all(m.health.healthy for m in self.members) and not self.alarms
+        """Every member healthy, no alarm, and auth on: with auth off any client that
+        reaches a client port may rewrite every Patroni leader key."""
+        return (all(m.health.healthy for m in self.members) and not self.alarms
+                and self.auth_enabled is not False)
 
     @property
     def leader(self) -> str | None:
@@ -64,10 +70,14 @@ def status(cluster: Cluster) -> ClusterView:
         infos: dict[str, MemberInfo] = {}
         alarms: list[Alarm] = []
         patroni: list[ScopeView] = []
+        auth_enabled: bool | None = None
         try:
             infos = {m.name: m for m in client.member_list(linearizable=False)}
             if any(isinstance(s, EndpointStatus) and s.leader_id for s in statuses):
                 alarms = client.alarms()
+                auth_enabled = client.auth_enabled()
+                if not auth_enabled:
+                    problems.append(AUTH_OFF)
                 patroni = scope_views(cluster, client)
             else:
                 # Alarms and keys are read through raft: without a leader each would only
@@ -102,4 +112,5 @@ def status(cluster: Cluster) -> ClusterView:
         db_quota=spec.etcd.quota_backend_bytes,
         problems=tuple(problems),
         patroni=tuple(patroni),
+        auth_enabled=auth_enabled,
     )
