@@ -119,7 +119,9 @@ def status_summary(view: ClusterView) -> str:
     healthy = sum(1 for m in view.members if m.health.healthy)
     verdict = "healthy" if view.healthy else "UNHEALTHY"
     leader = view.leader or "none"
-    return f"{verdict}: {healthy}/{len(view.members)} members healthy, leader {leader}"
+    auth = {True: "on", False: "OFF", None: "unknown"}[view.auth_enabled]
+    return (f"{verdict}: {healthy}/{len(view.members)} members healthy, leader {leader}, "
+            f"auth {auth}")
 
 
 def status_json(view: ClusterView) -> dict[str, Any]:
@@ -128,6 +130,7 @@ def status_json(view: ClusterView) -> dict[str, Any]:
         "cluster_id": view.cluster_id,
         "healthy": view.healthy,
         "leader": view.leader,
+        "auth_enabled": view.auth_enabled,
         "db_quota_bytes": view.db_quota,
         "alarms": [{"member_id": hex_id(a.member_id), "alarm": a.kind} for a in view.alarms],
         "problems": list(view.problems),

@@ -1,16 +1,27 @@
-"""check perf / check datascale on a real cluster: verdicts, guard, cleanup, memory, plot."""
+"""check perf / check datascale on a real cluster: verdicts, guard, cleanup, memory, plot;
+the space estimate, the Patroni confirmation and the NOSPACE recovery (issue 12)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from dcsctl.ops.context import Context
+import pytest
+import yaml
+
+from dcsctl.errors import ClusterUnhealthy
+from dcsctl.ops import patroni
+from dcsctl.ops.context import Cluster, Context
 from dcsctl.spec import parse
-from tests.conftest import REPO, LabCluster
+from tests.conftest import REPO, LabCluster, lab_clusters
 from tests.patroni.harness import wait_for
+
+PERF_PREFIX = "/dcsctl-check-perf/"
+QUOTA_32_MIB = 33_554_432
 
 
 def _db_sizes(lab: LabCluster) -> list[int]:
@@ -19,10 +30,26 @@ def _db_sizes(lab: LabCluster) -> list[int]:
     return [m["status"]["db_size"] for m in members]
 
 
+def _cluster(lab: LabCluster) -> Cluster:
+    return Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+
+
 def _keys_under(lab: LabCluster, prefix: str) -> int:
-    cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
-    with cluster.admin_client() as client:
+    with _cluster(lab).admin_client() as client:
         return len(client.get_prefix(prefix, limit=0))
+
+
+def _revision(lab: LabCluster) -> int:
+    with _cluster(lab).admin_client() as client:
+        return client.revision()
+
+
+def _assert_writable_without_alarms(lab: LabCluster) -> None:
+    status = lab.dcsctl("status", "--json")
+    assert status.json()["alarms"] == [], status.out
+    assert status.code == 0, status.out
+    lab.ok("put", "/after-check/probe", "written")
+    assert lab.ok("get", "/after-check/probe").out == "written\n"
 
 
 def test_short_perf_run_passes_cleans_up_and_plots(running_lab: LabCluster,
@@ -75,4 +102,144 @@ def test_datascale_reads_memory_of_every_member(running_lab: LabCluster) -> None
 
 def test_datascale_refuses_a_load_beyond_the_quota(running_lab: LabCluster) -> None:
     refused = running_lab.dcsctl("check", "datascale", "--load", "xl")
-    assert refused.code == 1 and "space quota" in refused.err
+    assert refused.code == 4 and "space quota" in refused.err
+    assert "fix: choose a smaller --load" in refused.err
+
+
+@pytest.fixture(scope="module")
+def small_quota_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    """The issue's lab: a 32 MiB space quota."""
+    with lab_clusters(tmp_path_factory.mktemp("quota-lab")) as make:
+        cluster = make()
+        document = cluster.document()
+        document["etcd"] = {"quota_backend_bytes": QUOTA_32_MIB}
+        cluster.spec_file.write_text(yaml.safe_dump(document))
+        cluster.ok("up")
+        yield cluster
+
+
+def test_perf_refuses_a_load_that_would_fill_the_quota(small_quota_lab: LabCluster) -> None:
+    # issue 12: this very run raised NOSPACE on every member and left the alarm armed
+    revision = _revision(small_quota_lab)
+    refused = small_quota_lab.dcsctl("check", "perf", "--load", "m", "--duration", "40")
+    assert refused.code == 4, refused.err
+    assert "writes up to 40000 keys, ~106.5 MB" in refused.err
+    assert "of the 33.6 MB space quota" in refused.err
+    assert "fix: use a smaller --load or a shorter run (--duration 11)" in refused.err
+    assert "raise etcd.quota_backend_bytes to at least" in refused.err
+    assert _revision(small_quota_lab) == revision  # refused before any write
+    _assert_writable_without_alarms(small_quota_lab)
+
+
+def test_datascale_refuses_a_load_that_would_fill_the_quota(
+        small_quota_lab: LabCluster) -> None:
+    refused = small_quota_lab.dcsctl("check", "datascale", "--load", "m")
+    assert refused.code == 4 and "writes up to 100000 keys" in refused.err
+
+
+def test_perf_refuses_a_duration_beyond_etcdctls(small_quota_lab: LabCluster) -> None:
+    refused = small_quota_lab.dcsctl("check", "perf", "--duration", "61")
+    assert refused.code == 1
+    assert "etcdctl's own loads run 60 s" in refused.err
+    assert "fix: pass --duration 60 or less" in refused.err
+
+
+def _fill_quota(lab: LabCluster) -> int:
+    """Another client overwrites one key with 1 MB values until etcd refuses (NOSPACE):
+    history that auto-compaction has not freed yet, as a busy application leaves."""
+    with _cluster(lab).admin_client(timeout=10) as client:
+        for written in range(200):
+            try:
+                client.put("/filler/history", bytes(1_000_000))
+            except ClusterUnhealthy as exc:
+                assert "database space exceeded" in exc.message
+                return written
+    raise AssertionError("200 MB written and no NOSPACE: is the quota 32 MiB?")
+
+
+def test_perf_recovers_when_the_quota_fills_during_the_run(
+        small_quota_lab: LabCluster) -> None:
+    lab = small_quota_lab
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dcsctl", "check", "perf", "--duration", "30", "--json",
+         "-f", str(lab.spec_file)],
+        env=lab.environ, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # The check planned and started writing: only now does the quota fill.
+        wait_for(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
+        assert _fill_quota(lab) > 10
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    try:
+        assert process.returncode == 1, err  # FAIL: errors, but the cluster is back
+        data = json.loads(out)
+        nospace = data["nospace"]
+        assert "database space exceeded" in nospace["stopped_by"]
+        assert nospace["disarmed"] == ["NOSPACE"] and nospace["write_verified"] is True
+        assert nospace["db_size_after"] < QUOTA_32_MIB // 2
+        assert data["stats"]["count"] < 150 * 15  # stopped at once, not after 30 s
+        assert _keys_under(lab, PERF_PREFIX) == 0
+        _assert_writable_without_alarms(lab)
+    finally:
+        with _cluster(lab).admin_client() as client:
+            client.delete_prefix("/filler/")
+
+
+def test_nospace_recovery_is_reported_in_the_text_output(small_quota_lab: LabCluster) -> None:
+    lab = small_quota_lab
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dcsctl", "check", "perf", "--duration", "30",
+         "-f", str(lab.spec_file)],
+        env=lab.environ, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
+        _fill_quota(lab)
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        with _cluster(lab).admin_client() as client:
+            client.delete_prefix("/filler/")
+    assert process.returncode == 1, err
+    assert "NOSPACE: etcd's space quota filled during the check" in out
+    assert "alarm NOSPACE disarmed, a test write accepted" in out
+    assert "FAIL: too many errors" in out
+
+
+def test_checks_on_a_dcs_with_patroni_keys_ask_first(small_quota_lab: LabCluster) -> None:
+    lab = small_quota_lab
+    lab.ok("put", "/service/demo/leader", "db-0")
+    try:
+        revision = _revision(lab)
+        for argv in (("check", "perf", "--duration", "2"), ("check", "datascale")):
+            refused = lab.dcsctl(*argv)  # no TTY here, and no --yes
+            assert refused.code == 1, refused.err
+            assert "not confirmed" in refused.err
+            assert "Patroni scope(s) demo (/service/demo/)" in refused.err
+            assert "demotes a primary" in refused.err
+            assert "fix: run it where Patroni can afford it, or pass --yes" in refused.err
+        assert _revision(lab) == revision  # nothing written
+        data = lab.ok("check", "perf", "--duration", "2", "--yes", "--json").json()
+        assert data["patroni_scopes"] == ["demo (/service/demo/)"]
+        assert lab.ok("get", "/service/demo/leader").out == "db-0\n"
+    finally:
+        with _cluster(lab).admin_client() as client:
+            client.delete_prefix("/service/")
+
+
+def test_checks_on_a_dcs_with_a_dcsctl_scope_ask_first(small_quota_lab: LabCluster) -> None:
+    lab = small_quota_lab
+    lab.ok("patroni", "add", "prod")  # registered, no Patroni key written yet
+    try:
+        refused = lab.dcsctl("check", "perf", "--duration", "2")
+        assert refused.code == 1 and "Patroni scope(s) prod (/service/prod/)" in refused.err
+    finally:
+        patroni.remove(_cluster(lab), "prod")
+    ran = lab.dcsctl("check", "perf", "--duration", "1")  # control: no scope, no question
+    assert "Cleaned up" in ran.out, ran.err

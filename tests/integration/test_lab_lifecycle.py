@@ -113,3 +113,35 @@ def test_rerun_after_member_killed_restarts_it(lab: LabCluster) -> None:
     start = next(p for p in result["phases"] if p["name"] == "start")  # type: ignore[union-attr]
     assert start["changed"] and victim["name"] in start["note"]
     assert lab.ok("status", "--json").json()["healthy"] is True
+
+
+def test_status_reports_auth_off_as_unhealthy_and_up_enables_it_again(
+    lab_factory: Callable[..., LabCluster],
+) -> None:
+    lab = lab_factory(members=1)
+    lab.ok("up")
+    control = lab.ok("status", "--json").json()
+    assert control["auth_enabled"] is True and control["healthy"] is True
+    assert lab.ok("status").out.rstrip().endswith("auth on")
+
+    # Someone with the admin certificate turns auth off, as the guide's etcdctl can.
+    environment = exports(lab.ok("env").out)
+    assert "Authentication Disabled" in guide_etcdctl(environment, "auth", "disable")
+
+    off = lab.dcsctl("status", "--json")
+    assert off.code == 5
+    view = off.json()
+    assert view["auth_enabled"] is False and view["healthy"] is False
+    problems = view["problems"]
+    assert isinstance(problems, list)
+    assert any("auth is OFF" in p and "`dcsctl up` enables it again" in p for p in problems)
+    table = lab.dcsctl("status")
+    assert table.code == 5
+    assert "problem: auth is OFF: any client that reaches a client port" in table.out
+    assert table.out.rstrip().endswith(f"UNHEALTHY: 1/1 members healthy, leader {lab.name}-0, "
+                                       "auth OFF")
+
+    fixed = lab.ok("up")
+    assert "auth enabled" in fixed.err  # the auth phase saw it off and acted
+    assert lab.ok("status", "--json").json()["auth_enabled"] is True
+    assert "Authentication Status: true" in guide_etcdctl(environment, "auth", "status")

@@ -17,7 +17,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +101,7 @@ class LoadRecord:
     latencies: list[float]
     errors: dict[str, int]
     seconds: float
+    stopped_by: str = ""  # the error that stopped the run early ("" = ran to the end)
 
 
 def _target(url: str) -> str:
@@ -442,14 +443,17 @@ class EtcdClient:
 
         self._run(f"moving leadership to {target_id:x}", call)
 
-    def disarm_alarms(self) -> None:
-        """Deactivate every raised alarm, one (member, alarm) pair at a time: etcd treats a
-        blanket "deactivate NONE on member 0" as deactivating nothing."""
+    def disarm_alarms(self, kinds: Collection[str] | None = None) -> None:
+        """Deactivate every raised alarm (or those of `kinds`, e.g. {"NOSPACE"}), one
+        (member, alarm) pair at a time: etcd treats a blanket "deactivate NONE on member 0"
+        as deactivating nothing."""
 
         async def call() -> None:
             client = await self._client()
             raised = await client.maintenance.alarms(timeout=self.timeout)
             for alarm in raised.alarms:
+                if kinds is not None and ALARM_NAMES.get(alarm.alarm) not in kinds:
+                    continue
                 await client.maintenance.alarm_deactivate(
                     AlarmType(alarm.alarm), member_id=alarm.memberID, timeout=self.timeout,
                     max_attempts=1,
@@ -512,9 +516,13 @@ class EtcdClient:
         seconds: float | None = None,
         total: int | None = None,
         on_tick: Callable[[int, float], None] | None = None,
+        stop_on: Sequence[str] = (),
     ) -> LoadRecord:
         """Write random keys under `prefix` from `clients` concurrent writers, paced to
-        `rate` writes/s (like etcdctl's limiter), for `seconds` or `total` writes."""
+        `rate` writes/s (like etcdctl's limiter), for `seconds` or `total` writes.
+
+        The first error whose text contains one of `stop_on` stops the run at once:
+        nothing more is produced and queued keys are dropped unwritten."""
 
         async def call() -> LoadRecord:
             client = await self._client()
@@ -522,12 +530,13 @@ class EtcdClient:
             queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=clients)
             value = bytes(value_size)
             started = time.monotonic()
+            needles = [needle.lower() for needle in stop_on]
 
             async def produce() -> None:
                 produced, next_at = 0, started
                 while (total is None or produced < total) and (
                     seconds is None or time.monotonic() - started < seconds
-                ):
+                ) and not record.stopped_by:
                     if rate:
                         next_at += 1 / rate
                         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -539,12 +548,16 @@ class EtcdClient:
 
             async def write() -> None:
                 while (key := await queue.get()) is not None:
+                    if record.stopped_by:
+                        continue  # drain the queue without writing
                     began = time.monotonic()
                     try:
                         await client.kv.put(key, value, timeout=30, max_attempts=1)
                     except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
-                        code, _ = _error_text(exc)
+                        code, details = _error_text(exc)
                         record.errors[code] = record.errors.get(code, 0) + 1
+                        if any(needle in details.lower() for needle in needles):
+                            record.stopped_by = record.stopped_by or details or code
                         continue
                     finished = time.monotonic()
                     record.starts.append(began - started)

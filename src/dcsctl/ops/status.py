@@ -11,6 +11,8 @@ from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 
 STATUS_TIMEOUT_S = 2.0
+AUTH_OFF = ("auth is OFF: any client that reaches a client port reads and writes every "
+            "key, Patroni's leader keys too (fix: `dcsctl up` enables it again)")
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,14 @@ class ClusterView:
     problems: tuple[str, ...]
     patroni: tuple[ScopeView, ...] = ()
     advisories: tuple[VersionAdvisory, ...] = ()
+    auth_enabled: bool | None = None  # None: not read (no leader)
 
     @property
     def healthy(self) -> bool:
-        return all(m.health.healthy for m in self.members) and not self.alarms
+        """Every member healthy, no alarm, and auth on: with auth off any client that
+        reaches a client port may rewrite every Patroni leader key."""
+        return (all(m.health.healthy for m in self.members) and not self.alarms
+                and self.auth_enabled is not False)
 
     @property
     def leader(self) -> str | None:
@@ -85,10 +91,14 @@ def status(cluster: Cluster) -> ClusterView:
         infos: dict[str, MemberInfo] = {}
         alarms: list[Alarm] = []
         patroni: list[ScopeView] = []
+        auth_enabled: bool | None = None
         try:
             infos = {m.name: m for m in client.member_list(linearizable=False)}
             if any(isinstance(s, EndpointStatus) and s.leader_id for s in statuses):
                 alarms = client.alarms()
+                auth_enabled = client.auth_enabled()
+                if not auth_enabled:
+                    problems.append(AUTH_OFF)
                 patroni = scope_views(cluster, client)
             else:
                 # Alarms and keys are read through raft: without a leader each would only
@@ -129,4 +139,5 @@ def status(cluster: Cluster) -> ClusterView:
         problems=tuple(problems),
         patroni=tuple(patroni),
         advisories=tuple(version_advisories(running)),
+        auth_enabled=auth_enabled,
     )
