@@ -27,6 +27,12 @@ class DcsctlError(Exception):
         self.details = details
 
 
+class UsageError(DcsctlError):
+    """An argument on the command line is malformed."""
+
+    exit_code = ExitCode.USAGE
+
+
 class SpecError(DcsctlError):
     """The spec is broken; `details` holds one line per problem, each with its YAML path."""
 

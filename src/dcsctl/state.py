@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -218,11 +219,21 @@ class ClusterDir:
             shutil.rmtree(self.root)
 
 
+_held: set[tuple[Path, int]] = set()  # (lock file, thread) pairs this process holds
+
+
 @contextlib.contextmanager
 def locked(cluster_dir: ClusterDir) -> Iterator[None]:
-    """One dcsctl at a time per cluster: a second run fails at once instead of racing."""
+    """One dcsctl at a time per cluster: a second run fails at once instead of racing.
+
+    Re-entrant within one thread, so a workflow that holds the lock can call another
+    (an upgrade takes its snapshot through `backup`)."""
     private_dir(cluster_dir.root)
     path = cluster_dir.root / "lock"
+    held_by_us = (path, threading.get_ident())
+    if held_by_us in _held:
+        yield
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE)
     try:
         try:
@@ -237,7 +248,11 @@ def locked(cluster_dir: ClusterDir) -> Iterator[None]:
             ) from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        _held.add(held_by_us)
+        try:
+            yield
+        finally:
+            _held.discard(held_by_us)
     finally:
         os.close(fd)
 

@@ -18,9 +18,10 @@ import yaml
 from cryptography import x509
 
 from dcsctl.errors import DcsctlError
+from dcsctl.etcd.versions import NEWEST
 from dcsctl.ops.context import Context
 from dcsctl.spec import parse
-from tests.conftest import REPO, LabCluster
+from tests.conftest import REPO, LabCluster, etcd_bin_dir
 from tests.integration.writer import BackgroundWriter
 
 
@@ -219,14 +220,15 @@ def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster) -> Non
     lab.ok("up")
     lab.ok("put", "/k", "survives")
     assert {m["status"]["version"] for m in _members(lab)} == {"3.5.16"}  # type: ignore[index]
-    new_bin = Path(lab.environ["DCSCTL_ETCD_BIN_DIR"])
-    result = lab.ok("upgrade", "--to", "3.5.30", "--bin-dir", str(new_bin))
-    assert "snapshot before the upgrade" in result.out
+    newest = NEWEST["3.5"]
+    new_bin = etcd_bin_dir(newest)
+    result = lab.ok("upgrade", "--to", str(newest), "--bin-dir", str(new_bin))
+    assert "snapshot before the change" in result.out
     members = _members(lab)
-    assert {m["status"]["version"] for m in members} == {"3.5.30"}  # type: ignore[index]
+    assert {m["status"]["version"] for m in members} == {str(newest)}  # type: ignore[index]
     assert all(m["healthy"] for m in members)
     assert lab.ok("get", "/k").out == "survives\n"
-    again = lab.ok("upgrade", "--to", "3.5.30", "--bin-dir", str(new_bin))
+    again = lab.ok("upgrade", "--to", str(newest), "--bin-dir", str(new_bin))
     assert "nothing (already there)" in again.out
 
 
@@ -235,9 +237,9 @@ def test_unsupported_upgrade_paths_are_refused(lab: LabCluster, tmp_path: Path) 
     fake = tmp_path / "etcd-3.7"
     fake.mkdir()
     for tool in ("etcd", "etcdctl"):
-        (fake / tool).write_text('#!/bin/sh\necho "etcd Version: 3.7.0"\n')
+        (fake / tool).write_text('#!/bin/sh\necho "etcd Version: 3.9.0"\n')
         (fake / tool).chmod(0o755)
-    refused = lab.dcsctl("upgrade", "--to", "3.7.0", "--bin-dir", str(fake))
+    refused = lab.dcsctl("upgrade", "--to", "3.9.0", "--bin-dir", str(fake))
     assert refused.code == 1 and "skips a minor version" in refused.err
     down = lab.dcsctl("upgrade", "--to", "3.5.16", "--bin-dir", str(OLD_ETCD))
     assert down.code == 1 and "downgrade" in down.err

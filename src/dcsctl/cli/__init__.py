@@ -32,7 +32,7 @@ COMMAND_MODULES = {
     "destroy": "cluster", "status": "cluster", "env": "cluster", "put": "cluster",
     "get": "cluster", "logs": "cluster",
     "member": "operate", "certs": "operate", "maintenance": "operate", "restart": "operate",
-    "upgrade": "operate",
+    "upgrade": "operate", "downgrade": "operate",
     "patroni": "patroni",
 }
 

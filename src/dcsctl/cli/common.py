@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -42,6 +43,19 @@ ClusterOption = Annotated[
     typer.Option("--cluster", "-c", help="a cluster already in DCSCTL_HOME, by name"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+
+
+def confirm(question: str, *, yes: bool, what: str) -> None:
+    """A destructive operation asks first; --yes answers for scripts. With no terminal
+    and no --yes there is nobody to ask: refuse rather than guess."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise DcsctlError(f"{what} needs a confirmation and there is no terminal to ask",
+                          fix="pass --yes to confirm it from a script")
+    if not typer.confirm(question):
+        raise DcsctlError(f"{what} cancelled", fix="pass --yes to skip the question")
 
 
 def session_of(ctx: typer.Context) -> Session:

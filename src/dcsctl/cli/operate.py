@@ -14,8 +14,10 @@ from dcsctl.cli.common import (
     JsonOption,
     Session,
     SpecOption,
+    YesOption,
     app,
     cluster_of,
+    confirm,
     session_of,
 )
 from dcsctl.errors import ExitCode
@@ -151,20 +153,48 @@ def restart(
     session_of(ctx).out.print(f"restarted {', '.join(result.order)}", highlight=False)
 
 
+BinDirOption = Annotated[Path | None, typer.Option(
+    "--bin-dir", help="lab clusters: the folder with that etcd's etcd, etcdctl, etcdutl "
+    "(SSH clusters name the release in the spec's install: section)")]
+
+
+def _print_version_change(session: Session, result: upgrade.UpgradeResult, verb: str) -> None:
+    if result.snapshot:
+        session.out.print(f"snapshot before the change: {result.snapshot}", highlight=False)
+    session.out.print(
+        f"etcd {result.from_version} -> {result.to_version}: {verb} "
+        f"{', '.join(result.upgraded) or 'nothing (already there)'}"
+        + (f"; cluster version {result.cluster_version}" if result.cluster_version else ""),
+        highlight=False)
+
+
 @app.command("upgrade")
 def upgrade_(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", help="target etcd version, e.g. 3.5.30")],
-    bin_dir: Annotated[Path, typer.Option("--bin-dir", help="where that etcd's binaries are")],
+    to: Annotated[str, typer.Option("--to", help="target etcd version, e.g. 3.6.16")],
+    bin_dir: BinDirOption = None,
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
-    """Rolling upgrade: snapshot first, then one member at a time (re-run to resume)."""
+    """Rolling upgrade: supported paths only, snapshot first, leader last (re-run resumes)."""
     target = cluster_of(ctx, spec_file, cluster)
     result = upgrade.upgrade(target, to=to, bin_dir=bin_dir)
     session = session_of(ctx)
     _refresh_spec_file(session, target, spec_file)
-    if result.snapshot:
-        session.out.print(f"snapshot before the upgrade: {result.snapshot}", highlight=False)
-    session.out.print(
-        f"etcd {result.from_version} -> {result.to_version}: upgraded "
-        f"{', '.join(result.upgraded) or 'nothing (already there)'}", highlight=False)
+    _print_version_change(session, result, "upgraded")
+
+
+@app.command("downgrade")
+def downgrade_(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="the release line to go back to, e.g. 3.6")],
+    bin_dir: BinDirOption = None, yes: YesOption = False,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """etcd's downgrade (3.6+, one minor): storage migrated first, then members rolled."""
+    target = cluster_of(ctx, spec_file, cluster)
+    session = session_of(ctx)
+    confirm(f"Downgrade etcd cluster {target.spec.name!r} to {to}? Members restart one at "
+            "a time on the older binaries.", yes=yes, what="the downgrade")
+    result = upgrade.downgrade(target, to=to, bin_dir=bin_dir)
+    _refresh_spec_file(session, target, spec_file)
+    _print_version_change(session, result, "downgraded")

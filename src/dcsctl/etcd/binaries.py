@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,19 @@ def _read_version(etcd: Path) -> Version:
         ) from exc
 
 
+def _check_folder_name(etcd: Path, version: Version) -> None:
+    """A folder named for a version (.tools/etcd-3.6.16/bin, /opt/etcd-v3.6.16) must hold
+    that version: a mix-up would upgrade or render for the wrong one."""
+    for folder in (etcd.parent, etcd.parent.parent):
+        match = re.fullmatch(r"etcd-v?(\d+\.\d+\.\d+)", folder.name)
+        if match and Version.parse(match.group(1)) != version:
+            raise EnvironmentProblem(
+                f"{etcd} is etcd {version}, but its folder {folder} says {match.group(1)}",
+                fix=f"put etcd {match.group(1)} there, or point etcd.bin_dir / "
+                f"DCSCTL_ETCD_BIN_DIR at the folder that really holds {version}",
+            )
+
+
 def find(spec_bin_dir: str | None, environ: Mapping[str, str]) -> Binaries:
     searched = []
     for where, path in _candidates(spec_bin_dir, environ):
@@ -79,6 +93,7 @@ def find(spec_bin_dir: str | None, environ: Mapping[str, str]) -> Binaries:
     etcd_path = Path(etcd)
     etcdutl = shutil.which("etcdutl", path=str(etcd_path.parent))
     version = _read_version(etcd_path)
+    _check_folder_name(etcd_path, version)
     if (ruled_out := refusal(version)) is not None:
         raise EnvironmentProblem(
             f"etcd {version} at {etcd_path} {ruled_out.problem}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import re
 import socket
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
-from etcd3aio import AlarmType, Etcd3Client, PermissionType
+from etcd3aio import AlarmType, DowngradeAction, Etcd3Client, PermissionType
 from etcd3aio.errors import EtcdError
 
 from dcsctl.errors import DcsctlError
@@ -76,21 +77,33 @@ def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -
     return ssl.DER_cert_to_PEM_cert(der).encode()
 
 
-def metrics_text(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
-    """A member's Prometheus /metrics page, over TLS with the cluster CA and a client cert
-    (etcdctl check datascale forgets the CA here: lab-defects.md 15)."""
+def _https_get(endpoint: str, tls: ClientTls, path: str, *, timeout: float) -> str:
+    """GET a page of a member's client port over TLS with the cluster CA and a client
+    cert (etcdctl check datascale forgets the CA here: lab-defects.md 15)."""
     parts = urlsplit(endpoint)
     context = _ssl_context(tls)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 2379,
                                              context=context, timeout=timeout)
     try:
-        connection.request("GET", "/metrics")
+        connection.request("GET", path)
         response = connection.getresponse()
         if response.status != 200:
-            raise OSError(f"/metrics answered {response.status}")
+            raise OSError(f"{path} answered {response.status}")
         return response.read().decode(errors="replace")
     finally:
         connection.close()
+
+
+def metrics_text(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
+    """A member's Prometheus /metrics page."""
+    return _https_get(endpoint, tls, "/metrics", timeout=timeout)
+
+
+def cluster_version(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
+    """The cluster version a member reports on /version (e.g. "3.6.0"): the lowest
+    minor every member runs, or a downgrade's target; "not_decided" while starting."""
+    answer = json.loads(_https_get(endpoint, tls, "/version", timeout=timeout))
+    return str(answer.get("etcdcluster", ""))
 
 
 @dataclass
@@ -214,11 +227,27 @@ class EtcdClient:
 
     # -- cluster --
     def member_list(self, *, linearizable: bool = True) -> list[MemberInfo]:
+        async def ask(endpoints: tuple[str, ...] | None) -> Any:
+            client = await self._client(endpoints)
+            return await client.cluster.member_list(
+                linearizable=linearizable, timeout=self.timeout)
+
         async def call() -> list[MemberInfo]:
-            client = await self._client()
-            response = await client.cluster.member_list(
-                linearizable=linearizable, timeout=self.timeout
-            )
+            try:
+                response = await ask(None)
+            except (EtcdError, grpc.aio.AioRpcError) as exc:
+                # etcd 3.7 refuses the member list on a learner, and the client may have
+                # picked one: ask the members one by one until a voter answers.
+                if "not supported for learner" not in _error_text(exc)[1]:
+                    raise
+                for endpoint in self.endpoints:
+                    try:
+                        response = await ask((endpoint,))
+                        break
+                    except (EtcdError, grpc.aio.AioRpcError):
+                        continue
+                else:
+                    raise
             return [
                 MemberInfo(
                     id=m.ID,
@@ -416,6 +445,19 @@ class EtcdClient:
             return int(response.hash), int(response.compact_revision)
 
         return self._run(f"hashing {endpoint}", call)
+
+    def downgrade(self, action: str, version: str) -> str:
+        """etcd's downgrade API (3.6+): action validate | enable | cancel, version a
+        release line such as "3.6". The cluster version it reports."""
+
+        async def call() -> str:
+            client = await self._client()
+            response = await client.maintenance.downgrade(
+                DowngradeAction[action.upper()], version, timeout=self.timeout,
+                max_attempts=1)
+            return str(response.version)
+
+        return self._run(f"downgrade {action} {version}", call)
 
     def compact(self, revision: int) -> None:
         async def call() -> None:

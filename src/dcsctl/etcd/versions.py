@@ -207,13 +207,13 @@ def upgrade_problem(current: Version, target: Version) -> PathProblem | None:  #
         return PathProblem(f"{current} -> {target} changes the major version")
     if target.minor == current.minor:
         return None  # patch upgrade
-    floor = MINOR_UPGRADE_FLOOR.get(current.line)
-    if floor is None:
-        return PathProblem(f"no known-safe path from {current} to {target}")
     steps = _steps(current, target)
     if target.minor > current.minor + 1:
         return PathProblem(f"{current} -> {target} skips a minor version; etcd upgrades one "
                            "minor at a time", steps)
+    floor = MINOR_UPGRADE_FLOOR.get(current.line)
+    if floor is None:
+        return PathProblem(f"no known-safe path from {current} to {target}")
     if current < floor:
         return PathProblem(f"{current} -> {target} needs every member on {floor} or later "
                            f"first (etcd's upgrade guide): upgrade to {current.line}.x first",

@@ -22,9 +22,9 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.etcd.client import ClientTls, EtcdClient, metrics_text
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import as_saved
-from dcsctl.ops.maintenance import NOSPACE, defragment_members
+from dcsctl.ops.maintenance import defragment_members
 from dcsctl.ops.patroni import scope_views
+from dcsctl.ops.runtime import NOSPACE, as_saved
 
 PERF_PREFIX = "/dcsctl-check-perf/"
 DATASCALE_PREFIX = "/dcsctl-check-datascale/"

@@ -158,6 +158,14 @@ class Cluster:
             return self.binaries.etcd
         return self.host_paths(member).etcd
 
+    def running_executable(self, member: str) -> PurePath:
+        """The etcd binary the member runs now (a lab member keeps the one it was started
+        with, whatever the spec says since)."""
+        if not self.remote:
+            record = self.process(member).record()
+            return PurePath(record.executable) if record else self.binaries.etcd
+        return self.host_paths(member).etcd
+
     def service(self, member: str) -> Service:
         if not self.remote:
             return self.process(member)
@@ -180,13 +188,16 @@ class Cluster:
     def endpoints(self) -> list[str]:
         return [self.spec.client_url(m) for m in self.spec.members]
 
-    def admin_client(self, *, timeout: float = 5.0) -> EtcdClient:
-        """A client that is root by its certificate's CN: no password, no token."""
+    def admin_tls(self) -> ClientTls:
+        """TLS as root by the admin certificate's CN: no password, no token."""
         trusted, admin = self.dir.trusted_cas(), self.dir.admin()
         if trusted is None or admin is None:
             raise NotFound(
                 f"cluster {self.spec.name!r} has no admin certificate in {self.dir.pki_dir}",
                 fix="run `dcsctl up` to create the PKI",
             )
-        tls = ClientTls(trusted, admin.cert_pem, admin.key_pem, self.spec.shared_dns_name)
-        return EtcdClient(self.endpoints(), tls, timeout=timeout)
+        return ClientTls(trusted, admin.cert_pem, admin.key_pem, self.spec.shared_dns_name)
+
+    def admin_client(self, *, timeout: float = 5.0) -> EtcdClient:
+        """A client that is root by its certificate's CN: no password, no token."""
+        return EtcdClient(self.endpoints(), self.admin_tls(), timeout=timeout)

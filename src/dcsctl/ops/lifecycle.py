@@ -10,19 +10,15 @@ import concurrent.futures
 from dataclasses import dataclass
 
 from dcsctl import render, spec
-from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
-from dcsctl.etcd.model import EndpointHealth, EndpointStatus, hex_id
-from dcsctl.etcd.versions import Version, upgrade_problem
-from dcsctl.ops import backup, certs, deploy, install
+from dcsctl.errors import EnvironmentProblem
+from dcsctl.etcd.model import EndpointStatus, hex_id
+from dcsctl.etcd.versions import Version
+from dcsctl.ops import certs, deploy, install, upgrade
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.on_hosts import in_parallel
+from dcsctl.ops.runtime import MemberRuntime, as_saved
 from dcsctl.state import PUBLIC, ClusterRecord, locked
-from dcsctl.wait import wait_until
 from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
-
-HEALTH_TIMEOUT_S = 30.0
-LOG_LINES_ON_FAILURE = 8
-# Members are started together: etcd waits for its peers while bootstrapping.
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,7 @@ class UpWorkflow:
     def __init__(self, cluster: Cluster, *, replacing: bool = False,
                  probed: dict[str, install.InstallState] | None = None) -> None:
         self.cluster = cluster
+        self.runtime = MemberRuntime(cluster)
         self.probed = probed or {}  # install states already read this run
         # Restore and member changes alter membership on purpose, under the same name and CA.
         self.replacing = replacing
@@ -214,14 +211,7 @@ class UpWorkflow:
         )
 
     def start_member(self, member: spec.Member) -> None:
-        config = self.cluster.layout(member.name).config
-        content = self.cluster.host_of(member.name).read(config)
-        if content is None:
-            raise DcsctlError(f"{member.name}: {config} is missing",
-                              fix="run `dcsctl up` (its config phase writes it)")
-        environment = render.parse_env_file(content)
-        self.cluster.service(member.name).start(
-            self.cluster.etcd_executable(member.name), environment)
+        self.runtime.start_member(member)
 
     def start(self) -> str:
         started = []
@@ -240,53 +230,7 @@ class UpWorkflow:
 
     # -- health --
     def wait_healthy(self, members: list[spec.Member]) -> None:
-        endpoints = [self.cluster.spec.client_url(m) for m in members]
-        last: list[EndpointHealth] = []
-
-        def all_healthy() -> bool:
-            nonlocal last
-            self._fail_if_exited(members)
-            # A fresh client each poll: a gRPC channel that failed to connect while etcd
-            # was still starting waits out a reconnect backoff (about 1 s) before it
-            # tries again, which would hide a member that became ready meanwhile.
-            with self.cluster.admin_client(timeout=2.0) as client:
-                last = client.health(endpoints)
-            return all(h.healthy for h in last)
-
-        def last_error() -> str:
-            return "; ".join(f"{h.endpoint}: {h.error}" for h in last if not h.healthy)
-
-        try:
-            wait_until(
-                all_healthy,
-                timeout=self.cluster.context.deadline(HEALTH_TIMEOUT_S),
-                what="the cluster did not become healthy",
-                last_error=last_error,
-                interval=0.02,
-                max_interval=0.1,  # a start-up is over in ~1 s: poll finely
-            )
-        except ClusterUnhealthy as exc:
-            sick = [m for m, h in zip(members, last, strict=False) if not h.healthy]
-            raise self._member_failure(sick or members, exc.message) from exc
-
-    def _fail_if_exited(self, members: list[spec.Member]) -> None:
-        exited = [m for m in members if not self.cluster.service(m.name).is_active()]
-        if exited:
-            raise self._member_failure(exited, "etcd exited during start-up")
-
-    def _member_failure(self, members: list[spec.Member], why: str) -> DcsctlError:
-        details = []
-        for member in members:
-            details.append(f"last lines of {member.name}'s log:")
-            tail = self.cluster.service(member.name).log_tail(LOG_LINES_ON_FAILURE)
-            details.extend(f"  {line}" for line in tail)
-        names = ", ".join(m.name for m in members)
-        return ClusterUnhealthy(
-            f"{names}: {why}",
-            fix=f"read `dcsctl logs {members[0].name}`, correct the cause, then run "
-            "`dcsctl up` again (it resumes)",
-            details=tuple(details),
-        )
+        self.runtime.wait_healthy(members)
 
     def health(self) -> str:
         self.wait_healthy(self.members)
@@ -340,32 +284,42 @@ class UpWorkflow:
         return ", ".join(done)
 
 
-def _snapshot_before_upgrade(cluster: Cluster) -> dict[str, install.InstallState]:
-    """SSH clusters upgrade through the spec (a new release tarball): refuse a path etcd
-    does not support, and take a verified snapshot before any binary is replaced."""
-    if not (cluster.remote and cluster.dir.exists() and cluster.dir.record().bootstrapped):
+def _change_binaries_first(cluster: Cluster) -> dict[str, install.InstallState]:
+    """A running cluster whose spec names another etcd — SSH: another release tarball;
+    lab: another etcd.bin_dir — moves there through the one rolling path of
+    `dcsctl upgrade` (supported paths only, snapshot first, leader last) before the
+    other phases run. Returns the SSH hosts' install states, read once."""
+    if not (cluster.dir.exists() and cluster.dir.record().bootstrapped):
         return {}
     members = list(cluster.spec.members)
-    states = in_parallel(members, lambda m: install.install_state(cluster, m))
-    wanted = install.wanted_version(cluster)
-    changing = {state.version for state in states
-                if wanted and state.version and state.version != wanted}
-    for current in sorted(changing):
-        assert wanted is not None
-        if problem := upgrade_problem(current, wanted):
-            raise DcsctlError(f"refusing to install etcd {wanted}: {problem}",
-                              fix="point install.tarball/sha256 at a supported version")
-    if changing:
-        taken = backup.take(cluster)
-        cluster.context.progress.message(f"snapshot before the upgrade: {taken.backup.path}")
-    return {m.name: state for m, state in zip(members, states, strict=True)}
+    if cluster.remote:
+        states = in_parallel(members, lambda m: install.install_state(cluster, m))
+        wanted = install.wanted_version(cluster)
+        if wanted is None or all(s.version in (None, wanted) for s in states):
+            return {m.name: state for m, state in zip(members, states, strict=True)}
+
+        def install_on(member: spec.Member) -> None:
+            install.ensure_installed(cluster, member)
+
+        with locked(cluster.dir):
+            upgrade.roll(as_saved(cluster), cluster, wanted, install_on=install_on)
+        return {}
+    if not all(cluster.service(m.name).is_active() for m in members):
+        return {}  # nothing runs that a new binary would replace under its feet
+    wanted = cluster.binaries.version
+    with cluster.admin_client(timeout=2.0) as client:
+        answered = [s for s in client.statuses() if isinstance(s, EndpointStatus)]
+    if any(Version.parse(s.version) != wanted for s in answered):
+        with locked(cluster.dir):
+            upgrade.roll(as_saved(cluster), cluster, wanted)
+    return {}
 
 
 def up(cluster: Cluster) -> UpResult:
     warnings = list(cluster.spec.warnings())
     fresh = not cluster.dir.root.exists()
     try:
-        probed = _snapshot_before_upgrade(cluster)
+        probed = _change_binaries_first(cluster)
         with locked(cluster.dir):
             workflow = UpWorkflow(cluster, probed=probed)
             outcomes = run_phases(workflow.phases(), cluster.context.progress)
@@ -403,13 +357,6 @@ def _stop_all(cluster: Cluster, names: list[str]) -> dict[str, bool]:
         return {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
         return dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names), strict=True))
-
-
-def as_saved(cluster: Cluster) -> Cluster:
-    """The cluster the state dir really holds: stop what runs there, whatever -f says."""
-    if cluster.dir.spec_path.exists():
-        return cluster.context.cluster(cluster.dir.load_spec())
-    return cluster
 
 
 def down(cluster: Cluster) -> DownResult:

@@ -8,23 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcsctl.errors import ClusterUnhealthy, DcsctlError
+from dcsctl.errors import DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow, as_saved
+from dcsctl.ops.lifecycle import UpWorkflow
+from dcsctl.ops.runtime import as_saved, ordered_members
 from dcsctl.spec import Member
 from dcsctl.state import locked
-
-NOSPACE = "NOSPACE"
-ALARMS = "Active Alarm(s): "
-
-
-def _curable(error: str) -> bool:
-    """A member whose only trouble is NOSPACE alarms is sick in a way maintenance cures."""
-    if not error.startswith(ALARMS):
-        return False
-    return all(kind == NOSPACE for kind in error.removeprefix(ALARMS).split(","))
 
 
 @dataclass(frozen=True)
@@ -33,28 +24,6 @@ class MaintenanceResult:
     db_size_before: dict[str, int]
     db_size_after: dict[str, int]
     disarmed: tuple[str, ...]
-
-
-def _ordered(cluster: Cluster, client: EtcdClient) -> list[tuple[Member, EndpointStatus]]:
-    """Every member with its status, followers first and the leader last; abort if one is
-    unreachable or unhealthy for another reason than NOSPACE."""
-    statuses = client.statuses()
-    healths = client.health()
-    problems = []
-    ordered = []
-    for member, status, health in zip(cluster.spec.members, statuses, healths, strict=True):
-        if not isinstance(status, EndpointStatus):
-            problems.append(f"{member.name}: {status.message}")
-        elif not health.healthy and not _curable(health.error):
-            problems.append(f"{member.name}: {health.error}")
-        else:
-            ordered.append((member, status))
-    if problems:
-        raise ClusterUnhealthy(
-            "maintenance needs every member healthy; " + "; ".join(problems),
-            fix="bring the cluster back first (`dcsctl up`, `dcsctl status`)",
-        )
-    return sorted(ordered, key=lambda pair: pair[1].is_leader)
 
 
 def defragment_members(cluster: Cluster, client: EtcdClient, ordered: list[Member]) -> None:
@@ -69,7 +38,7 @@ def maintain(cluster: Cluster) -> MaintenanceResult:
     """Compact history to now, defragment each member, disarm NOSPACE once space is back."""
     cluster = as_saved(cluster)
     with locked(cluster.dir), cluster.admin_client(timeout=10.0) as client:
-        ordered = _ordered(cluster, client)
+        ordered = ordered_members(cluster, client)
         before = {m.name: s.db_size for m, s in ordered}
         revision = client.revision()
         try:
@@ -106,7 +75,7 @@ def rolling_restart(cluster: Cluster) -> RestartResult:
 def restart_members(cluster: Cluster, workflow: UpWorkflow) -> tuple[str, ...]:
     """The rolling restart itself (the caller holds the cluster lock)."""
     with cluster.admin_client() as client:
-        ordered = _ordered(cluster, client)
+        ordered = ordered_members(cluster, client)
     for member, status in ordered:
         if status.is_leader and len(ordered) > 1:
             successor = ordered[0][1].member_id

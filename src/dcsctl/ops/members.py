@@ -19,7 +19,8 @@ from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
 from dcsctl.ops import deploy
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow, as_saved
+from dcsctl.ops.lifecycle import UpWorkflow
+from dcsctl.ops.runtime import as_saved
 from dcsctl.state import PRIVATE, locked
 from dcsctl.wait import wait_until
 from dcsctl.workflow import Phase, PhaseOutcome, run_phases

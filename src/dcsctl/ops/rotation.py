@@ -24,8 +24,9 @@ from dcsctl.ops import deploy
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow, as_saved
+from dcsctl.ops.lifecycle import UpWorkflow
 from dcsctl.ops.maintenance import restart_members
+from dcsctl.ops.runtime import as_saved
 from dcsctl.state import PRIVATE, PUBLIC, locked
 from dcsctl.wait import wait_until
 

@@ -1,25 +1,45 @@
-"""`upgrade`: a rolling replacement of the etcd binary, one member at a time.
+"""Every change of etcd binaries — `dcsctl upgrade`, `dcsctl downgrade`, and `dcsctl up`
+when the spec names another release — goes through one path:
 
-A snapshot comes first; unsupported paths (downgrades, skipped minors, a minor upgrade
-from below the patch release etcd requires) are refused before anything changes. A killed
-upgrade is resumed by the same command: members already running the new binary are
-left alone.
+1. every member answers, and etcd supports the way from each running version to the new
+   one (upgrade floors, one minor at a time; downgrades only through etcd's API);
+2. a verified snapshot is taken before anything changes;
+3. members are replaced one at a time, followers first and the leader last (it hands over
+   leadership first): stop, `etcdutl check v2store` when 3.5 data is about to meet 3.6,
+   put the new binary there (SSH hosts), configuration rendered for the new version,
+   start, wait until healthy, compare every member's hashkv;
+4. the cluster version is waited for.
+
+A killed run is resumed by the same command: members already on the new version are left
+alone (the snapshot is only taken while some member still runs the old one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcsctl import spec as spec_module
-from dcsctl.errors import DcsctlError, EnvironmentProblem
+from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, UsageError
 from dcsctl.etcd import binaries
+from dcsctl.etcd.client import cluster_version
 from dcsctl.etcd.model import EndpointStatus
-from dcsctl.etcd.versions import Version, upgrade_problem
-from dcsctl.ops import backup
+from dcsctl.etcd.versions import (
+    V2STORE_CHECK_BEFORE,
+    Version,
+    downgrade_problem,
+    upgrade_problem,
+)
+from dcsctl.ops import backup, deploy, install
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow, as_saved
-from dcsctl.state import locked
+from dcsctl.ops.runtime import MemberRuntime, as_saved, ordered_members
+from dcsctl.spec import InstallMethod, Member
+from dcsctl.state import PUBLIC, locked
+from dcsctl.wait import wait_until
+
+CLUSTER_VERSION_TIMEOUT_S = 60.0  # etcd's leader re-decides the cluster version every ~5 s
+STORAGE_VERSION_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -28,60 +48,272 @@ class UpgradeResult:
     to_version: str
     upgraded: tuple[str, ...]
     snapshot: Path | None
+    cluster_version: str = ""
 
 
-def _running_versions(cluster: Cluster) -> set[Version]:
+def running_versions(cluster: Cluster) -> dict[str, Version]:
+    """The version every member reports; all of them must answer."""
     with cluster.admin_client() as client:
         statuses = client.statuses()
-    down = [m.name for m, s in zip(cluster.spec.members, statuses, strict=True)
+    down = [f"{m.name} ({s.message})" for m, s in zip(cluster.spec.members, statuses, strict=True)
             if not isinstance(s, EndpointStatus)]
     if down:
-        raise DcsctlError(f"members not answering: {', '.join(down)}",
-                          fix="bring every member up (`dcsctl up`) before an upgrade")
-    return {Version.parse(s.version) for s in statuses if isinstance(s, EndpointStatus)}
+        raise ClusterUnhealthy(f"members not answering: {', '.join(down)}",
+                               fix="bring every member up (`dcsctl up`) before changing "
+                               "etcd's version")
+    return {m.name: Version.parse(s.version)
+            for m, s in zip(cluster.spec.members, statuses, strict=True)
+            if isinstance(s, EndpointStatus)}
 
 
-def _runs(cluster: Cluster, member: str, executable: Path) -> bool:
-    """True if the member's running process is `executable` (already upgraded)."""
-    record = cluster.process(member).record()
-    return (record is not None and cluster.process(member).is_active()
-            and Path(record.executable) == executable)
+def check_upgrade_path(running: dict[str, Version], wanted: Version) -> None:
+    for current in sorted(set(running.values())):
+        if problem := upgrade_problem(current, wanted):
+            steps = " then ".join(f"`dcsctl upgrade --to {s}`" for s in problem.steps)
+            raise DcsctlError(
+                f"refusing to move etcd {current} to {wanted}: {problem}",
+                fix=f"run {steps}" if steps else "choose a version etcd's upgrade guide "
+                "supports (see `dcsctl status` for what runs now)",
+            )
 
 
-def upgrade(cluster: Cluster, *, to: str, bin_dir: Path) -> UpgradeResult:
-    cluster = as_saved(cluster)
-    if cluster.remote:
-        raise DcsctlError(
-            "`dcsctl upgrade` replaces local lab binaries; SSH clusters upgrade through the spec",
-            fix="take a `dcsctl backup`, point install.tarball and install.sha256 at the new "
-            "release, then run `dcsctl up`: it installs it and restarts the members one at "
-            "a time",
+# -- the one rolling replacement --
+
+Install = Callable[[Member], None]
+
+
+def _v2store_check(cluster: Cluster, member: Member) -> None:
+    """etcd 3.6 drops the v2 store: `etcdutl check v2store` (a 3.5 tool, run with the
+    member's current etcdutl while it is stopped) must find no v2 content first."""
+    etcdutl = cluster.running_executable(member.name).parent / "etcdutl"
+    data_dir = cluster.layout(member.name).data_dir
+    result = cluster.host_of(member.name).run(
+        [str(etcdutl), "check", "v2store", "--data-dir", str(data_dir)])
+    if not result.ok:
+        raise EnvironmentProblem(
+            f"{member.name}: `etcdutl check v2store` refuses the move to 3.6: "
+            f"{(result.stderr or result.stdout).strip()[-300:]}",
+            fix="the data dir holds etcd v2 data that 3.6 cannot read: migrate it to v3 "
+            "(etcd's v2 migration guide) before upgrading; the member was started again "
+            "on its old version",
         )
-    wanted = Version.parse(to)
-    found = binaries.find(str(bin_dir), cluster.context.environ)
-    if found.version != wanted:
+
+
+def _hashes_agree(cluster: Cluster) -> None:
+    """Every member holds the same key-value store (hashkv at one past revision)."""
+    with cluster.admin_client(timeout=10.0) as client:
+        revision = client.revision()
+        hashes = {m.name: client.hash_kv(cluster.spec.client_url(m), revision)
+                  for m in cluster.spec.members}
+    if len(set(hashes.values())) > 1:
+        raise ClusterUnhealthy(
+            f"members disagree on the store at revision {revision}: "
+            + ", ".join(f"{n} {h:x}/{c}" for n, (h, c) in hashes.items()),
+            fix="stop here: restore the snapshot taken before the change "
+            "(`dcsctl restore`) and report the etcd versions involved",
+        )
+
+
+def _wait_cluster_version(cluster: Cluster, line: str) -> str:
+    tls = cluster.admin_tls()
+    endpoint = cluster.endpoints()[0]
+    seen = ""
+
+    def reached() -> bool:
+        nonlocal seen
+        try:
+            seen = cluster_version(endpoint, tls)
+        except OSError as exc:
+            seen = str(exc)
+        return seen.startswith(f"{line}.")
+
+    wait_until(reached, timeout=cluster.context.deadline(CLUSTER_VERSION_TIMEOUT_S),
+               what=f"the cluster version did not become {line}", last_error=lambda: seen)
+    return seen
+
+
+def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
+                     install_on: Install | None) -> tuple[str, ...]:
+    """Move each member still on another version to `wanted`, one at a time, leader last.
+    `before` is the cluster as it runs, `after` the same cluster with the new binaries."""
+    runtime = MemberRuntime(after)
+    record = after.dir.record()
+    with before.admin_client() as client:
+        ordered = ordered_members(before, client)
+    moved = []
+    for member, status in ordered:
+        current = Version.parse(status.version)
+        if current == wanted:
+            continue
+        before.context.progress.message(f"{member.name}: etcd {current} -> {wanted}")
+        if status.is_leader and len(ordered) > 1:
+            with before.admin_client() as client:
+                client.move_leader(before.spec.client_url(member), ordered[0][1].member_id)
+        before.service(member.name).stop()
+        if current < V2STORE_CHECK_BEFORE <= wanted:
+            try:
+                _v2store_check(before, member)
+            except DcsctlError:
+                runtime.start_member(member)  # back on its old version, as it was
+                raise
+        if install_on is not None:
+            install_on(member)
+        after.remember_version(member.name, wanted)
+        after.host_of(member.name).write(
+            after.layout(member.name).config,
+            deploy.member_settings(after, member, record), PUBLIC, "root:root")
+        runtime.start_member(member)
+        runtime.wait_healthy(list(after.spec.members))
+        _hashes_agree(after)
+        moved.append(member.name)
+    return tuple(moved)
+
+
+def roll(before: Cluster, after: Cluster, wanted: Version, *,
+         install_on: Install | None = None, downgrading: bool = False) -> UpgradeResult:
+    """Snapshot, then replace_binaries, then wait for the cluster version (the caller
+    holds the cluster lock)."""
+    running = running_versions(before)
+    if not downgrading:
+        check_upgrade_path(running, wanted)
+    oldest = min(running.values())
+    snapshot = None
+    if set(running.values()) != {wanted}:
+        snapshot = backup.take(before).backup.path
+        before.context.progress.message(f"snapshot before the change: {snapshot}")
+    moved = replace_binaries(before, after, wanted, install_on)
+    version = _wait_cluster_version(after, wanted.line) if moved else ""
+    return UpgradeResult(str(oldest), str(wanted), moved, snapshot, version)
+
+
+# -- what triggers it --
+
+def parse_version(text: str) -> Version:
+    try:
+        return Version.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{text!r} is not an etcd version",
+                         fix="name a release such as 3.6.16 (see `dcsctl status`)") from exc
+
+
+def _lab_target(cluster: Cluster, wanted: Version, bin_dir: Path | None, *,
+                same: Callable[[Version], bool]) -> Cluster:
+    """The lab cluster with its spec's etcd.bin_dir pointing at the new binaries, which
+    must be `same` as what was asked for."""
+    directory = bin_dir or (Path(cluster.spec.etcd.bin_dir) if cluster.spec.etcd.bin_dir
+                            else None)
+    if directory is None:
+        raise DcsctlError(f"where is etcd {wanted}?",
+                          fix=f"pass --bin-dir DIR (a folder with etcd {wanted}'s etcd, "
+                          "etcdctl and etcdutl)")
+    found = binaries.find(str(directory), cluster.context.environ)
+    if not same(found.version):
         raise EnvironmentProblem(f"{found.etcd} is etcd {found.version}, not {wanted}",
                                  fix=f"point --bin-dir at an etcd {wanted} install")
-    versions = _running_versions(cluster)
-    oldest = min(versions)
-    for current in versions:
-        problem = upgrade_problem(current, wanted)
-        if problem:
-            raise DcsctlError(f"refusing the upgrade: {problem}",
-                              fix="choose a supported target version (see etcd's upgrade "
-                              "guides)")
     raw = spec_module.digest_source(cluster.spec)
-    raw.setdefault("etcd", {})["bin_dir"] = str(bin_dir)
-    target = cluster.context.cluster(spec_module.from_mapping(raw, source="the upgraded spec"))
-    pending = [m for m in target.spec.members if not _runs(target, m.name, found.etcd)]
-    snapshot = None
-    if pending and versions != {wanted}:
-        snapshot = backup.take(cluster).backup.path
-    with locked(target.dir):
-        target.dir.save_spec(target.spec)
-        workflow = UpWorkflow(target)
-        for member in pending:
-            target.service(member.name).stop()
-            workflow.start_member(member)
-            workflow.wait_healthy(list(target.spec.members))
-    return UpgradeResult(str(oldest), str(wanted), tuple(m.name for m in pending), snapshot)
+    raw.setdefault("etcd", {})["bin_dir"] = str(directory)
+    return cluster.context.cluster(spec_module.from_mapping(raw, source="the changed spec"))
+
+
+def _ssh_target(cluster: Cluster, wanted: Version) -> tuple[Cluster, Install]:
+    """An SSH cluster changes version through its spec: install.method release naming
+    the new tarball; each host gets it just before its member restarts."""
+    settings = cluster.spec.install
+    if settings.method is not InstallMethod.RELEASE or install.release_version(
+            settings) != wanted:
+        raise DcsctlError(
+            f"the spec does not name etcd {wanted}'s release",
+            fix=f"set install: {{method: release, tarball: <etcd-v{wanted}-linux-amd64.tar.gz>, "
+            "sha256: <from SHA256SUMS>}} in the spec and pass it with -f",
+        )
+    install.release_tarball(cluster)  # fetched and checked once, before any member stops
+
+    def install_on(member: Member) -> None:
+        install.ensure_installed(cluster, member)
+
+    return cluster, install_on
+
+
+def _target(cluster: Cluster, wanted: Version, bin_dir: Path | None, *,
+            same: Callable[[Version], bool]) -> tuple[Cluster, Install | None]:
+    if cluster.remote:
+        return _ssh_target(cluster, wanted)
+    return _lab_target(cluster, wanted, bin_dir, same=same), None
+
+
+def upgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> UpgradeResult:
+    before = as_saved(cluster)
+    wanted = parse_version(to)
+    after, install_on = _target(cluster if cluster.remote else before, wanted, bin_dir,
+                                same=lambda found: found == wanted)
+    with locked(before.dir):
+        result = roll(before, after, wanted, install_on=install_on)
+        after.dir.save_spec(after.spec)
+    return result
+
+
+def downgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> UpgradeResult:
+    """etcd's downgrade (3.6+, one minor): validate and enable it, wait until every member
+    has migrated its storage, then replace the binaries, leader last."""
+    before = as_saved(cluster)
+    running = running_versions(before)
+    current = max(running.values())
+    if len(set(running.values())) > 1:
+        raise DcsctlError("members run different versions: " + ", ".join(
+            f"{n} {v}" for n, v in running.items()),
+            fix="finish the change in progress first (`dcsctl upgrade --to` the newest)")
+    target_line = ".".join(to.split(".")[:2])
+    if problem := downgrade_problem(current, target_line):
+        raise DcsctlError(f"refusing to downgrade etcd {current} to {to}: {problem}",
+                          fix="downgrade one minor at a time, from etcd 3.6 or newer")
+    wanted = parse_version(to if to.count(".") == 2 else f"{to}.0")
+    after, install_on = _target(cluster if cluster.remote else before, wanted, bin_dir,
+                                same=lambda found: found.line == target_line)
+    if not after.remote:
+        wanted = after.binaries.version  # --to 3.6: whichever 3.6 --bin-dir holds
+    with locked(before.dir):
+        snapshot = backup.take(before).backup.path
+        before.context.progress.message(f"snapshot before the downgrade: {snapshot}")
+        with before.admin_client(timeout=10.0) as client:
+            client.downgrade("validate", target_line)
+            client.downgrade("enable", target_line)
+        _wait_storage_version(before, target_line)
+        result = roll(before, after, wanted, install_on=install_on, downgrading=True)
+        _wait_downgrade_finished(after)
+        after.dir.save_spec(after.spec)
+    return UpgradeResult(str(current), str(wanted), result.upgraded, snapshot,
+                         result.cluster_version)
+
+
+def _wait_downgrade_finished(cluster: Cluster) -> None:
+    """Once every member runs the older minor, etcd's leader ends the downgrade itself."""
+    seen: list[str] = []
+
+    def finished() -> bool:
+        nonlocal seen
+        with cluster.admin_client() as client:
+            statuses = client.statuses()
+        seen = [s.downgrade_target if isinstance(s, EndpointStatus) else s.message
+                for s in statuses]
+        return not any(seen)
+
+    wait_until(finished, timeout=cluster.context.deadline(STORAGE_VERSION_TIMEOUT_S),
+               what="etcd did not finish the downgrade", last_error=lambda: ", ".join(seen))
+
+
+def _wait_storage_version(cluster: Cluster, line: str) -> None:
+    """After `downgrade enable` the leader migrates every member's storage to the target
+    version; only then may older binaries open the data."""
+    seen: list[str] = []
+
+    def migrated() -> bool:
+        nonlocal seen
+        with cluster.admin_client() as client:
+            statuses = client.statuses()
+        seen = [s.storage_version if isinstance(s, EndpointStatus) else s.message
+                for s in statuses]
+        return all(v.startswith(f"{line}.") for v in seen)
+
+    wait_until(migrated, timeout=cluster.context.deadline(STORAGE_VERSION_TIMEOUT_S),
+               what=f"the members' storage did not migrate to {line}",
+               last_error=lambda: ", ".join(seen))

@@ -1,0 +1,121 @@
+"""What every workflow needs to run members: start one from the configuration on its
+host, wait until members are healthy (naming the sick one, with its log), order members
+followers first and the leader last, and find the cluster the state dir really holds."""
+
+from __future__ import annotations
+
+from dcsctl import render, spec
+from dcsctl.errors import ClusterUnhealthy, DcsctlError
+from dcsctl.etcd.client import EtcdClient
+from dcsctl.etcd.model import EndpointHealth, EndpointStatus
+from dcsctl.ops.context import Cluster
+from dcsctl.spec import Member
+from dcsctl.wait import wait_until
+
+HEALTH_TIMEOUT_S = 30.0
+LOG_LINES_ON_FAILURE = 8
+NOSPACE = "NOSPACE"
+ALARMS = "Active Alarm(s): "
+
+
+def as_saved(cluster: Cluster) -> Cluster:
+    """The cluster the state dir really holds: stop what runs there, whatever -f says."""
+    if cluster.dir.spec_path.exists():
+        return cluster.context.cluster(cluster.dir.load_spec())
+    return cluster
+
+
+def _curable(error: str) -> bool:
+    """A member whose only trouble is NOSPACE alarms is sick in a way maintenance cures."""
+    if not error.startswith(ALARMS):
+        return False
+    return all(kind == NOSPACE for kind in error.removeprefix(ALARMS).split(","))
+
+
+def ordered_members(cluster: Cluster, client: EtcdClient) -> list[tuple[Member, EndpointStatus]]:
+    """Every member with its status, followers first and the leader last; abort if one is
+    unreachable or unhealthy for another reason than NOSPACE."""
+    statuses = client.statuses()
+    healths = client.health()
+    problems = []
+    ordered = []
+    for member, status, health in zip(cluster.spec.members, statuses, healths, strict=True):
+        if not isinstance(status, EndpointStatus):
+            problems.append(f"{member.name}: {status.message}")
+        elif not health.healthy and not _curable(health.error):
+            problems.append(f"{member.name}: {health.error}")
+        else:
+            ordered.append((member, status))
+    if problems:
+        raise ClusterUnhealthy(
+            "maintenance needs every member healthy; " + "; ".join(problems),
+            fix="bring the cluster back first (`dcsctl up`, `dcsctl status`)",
+        )
+    return sorted(ordered, key=lambda pair: pair[1].is_leader)
+
+
+
+class MemberRuntime:
+    """Starting members and waiting for them, for one cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def start_member(self, member: spec.Member) -> None:
+        config = self.cluster.layout(member.name).config
+        content = self.cluster.host_of(member.name).read(config)
+        if content is None:
+            raise DcsctlError(f"{member.name}: {config} is missing",
+                              fix="run `dcsctl up` (its config phase writes it)")
+        environment = render.parse_env_file(content)
+        self.cluster.service(member.name).start(
+            self.cluster.etcd_executable(member.name), environment)
+
+    def wait_healthy(self, members: list[spec.Member]) -> None:
+        endpoints = [self.cluster.spec.client_url(m) for m in members]
+        last: list[EndpointHealth] = []
+
+        def all_healthy() -> bool:
+            nonlocal last
+            self.fail_if_exited(members)
+            # A fresh client each poll: a gRPC channel that failed to connect while etcd
+            # was still starting waits out a reconnect backoff (about 1 s) before it
+            # tries again, which would hide a member that became ready meanwhile.
+            with self.cluster.admin_client(timeout=2.0) as client:
+                last = client.health(endpoints)
+            return all(h.healthy for h in last)
+
+        def last_error() -> str:
+            return "; ".join(f"{h.endpoint}: {h.error}" for h in last if not h.healthy)
+
+        try:
+            wait_until(
+                all_healthy,
+                timeout=self.cluster.context.deadline(HEALTH_TIMEOUT_S),
+                what="the cluster did not become healthy",
+                last_error=last_error,
+                interval=0.02,
+                max_interval=0.1,  # a start-up is over in ~1 s: poll finely
+            )
+        except ClusterUnhealthy as exc:
+            sick = [m for m, h in zip(members, last, strict=False) if not h.healthy]
+            raise self.member_failure(sick or members, exc.message) from exc
+
+    def fail_if_exited(self, members: list[spec.Member]) -> None:
+        exited = [m for m in members if not self.cluster.service(m.name).is_active()]
+        if exited:
+            raise self.member_failure(exited, "etcd exited during start-up")
+
+    def member_failure(self, members: list[spec.Member], why: str) -> DcsctlError:
+        details = []
+        for member in members:
+            details.append(f"last lines of {member.name}'s log:")
+            tail = self.cluster.service(member.name).log_tail(LOG_LINES_ON_FAILURE)
+            details.extend(f"  {line}" for line in tail)
+        names = ", ".join(m.name for m in members)
+        return ClusterUnhealthy(
+            f"{names}: {why}",
+            fix=f"read `dcsctl logs {members[0].name}`, correct the cause, then run "
+            "`dcsctl up` again (it resumes)",
+            details=tuple(details),
+        )

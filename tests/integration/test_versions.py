@@ -1,0 +1,184 @@
+"""Every supported etcd, for real: the binaries scripts/setup builds from etcd's Go modules
+(newest 3.5, 3.6, 3.7) and Debian's, each running the core flow; the upgrade chain from
+the guide's 3.5.16 to 3.7 under a writer; a downgrade through etcd's API; and the version
+mistakes a user makes, each refused with a fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcsctl import render, spec
+from dcsctl.errors import ExitCode
+from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
+from dcsctl.ops.context import Context
+from tests.conftest import LabCluster, etcd_bin_dir, etcd_builds
+from tests.integration.writer import BackgroundWriter
+
+GUIDE = Version(3, 5, 16)
+LINES = sorted(NEWEST)
+
+
+def _versions(lab: LabCluster) -> set[str]:
+    members = json.loads(lab.ok("status", "--json").out)["members"]
+    return {m["status"]["version"] for m in members}
+
+
+def test_setup_built_every_supported_release_and_links_the_recommended_one() -> None:
+    builds = etcd_builds()
+    assert set(NEWEST.values()) | {GUIDE} <= set(builds)
+    for version, bin_dir in builds.items():
+        for tool, argv in (("etcd", ["--version"]), ("etcdctl", ["version"]),
+                           ("etcdutl", ["version"])):
+            out = subprocess.run([str(bin_dir / tool), *argv], capture_output=True, text=True,
+                                 check=True, timeout=20).stdout
+            assert f"ersion: {version}\n" in out, (tool, version, out)
+    default = Path(os.environ.get("DCSCTL_ETCD_BIN_DIR", "")) / "etcd"
+    assert default.resolve() == (builds[RECOMMENDED] / "etcd").resolve()
+
+
+@pytest.mark.parametrize("version", sorted(etcd_builds()), ids=str)
+def test_every_rendered_flag_is_one_that_etcd_knows(version: Version) -> None:
+    """The settings dcsctl writes for a version are flags that very binary accepts (an
+    unknown ETCD_* variable is only logged by etcd, so nothing else would notice)."""
+    helped = subprocess.run([str(etcd_bin_dir(version) / "etcd"), "--help"],
+                            capture_output=True, text=True, timeout=20, check=False)
+    text = helped.stdout + helped.stderr
+    cluster = spec.lab_spec(3)
+    member = cluster.members[0]
+    settings = render.etcd_settings(cluster, member, render.remote_layout(cluster, member),
+                                    version=version, state=render.ClusterState.NEW,
+                                    token="t", jwt_sign_method="ES256")
+    unknown = [flag for flag in settings if f"--{flag}" not in text]
+    assert unknown == [], f"etcd {version} does not know {unknown}"
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_core_flow_on_each_release_line(
+    lab_factory: Callable[..., LabCluster], tmp_path: Path, line: str
+) -> None:
+    version = NEWEST[line]
+    lab = lab_factory(etcd=version)
+    lab.ok("up")
+    assert _versions(lab) == {str(version)}
+    status = json.loads(lab.ok("status", "--json").out)
+    assert status["healthy"] and status["advisories"] == []
+    storage = {m["status"]["storage_version"] for m in status["members"]}
+    assert storage == ({None} if line == "3.5" else {f"{line}.0"})
+
+    # The guide's own commands, with that version's etcdctl and dcsctl's environment.
+    environ = dict(lab.environ)
+    for export in lab.ok("env").out.splitlines():
+        name, _, value = export.removeprefix("export ").partition("=")
+        environ[name] = value.strip("'\"")
+    etcdctl = str(etcd_bin_dir(version) / "etcdctl")
+    for argv in (["put", "foo", "bar"], ["endpoint", "status", "-w", "table"],
+                 ["endpoint", "health"], ["member", "list", "-w", "table"]):
+        done = subprocess.run([etcdctl, *argv], capture_output=True, text=True, env=environ,
+                              timeout=30, check=False)
+        assert done.returncode == 0, (argv, done.stderr)
+    assert lab.ok("get", "foo").out == "bar\n"
+
+    backup = lab.ok("backup", "--dir", str(tmp_path / "backups"))
+    snapshot = next((tmp_path / "backups").glob("*.db"))
+    lab.ok("put", "foo", "changed after the backup")
+    lab.ok("restore", str(snapshot), "--yes")
+    assert lab.ok("get", "foo").out == "bar\n", backup.out
+
+    prefix = lab.addresses()[0].rsplit(".", 1)[0]
+    lab.ok("member", "add", f"{lab.name}-3", "--address", f"{prefix}.13")
+    assert len(json.loads(lab.ok("status", "--json").out)["members"]) == 4
+    lab.ok("member", "remove", f"{lab.name}-3", "--yes")
+    assert lab.ok("get", "foo").out == "bar\n"
+
+
+def test_upgrade_chain_from_the_guides_etcd_to_3_7_loses_no_acknowledged_write(
+    lab_factory: Callable[..., LabCluster],
+) -> None:
+    """3.5.16 -> newest 3.5 -> 3.6 -> 3.7 under a bounded writer, then back to 3.6."""
+    lab = lab_factory(etcd=GUIDE)
+    lab.ok("up")
+    lab.ok("patroni", "add", "demo", "--accept-risk", "CVE-2026-73499")
+    lab.ok("put", "/service/demo/leader", "pg0")
+    skipped = lab.dcsctl("upgrade", "--to", str(NEWEST["3.6"]),
+                         "--bin-dir", str(etcd_bin_dir(NEWEST["3.6"])))
+    assert skipped.code == ExitCode.FAILED
+    assert f"`dcsctl upgrade --to {NEWEST['3.5']}` then" in skipped.err
+    assert _versions(lab) == {str(GUIDE)}  # refused before anything changed
+
+    chain = [NEWEST["3.5"], NEWEST["3.6"], NEWEST["3.7"]]
+    with BackgroundWriter(lab, max_seconds=600) as writer:
+        writer.wait_acked(20)
+        for step in chain:
+            done = lab.ok("upgrade", "--to", str(step), "--bin-dir", str(etcd_bin_dir(step)))
+            assert f"cluster version {step.line}.0" in done.out, done.out
+            assert _versions(lab) == {str(step)}
+            writer.wait_acked(20)
+    cluster = Context(lab.environ).cluster(spec.parse(lab.spec_file.read_text()))
+    with cluster.admin_client() as client:
+        lost = [key for key in writer.acked if client.get(key) is None]
+        users = client.user_roles()
+    assert lost == [], f"{len(lost)} of {len(writer.acked)} acknowledged writes lost"
+    assert users == {"root": {"root"}, "patroni-demo": {"patroni-demo"}}
+    assert lab.ok("get", "/service/demo/leader").out == "pg0\n"
+    backups = sorted((lab.state / "backups").glob("*.db"))
+    assert len(backups) == len(chain), "a snapshot before every step"
+
+    down = lab.ok("downgrade", "--to", "3.6", "--bin-dir", str(etcd_bin_dir(NEWEST["3.6"])),
+                  "--yes")
+    assert "cluster version 3.6.0" in down.out, down.out
+    assert _versions(lab) == {str(NEWEST["3.6"])}
+    assert lab.ok("get", "/service/demo/leader").out == "pg0\n"
+    assert json.loads(lab.ok("status", "--json").out)["healthy"] is True
+
+
+def test_version_mistakes_are_refused_with_a_fix(
+    lab_factory: Callable[..., LabCluster], tmp_path: Path
+) -> None:
+    lab = lab_factory(members=1, etcd=NEWEST["3.5"])
+    lab.ok("up")
+    # A folder whose binary is not the version the command names.
+    wrong = lab.dcsctl("upgrade", "--to", str(NEWEST["3.6"]),
+                       "--bin-dir", str(etcd_bin_dir(NEWEST["3.7"])))
+    assert wrong.code == ExitCode.ENVIRONMENT and "fix:" in wrong.err
+    # Not a version at all.
+    nonsense = lab.dcsctl("upgrade", "--to", "latest", "--bin-dir", str(tmp_path))
+    assert nonsense.code == ExitCode.USAGE and "fix:" in nonsense.err
+    # A downgrade before etcd had the API, and one of two minors.
+    refused = lab.dcsctl("downgrade", "--to", "3.4", "--yes",
+                         "--bin-dir", str(etcd_bin_dir(GUIDE)))
+    assert refused.code == ExitCode.FAILED and "no downgrade support" in refused.err
+    # A folder named for one version holding another.
+    fake = tmp_path / "etcd-3.6.16" / "bin"
+    fake.mkdir(parents=True)
+    for tool in ("etcd", "etcdctl", "etcdutl"):
+        shutil.copy(etcd_bin_dir(NEWEST["3.7"]) / tool, fake / tool)
+    document = lab.document()
+    document["etcd"] = {"bin_dir": str(fake)}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    mislabeled = lab.dcsctl("status")
+    assert mislabeled.code == ExitCode.ENVIRONMENT
+    assert "3.7.3" in mislabeled.err and "3.6.16" in mislabeled.err and "fix:" in mislabeled.err
+
+
+def test_status_shows_a_mixed_version_cluster(lab_factory: Callable[..., LabCluster]) -> None:
+    lab = lab_factory(etcd=NEWEST["3.5"])
+    lab.ok("up")
+    cluster = Context(lab.environ).cluster(spec.parse(lab.spec_file.read_text()))
+    member = cluster.spec.members[0]
+    newer = etcd_bin_dir(NEWEST["3.6"]) / "etcd"
+    config = render.parse_env_file(cluster.dir.layout(member.name).config.read_bytes())
+    cluster.service(member.name).stop()
+    cluster.service(member.name).start(newer, config)
+    mixed = lab.dcsctl("status", "--json")
+    view = json.loads(mixed.out)
+    assert any("different etcd versions" in p for p in view["problems"]), view["problems"]
+    assert {m["status"]["version"] for m in view["members"] if m["status"]} == {
+        str(NEWEST["3.5"]), str(NEWEST["3.6"])}
