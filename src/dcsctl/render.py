@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
 
-from dcsctl.spec import ClusterSpec, Member
+from dcsctl.spec import (
+    HOSTS_FILE,
+    PIDFILE,
+    SYSTEMD_UNIT,
+    TARBALL_CACHE,
+    ClusterSpec,
+    Member,
+)
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=@%+-]*$")
 _ENV_LINE = re.compile(r"^(ETCD_[A-Z0-9_]+)='([^']*)'$")
@@ -89,12 +96,12 @@ class HostPaths:
         link = spec.paths.env_link
         return cls(
             etcd=on_host(member, spec.remote_bin_dir()) / "etcd",
-            unit=on_host(member, "/etc/systemd/system/etcd.service"),
+            unit=on_host(member, SYSTEMD_UNIT),
             env_link=on_host(member, link) if link else None,
-            pidfile=on_host(member, "/run/dcsctl-etcd.pid"),
+            pidfile=on_host(member, PIDFILE),
             log=on_host(member, spec.paths.log_file),
-            hosts_file=on_host(member, "/etc/hosts"),
-            tarball_cache=on_host(member, "/var/cache/dcsctl"),
+            hosts_file=on_host(member, HOSTS_FILE),
+            tarball_cache=on_host(member, TARBALL_CACHE),
         )
 
 
