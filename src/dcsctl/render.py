@@ -13,14 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
 
-from dcsctl.spec import (
-    HOSTS_FILE,
-    PIDFILE,
-    SYSTEMD_UNIT,
-    TARBALL_CACHE,
-    ClusterSpec,
-    Member,
-)
+from dcsctl.spec import ClusterSpec, Member
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=@%+-]*$")
 _ENV_LINE = re.compile(r"^(ETCD_[A-Z0-9_]+)='([^']*)'$")
@@ -96,12 +89,12 @@ class HostPaths:
         link = spec.paths.env_link
         return cls(
             etcd=on_host(member, spec.remote_bin_dir()) / "etcd",
-            unit=on_host(member, SYSTEMD_UNIT),
+            unit=on_host(member, "/etc/systemd/system/etcd.service"),
             env_link=on_host(member, link) if link else None,
-            pidfile=on_host(member, PIDFILE),
+            pidfile=on_host(member, "/run/dcsctl-etcd.pid"),
             log=on_host(member, spec.paths.log_file),
-            hosts_file=on_host(member, HOSTS_FILE),
-            tarball_cache=on_host(member, TARBALL_CACHE),
+            hosts_file=on_host(member, "/etc/hosts"),
+            tarball_cache=on_host(member, "/var/cache/dcsctl"),
         )
 
 

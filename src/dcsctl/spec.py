@@ -101,7 +101,8 @@ SYSTEM_DIRECTORIES = frozenset({
 # binary directories are right for it.
 BINARY_DIRECTORIES = frozenset({"/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin",
                                 "/usr/local/sbin", "/sbin"})
-# Files dcsctl manages at fixed places on every host (render.HostPaths).
+# Files dcsctl manages at fixed places on every host: render.HostPaths puts them there
+# (tests/unit/test_spec.py checks that the two agree).
 SYSTEMD_UNIT = "/etc/systemd/system/etcd.service"
 PIDFILE = "/run/dcsctl-etcd.pid"
 HOSTS_FILE = "/etc/hosts"

@@ -168,3 +168,13 @@ def test_even_and_large_member_counts_warn() -> None:
 def test_invalid_yaml_says_where() -> None:
     with pytest.raises(SpecError, match=r"not valid YAML at line \d+, column \d+"):
         spec.parse("members:\n  - name: [unclosed\n")
+
+
+def test_the_fixed_places_checked_here_are_where_render_puts_them() -> None:
+    from dcsctl import render
+
+    cluster = spec.ssh_spec(1)
+    places = render.HostPaths.of(cluster, cluster.members[0])
+    assert (str(places.unit), str(places.pidfile), str(places.hosts_file),
+            str(places.tarball_cache)) == (spec.SYSTEMD_UNIT, spec.PIDFILE, spec.HOSTS_FILE,
+                                           spec.TARBALL_CACHE)
