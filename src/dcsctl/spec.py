@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import itertools
+import posixpath
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -72,8 +74,39 @@ class Ports(_Strict):
     peer: Port = 2380
 
 
-SSH_DESTINATION = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9_.-]+)"
+# The host starts with a letter, digit or '_': a destination starting with '-' would reach
+# OpenSSH as an option ("-Fx" is `-F x`, "-oProxyCommand=..." runs a command).
+SSH_DESTINATION = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?"
+                             r"(?P<host>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
                              r"(?::(?P<port>[0-9]{1,5}))?$")
+
+# A member certificate carries CN=<member name>, and etcd maps a client certificate's CN
+# to the etcd user of that name: a member named `root` would hold etcd's root identity,
+# one named `patroni-x` scope x's.
+RESERVED_MEMBER_NAMES = frozenset({"root"})
+RESERVED_MEMBER_PREFIXES = ("patroni-",)
+
+# Places a path setting must never name: dcsctl (as root on the hosts) creates, chowns
+# and, on destroy, replace or restore, `rm -rf`s what the settings name.
+SYSTEM_DIRECTORIES = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/etc/default", "/etc/ssh", "/etc/ssl",
+    "/etc/systemd", "/etc/systemd/system", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv",
+    "/sys", "/usr", "/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec",
+    "/usr/local", "/usr/local/bin", "/usr/local/lib", "/usr/local/sbin", "/usr/sbin",
+    "/usr/share", "/var", "/var/backups", "/var/cache", "/var/lib", "/var/local",
+    "/var/lock", "/var/log", "/var/mail", "/var/opt", "/var/run", "/var/spool",
+}) | {"/tmp", "/var/tmp"}  # noqa: S108 (places refused, not temp files)
+# etcd's binaries are installed into bin_dir (never chowned or removed): the usual
+# binary directories are right for it.
+BINARY_DIRECTORIES = frozenset({"/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin",
+                                "/usr/local/sbin", "/sbin"})
+# Files dcsctl manages at fixed places on every host: render.HostPaths puts them there
+# (tests/unit/test_spec.py checks that the two agree).
+SYSTEMD_UNIT = "/etc/systemd/system/etcd.service"
+PIDFILE = "/run/dcsctl-etcd.pid"
+HOSTS_FILE = "/etc/hosts"
+TARBALL_CACHE = "/var/cache/dcsctl"
 
 
 class Member(_Strict):
@@ -96,7 +129,7 @@ class Member(_Strict):
     @field_validator("remote_root")
     @classmethod
     def _remote_root(cls, value: str) -> str:
-        return _absolute_path(value)
+        return _absolute_path(value)  # "/" is right here: a prefix, not a managed place
 
     @field_validator("address", mode="before")
     @classmethod
@@ -121,12 +154,35 @@ class Member(_Strict):
                 "must be a DNS label: lowercase letters, digits and '-', 1-63 characters, "
                 "not starting or ending with '-'"
             )
+        if value in RESERVED_MEMBER_NAMES or value.startswith(RESERVED_MEMBER_PREFIXES):
+            raise ValueError(
+                f"{value!r} is reserved: a member's certificate carries CN=<name>, which etcd "
+                "takes as the user of that name (root, or a Patroni scope's user); "
+                "choose another name, e.g. dcs-00"
+            )
         return value
 
 
 def _absolute_path(value: str) -> str:
     if not value.startswith("/") or "\n" in value or "'" in value:
         raise ValueError("must be an absolute path such as /etc/dcs (no quotes or newlines)")
+    # posixpath.normpath keeps a leading "//" (POSIX leaves its meaning open): test it apart.
+    if "//" in value or posixpath.normpath(value) != value:
+        raise ValueError(
+            f"must be a normalized absolute path: no '..', '.', '//' or trailing '/' "
+            f"(write {posixpath.normpath('/' + value.lstrip('/'))!r} if that is the place)"
+        )
+    return value
+
+
+def _managed_path(value: str, *, binaries: bool = False) -> str:
+    """A place dcsctl creates, chowns and may remove: never a system directory."""
+    _absolute_path(value)
+    if value in SYSTEM_DIRECTORIES and not (binaries and value in BINARY_DIRECTORIES):
+        raise ValueError(
+            f"{value} is a system directory: dcsctl, as root, would chown it and may remove "
+            "it; give etcd a place of its own, e.g. /var/lib/etcd or /etc/dcs/cert"
+        )
     return value
 
 
@@ -185,12 +241,17 @@ class RemotePaths(_Strict):
     @field_validator("config_file", "cert_dir", "data_dir", "log_file")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        return _absolute_path(value)
+        return _managed_path(value)
 
-    @field_validator("env_link", "bin_dir")
+    @field_validator("env_link")
     @classmethod
     def _optional_absolute(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else _managed_path(value)
+
+    @field_validator("bin_dir")
+    @classmethod
+    def _binary_dir(cls, value: str | None) -> str | None:
+        return None if value is None else _managed_path(value, binaries=True)
 
 
 class TlsPolicy(_Strict):
@@ -413,6 +474,64 @@ def _cross_member_problems(raw: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _contains(outer: str, inner: str) -> bool:
+    return outer == inner or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _path_problems(raw: Mapping[str, Any]) -> list[Problem]:
+    """Managed places that nest (data_dir holding cert_dir: a wipe of the data dir would
+    take the keys too), or that a member's remote_root turns into a system directory.
+
+    On the raw document, like the cross-member checks: they run even when a field fails;
+    a value the field validators refuse is left to them.
+    """
+    paths = raw.get("paths")
+    given = paths if isinstance(paths, dict) else {}
+    managed: dict[str, str] = {}
+    for key, field in RemotePaths.model_fields.items():
+        value = given.get(key, field.default)
+        if isinstance(value, str) and _is_valid(value, managed=True, binaries=key == "bin_dir"):
+            managed[key] = value
+    places = [(f"paths.{key}", value) for key, value in managed.items()] + [
+        ("dcsctl's systemd unit", SYSTEMD_UNIT), ("dcsctl's pidfile", PIDFILE),
+        ("dcsctl's tarball cache", TARBALL_CACHE)]
+    problems = []
+    for (outer_name, outer), (inner_name, inner) in itertools.permutations(places, 2):
+        if not outer_name.startswith("paths.") or not _contains(outer, inner):
+            continue
+        if outer == inner and inner_name.startswith("paths.") and inner_name < outer_name:
+            continue  # one problem for two settings naming the same place
+        relation = "is the same place as" if outer == inner else "contains"
+        problems.append(Problem(
+            outer_name,
+            f"{outer} {relation} {inner_name} ({inner}): each managed place must stand "
+            "apart, or removing or chowning one reaches the other",
+        ))
+    members = raw.get("members")
+    for index, member in enumerate(members if isinstance(members, list) else []):
+        root = member.get("remote_root") if isinstance(member, dict) else None
+        if not isinstance(root, str) or root == "/" or not _is_valid(root):
+            continue
+        for key, value in managed.items():
+            joined = posixpath.join(root, value.lstrip("/"))
+            if joined in SYSTEM_DIRECTORIES and not (
+                key == "bin_dir" and joined in BINARY_DIRECTORIES
+            ):
+                problems.append(Problem(
+                    f"members[{index}].remote_root",
+                    f"with paths.{key} it makes {joined}, a system directory",
+                ))
+    return problems
+
+
+def _is_valid(path: str, *, managed: bool = False, binaries: bool = False) -> bool:
+    try:
+        _managed_path(path, binaries=binaries) if managed else _absolute_path(path)
+    except ValueError:
+        return False
+    return True
+
+
 def parse(document: str, *, source: str = "cluster.yaml") -> ClusterSpec:
     """Parse and validate YAML text; raise SpecError listing every problem."""
     try:
@@ -435,7 +554,7 @@ def parse(document: str, *, source: str = "cluster.yaml") -> ClusterSpec:
 
 
 def from_mapping(raw: Mapping[str, Any], *, source: str = "cluster.yaml") -> ClusterSpec:
-    problems = _cross_member_problems(raw)
+    problems = _cross_member_problems(raw) + _path_problems(raw)
     spec: ClusterSpec | None = None
     try:
         spec = ClusterSpec.model_validate(raw)

@@ -89,10 +89,40 @@ def test_destroy_asks_and_a_no_changes_nothing(
     state = Path(environ["DCSCTL_HOME"]) / "dcs"
     state.mkdir(parents=True)
     (state / "keep").write_text("x")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
     result = cli(environ, "destroy", "-f", str(spec_file))
     assert result.code == 1 and "cancelled" in result.err
     assert (state / "keep").exists()
+
+
+class Terminal(io.StringIO):
+    """Typed answers, from what looks like a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+DESTRUCTIVE = [("destroy",), ("member", "remove", "dcs-01"), ("member", "replace", "dcs-01"),
+               ("patroni", "remove", "demo"), ("certs", "rotate", "--ca", "--finish")]
+
+
+@pytest.mark.parametrize("argv", DESTRUCTIVE, ids=" ".join)
+def test_destructive_commands_without_a_terminal_need_yes(
+    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+) -> None:
+    spec_file = tmp_path / "c.yaml"
+    assert cli(environ, "init", "-o", str(spec_file)).code == 0
+    (Path(environ["DCSCTL_HOME"]) / "dcs").mkdir(parents=True)
+    # A script's stdin: a "y" there is not a person's answer.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    result = cli(environ, *argv, "-f", str(spec_file))
+    assert result.code == 1, result.err
+    assert "needs a confirmation and there is no terminal" in result.err
+    assert "--yes" in result.err
+    monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+    declined = cli(environ, *argv, "-f", str(spec_file))
+    assert declined.code == 1 and "cancelled" in declined.err, declined.err
 
 
 def test_unexpected_errors_have_no_traceback_unless_debug(

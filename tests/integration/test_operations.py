@@ -45,7 +45,7 @@ def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
     assert all(m["healthy"] and m["is_learner"] is False for m in members)
     assert "extra-4" in lab.spec_file.read_text()  # the -f file follows the membership
     for name in ("extra-4", "extra-3"):
-        lab.ok("member", "remove", name)
+        lab.ok("member", "remove", name, "--yes")
     assert [m["name"] for m in _members(lab)] == [f"{lab.name}-{i}" for i in range(3)]
     assert lab.ok("get", "/k").out == "before\n"
 
@@ -56,7 +56,7 @@ def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster) -> None:
     victim = _members(lab)[2]
     os.kill(int(str(victim["pid"])), signal.SIGKILL)
     shutil.rmtree(lab.state / "members" / str(victim["name"]) / "data")
-    lab.ok("member", "replace", str(victim["name"]))
+    lab.ok("member", "replace", str(victim["name"]), "--yes")
     after = {m["name"]: m for m in _members(lab)}
     assert after[victim["name"]]["id"] != victim["id"]
     assert all(m["healthy"] for m in after.values())
@@ -86,7 +86,7 @@ def test_removal_that_would_break_quorum_is_refused(lab: LabCluster) -> None:
     lab.ok("up")
     members = _members(lab)
     os.kill(int(str(members[0]["pid"])), signal.SIGKILL)
-    refused = lab.dcsctl("member", "remove", str(members[1]["name"]))
+    refused = lab.dcsctl("member", "remove", str(members[1]["name"]), "--yes")
     assert refused.code == 5
     assert "quorum" in refused.err and "--force" in refused.err
     still = lab.dcsctl("status", "--json").json()["members"]  # exit 5: one member is down

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dcsctl.errors import ExitCode
+from dcsctl.spec import BINARY_DIRECTORIES, SYSTEM_DIRECTORIES
 from tests.conftest import VENV_BIN, kill_leftovers, run_cli
 
 VALID: dict[str, Any] = {
@@ -29,6 +30,20 @@ bad_port = st.one_of(st.integers(max_value=1023), st.integers(min_value=65536),
 junk = st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.booleans(),
                  st.lists(st.integers(), max_size=3), st.none())
 
+segment = st.text(alphabet="abcxyz-_", min_size=1, max_size=6)
+unnormalized = st.one_of(
+    st.builds(lambda a, b: f"/{a}/../{b}", segment, segment),
+    st.builds(lambda a: f"/{a}/./etcd", segment), st.builds(lambda a: f"/{a}//etcd", segment),
+    st.builds(lambda a: f"/var/lib/{a}/", segment), st.builds(lambda a: f"//{a}", segment),
+    st.builds(lambda a: f"{a}/etcd", segment),  # relative
+)
+system_dir = st.sampled_from(sorted(SYSTEM_DIRECTORIES - BINARY_DIRECTORIES))
+MANAGED = ["config_file", "env_link", "cert_dir", "data_dir", "log_file"]
+# The host must not start with '-': OpenSSH would read it as an option.
+bad_destination = st.one_of(
+    st.sampled_from(["-Fx", "-oProxyCommand=id", "admin@-p22", "-", "a b", "host:port"]),
+    st.builds(lambda a: f"-{a}", segment), st.integers(), st.lists(st.text(), max_size=2))
+
 MUTATIONS = st.one_of(
     st.tuples(st.just(("members", 0, "name")), not_dns),
     st.tuples(st.just(("members", 1, "address")), not_ip),
@@ -42,7 +57,22 @@ MUTATIONS = st.one_of(
     st.tuples(st.just(("name",)), not_dns),
     st.tuples(st.just(("members",)), st.one_of(st.just([]), junk)),
     st.tuples(st.sampled_from([("surprise",), ("etcd", "heartbeat"), ("tls", "bits"),
-                               ("members", 2, "role")]), junk),
+                               ("members", 2, "role"), ("ssh", "password"),
+                               ("install", "url"), ("paths", "home")]), junk),
+    st.tuples(st.just(("members", 0, "ssh")), bad_destination),
+    st.tuples(st.just(("members", 1, "remote_root")), st.one_of(unnormalized, st.integers())),
+    st.tuples(st.sampled_from([("paths", key) for key in MANAGED]),
+              st.one_of(system_dir, unnormalized, st.integers())),
+    st.tuples(st.just(("paths", "bin_dir")), st.one_of(st.sampled_from(["/", "/etc", "/var/lib"]),
+                                                       unnormalized)),
+    st.tuples(st.just(("paths", "data_dir")),
+              st.sampled_from(["/etc/dcs", "/etc/dcs/cert", "/var/cache/dcsctl"])),  # nested
+    st.tuples(st.sampled_from([("ssh", "port"), ("ssh", "connect_timeout_s")]),
+              st.one_of(st.integers(max_value=0), st.integers(min_value=65536))),
+    st.tuples(st.just(("install", "method")), st.text().filter(
+        lambda s: s not in {"apt", "release", "none"})),
+    st.tuples(st.just(("install", "sha256")), st.text(max_size=70).filter(
+        lambda s: len(s) != 64)),
 )
 
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from tests.conftest import CliResult, LabCluster
 
-PRIVATE_MODES = {0o600, 0o640}
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def _secrets(lab: LabCluster) -> list[bytes]:
@@ -62,7 +66,12 @@ def test_every_key_is_private_and_the_ca_key_stays_home(lab: LabCluster, tmp_pat
     ]
     assert len(sensitive) >= 12
     for path in sensitive:
-        assert stat.S_IMODE(path.stat().st_mode) in PRIVATE_MODES, path
+        assert _mode(path) == PRIVATE_FILE, (path, oct(_mode(path)))
+    # Exactly 0700: the directories that hold them, and the cluster's state dir itself.
+    holders = {path.parent for path in sensitive} | {lab.state}
+    assert {lab.state / "pki", lab.state / "secrets", lab.state / "backups", bundle} <= holders
+    for directory in holders:
+        assert _mode(directory) == PRIVATE_DIR, (directory, oct(_mode(directory)))
     ca_key = (lab.state / "pki" / "ca.key").read_bytes()
     holders = [p for p in [*lab.state.rglob("*"), *bundle.rglob("*")]
                if p.is_file() and ca_key in p.read_bytes()]

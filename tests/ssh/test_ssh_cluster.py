@@ -272,7 +272,7 @@ def test_day_two_on_ssh_hosts_backup_restore_members_certs_restart(
     listed = json.loads(cluster.ok("status", "--json").out)
     assert len(listed["members"]) == 4 and listed["healthy"] is True
     assert (root / "etc" / "dcs" / "cert" / f"{spare}.key").exists()
-    cluster.ok("member", "remove", spare)
+    cluster.ok("member", "remove", spare, "--yes")
     assert not (root / "etc" / "dcs" / "cert" / f"{spare}.key").exists()
     assert len(json.loads(cluster.ok("status", "--json").out)["members"]) == 3
 

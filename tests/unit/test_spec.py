@@ -67,6 +67,43 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     ("quoted path", {"target": "ssh", "members": GOOD_MEMBERS,
                      "paths": {"data_dir": "/var/lib/'etcd'"}},
      ["paths.data_dir: must be an absolute path"]),
+    *[(f"{key} {value}", {"target": "ssh", "members": GOOD_MEMBERS, "paths": {key: value}},
+       [f"paths.{key}: {value} is a system directory"])
+      for key, value in [("data_dir", "/"), ("cert_dir", "/etc"), ("data_dir", "/var/lib"),
+                         ("log_file", "/var/log"), ("env_link", "/etc/default"),
+                         ("config_file", "/usr"), ("bin_dir", "/etc")]],
+    *[(f"unnormalized {value}", {"target": "ssh", "members": GOOD_MEMBERS,
+                                 "paths": {"data_dir": value}},
+       ["paths.data_dir: must be a normalized absolute path"])
+      for value in ["/var/lib/../lib/etcd", "/var/lib/./etcd", "/var//lib/etcd",
+                    "/var/lib/etcd/", "//var/lib/etcd", "/.."]],
+    ("unnormalized remote root", {"target": "ssh", "members": [
+        {**GOOD_MEMBERS[0], "remote_root": "/srv/h0/.."}]},
+     ["members[0].remote_root: must be a normalized absolute path"]),
+    ("data dir holds the certificates and config", {
+        "target": "ssh", "members": GOOD_MEMBERS, "paths": {"data_dir": "/etc/dcs"}},
+     ["paths.data_dir: /etc/dcs contains paths.config_file (/etc/dcs/etcd)",
+      "paths.data_dir: /etc/dcs contains paths.cert_dir (/etc/dcs/cert)"]),
+    ("cert dir is the data dir", {
+        "target": "ssh", "members": GOOD_MEMBERS,
+        "paths": {"data_dir": "/srv/etcd", "cert_dir": "/srv/etcd"}},
+     ["paths.cert_dir: /srv/etcd is the same place as paths.data_dir (/srv/etcd)"]),
+    ("log inside the cert dir", {
+        "target": "ssh", "members": GOOD_MEMBERS, "paths": {"log_file": "/etc/dcs/cert/x.log"}},
+     ["paths.cert_dir: /etc/dcs/cert contains paths.log_file"]),
+    ("data dir is dcsctl's tarball cache", {
+        "target": "ssh", "members": GOOD_MEMBERS, "paths": {"data_dir": "/var/cache/dcsctl"}},
+     ["paths.data_dir: /var/cache/dcsctl is the same place as dcsctl's tarball cache"]),
+    ("remote root turns a path into a system directory", {
+        "target": "ssh", "members": [{**GOOD_MEMBERS[0], "remote_root": "/usr"}],
+        "paths": {"data_dir": "/local"}},
+     ["members[0].remote_root: with paths.data_dir it makes /usr/local, a system directory"]),
+    *[(f"ssh destination {value}", {"target": "ssh", "members": [
+        {**GOOD_MEMBERS[0], "ssh": value}]}, ["members[0].ssh: must be [user@]host[:port]"])
+      for value in ["-Fx", "-oProxyCommand", "admin@-p2222", "-"]],
+    *[(f"reserved member name {value}", {"members": [{**GOOD_MEMBERS[0], "name": value}]},
+       [f"members[0].name: {value!r} is reserved"])
+      for value in ["root", "patroni-prod"]],
 ]
 
 
@@ -102,6 +139,18 @@ def test_ssh_members_may_live_anywhere_and_release_is_pinned() -> None:
     assert cluster.members[0].remote_root == "/"
 
 
+def test_usual_places_are_accepted() -> None:
+    # The guide's defaults, binaries in a system bin dir, a host tree under remote_root.
+    cluster = spec.from_mapping({
+        "target": "ssh", "paths": {"bin_dir": "/usr/bin", "data_dir": "/srv/etcd/data",
+                                   "cert_dir": "/srv/etcd/cert", "log_file": "/srv/etcd.log"},
+        "members": [{"name": "dcs-00", "address": "192.168.56.10", "ssh": "_alias",
+                     "remote_root": "/tmp/hosts/dcs-00"}],
+    })
+    assert cluster.paths.data_dir == "/srv/etcd/data"
+    assert spec.ssh_spec(3).paths == spec.RemotePaths()
+
+
 @pytest.mark.parametrize("members", [1, 3, 5, 7])
 def test_built_in_specs_round_trip_through_their_annotated_yaml(members: int) -> None:
     for built in (spec.lab_spec(members), spec.ssh_spec(members)):
@@ -119,3 +168,13 @@ def test_even_and_large_member_counts_warn() -> None:
 def test_invalid_yaml_says_where() -> None:
     with pytest.raises(SpecError, match=r"not valid YAML at line \d+, column \d+"):
         spec.parse("members:\n  - name: [unclosed\n")
+
+
+def test_the_fixed_places_checked_here_are_where_render_puts_them() -> None:
+    from dcsctl import render
+
+    cluster = spec.ssh_spec(1)
+    places = render.HostPaths.of(cluster, cluster.members[0])
+    assert (str(places.unit), str(places.pidfile), str(places.hosts_file),
+            str(places.tarball_cache)) == (spec.SYSTEMD_UNIT, spec.PIDFILE, spec.HOSTS_FILE,
+                                           spec.TARBALL_CACHE)

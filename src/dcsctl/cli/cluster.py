@@ -12,8 +12,10 @@ from dcsctl.cli.common import (
     ClusterOption,
     JsonOption,
     SpecOption,
+    YesOption,
     app,
     cluster_of,
+    confirm,
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
@@ -104,17 +106,15 @@ def down(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOptio
 @app.command()
 def destroy(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Stop the members and delete the cluster: data, PKI, credentials."""
     target = cluster_of(ctx, spec_file, cluster)
     if not target.dir.root.exists():
         raise DcsctlError(f"no cluster named {target.spec.name!r} in {target.dir.home}",
                           fix="nothing to destroy; check DCSCTL_HOME or --cluster")
-    if not yes and not typer.confirm(
-        f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?"
-    ):
-        raise DcsctlError("destroy cancelled", fix="pass --yes to skip the question")
+    confirm(f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?",
+            yes=yes, action="destroy")
     result = lifecycle.destroy(target)
     session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}",
                             highlight=False)

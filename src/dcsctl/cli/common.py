@@ -43,19 +43,22 @@ ClusterOption = Annotated[
     typer.Option("--cluster", "-c", help="a cluster already in DCSCTL_HOME, by name"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask")]
 
 
-def confirm(question: str, *, yes: bool, what: str) -> None:
-    """A destructive operation asks first; --yes answers for scripts. With no terminal
-    and no --yes there is nobody to ask: refuse rather than guess."""
+def confirm(question: str, *, yes: bool, action: str) -> None:
+    """Go on only with --yes or a "y" typed at a terminal.
+
+    Without a terminal nobody can answer: a script that forgot --yes is refused rather
+    than left waiting or, worse, taken as a yes.
+    """
     if yes:
         return
     if not sys.stdin.isatty():
-        raise DcsctlError(f"{what} needs a confirmation and there is no terminal to ask",
-                          fix="pass --yes to confirm it from a script")
+        raise DcsctlError(f"{action} needs a confirmation and there is no terminal to ask on",
+                          fix="run it at a terminal, or pass --yes if you mean it")
     if not typer.confirm(question):
-        raise DcsctlError(f"{what} cancelled", fix="pass --yes to skip the question")
+        raise DcsctlError(f"{action} cancelled", fix="pass --yes to skip the question")
 
 
 def session_of(ctx: typer.Context) -> Session:

@@ -65,10 +65,12 @@ def member_add(
 def member_remove(
     ctx: typer.Context, name: str,
     force: Annotated[bool, typer.Option("--force", help="even if quorum would be lost")] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
 ) -> None:
     """Remove NAME from the cluster, stop it and drop its data."""
     target = cluster_of(ctx, spec_file, cluster)
+    confirm(f"Remove member {name} from {target.spec.name!r}, stop it and delete its data?",
+            yes=yes, action="member remove")
     members.remove(target, name, force=force)
     session = session_of(ctx)
     _refresh_spec_file(session, target, spec_file)
@@ -78,9 +80,13 @@ def member_remove(
 @member_app.command("replace")
 def member_replace(
     ctx: typer.Context, name: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Replace a dead or wiped member: remove, fresh data dir, add, promote."""
-    members.replace(cluster_of(ctx, spec_file, cluster), name)
+    target = cluster_of(ctx, spec_file, cluster)
+    confirm(f"Replace member {name} of {target.spec.name!r}: remove it, delete its data dir "
+            "and let it join afresh?", yes=yes, action="member replace")
+    members.replace(target, name)
     session_of(ctx).out.print(f"{name} replaced and promoted", highlight=False)
 
 
@@ -114,10 +120,14 @@ def certs_rotate(
     ctx: typer.Context,
     ca: Annotated[bool, typer.Option("--ca", help="replace the CA itself")] = False,
     finish: Annotated[bool, typer.Option("--finish", help="drop the old CA (with --ca)")] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
 ) -> None:
     """Reissue member and admin certificates (no restart), or the CA (--ca)."""
     target = cluster_of(ctx, spec_file, cluster)
+    if ca and finish:
+        confirm(f"Drop the old CA of {target.spec.name!r}? Every certificate it signed (Patroni "
+                "bundles not yet redeployed, copies of the old admin certificate) stops "
+                "working.", yes=yes, action="certs rotate --ca --finish")
     result = rotation.rotate_ca(target, finish=finish) if ca else rotation.rotate_leaves(target)
     out = session_of(ctx).out
     if result.renewed:
@@ -194,7 +204,7 @@ def downgrade_(
     target = cluster_of(ctx, spec_file, cluster)
     session = session_of(ctx)
     confirm(f"Downgrade etcd cluster {target.spec.name!r} to {to}? Members restart one at "
-            "a time on the older binaries.", yes=yes, what="the downgrade")
+            "a time on the older binaries.", yes=yes, action="the downgrade")
     result = upgrade.downgrade(target, to=to, bin_dir=bin_dir)
     _refresh_spec_file(session, target, spec_file)
     _print_version_change(session, result, "downgraded")

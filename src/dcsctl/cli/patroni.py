@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from dcsctl import report
-from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
+from dcsctl.cli.common import (
+    ClusterOption,
+    JsonOption,
+    SpecOption,
+    YesOption,
+    app,
+    cluster_of,
+    confirm,
+    session_of,
+)
 from dcsctl.ops import patroni as patroni_ops
 
 patroni_app = typer.Typer(help="Least-privilege etcd access for Patroni clusters.",
@@ -50,9 +59,14 @@ def add(
 @patroni_app.command("remove")
 def remove(
     ctx: typer.Context, scope: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Delete SCOPE's etcd user and role, its password and bundles (its keys stay)."""
-    result = patroni_ops.remove(cluster_of(ctx, spec_file, cluster), scope)
+    target = cluster_of(ctx, spec_file, cluster)
+    confirm(f"Delete Patroni scope {scope}'s etcd user and role, password and bundles? Its "
+            "Patroni nodes lose access to the DCS and their primary demotes.",
+            yes=yes, action="patroni remove")
+    result = patroni_ops.remove(target, scope)
     session_of(ctx).out.print(
         f"removed {', '.join(result.changes) or 'nothing left in etcd'} for scope {scope}",
         highlight=False,

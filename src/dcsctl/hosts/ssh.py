@@ -106,8 +106,8 @@ class SshHost:
         self.control_dir = control_dir
         self.sudo = sudo
 
-    def ssh_argv(self) -> list[str]:
-        """The ssh command line up to the remote command (no secrets in it, ever)."""
+    def ssh_options(self) -> list[str]:
+        """`ssh` and its options, without the destination (no secrets in it, ever)."""
         options = self.options
         argv = ["ssh"]
         if options.config_file:
@@ -134,14 +134,23 @@ class SshHost:
             "-o", f"ControlPath={self.control_dir}/%C",
             "-o", "ControlPersist=60",
             "-o", "LogLevel=ERROR",
-            self.destination.host,
         ]
         return argv
+
+    def ssh_argv(self) -> list[str]:
+        """The ssh command line up to the remote command.
+
+        The destination comes after `--`: then OpenSSH takes it, and every word after it,
+        as a host and a command, never as options (checked on OpenSSH 9.2: `ssh -- -Fx`
+        is refused as "hostname contains invalid characters", while `ssh host -l x` still
+        reads `-l x` as an option). The spec refuses a destination starting with '-' too.
+        """
+        return [*self.ssh_options(), "--", self.destination.host]
 
     def _exec(self, argv: Sequence[str], stdin: bytes | None, timeout: float
               ) -> subprocess.CompletedProcess[bytes]:
         remote = ["sudo", "-n", "--", *argv] if self.sudo else list(argv)
-        command = [*self.ssh_argv(), "--", shlex.join(remote)]
+        command = [*self.ssh_argv(), shlex.join(remote)]
         try:
             completed = subprocess.run(
                 command, input=stdin if stdin is not None else b"", capture_output=True,
@@ -200,7 +209,7 @@ class SshHost:
 
     def close(self) -> None:
         """End the shared master connection (it would otherwise linger ControlPersist s)."""
-        subprocess.run([*self.ssh_argv()[:-1], "-O", "exit", self.destination.host],
+        subprocess.run([*self.ssh_options(), "-O", "exit", "--", self.destination.host],
                        capture_output=True, timeout=10, check=False)
 
 

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,20 @@ def _check_names(scope: str, namespace: str) -> None:
     if not _NAMESPACE.match(namespace):
         raise DcsctlError(f"namespace {namespace!r} must start and end with '/'",
                           fix="use Patroni's default /service/ or e.g. /db/prod/")
+
+
+def overlapping(scope: Scope, others: Iterable[Scope]) -> Scope | None:
+    """A registered scope whose prefix contains, or lies inside, `scope`'s prefix.
+
+    etcd grants readwrite on a key *prefix*: with /service/prod/ and /service/prod/b/,
+    prod's user could write b's leader key and demote b's primary at will.
+    """
+    for other in others:
+        if other.name != scope.name and (
+            other.prefix.startswith(scope.prefix) or scope.prefix.startswith(other.prefix)
+        ):
+            return other
+    return None
 
 
 def _registry_path(cluster: Cluster) -> Path:
@@ -144,6 +159,16 @@ def add(cluster: Cluster, name: str, namespace: str = DEFAULT_NAMESPACE, *,
         )
     changes = []
     with locked(cluster.dir), cluster.admin_client() as client:
+        clash = overlapping(scope, registered(cluster).values())
+        if clash is not None:
+            inner, outer = sorted((scope, clash), key=lambda s: len(s.prefix), reverse=True)
+            raise DcsctlError(
+                f"scope {name!r} would use prefix {scope.prefix}, which overlaps scope "
+                f"{clash.name!r}'s {clash.prefix}: {outer.user} could write {inner.name}'s "
+                "leader key",
+                fix="give each Patroni cluster a prefix of its own, e.g. --namespace "
+                f"{DEFAULT_NAMESPACE} (default) with distinct scope names, or /db/{name}/",
+            )
         others = sorted(other for other in registered(cluster) if other != name)
         warnings = _check_isolation(client, scope, others, accept_risk)
         password_file = _password_path(cluster, scope)

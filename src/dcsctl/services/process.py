@@ -7,6 +7,7 @@ process that merely reused the PID after ours died.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -14,8 +15,9 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import BinaryIO
 
-from dcsctl.errors import ClusterUnhealthy
+from dcsctl.errors import ClusterUnhealthy, EnvironmentProblem
 from dcsctl.files import atomic_write
 from dcsctl.wait import wait_until
 
@@ -64,6 +66,20 @@ def terminate(send: Callable[[signal.Signals], object], alive: Callable[[], bool
             wait_until(lambda: not alive(), timeout=5, what="etcd did not die")
 
 
+def _open_log(path: Path) -> BinaryIO:
+    """The member's log, for appending; a symbolic link in its place is refused."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise EnvironmentProblem(f"{path} is a symbolic link; refusing to log through it",
+                                 fix=f"remove {path} (dcsctl writes the log there itself)"
+                                 ) from exc
+    return os.fdopen(fd, "ab")
+
+
 class ProcessService:
     """Start, observe and stop one member's etcd process by its pidfile."""
 
@@ -95,7 +111,7 @@ class ProcessService:
         if running is not None:
             return running
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
-        with self.logfile.open("ab") as log:
+        with _open_log(self.logfile) as log:
             process = subprocess.Popen(
                 [str(executable)],
                 env=dict(environment),

@@ -28,16 +28,30 @@ echo "$pid"
 
 # setsid: etcd outlives the SSH session; env -i: it sees its configuration and nothing of
 # the login environment; setpriv: it runs as the service user, not as root.
+# The log is opened by the service user, never by root, so a link planted in its place
+# reaches only what that user may write anyway. Root only creates it when it is missing
+# (the user may not write its directory, e.g. /var/log): `set -C` creates with O_EXCL,
+# which never follows a link, and `chown -h` changes the new file itself, never a target.
 START_SCRIPT = r"""
 set -eu
 log=$1 pidfile=$2 user=$3
 shift 3
 mkdir -p "$(dirname "$log")" "$(dirname "$pidfile")"
-touch "$log"
-chown "$user" "$log"
-chmod 0640 "$log"
-setsid setpriv --reuid="$user" --regid="$user" --init-groups env -i "$@" \
-  </dev/null >>"$log" 2>&1 &
+if [ -L "$log" ]; then
+  echo "$log is a symbolic link; refusing to log through it (remove it)" >&2
+  exit 1
+fi
+if [ ! -e "$log" ]; then
+  (umask 027 && set -C && : > "$log")
+  chown -h "$user" "$log"
+fi
+owner=$(stat -c %U "$log")
+if [ "$owner" != "$user" ]; then
+  echo "$log belongs to $owner, not $user, who writes it (chown it to $user)" >&2
+  exit 1
+fi
+setsid setpriv --reuid="$user" --regid="$user" --init-groups \
+  sh -c 'log=$1; shift; exec env -i "$@" >>"$log" 2>&1' sh "$log" "$@" </dev/null &
 pid=$!
 stat=$(cat "/proc/$pid/stat")
 set -- ${stat##*) }
