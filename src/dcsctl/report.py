@@ -95,7 +95,7 @@ def status_tables(view: ClusterView) -> list[Table]:
         for scope in view.patroni:
             patroni.add_row(scope.scope.name, scope.scope.namespace, scope.leader or "-",
                             ", ".join(scope.members) or "-",
-                            scope.scope.user if scope.registered else "(not dcsctl's)")
+                            scope.user_note)
         tables.append(patroni)
     if view.alarms:
         alarms = _table("alarms", ["MEMBER", "ALARM"])
@@ -123,7 +123,7 @@ def status_json(view: ClusterView) -> dict[str, Any]:
         "problems": list(view.problems),
         "patroni": [
             {"scope": p.scope.name, "namespace": p.scope.namespace, "leader": p.leader,
-             "members": list(p.members), "user": p.scope.user if p.registered else None}
+             "members": list(p.members), "user": p.user}
             for p in view.patroni
         ],
         "members": [
