@@ -240,3 +240,23 @@ def test_a_snapshot_with_auth_off_and_no_root_comes_back_with_auth_on(lab: LabCl
         assert "root" in client.role_names() and "root" in client.user_roles()["root"]
         assert client.password_ok("root", _root_password(lab))
     assert lab.ok("get", "/kept").out == "v\n"
+
+
+def test_a_snapshots_old_password_of_a_scope_is_set_back_to_dcsctls(lab: LabCluster) -> None:
+    """The scope was removed and added again after the backup: its Patroni nodes now hold
+    the new password, so the restored user must take it, not the snapshot's."""
+    lab.ok("up")
+    lab.ok("patroni", "add", "prod")
+    password_file = lab.state / "secrets" / "patroni-prod.password"
+    old_password = password_file.read_text().strip()
+    snapshot = _backup(lab)
+    lab.ok("patroni", "remove", "prod")
+    lab.ok("patroni", "add", "prod")
+    new_password = password_file.read_text().strip()
+    assert new_password != old_password
+
+    done = lab.ok("restore", str(snapshot), "--yes")
+    assert "the snapshot's password of patroni-prod was not dcsctl's" in done.out
+    with _admin(lab) as client:
+        assert client.password_ok("patroni-prod", new_password)
+        assert not client.password_ok("patroni-prod", old_password)
