@@ -130,9 +130,9 @@ def _side_lines(title: str, side: Side, *, snapshot: bool) -> list[str]:
         fields.append(f"taken at {known(side.taken_at)}")
     fields += [f"revision {known(side.revision)}", f"{known(side.key_count)} keys",
                f"users: {users}"]
-    lines = [f"  {title:<9}{', '.join(fields)}"]
+    lines = [f"  {title:<10}{', '.join(fields)}"]
     if side.note:
-        lines.append(f"  {'':<9}({side.note})")
+        lines.append(f"  {'':<10}({side.note})")
     return lines
 
 
