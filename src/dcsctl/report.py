@@ -96,7 +96,7 @@ def status_tables(view: ClusterView) -> list[Table]:
         for scope in view.patroni:
             patroni.add_row(scope.scope.name, scope.scope.namespace, scope.leader or "-",
                             ", ".join(scope.members) or "-",
-                            scope.scope.user if scope.registered else "(not dcsctl's)")
+                            scope.user_note)
         tables.append(patroni)
     if view.advisories:
         found = _table("advisories", ["VERSION", "MEMBERS", "ADVISORY", "IMPACT", "FIXED IN",
@@ -142,7 +142,7 @@ def status_json(view: ClusterView) -> dict[str, Any]:
         ],
         "patroni": [
             {"scope": p.scope.name, "namespace": p.scope.namespace, "leader": p.leader,
-             "members": list(p.members), "user": p.scope.user if p.registered else None}
+             "members": list(p.members), "user": p.user}
             for p in view.patroni
         ],
         "members": [

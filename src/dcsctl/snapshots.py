@@ -3,22 +3,28 @@
 A snapshot file is what etcd streams: the bolt database followed by the sha256 of it
 (etcd appends the hash; `etcdutl snapshot restore` checks it). The manifest adds what a
 restore needs to prove it worked: revision, live key count, users and roles.
+
+A manifest is signed (HMAC-SHA256) with a key kept in the cluster's state dir, so a restore
+can tell this cluster's backups from another cluster's, and an edited manifest from either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
+import hmac
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from dcsctl.spec import ClusterSpec, digest_source
 
 ETCD_HASH_BYTES = 32  # sha256 appended by etcd to a streamed snapshot
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: signed (key_id, hmac_sha256)
+_KEY_ID_LABEL = b"dcsctl manifest key id"
 _AGE = re.compile(r"^(\d+)([hdw])$")
 
 
@@ -40,11 +46,22 @@ class Manifest:
     users: tuple[str, ...]
     roles: tuple[str, ...]
     format: int = MANIFEST_VERSION
+    key_id: str = ""  # which cluster key signed it (a keyed hash, not the key)
+    hmac_sha256: str = ""  # over every other field; empty: unsigned (format 1)
 
-    def to_json(self) -> bytes:
+    def _fields(self) -> dict[str, Any]:
         data = asdict(self)
         data["users"], data["roles"] = list(self.users), list(self.roles)
-        return (json.dumps(data, indent=2) + "\n").encode()
+        return data
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self._fields(), indent=2) + "\n").encode()
+
+    def signed_bytes(self) -> bytes:
+        """What the HMAC covers: every field but the HMAC itself, canonically encoded."""
+        data = self._fields()
+        del data["hmac_sha256"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, content: bytes) -> Manifest:
@@ -56,6 +73,63 @@ class Manifest:
     @property
     def taken(self) -> dt.datetime:
         return dt.datetime.fromisoformat(self.taken_at)
+
+
+class Authenticity(enum.Enum):
+    """What a manifest's signature says, checked with this cluster's key."""
+
+    SIGNED_HERE = "signed by this cluster's key"
+    SIGNED_ELSEWHERE = "signed by another cluster's key"
+    UNSIGNED = "not signed (written before dcsctl signed its manifests, or stripped)"
+    TAMPERED = "altered after it was signed"
+
+
+def key_id(key: bytes) -> str:
+    """Names a manifest key without revealing it."""
+    return hmac.new(key, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+def sign(manifest: Manifest, key: bytes) -> Manifest:
+    unsigned = replace(manifest, format=MANIFEST_VERSION, key_id=key_id(key), hmac_sha256="")
+    mac = hmac.new(key, unsigned.signed_bytes(), hashlib.sha256).hexdigest()
+    return replace(unsigned, hmac_sha256=mac)
+
+
+def authenticity(manifest: Manifest, key: bytes | None) -> Authenticity:
+    """`key` is this cluster's manifest key, None if it has none (a state dir never used)."""
+    if not manifest.hmac_sha256:
+        # A key id without a MAC is a signed manifest with its MAC cut off.
+        return Authenticity.TAMPERED if manifest.key_id else Authenticity.UNSIGNED
+    if key is None or manifest.key_id != key_id(key):
+        return Authenticity.SIGNED_ELSEWHERE
+    expected = hmac.new(key, manifest.signed_bytes(), hashlib.sha256).hexdigest()
+    if hmac.compare_digest(expected, manifest.hmac_sha256):
+        return Authenticity.SIGNED_HERE
+    return Authenticity.TAMPERED
+
+
+def foreign_reasons(
+    manifest: Manifest, signature: Authenticity, *, cluster: str, cluster_ids: Collection[str],
+) -> tuple[str, ...]:
+    """Why a manifest is not this cluster's; empty when it is.
+
+    `cluster_ids` are every ID this cluster has had (each restore founds a new one): a
+    backup taken before an earlier restore is still this cluster's.
+    """
+    reasons = []
+    if manifest.cluster != cluster:
+        reasons.append(f"it is a backup of cluster {manifest.cluster!r}, this is {cluster!r}")
+    if manifest.cluster_id and cluster_ids and manifest.cluster_id not in cluster_ids:
+        reasons.append(f"it names cluster ID {manifest.cluster_id}, this cluster has had "
+                       f"{', '.join(sorted(cluster_ids))}")
+    if signature is Authenticity.SIGNED_ELSEWHERE:
+        reasons.append("its manifest is signed by another cluster's key")
+    return tuple(reasons)
+
+
+def is_ours(manifest: Manifest, signature: Authenticity, *, cluster: str) -> bool:
+    """A backup that `backup list` shows and retention may remove: signed here, our name."""
+    return signature is Authenticity.SIGNED_HERE and manifest.cluster == cluster
 
 
 def spec_digest(spec: ClusterSpec) -> str:

@@ -3,7 +3,8 @@
     <home>/<cluster>/cluster.json    identity: token, bootstrapped?, cluster ID
                      spec.yaml       the spec last applied
                      pki/            ca.key (0600, never leaves), ca.crt, admin (CN=root), jwt
-                     secrets/        root.password (0600, break-glass only)
+                     secrets/        root.password (0600, break-glass only), manifest.key
+                                     (0600: signs backup manifests)
                      members/<name>/ etcd.env, tls/, data/, etcd.log, etcd.pid (lab runtime)
 """
 
@@ -16,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -47,11 +49,25 @@ class ClusterRecord:
     members: tuple[str, ...]
     bootstrapped: bool = False
     cluster_id: str | None = None
+    # Each restore founds a new cluster ID; backups taken under an earlier one are still
+    # this cluster's.
+    former_cluster_ids: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         data = asdict(self)
         data["members"] = list(self.members)
+        data["former_cluster_ids"] = list(self.former_cluster_ids)
         return (json.dumps(data, indent=2) + "\n").encode()
+
+    def with_cluster_id(self, cluster_id: str | None) -> ClusterRecord:
+        """The record with a new (or no) cluster ID; the one it replaces is remembered."""
+        former = self.former_cluster_ids
+        if self.cluster_id and self.cluster_id != cluster_id and self.cluster_id not in former:
+            former = (*former, self.cluster_id)
+        return replace(self, cluster_id=cluster_id, former_cluster_ids=former)
+
+    def cluster_ids(self) -> tuple[str, ...]:
+        return (*self.former_cluster_ids, *([self.cluster_id] if self.cluster_id else []))
 
     @classmethod
     def from_json(cls, content: bytes) -> ClusterRecord:
@@ -62,6 +78,7 @@ class ClusterRecord:
             members=tuple(data["members"]),
             bootstrapped=bool(data.get("bootstrapped", False)),
             cluster_id=data.get("cluster_id"),
+            former_cluster_ids=tuple(data.get("former_cluster_ids", ())),
         )
 
 
@@ -164,7 +181,7 @@ class ClusterDir:
         atomic_write(self.record_path, record.to_json(), PUBLIC)
 
     def mark_bootstrapped(self, cluster_id: str) -> ClusterRecord:
-        record = replace(self.record(), bootstrapped=True, cluster_id=cluster_id)
+        record = replace(self.record().with_cluster_id(cluster_id), bootstrapped=True)
         self.save_record(record)
         return record
 
@@ -212,6 +229,36 @@ class ClusterDir:
             private_dir(path.parent)
             atomic_write(path, secrets.token_urlsafe(24).encode(), PRIVATE)
         return path.read_text().strip()
+
+    @property
+    def manifest_key_path(self) -> Path:
+        return self.root / "secrets" / "manifest.key"
+
+    def manifest_key(self, *, create: bool) -> bytes | None:
+        """The key that signs this cluster's backup manifests (0600).
+
+        Created on first use through a hard link, which fails if the file exists: two
+        backups starting at once agree on one key, and no reader sees a half-written one.
+        Without `create`, a cluster that never signed anything has no key (None).
+        """
+        path = self.manifest_key_path
+        if create and not path.exists():
+            private_dir(path.parent)
+            fd, tmp_name = tempfile.mkstemp(prefix=".manifest.key.", dir=path.parent)
+            try:
+                os.fchmod(fd, PRIVATE)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(32))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp_name, path)
+            finally:
+                os.unlink(tmp_name)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     # -- removal --
     def remove(self) -> None:

@@ -113,7 +113,7 @@ def test_restore_into_a_new_spec_rebuilds_the_cluster_elsewhere(
 ) -> None:
     snapshot = _backup(seeded)
     elsewhere = lab_factory(members=3)
-    elsewhere.ok("restore", str(snapshot), "--yes")
+    elsewhere.ok("restore", str(snapshot), "--yes", "--from-other-cluster")
     assert elsewhere.ok("get", "/service/demo/members/db-07").out == "member-7\n"
     assert elsewhere.ok("status", "--json").json()["healthy"] is True
     assert seeded.ok("status", "--json").json()["healthy"] is True  # untouched

@@ -13,7 +13,9 @@ from dcsctl import report
 from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
 from dcsctl.errors import DcsctlError
 from dcsctl.ops import backup as backup_ops
+from dcsctl.ops import restore_preview
 from dcsctl.ops import schedule as schedule_ops
+from dcsctl.ops.restore_preview import RestorePreview, Side
 from dcsctl.snapshots import parse_age
 
 backup_app = typer.Typer(
@@ -81,7 +83,8 @@ def list_(
 ) -> None:
     """Backups with their manifests, oldest first."""
     session = session_of(ctx)
-    backups = backup_ops.list_backups(cluster_of(ctx, spec_file, cluster), directory)
+    listing = backup_ops.scan(cluster_of(ctx, spec_file, cluster), directory)
+    backups = listing.ours
     if json_output:
         session.out.print_json(report.dump_json(
             [{"path": str(b.path), **b.manifest.__dict__} for b in backups]
@@ -94,6 +97,11 @@ def list_(
                       str(m.key_count if m.key_count is not None else "?"),
                       report.human_bytes(m.db_size), m.etcd_version)
     session.out.print(table)
+    if listing.others:
+        session.err.print(
+            f"{len(listing.others)} other snapshot(s) in that directory are not this "
+            "cluster's (another cluster's, unsigned or altered manifest): not listed, never "
+            "pruned", highlight=False)
 
 
 @backup_app.command("verify")
@@ -105,9 +113,35 @@ def verify_(
     session_of(ctx).out.print(
         f"OK: {file} — revision {verified.facts.revision}, {verified.facts.total_keys} "
         f"keys in the db, {report.human_bytes(verified.facts.total_size)}"
-        + ("" if verified.manifest else " (no manifest beside it)"),
+        + (f"; manifest {verified.signature.value}" if verified.signature
+           else " (no manifest beside it)"),
         highlight=False,
     )
+
+
+def _side_lines(title: str, side: Side, *, snapshot: bool) -> list[str]:
+    def known(value: object) -> str:
+        return "?" if value is None else str(value)
+
+    users = "?" if side.users is None else (", ".join(side.users) or "none")
+    fields = [f"cluster {known(side.cluster)}"
+              + (f" ({side.cluster_id})" if side.cluster_id else "")]
+    if snapshot:
+        fields.append(f"taken at {known(side.taken_at)}")
+    fields += [f"revision {known(side.revision)}", f"{known(side.key_count)} keys",
+               f"users: {users}"]
+    lines = [f"  {title:<10}{', '.join(fields)}"]
+    if side.note:
+        lines.append(f"  {'':<10}({side.note})")
+    return lines
+
+
+def _preview_text(target: str, preview: RestorePreview, file: Path) -> str:
+    lines = [f"Restore {file} into cluster {target!r}:",
+             *_side_lines("now:", preview.now, snapshot=False),
+             *_side_lines("snapshot:", preview.snapshot, snapshot=True)]
+    lines += [f"  warning: {reason} (--from-other-cluster)" for reason in preview.foreign]
+    return "\n".join(lines)
 
 
 @app.command()
@@ -124,6 +158,13 @@ def restore(
     mark_compacted: Annotated[bool, typer.Option(
         "--mark-compacted", help="compact at the restored revision (with --bump-revision)")
     ] = False,
+    from_other_cluster: Annotated[bool, typer.Option(
+        "--from-other-cluster",
+        help="allow a snapshot of another cluster (name, cluster ID or manifest key)")] = False,
+    without_manifest: Annotated[bool, typer.Option(
+        "--without-manifest",
+        help="allow a snapshot without a (signed) manifest: only etcd's hash is checked")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
     """Disaster recovery: rebuild every member from one verified snapshot."""
@@ -132,17 +173,24 @@ def restore(
     from dcsctl.ops import restore as restore_ops
 
     target = cluster_of(ctx, spec_file, cluster)
+    restore_ops.check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
+    preview = restore_preview.preview(target, file, from_other_cluster=from_other_cluster,
+                                      without_manifest=without_manifest)
+    out = session_of(ctx).out
+    out.print(_preview_text(target.spec.name, preview, file), highlight=False)
     if not yes and not typer.confirm(
-        f"Replace the data of every member of {target.spec.name!r} with {file}?"
+        f"Replace the data of every member of {target.spec.name!r} with this snapshot?"
     ):
         raise DcsctlError("restore cancelled", fix="pass --yes to skip the question")
-    result = restore_ops.restore(target, file, keep_old=keep_old, bump_revision=bump_revision,
-                                 mark_compacted=mark_compacted)
-    session_of(ctx).out.print(
+    result = restore_ops.restore(target, preview, keep_old=keep_old,
+                                 bump_revision=bump_revision, mark_compacted=mark_compacted)
+    out.print(
         f"restored {result.cluster} ({result.cluster_id}) from {file}: "
         f"revision {result.revision}, {result.key_count} keys",
         highlight=False,
     )
+    for change in result.changes:
+        out.print(f"  {change}", highlight=False)
 
 
 @backup_app.command("schedule")

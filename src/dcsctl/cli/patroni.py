@@ -86,13 +86,13 @@ def list_(
     if json_output:
         out.print_json(report.dump_json([
             {"scope": v.scope.name, "namespace": v.scope.namespace, "prefix": v.scope.prefix,
-             "user": v.scope.user if v.registered else None, "leader": v.leader,
+             "user": v.user, "leader": v.leader,
              "members": list(v.members)} for v in views
         ]))
         return
     table = Table("SCOPE", "PREFIX", "ETCD USER", "LEADER", "MEMBERS")
     for v in views:
-        table.add_row(v.scope.name, v.scope.prefix, v.scope.user if v.registered else "-",
+        table.add_row(v.scope.name, v.scope.prefix, v.user or v.user_note,
                       v.leader or "-", ", ".join(v.members) or "-")
     out.print(table)
 

@@ -718,6 +718,32 @@ class EtcdClient:
 
         self._run(f"granting role {role} to user {user}", call)
 
+    def user_change_password(self, user: str, password: str) -> None:
+        async def call() -> None:
+            client = await self._client()
+            await client.auth.user_change_password(user, password, timeout=self.timeout,
+                                                   max_attempts=1)
+
+        self._run(f"changing the password of user {user}", call)
+
+    def password_ok(self, user: str, password: str) -> bool:
+        """Whether etcd accepts `password` for `user` (auth must be on; a raft request).
+
+        The token it earns is dropped: this client keeps its certificate identity.
+        """
+        async def call() -> bool:
+            client = await self._client()
+            try:
+                await client.auth.authenticate(user, password, timeout=self.timeout,
+                                               max_attempts=1)
+            except (EtcdError, grpc.aio.AioRpcError) as exc:
+                if "invalid user ID or password" in _error_text(exc)[1]:
+                    return False
+                raise
+            return True
+
+        return self._run(f"checking the password of user {user}", call)
+
     def auth_enable(self) -> None:
         async def call() -> None:
             client = await self._client()

@@ -2,7 +2,9 @@
 
 A backup is streamed from a healthy member (admin by client certificate), written to a
 temporary file, fsynced, checked (etcd's appended sha256, then `etcdutl snapshot
-status`), and only then renamed into place beside its manifest.
+status`), and only then renamed into place beside its manifest, signed with the cluster's
+manifest key. `backup list` and retention only ever see this cluster's backups (signed here,
+under its name), so a directory shared by several clusters is safe.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.ops.context import Cluster
-from dcsctl.snapshots import Manifest
+from dcsctl.snapshots import Authenticity, Manifest
 from dcsctl.state import PRIVATE, locked
 from dcsctl.wait import wait_until
 
@@ -186,6 +188,8 @@ def take(
     record = cluster.dir.record()
     target_dir = private_dir(directory or default_dir(cluster))
     with locked(cluster.dir), ThreadPoolExecutor(2, thread_name_prefix="dcsctl-backup") as pool:
+        key = cluster.dir.manifest_key(create=True)
+        assert key is not None  # create=True made it
         tools = pool.submit(_etcdutl, cluster)
         member_name, status = _pick_member(cluster)
         endpoint = cluster.spec.client_url(cluster.spec.member(member_name))
@@ -242,24 +246,46 @@ def take(
         users=users,
         roles=roles,
     )
+    manifest = snapshots.sign(manifest, key)
     atomic_write(final.with_name(snapshots.manifest_name(final.name)), manifest.to_json(), PRIVATE)
     pruned = prune(cluster, directory=target_dir, keep=keep, max_age=max_age)
     return BackupResult(Backup(final, manifest), time.monotonic() - started, pruned)
 
 
+@dataclass(frozen=True)
+class BackupListing:
+    ours: tuple[Backup, ...]  # oldest first
+    # Snapshots in the directory that are not this cluster's: another cluster's, unsigned
+    # (older dcsctl), tampered, or without a readable manifest. Never listed or pruned.
+    others: tuple[Path, ...]
+
+
+def _read_manifest(path: Path) -> Manifest | None:
+    try:
+        return Manifest.from_json(path.read_bytes())
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def scan(cluster: Cluster, directory: Path | None = None) -> BackupListing:
+    """Sort a backup directory's snapshots into this cluster's and the rest."""
+    key = cluster.dir.manifest_key(create=False)
+    ours, others = [], []
+    for snapshot in sorted((directory or default_dir(cluster)).glob("*.db")):
+        manifest = _read_manifest(snapshot.with_suffix(".json"))
+        if manifest is not None and snapshots.is_ours(
+            manifest, snapshots.authenticity(manifest, key), cluster=cluster.spec.name
+        ):
+            ours.append(Backup(snapshot, manifest))
+        else:
+            others.append(snapshot)
+    return BackupListing(tuple(sorted(ours, key=lambda b: b.manifest.taken_at)),
+                         tuple(others))
+
+
 def list_backups(cluster: Cluster, directory: Path | None = None) -> list[Backup]:
-    """Backups with both a snapshot and a manifest, oldest first."""
-    found = []
-    for manifest_path in sorted((directory or default_dir(cluster)).glob("*.json")):
-        snapshot = manifest_path.with_suffix(".db")
-        if not snapshot.exists():
-            continue
-        try:
-            manifest = Manifest.from_json(manifest_path.read_bytes())
-        except (ValueError, TypeError, KeyError):
-            continue
-        found.append(Backup(snapshot, manifest))
-    return sorted(found, key=lambda b: b.manifest.taken_at)
+    """This cluster's backups (snapshot + manifest signed here), oldest first."""
+    return list(scan(cluster, directory).ours)
 
 
 def prune(
@@ -289,12 +315,36 @@ class Verified:
     path: Path
     facts: SnapshotFacts
     manifest: Manifest | None
+    signature: Authenticity | None  # None: no manifest
+
+
+def _checked_manifest(cluster: Cluster, path: Path) -> tuple[Manifest | None, Authenticity | None]:
+    """The manifest beside `path` and what its signature says; refuses a tampered one."""
+    manifest_path = path.with_suffix(".json")
+    if not manifest_path.exists():
+        return None, None
+    manifest = _read_manifest(manifest_path)
+    if manifest is None:
+        raise SnapshotInvalid(
+            f"{manifest_path} is not a dcsctl manifest (unreadable or altered)",
+            fix="restore another backup (`dcsctl backup list`); if you trust the snapshot "
+            "itself, move the manifest away and pass --without-manifest",
+        )
+    signature = snapshots.authenticity(manifest, cluster.dir.manifest_key(create=False))
+    if signature is Authenticity.TAMPERED:
+        raise SnapshotInvalid(
+            f"{manifest_path} was {signature.value}: its HMAC does not match",
+            fix="never restore this backup; restore another one (`dcsctl backup list`) and "
+            "find out who can write to the backup directory",
+        )
+    return manifest, signature
 
 
 def verify(cluster: Cluster, path: Path) -> Verified:
     """Check a snapshot file end to end; raise SnapshotInvalid naming what is wrong."""
     if not path.is_file():
         raise NotFound(f"no snapshot file {path}", fix="see `dcsctl backup list`")
+    manifest, signature = _checked_manifest(cluster, path)
     body = hashlib.sha256()
     size = path.stat().st_size
     if size <= snapshots.ETCD_HASH_BYTES:
@@ -314,11 +364,9 @@ def verify(cluster: Cluster, path: Path) -> Verified:
             f"{path} fails etcd's integrity hash: the file is truncated or corrupted",
             fix="restore another backup (`dcsctl backup list`); never restore this one",
         )
-    manifest_path = path.with_suffix(".json")
-    manifest = Manifest.from_json(manifest_path.read_bytes()) if manifest_path.exists() else None
     if manifest is not None and manifest.sha256 != body.hexdigest():
         raise SnapshotInvalid(
-            f"{path} does not match the sha256 in {manifest_path.name}",
+            f"{path} does not match the sha256 in {path.with_suffix('.json').name}",
             fix="the file was replaced or damaged after the backup: restore another one",
         )
     facts = snapshot_facts(cluster, path)
@@ -327,4 +375,4 @@ def verify(cluster: Cluster, path: Path) -> Verified:
             f"{path} holds revision {facts.revision}, its manifest says {manifest.revision}",
             fix="restore another backup (`dcsctl backup list`)",
         )
-    return Verified(path, facts, manifest)
+    return Verified(path, facts, manifest, signature)

@@ -215,17 +215,97 @@ def remove(cluster: Cluster, name: str) -> ScopeChange:
     return ScopeChange(scope, tuple(changes))
 
 
+def _namespace_granted(client: EtcdClient, scope_name: str) -> str | None:
+    """The namespace a `patroni-<scope>` role is confined to, if it is shaped as dcsctl
+    makes it (readwrite on `<namespace><scope>/` and nothing else)."""
+    grants = client.role_grants(f"patroni-{scope_name}")
+    if len(grants) != 1:
+        return None
+    permission, key, range_end = next(iter(grants))
+    prefix = key.decode(errors="replace")
+    namespace = prefix.removesuffix(f"{scope_name}/")
+    if (permission != "readwrite" or namespace == prefix or not _NAMESPACE.match(namespace)
+            or range_end != prefix_range_end(prefix)):
+        return None
+    return namespace
+
+
+def reconcile(cluster: Cluster, client: EtcdClient) -> tuple[str, ...]:
+    """After a restore, make dcsctl's Patroni records say what etcd now holds.
+
+    A scope whose user the snapshot lacks is dropped from the registry (its password is
+    kept: `patroni add` recreates the user with it, so its Patroni nodes need no new
+    config). A registered user whose password in etcd is not the stored one gets the
+    stored one back (the nodes' etcd3.yml has it). A Patroni user dcsctl has no record of
+    is recorded if the stored password opens it, else reported.
+    """
+    scopes = registered(cluster)
+    users = client.user_roles()
+    kept: dict[str, Scope] = {}
+    changes: list[str] = []
+    for name, scope in sorted(scopes.items()):
+        password_file = _password_path(cluster, scope)
+        if scope.user not in users:
+            kept_note = (f" (password kept in {password_file}: `dcsctl patroni add {name} "
+                         f"--namespace {scope.namespace}` recreates the user with it)"
+                         if password_file.exists() else "")
+            changes.append(f"scope {name}: user {scope.user} not in the snapshot, record "
+                           f"removed{kept_note}")
+            continue
+        kept[name] = scope
+        if not password_file.exists():
+            changes.append(f"scope {name}: dcsctl has no password for user {scope.user} "
+                           f"({password_file} missing): `dcsctl patroni config` cannot work")
+            continue
+        password = password_file.read_text().strip()
+        if not client.password_ok(scope.user, password):
+            client.user_change_password(scope.user, password)
+            changes.append(f"scope {name}: the snapshot's password of {scope.user} was not "
+                           f"dcsctl's; set back to the one in {password_file}")
+    known_users = {s.user for s in kept.values()}
+    for user in sorted(u for u in users if u.startswith("patroni-") and u not in known_users):
+        name = user.removeprefix("patroni-")
+        namespace = _namespace_granted(client, name) if _SCOPE.match(name) else None
+        scope = Scope(name, namespace or DEFAULT_NAMESPACE)
+        password_file = _password_path(cluster, scope)
+        if (namespace is not None and password_file.exists()
+                and client.password_ok(user, password_file.read_text().strip())):
+            kept[name] = scope
+            changes.append(f"scope {name}: user {user} is in the snapshot and dcsctl's stored "
+                           f"password opens it; record restored (prefix {scope.prefix})")
+        else:
+            changes.append(f"scope {name}: user {user} is in the snapshot but dcsctl has no "
+                           "password for it: not recorded (Patroni nodes that know its "
+                           "password keep working)")
+    if kept != scopes:
+        _save_registry(cluster, kept)
+    return tuple(changes)
+
+
 @dataclass(frozen=True)
 class ScopeView:
     scope: Scope
     leader: str | None
     members: tuple[str, ...]
     registered: bool
+    user_in_etcd: bool = False
+
+    @property
+    def user(self) -> str | None:
+        """dcsctl's etcd user for this scope, only if etcd really has it."""
+        return self.scope.user if self.registered and self.user_in_etcd else None
+
+    @property
+    def user_note(self) -> str:
+        if not self.registered:
+            return "(not dcsctl's)"
+        return self.scope.user if self.user_in_etcd else f"(missing: {self.scope.user})"
 
 
 def scope_views(cluster: Cluster, client: EtcdClient) -> list[ScopeView]:
     """Patroni clusters found in etcd: registered scopes plus any under /service/."""
     scopes = registered(cluster)
+    users = client.user_roles() if scopes else {}
     namespaces = {s.namespace for s in scopes.values()} | {DEFAULT_NAMESPACE}
     leaders: dict[Scope, str | None] = {s: None for s in scopes.values()}
     members: dict[Scope, list[str]] = {s: [] for s in scopes.values()}
@@ -241,7 +321,7 @@ def scope_views(cluster: Cluster, client: EtcdClient) -> list[ScopeView]:
                 members[scope].append(key.removeprefix("members/"))
     return [
         ScopeView(scope, leaders[scope], tuple(sorted(members[scope])),
-                  scopes.get(scope.name) == scope)
+                  scopes.get(scope.name) == scope, scope.user in users)
         for scope in sorted(leaders, key=lambda s: s.prefix)
     ]
 

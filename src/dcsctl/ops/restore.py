@@ -4,6 +4,10 @@ Every member's data dir is rebuilt from the same snapshot with a new cluster tok
 recovery guide), the old data dirs are kept aside until the restored cluster has proven
 itself (health, revision, key count, users and roles), and progress is recorded in
 `restore.json` so a killed restore is finished by running the same command again.
+
+It restores what `restore_preview.preview` accepted (this cluster's snapshot, or another's
+on the user's word). Afterwards the cluster has auth on with root in place, and dcsctl's
+own records (Patroni scopes, stored passwords) agree with what the snapshot brought back.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from pathlib import Path
 from dcsctl import render
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.files import atomic_write
-from dcsctl.ops import deploy
-from dcsctl.ops.backup import Verified, verify
+from dcsctl.ops import deploy, patroni
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.deploy import PRE_RESTORE_SUFFIX, RESTORING_SUFFIX
 from dcsctl.ops.lifecycle import UpWorkflow, stop_members
 from dcsctl.ops.on_hosts import in_parallel
+from dcsctl.ops.restore_preview import RestorePreview
 from dcsctl.spec import Member
-from dcsctl.state import PRIVATE, ClusterRecord, locked
+from dcsctl.state import PRIVATE, locked
 from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
 
 
@@ -61,15 +65,18 @@ class RestoreResult:
     revision: int
     key_count: int
     outcomes: tuple[PhaseOutcome, ...]
+    changes: tuple[str, ...]  # to dcsctl's records and etcd's auth, one line each
 
 
 class RestoreWorkflow:
     def __init__(
-        self, cluster: Cluster, verified: Verified, *, keep_old: bool, bump_revision: int,
+        self, cluster: Cluster, preview: RestorePreview, *, keep_old: bool, bump_revision: int,
         mark_compacted: bool,
     ) -> None:
         self.cluster = cluster
-        self.verified = verified
+        self.preview = preview
+        self.verified = preview.verified
+        self.manifest = preview.verified.manifest if preview.trusts_manifest else None
         self.keep_old = keep_old
         self.bump_revision = bump_revision
         self.mark_compacted = mark_compacted
@@ -79,6 +86,7 @@ class RestoreWorkflow:
         self._plan_lock = threading.Lock()
         self.revision = 0
         self.key_count = 0
+        self.changes: list[str] = []
 
     def phases(self) -> list[Phase]:
         return [
@@ -92,8 +100,11 @@ class RestoreWorkflow:
             Phase("health", "wait until every member is healthy", self.up.health,
                   check_only=True),
             Phase("bootstrap", "record the new cluster ID", self.up.bootstrap),
+            Phase("auth", "auth enabled, root role and user, root's password", self.auth),
             Phase("verify", "revision, key count, users and roles as in the manifest",
                   self.check_result, check_only=True),
+            Phase("records", "dcsctl's Patroni scopes and passwords as etcd now has them",
+                  self.records),
             Phase("cleanup", "drop the old data dirs", self.cleanup),
         ]
 
@@ -103,7 +114,7 @@ class RestoreWorkflow:
         atomic_write(self.plan_path, plan.to_json(), PRIVATE)
 
     def make_plan(self) -> str:
-        sha = self.verified.manifest.sha256 if self.verified.manifest else ""
+        sha = self.manifest.sha256 if self.manifest else ""
         if self.plan_path.exists():
             plan = RestorePlan.from_json(self.plan_path.read_bytes())
             if plan.snapshot != str(self.verified.path.resolve()):
@@ -196,18 +207,40 @@ class RestoreWorkflow:
         assert self.plan is not None
         directory = self.cluster.dir
         record = directory.record() if directory.exists() else directory.create()
-        record = ClusterRecord(
-            name=record.name, token=self.plan.token,
-            members=tuple(m.name for m in self.cluster.spec.members),
-            bootstrapped=True, cluster_id=None,
+        record = replace(
+            record.with_cluster_id(None), token=self.plan.token,
+            members=tuple(m.name for m in self.cluster.spec.members), bootstrapped=True,
         )
         directory.save_record(record)
         self.up.record = record
         return self.up.config()
 
+    # -- auth: whatever the snapshot held, dcsctl must be able to run this cluster --
+    def auth(self) -> str:
+        with self.cluster.admin_client() as client:
+            was_enabled = client.auth_enabled()
+        notes = []
+        if not was_enabled:
+            notes.append(f"the snapshot had auth off: {self.up.auth()}")
+        root_password = self.cluster.dir.root_password()
+        with self.cluster.admin_client() as client:
+            if not client.password_ok("root", root_password):
+                client.user_change_password("root", root_password)
+                notes.append("root's password in the snapshot was not this cluster's: set to "
+                             f"{self.cluster.dir.root_password_path}")
+        self.changes += notes
+        return "; ".join(notes) or UNCHANGED
+
+    # -- records --
+    def records(self) -> str:
+        with self.cluster.admin_client() as client:
+            changed = patroni.reconcile(self.cluster, client)
+        self.changes += changed
+        return "; ".join(changed) or UNCHANGED
+
     # -- verify --
     def check_result(self) -> str:
-        manifest = self.verified.manifest
+        manifest = self.manifest
         expected_revision = self.verified.facts.revision + (self.plan.bump_revision
                                                             if self.plan else 0)
         with self.cluster.admin_client() as client:
@@ -252,22 +285,26 @@ class RestoreWorkflow:
         return f"removed old data of {', '.join(sorted(removed))}" if removed else UNCHANGED
 
 
+def check_options(*, bump_revision: int, mark_compacted: bool) -> None:
+    if mark_compacted and not bump_revision:
+        raise DcsctlError("--mark-compacted needs --bump-revision",
+                          fix="pass e.g. --bump-revision 1000000000 --mark-compacted")
+
+
 def restore(
     cluster: Cluster,
-    snapshot: Path,
+    plan: RestorePreview,
     *,
     keep_old: bool = False,
     bump_revision: int = 0,
     mark_compacted: bool = False,
 ) -> RestoreResult:
-    if mark_compacted and not bump_revision:
-        raise DcsctlError("--mark-compacted needs --bump-revision",
-                          fix="pass e.g. --bump-revision 1000000000 --mark-compacted")
-    verified = verify(cluster, snapshot)
-    workflow = RestoreWorkflow(cluster, verified, keep_old=keep_old,
+    check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
+    workflow = RestoreWorkflow(cluster, plan, keep_old=keep_old,
                                bump_revision=bump_revision, mark_compacted=mark_compacted)
     with locked(cluster.dir):
         outcomes = run_phases(workflow.phases(), cluster.context.progress)
-    return RestoreResult(cluster.spec.name, workflow.up.cluster_id, snapshot,
-                         workflow.revision, workflow.key_count, tuple(outcomes))
+    return RestoreResult(cluster.spec.name, workflow.up.cluster_id, plan.verified.path,
+                         workflow.revision, workflow.key_count, tuple(outcomes),
+                         tuple(workflow.changes))
 
