@@ -1,6 +1,9 @@
 """`dcsctl up` to a verified secure cluster vs the lab guide's steps, scripted, same run.
 
-    .venv/bin/python benchmarks/bench_up.py [--rounds 5]
+    .venv/bin/python benchmarks/bench_up.py [--rounds 5] [--etcd 3.6.16]
+
+--etcd runs both sides on one of the versions scripts/setup laid out in .tools/etcd-<v>/bin
+(default: the etcd next to dcsctl, the recommended one).
 
 (a) dcsctl: `dcsctl up -f SPEC` (PKI, config, start, wait for health, RBAC + auth enable,
     status view); wall time of the command, which returns only once every member is
@@ -52,6 +55,7 @@ import yaml
 from harness import (
     BIN,
     OUT,
+    REPO,
     STEP_TIMEOUT_S,
     clean_environ,
     kill_recorded,
@@ -62,6 +66,7 @@ from harness import (
 )
 
 IPS = ("127.0.99.10", "127.0.99.11", "127.0.99.12")
+ETCD_BIN = BIN  # the etcd both sides run (--etcd picks another)
 CLIENT_PORT, PEER_PORT = 2379, 2380
 CLUSTER = "bench"
 GUIDE_PASSWORD = "bench-guide-password"  # throwaway cluster, inside this benchmark only
@@ -135,7 +140,7 @@ def dcsctl_round(spec_file: Path, home: Path, env: dict[str, str]) -> dict[str, 
                   for line in result.stderr.splitlines() if (m := PHASE.search(line))}
         # Not timed: was the cluster really healthy with auth on when `up` returned?
         pki = home / CLUSTER / "pki"
-        etcdctl = [str(BIN / "etcdctl"),
+        etcdctl = [str(ETCD_BIN / "etcdctl"),
                    "--endpoints=" + ",".join(f"https://{ip}:{CLIENT_PORT}" for ip in IPS),
                    f"--cacert={pki / 'ca.crt'}", f"--cert={pki / 'admin.crt'}",
                    f"--key={pki / 'admin.key'}"]
@@ -233,7 +238,7 @@ def guide_round(workdir: Path) -> dict[str, object]:
                    "ETCDCTL_CACERT": str(certs / "ca.crt"),
                    "ETCDCTL_CERT": str(certs / "dcs-00.crt"),
                    "ETCDCTL_KEY": str(certs / "dcs-00.key")}
-    etcdctl = str(BIN / "etcdctl")
+    etcdctl = str(ETCD_BIN / "etcdctl")
     try:
         started = time.perf_counter()
         guide_pki(certs)
@@ -242,7 +247,7 @@ def guide_round(workdir: Path) -> dict[str, object]:
             log = (workdir / f"dcs-0{index}.log").open("wb")
             logs.append(log)
             processes.append(subprocess.Popen(
-                [str(BIN / "etcd")], env=guide_member_env(workdir, certs, index, ip),
+                [str(ETCD_BIN / "etcd")], env=guide_member_env(workdir, certs, index, ip),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True))
         # Cheap TCP poll first, so etcdctl's first dial does not sit in gRPC's reconnect
         # backoff (this only ever makes the guide's figure smaller).
@@ -300,7 +305,7 @@ def machine() -> dict[str, object]:
         "mem_total_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "etcd": first_line([str(BIN / "etcd"), "--version"]),
+        "etcd": first_line([str(ETCD_BIN / "etcd"), "--version"]),
         "openssl": first_line(["openssl", "version"]),
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
     }
@@ -327,7 +332,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--etcd", help="an etcd version in .tools (default: dcsctl's)")
     args = parser.parse_args()
+    global ETCD_BIN  # noqa: PLW0603 - one choice for the whole run, made here
+    if args.etcd:
+        ETCD_BIN = REPO / ".tools" / f"etcd-{args.etcd}" / "bin"
     if not ports_free():
         print("127.0.99.10-12 ports 2379/2380 are in use: another run? nothing started.",
               file=sys.stderr)
@@ -335,7 +344,7 @@ def main() -> int:
     info = machine()
     scratch = Path(tempfile.mkdtemp(prefix="dcsctl-bench-up-"))
     home = scratch / "home"
-    env = {**clean_environ(), "DCSCTL_HOME": str(home), "DCSCTL_ETCD_BIN_DIR": str(BIN)}
+    env = {**clean_environ(), "DCSCTL_HOME": str(home), "DCSCTL_ETCD_BIN_DIR": str(ETCD_BIN)}
     rows: list[dict[str, object]] = []
     with terminate_as_exit():
         try:
@@ -371,8 +380,10 @@ def main() -> int:
         "ratio_of_medians": medians["dcsctl_s"] / medians["guide_s"],
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / "up.json").write_text(json.dumps(
-        {"command": f".venv/bin/python benchmarks/bench_up.py --rounds {args.rounds}",
+    suffix = f"-{args.etcd}" if args.etcd else ""
+    (OUT / f"up{suffix}.json").write_text(json.dumps(
+        {"command": f".venv/bin/python benchmarks/bench_up.py --rounds {args.rounds}"
+                    + (f" --etcd {args.etcd}" if args.etcd else ""),
          "machine": info, "addresses": list(IPS), "rounds": rows, "median": medians,
          "targets": {"dcsctl_up_s": TARGET_UP_S, "ratio": TARGET_RATIO}, "verdict": verdict},
         indent=2) + "\n")

@@ -6,7 +6,6 @@ mistakes a user makes, each refused with a fix."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from dcsctl import render, spec
 from dcsctl.errors import ExitCode
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from dcsctl.ops.context import Context
-from tests.conftest import LabCluster, etcd_bin_dir, etcd_builds
+from tests.conftest import VENV_BIN, LabCluster, etcd_bin_dir, etcd_builds
 from tests.integration.writer import BackgroundWriter
 
 GUIDE = Version(3, 5, 16)
@@ -40,8 +39,8 @@ def test_setup_built_every_supported_release_and_links_the_recommended_one() -> 
             out = subprocess.run([str(bin_dir / tool), *argv], capture_output=True, text=True,
                                  check=True, timeout=20).stdout
             assert f"ersion: {version}\n" in out, (tool, version, out)
-    default = Path(os.environ.get("DCSCTL_ETCD_BIN_DIR", "")) / "etcd"
-    assert default.resolve() == (builds[RECOMMENDED] / "etcd").resolve()
+    for tool in ("etcd", "etcdctl", "etcdutl"):  # what dcsctl finds next to itself
+        assert (VENV_BIN / tool).resolve() == (builds[RECOMMENDED] / tool).resolve()
 
 
 @pytest.mark.parametrize("version", sorted(etcd_builds()), ids=str)
@@ -163,7 +162,7 @@ def test_version_mistakes_are_refused_with_a_fix(
     document = lab.document()
     document["etcd"] = {"bin_dir": str(fake)}
     lab.spec_file.write_text(yaml.safe_dump(document))
-    mislabeled = lab.dcsctl("status")
+    mislabeled = lab.dcsctl("up")
     assert mislabeled.code == ExitCode.ENVIRONMENT
     assert "3.7.3" in mislabeled.err and "3.6.16" in mislabeled.err and "fix:" in mislabeled.err
 
