@@ -96,3 +96,13 @@ def test_ssh_destinations_parse(text: str, host: str, user: str | None,
     destination = Destination.parse(text)
     assert (destination.host, destination.user, destination.port) == (host, user, port)
     assert str(destination) == text
+
+
+def test_every_member_checks_the_crl_beside_its_ca_on_both_ports() -> None:
+    for cluster in (LAB, SSH):
+        member = cluster.members[0]
+        layout = render.remote_layout(cluster, member)
+        settings = render.revocation_settings(layout)
+        assert settings == {"client-crl-file": str(layout.ca_cert.parent / "ca.crl"),
+                            "peer-crl-file": str(layout.ca_cert.parent / "ca.crl")}
+    assert render.MemberLayout.under(PurePosixPath("/m")).crl == PurePosixPath("/m/tls/ca.crl")
