@@ -18,7 +18,7 @@ from dcsctl.cli.common import (
     cluster_of,
     session_of,
 )
-from dcsctl.errors import DcsctlError, ExitCode
+from dcsctl.errors import DcsctlError, ExitCode, NotFound
 from dcsctl.files import atomic_write
 from dcsctl.ops import maintenance, members, rotation, upgrade
 from dcsctl.ops.context import Cluster
@@ -151,6 +151,11 @@ def certs_revoke(
 ) -> None:
     """Revoke certificates: every member refuses them on its client and peer ports."""
     target = cluster_of(ctx, spec_file, cluster)
+    if not target.dir.exists():
+        raise NotFound(f"no cluster named {target.spec.name!r} in {target.dir.home}",
+                       fix="check DCSCTL_HOME, -f or --cluster")
+    if not files and not superseded:
+        raise DcsctlError("nothing to revoke", fix="name certificate files, or pass --superseded")
     if not yes and not typer.confirm(
         f"Revoke {len(files or [])} certificate file(s)"
         f"{' and the superseded certificates' if superseded else ''} for good?"
