@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -201,6 +202,59 @@ def jwt_keys(key_type: KeyType) -> JwtKeys:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return JwtKeys(_key_pem(key), public, jwt_sign_method(key_type))
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """One revoked certificate: its serial, when, and whose it was (for the operator)."""
+
+    serial: int
+    revoked_at: dt.datetime
+    holder: str
+
+
+def revocation_list(
+    ca: Identity, revoked: Sequence[Revocation], *, now: dt.datetime, days: int
+) -> bytes:
+    """A CRL signed by `ca`, DER-encoded: etcd 3.5 parses DER or PEM, but 3.6+ uses Go's
+    x509.ParseRevocationList, which reads DER only. etcd matches serials only (it checks
+    neither the signature nor nextUpdate); the signature is for every other reader."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - BACKDATE)
+        .next_update(now + dt.timedelta(days=days))
+    )
+    for entry in sorted(revoked, key=lambda r: r.serial):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial)
+            .revocation_date(entry.revoked_at)
+            .build()
+        )
+    crl = builder.sign(_load_key(ca.key_pem), hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def revoked_serials(crl_der: bytes) -> frozenset[int]:
+    return frozenset(int(entry.serial_number) for entry in x509.load_der_x509_crl(crl_der))
+
+
+def crl_signed_by(crl_der: bytes, ca_pem: bytes) -> bool:
+    public = x509.load_pem_x509_certificate(ca_pem).public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        return False
+    return x509.load_der_x509_crl(crl_der).is_signature_valid(public)
+
+
+def holder_name(cert_pem: bytes) -> str:
+    """Who a certificate was issued to: its CN, else its organization (Patroni certs)."""
+    subject = x509.load_pem_x509_certificate(cert_pem).subject
+    for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME):
+        if values := subject.get_attributes_for_oid(oid):
+            return str(values[0].value)
+    return ""
 
 
 def serial_number(cert_pem: bytes) -> int:

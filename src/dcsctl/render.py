@@ -52,6 +52,11 @@ class MemberLayout:
             jwt_public=tls / "jwt.pub",
         )
 
+    @property
+    def crl(self) -> PurePath:
+        """The CA's revocation list (DER), beside the CA certificate."""
+        return self.ca_cert.parent / "ca.crl"
+
 
 def on_host(member: Member, path: str) -> PurePosixPath:
     """A remote path under the member's remote_root ("/" on real hosts)."""
@@ -262,7 +267,10 @@ def etcd_settings(
         # Only member certificates carry the shared cluster name, so an admin or
         # application client certificate is refused on the peer port (lab-defects.md 10).
         "peer-cert-allowed-hostname": spec.shared_dns_name,
-        "tls-min-version": "TLS1.2",
+        # TLS 1.3 only (every etcd 3.5+ accepts the value): Patroni (urllib3 over
+        # Python's ssl) and grpcio (BoringSSL) both speak it; tested in tests/patroni
+        # and tests/security/test_tls_version.py.
+        "tls-min-version": "TLS1.3",
         **capability_settings(version),
         "logger": "zap",
         "log-outputs": "stderr",
@@ -304,6 +312,14 @@ def capability_settings(version: Version) -> dict[str, str]:
     if version < FEATURE_GATES_SINCE:
         return {flag: value for c in CAPABILITIES for flag, value in c.experimental.items()}
     return {"feature-gates": ",".join(f"{gate}=true" for c in CAPABILITIES for gate in c.gates)}
+
+
+def revocation_settings(layout: MemberLayout) -> dict[str, str]:
+    """etcd's CRL flags: a certificate whose serial the CRL lists is refused on the client
+    and peer ports. etcd reads the file on every new connection (no restart needed), and
+    refuses every connection when the file is missing or unreadable: it must be in place
+    before these flags are."""
+    return {"client-crl-file": str(layout.crl), "peer-crl-file": str(layout.crl)}
 
 
 def env_name(flag: str) -> str:

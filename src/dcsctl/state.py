@@ -2,7 +2,8 @@
 
     <home>/<cluster>/cluster.json    identity: token, bootstrapped?, cluster ID
                      spec.yaml       the spec last applied
-                     pki/            ca.key (0600, never leaves), ca.crt, admin (CN=root), jwt
+                     pki/            ca.key (0600, never leaves), ca.crt, admin (CN=root), jwt,
+                                     ca.crl + revoked.json (revocations)
                      secrets/        root.password (0600, break-glass only), manifest.key
                                      (0600: signs backup manifests)
                      members/<name>/ etcd.env, tls/, data/, etcd.log, etcd.pid (lab runtime)
@@ -118,6 +119,21 @@ class ClusterDir:
     @property
     def admin_key(self) -> Path:
         return self.pki_dir / "admin.key"
+
+    @property
+    def crl(self) -> Path:
+        """The CA's revocation list (DER) that every member's etcd checks."""
+        return self.pki_dir / "ca.crl"
+
+    @property
+    def revoked_record(self) -> Path:
+        """What the CRL lists, with holder names (the CRL itself holds serials only)."""
+        return self.pki_dir / "revoked.json"
+
+    @property
+    def superseded_dir(self) -> Path:
+        """Replaced certificates still in use until redeployed (Patroni bundles)."""
+        return self.pki_dir / "superseded"
 
     @property
     def trust_bundle(self) -> Path:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from dcsctl import pki
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.versions import NEWEST
 from dcsctl.ops.context import Context
@@ -54,11 +55,17 @@ def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster) -> None:
     lab.ok("up")
     lab.ok("put", "/k", "kept")
     victim = _members(lab)[2]
+    tls = lab.state / "members" / str(victim["name"]) / "tls"
+    old_cert, old_key = (tls / "member.crt").read_bytes(), (tls / "member.key").read_bytes()
     os.kill(int(str(victim["pid"])), signal.SIGKILL)
     shutil.rmtree(lab.state / "members" / str(victim["name"]) / "data")
     lab.ok("member", "replace", str(victim["name"]), "--yes")
     after = {m["name"]: m for m in _members(lab)}
     assert after[victim["name"]]["id"] != victim["id"]
+    # The replaced member has a new key; its old certificate is revoked everywhere.
+    assert (tls / "member.key").read_bytes() != old_key
+    for crl in lab.state.glob("members/*/tls/ca.crl"):
+        assert pki.serial_number(old_cert) in pki.revoked_serials(crl.read_bytes())
     assert all(m["healthy"] for m in after.values())
     assert lab.ok("get", "/k").out == "kept\n"
 
@@ -125,7 +132,7 @@ def test_leaf_rotation_under_writes_loses_no_request(lab: LabCluster) -> None:
     before = [_served_serial(lab, i) for i in range(3)]
     with BackgroundWriter(lab) as writer:
         writer.wait_acked(20)
-        lab.ok("certs", "rotate")
+        lab.ok("certs", "rotate", "--keep-keys")
         writer.wait_acked(20)
     assert writer.failed == [] and len(writer.acked) >= 40
     after = [_served_serial(lab, i) for i in range(3)]

@@ -134,6 +134,7 @@ def test_arbitrary_text_as_a_spec_is_refused(text: str) -> None:
 WORDS = ["up", "down", "destroy", "status", "env", "put", "get", "logs", "backup", "list",
          "verify", "restore", "member", "add", "remove", "replace", "certs", "check",
          "rotate", "maintenance", "restart", "upgrade", "patroni", "config", "init",
+         "revoke", "--superseded", "--keep-keys", "--patroni",
          "--json", "--yes", "--force", "-f", "--cluster", "--members", "--name", "--keep",
          "--max-age", "--to", "--bin-dir", "--address", "--node", "--namespace", "-n",
          "--warn-days", "0", "-1", "7d", "x", "/nonexistent", "Bad_Name", "127.0.0.300"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsctl import render, spec
+from dcsctl import pki, render, spec
 from dcsctl.etcd.versions import NEWEST
 from dcsctl.wait import wait_until
 from tests.conftest import REPO, VENV_BIN, etcd_bin_dir
@@ -276,14 +276,25 @@ def test_day_two_on_ssh_hosts_backup_restore_members_certs_restart(
     assert not (root / "etc" / "dcs" / "cert" / f"{spare}.key").exists()
     assert len(json.loads(cluster.ok("status", "--json").out)["members"]) == 3
 
-    # New member certificates reach the hosts; etcd serves them without a restart.
+    # The removed member's certificate is revoked on every remaining host.
     first = next(iter(cluster.roots))
+    crl = cluster.roots[first] / "etc" / "dcs" / "cert" / "ca.crl"
+    assert len(pki.revoked_serials(crl.read_bytes())) == 1
+
+    # New member certificates reach the hosts; etcd serves them without a restart.
     cert = cluster.roots[first] / "etc" / "dcs" / "cert" / f"{first}.crt"
+    key = cluster.roots[first] / "etc" / "dcs" / "cert" / f"{first}.key"
     pids = [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare]
-    old_cert = cert.read_bytes()
-    cluster.ok("certs", "rotate")
-    assert cert.read_bytes() != old_cert
+    old_cert, old_key = cert.read_bytes(), key.read_bytes()
+    cluster.ok("certs", "rotate", "--keep-keys")
+    assert cert.read_bytes() != old_cert and key.read_bytes() == old_key
     assert [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare] == pids
+
+    # A key rotation: new keys on the hosts (one rolling restart), old certificates revoked.
+    cluster.ok("certs", "rotate")
+    assert key.read_bytes() != old_key
+    assert len(pki.revoked_serials(crl.read_bytes())) == 1 + 1 + len(pids)  # + admin, members
+    pids = [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare]
 
     cluster.ok("restart")
     assert [_etcd_pid(r) for m, r in cluster.roots.items() if m != spare] != pids

@@ -183,3 +183,25 @@ def test_patroni_client_cert_has_no_common_name(ca: pki.Identity, key_type: KeyT
     facts = pki.inspect(client.cert_pem)
     assert "CN=" not in facts.subject and facts.subject == "O=patroni-demo"
     assert facts.client_auth and not facts.server_auth
+
+
+def test_crl_lists_the_revoked_serials_signed_by_its_ca(
+    ca: pki.Identity, member: pki.Identity, admin: pki.Identity, foreign_ca: pki.Identity
+) -> None:
+    revoked = [pki.Revocation(pki.serial_number(member.cert_pem), NOW, "dcs-00")]
+    crl = pki.revocation_list(ca, revoked, now=NOW, days=365)
+    assert crl.startswith(b"\x30")  # DER: etcd 3.6+ parses nothing else
+    assert pki.revoked_serials(crl) == {pki.serial_number(member.cert_pem)}
+    assert pki.serial_number(admin.cert_pem) not in pki.revoked_serials(crl)
+    assert pki.crl_signed_by(crl, ca.cert_pem)
+    assert not pki.crl_signed_by(crl, foreign_ca.cert_pem)
+    assert pki.revoked_serials(pki.revocation_list(ca, [], now=NOW, days=1)) == frozenset()
+
+
+def test_holder_name_is_the_cn_else_the_organization(
+    ca: pki.Identity, member: pki.Identity, key_type: KeyType
+) -> None:
+    patroni = pki.issue(ca, pki.Role.CLIENT, common_name=None, organization="patroni-demo",
+                        sans=pki.SubjectAltNames(), key_type=key_type, days=1, now=NOW)
+    assert pki.holder_name(member.cert_pem) == "dcs-00"
+    assert pki.holder_name(patroni.cert_pem) == "patroni-demo"

@@ -138,3 +138,13 @@ def test_each_release_line_gets_its_own_spelling(line: str, version_of: object) 
 
 def test_every_supported_line_is_in_the_rendering_table() -> None:
     assert set(NEWEST) == set(VERSIONED)
+
+
+def test_every_member_checks_the_crl_beside_its_ca_on_both_ports() -> None:
+    for cluster in (LAB, SSH):
+        member = cluster.members[0]
+        layout = render.remote_layout(cluster, member)
+        settings = render.revocation_settings(layout)
+        assert settings == {"client-crl-file": str(layout.ca_cert.parent / "ca.crl"),
+                            "peer-crl-file": str(layout.ca_cert.parent / "ca.crl")}
+    assert render.MemberLayout.under(PurePosixPath("/m")).crl == PurePosixPath("/m/tls/ca.crl")

@@ -20,7 +20,7 @@ from dcsctl.cli.common import (
     confirm,
     session_of,
 )
-from dcsctl.errors import ExitCode
+from dcsctl.errors import DcsctlError, ExitCode, NotFound
 from dcsctl.files import atomic_write
 from dcsctl.ops import maintenance, members, rotation, upgrade
 from dcsctl.ops.context import Cluster
@@ -120,15 +120,28 @@ def certs_rotate(
     ctx: typer.Context,
     ca: Annotated[bool, typer.Option("--ca", help="replace the CA itself")] = False,
     finish: Annotated[bool, typer.Option("--finish", help="drop the old CA (with --ca)")] = False,
+    keep_keys: Annotated[bool, typer.Option(
+        "--keep-keys", help="renew certificates only, same keys, no restart")] = False,
+    patroni: Annotated[bool, typer.Option(
+        "--patroni", help="also new keys for the Patroni bundles (redeploy them)")] = False,
     spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
 ) -> None:
-    """Reissue member and admin certificates (no restart), or the CA (--ca)."""
+    """New keys for members, admin and JWT signer (one rolling restart), replaced
+    certificates revoked; or certificates only (--keep-keys); or the CA (--ca)."""
+    if keep_keys and (ca or patroni):
+        raise DcsctlError("--keep-keys renews member and admin certificates only",
+                          fix="use it alone, or drop it for a key rotation")
     target = cluster_of(ctx, spec_file, cluster)
     if ca and finish:
         confirm(f"Drop the old CA of {target.spec.name!r}? Every certificate it signed (Patroni "
                 "bundles not yet redeployed, copies of the old admin certificate) stops "
                 "working.", yes=yes, action="certs rotate --ca --finish")
-    result = rotation.rotate_ca(target, finish=finish) if ca else rotation.rotate_leaves(target)
+    if ca:
+        result = rotation.rotate_ca(target, finish=finish)
+    elif keep_keys:
+        result = rotation.rotate_leaves(target)
+    else:
+        result = rotation.rotate_keys(target, patroni=patroni)
     out = session_of(ctx).out
     if result.renewed:
         out.print(f"renewed: {', '.join(result.renewed)}", highlight=False)
@@ -136,6 +149,34 @@ def certs_rotate(
         out.print(f"Patroni bundles rewritten (redeploy them): "
                   f"{', '.join(result.patroni_bundles)}", highlight=False)
     out.print(result.note, highlight=False)
+
+
+@certs_app.command("revoke")
+def certs_revoke(
+    ctx: typer.Context,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="certificate files (PEM) issued by this cluster's CA")] = None,
+    superseded: Annotated[bool, typer.Option(
+        "--superseded", help="the certificates `certs rotate --patroni` replaced")] = False,
+    yes: YesOption = False, spec_file: SpecOption = None, cluster: ClusterOption = None,
+) -> None:
+    """Revoke certificates: every member refuses them on its client and peer ports."""
+    target = cluster_of(ctx, spec_file, cluster)
+    if not target.dir.exists():
+        raise NotFound(f"no cluster named {target.spec.name!r} in {target.dir.home}",
+                       fix="check DCSCTL_HOME, -f or --cluster")
+    if not files and not superseded:
+        raise DcsctlError("nothing to revoke", fix="name certificate files, or pass --superseded")
+    confirm(f"Revoke {len(files or [])} certificate file(s)"
+            f"{' and the superseded certificates' if superseded else ''} for good?",
+            yes=yes, action="certs revoke")
+    result = rotation.revoke_certificates(target, files or [], include_superseded=superseded)
+    out = session_of(ctx).out
+    for entry in result.added:
+        out.print(f"revoked {entry.holder or '(no name)'} serial {entry.serial:x}",
+                  highlight=False)
+    for serial in result.already:
+        out.print(f"already revoked: serial {serial:x}", highlight=False)
 
 
 @app.command("maintenance")

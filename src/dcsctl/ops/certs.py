@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dcsctl import pki
 from dcsctl.identity import Identity
+from dcsctl.ops import revocation
 from dcsctl.ops.context import Cluster
 from dcsctl.spec import ClusterSpec, Member
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
@@ -71,18 +72,20 @@ def plan_pki(cluster: Cluster, now: dt.datetime) -> PkiPlan:
     directory, spec = cluster.dir, cluster.spec
     ca = directory.ca()
     if ca is None:
-        return PkiPlan(("ca", "admin", "jwt", *(m.name for m in spec.members)))
+        return PkiPlan(("ca", "admin", "jwt", "crl", *(m.name for m in spec.members)))
     missing = []
     if not _still_good(directory.admin(), ca, pki.SubjectAltNames(), now):
         missing.append("admin")
     if not _jwt_present(directory):
         missing.append("jwt")
+    if not revocation.crl_current(cluster, ca):
+        missing.append("crl")
     for member in spec.members:
         layout = directory.layout(member.name)
         identity = directory.load_identity(Path(layout.cert), Path(layout.key))
-        if not _still_good(identity, ca, member_sans(spec, member), now) or not Path(
-            layout.ca_cert
-        ).exists():
+        if not _still_good(identity, ca, member_sans(spec, member), now) or not all(
+            Path(path).exists() for path in (layout.ca_cert, layout.crl)
+        ):
             missing.append(member.name)
     return PkiPlan(tuple(missing))
 
@@ -106,6 +109,7 @@ def ensure_pki(cluster: Cluster, now: dt.datetime) -> str:
         private, public = directory.jwt()
         cluster.host.write(private, keys.private_pem, PRIVATE)
         cluster.host.write(public, keys.public_pem, PUBLIC)
+    crl = revocation.write_crl(cluster, ca) if "crl" in todo else directory.crl.read_bytes()
     jwt_private, jwt_public = directory.jwt()
     for member in spec.members:
         layout = directory.layout(member.name)
@@ -118,6 +122,9 @@ def ensure_pki(cluster: Cluster, now: dt.datetime) -> str:
         # A member gets the CA certificate, never its key; the JWT pair signs auth tokens
         # on whichever member a client authenticates against, so each member holds it.
         cluster.host.write(Path(layout.ca_cert), ca.cert_pem, PUBLIC)
+        # The CRL before the configuration that names it: etcd refuses every
+        # connection when its CRL file is missing.
+        cluster.host.write(Path(layout.crl), crl, PUBLIC)
         cluster.host.write(Path(layout.jwt_private), jwt_private.read_bytes(), PRIVATE)
         cluster.host.write(Path(layout.jwt_public), jwt_public.read_bytes(), PUBLIC)
     return "issued " + ", ".join(todo) if todo else UNCHANGED

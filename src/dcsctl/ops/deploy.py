@@ -79,7 +79,7 @@ def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord
         state=state,
         token=record.token,
         jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),
-    )
+    ) | render.revocation_settings(cluster.layout(member.name))
     header = f"etcd member {member.name} of cluster {cluster.spec.name}; written by dcsctl"
     return render.env_file(settings, header=header)
 
@@ -122,6 +122,7 @@ def desired_files(cluster: Cluster, member: spec.Member, settings: bytes) -> lis
     files = [
         DesiredFile(on_host.config, settings, PUBLIC, public),
         DesiredFile(on_host.ca_cert, issued(staged.ca_cert), PUBLIC, public),
+        DesiredFile(on_host.crl, issued(staged.crl), PUBLIC, public),
         DesiredFile(on_host.cert, issued(staged.cert), PUBLIC, public),
         DesiredFile(on_host.key, issued(staged.key), PRIVATE, private, secret=True),
         DesiredFile(on_host.jwt_public, issued(staged.jwt_public), PUBLIC, public),
@@ -290,7 +291,8 @@ def sync_tls(cluster: Cluster, member: spec.Member) -> list[str]:
     if not cluster.remote:
         return []
     layout = cluster.layout(member.name)
-    tls = {layout.ca_cert, layout.cert, layout.key, layout.jwt_private, layout.jwt_public}
+    tls = {layout.ca_cert, layout.crl, layout.cert, layout.key, layout.jwt_private,
+           layout.jwt_public}
     host = cluster.host_of(member.name)
     wanted = [f for f in desired_files(cluster, member, b"")
               if f.path in tls and f.content is not None]
@@ -356,7 +358,7 @@ def remove(cluster: Cluster, member: spec.Member) -> None:
     layout = cluster.layout(member.name)
     paths = cluster.host_paths(member.name)
     doomed = [layout.key, layout.jwt_private, layout.cert, layout.jwt_public, layout.ca_cert,
-              layout.config, paths.pidfile, founding_marker(cluster, member)]
+              layout.crl, layout.config, paths.pidfile, founding_marker(cluster, member)]
     if paths.env_link is not None:
         doomed.append(paths.env_link)
     if cluster.spec.service.manager is ServiceManager.SYSTEMD:

@@ -6,6 +6,7 @@ first member that is not healthy: maintenance must never be what breaks quorum.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
@@ -72,8 +73,12 @@ def rolling_restart(cluster: Cluster) -> RestartResult:
         return RestartResult(restart_members(cluster, UpWorkflow(cluster)))
 
 
-def restart_members(cluster: Cluster, workflow: UpWorkflow) -> tuple[str, ...]:
-    """The rolling restart itself (the caller holds the cluster lock)."""
+def restart_members(
+    cluster: Cluster, workflow: UpWorkflow, *,
+    while_stopped: Callable[[Member], None] | None = None,
+) -> tuple[str, ...]:
+    """The rolling restart itself (the caller holds the cluster lock). `while_stopped`
+    changes a member's files between its stop and its start (a key rotation)."""
     with cluster.admin_client() as client:
         ordered = ordered_members(cluster, client)
     for member, status in ordered:
@@ -82,6 +87,8 @@ def restart_members(cluster: Cluster, workflow: UpWorkflow) -> tuple[str, ...]:
             with cluster.admin_client() as client:
                 client.move_leader(cluster.spec.client_url(member), successor)
         cluster.service(member.name).stop()
+        if while_stopped is not None:
+            while_stopped(member)
         workflow.start_member(member)
         workflow.wait_healthy(list(cluster.spec.members))
     return tuple(m.name for m, _ in ordered)

@@ -11,13 +11,15 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
+from dcsctl import pki
 from dcsctl import spec as spec_module
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
 from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
-from dcsctl.ops import deploy
+from dcsctl.ops import deploy, revocation
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow
 from dcsctl.ops.runtime import as_saved
@@ -242,6 +244,21 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
         _once_settled(saved, remove_member, f"etcd did not remove {name}")
         return f"removed {info.id:x}"
 
+    certificate = Path(saved.dir.layout(name).cert)
+
+    def revoke_certificate() -> str:
+        # The removed member's key stays valid for its certificate's lifetime unless
+        # revoked; the remaining members refuse it at its next connection.
+        revoked = revocation.revoke(shrunk, [certificate.read_bytes()])
+        serials = [f"{r.serial:x}" for r in revoked.added] or [f"{s:x}" for s in revoked.already]
+        return f"certificate {', '.join(serials)} revoked, CRL pushed"
+
+    def certificate_revoked() -> bool:
+        if not certificate.exists():
+            return True  # forgotten already (a re-run after the stop phase)
+        serial = pki.serial_number(certificate.read_bytes())
+        return serial in {r.serial for r in revocation.revoked(saved.dir)}
+
     def stop_and_forget() -> str:
         saved.service(name).stop()
         if saved.remote:
@@ -255,6 +272,8 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
     phases = [
         Phase("remove", f"remove {name} from etcd", remove_from_etcd,
               lambda: _listed(saved, peer_url) is None),
+        Phase("revoke", f"revoke {name}'s certificate, push the CRL", revoke_certificate,
+              certificate_revoked),
         Phase("stop", f"stop {name}, drop its data, save the spec", stop_and_forget),
     ]
     with locked(saved.dir):

@@ -335,12 +335,13 @@ class Bundle:
 
 
 def _node_identity(
-    cluster: Cluster, scope: Scope, node: str, directory: Path, ca: Identity
+    cluster: Cluster, scope: Scope, node: str, directory: Path, ca: Identity, *,
+    renew: bool = False,
 ) -> Identity:
     cert, key = directory / f"{node}.crt", directory / f"{node}.key"
     current = cluster.dir.load_identity(cert, key)
     now = cluster.context.clock()
-    if current is not None and pki.is_issued_by(current.cert_pem, ca.cert_pem) and (
+    if not renew and current is not None and pki.is_issued_by(current.cert_pem, ca.cert_pem) and (
         pki.inspect(current.cert_pem).not_after - now > RENEW_BEFORE
     ):
         return current
@@ -354,11 +355,12 @@ def _node_identity(
 
 def config(
     cluster: Cluster, name: str, node: str, out: Path | None = None, *,
-    ca: Identity | None = None, trust: bytes | None = None,
+    ca: Identity | None = None, trust: bytes | None = None, renew: bool = False,
 ) -> Bundle:
     """Issue the node's client certificate and write ca.crt, cert, key and etcd3.yml.
 
     `ca` and `trust` are for a CA rotation: sign with the incoming CA, trust old + new.
+    `renew` issues a new key and certificate even when the current ones are good.
     """
     scope = _scope(cluster, name)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", node):
@@ -369,7 +371,7 @@ def config(
     ca = ca or cluster.dir.ca()
     if ca is None:
         raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
-    identity = _node_identity(cluster, scope, node, kept, ca)
+    identity = _node_identity(cluster, scope, node, kept, ca, renew=renew)
     targets = [kept] + ([private_dir(out)] if out is not None else [])
     final = targets[-1]
     section = render.patroni_etcd3_section(

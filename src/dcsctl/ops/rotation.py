@@ -1,10 +1,14 @@
-"""`certs check` and `certs rotate [--ca]`: certificates that never expire by surprise.
+"""`certs check` and `certs rotate [--ca | --keep-keys]`: certificates that never expire
+by surprise, and keys that do not outlive a leak.
 
-Leaf rotation keeps each private key and replaces only the certificate file: etcd reads
-its certificate on every new TLS connection, so the swap needs no restart, and a single
-atomic file replacement never pairs a new certificate with an old key mid-handshake.
+`certs rotate` issues new private keys (members, admin, JWT; Patroni with `--patroni`)
+in one rolling restart and revokes the replaced certificates (see ops/rekey.py).
+`--keep-keys` renews certificates only: etcd reads its certificate on every new TLS
+connection, so that swap needs no restart, and a single atomic file replacement never
+pairs a new certificate with an old key mid-handshake.
 CA rotation goes through a trust bundle (old + new), with rolling restarts because etcd
-reads its trusted CAs only at start-up.
+reads its trusted CAs only at start-up; the first of those restarts also installs the
+new keys.
 """
 
 from __future__ import annotations
@@ -12,20 +16,22 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcsctl import pki
-from dcsctl.errors import NotFound
+from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.etcd.client import ClientTls, served_certificate
 from dcsctl.files import atomic_write
 from dcsctl.identity import Identity
-from dcsctl.ops import deploy
+from dcsctl.ops import deploy, revocation
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow
 from dcsctl.ops.maintenance import restart_members
+from dcsctl.ops.rekey import KeyRotation, rekey_patroni
 from dcsctl.ops.runtime import as_saved
 from dcsctl.state import PRIVATE, PUBLIC, locked
 from dcsctl.wait import wait_until
@@ -137,7 +143,27 @@ def _reissue_patroni(
     return tuple(bundles)
 
 
+def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
+    """New keys for the admin, the JWT signer and every member (one rolling restart), the
+    replaced certificates revoked; Patroni bundles too with `patroni`."""
+    cluster = as_saved(cluster)
+    with locked(cluster.dir):
+        ca = cluster.dir.ca()
+        assert ca is not None
+        keys = KeyRotation(cluster, ca)
+        keys.admin()
+        keys.stage_jwt()
+        restart_members(cluster, UpWorkflow(cluster), while_stopped=keys.member_while_stopped)
+        bundles = rekey_patroni(cluster) if patroni else _reissue_patroni(cluster)
+    note = f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
+    if patroni:
+        note += ("; deploy the new Patroni bundles, then run `dcsctl certs revoke "
+                 "--superseded` to revoke their old certificates")
+    return RotationResult(("admin", "jwt", *keys.members), bundles, True, note)
+
+
 def rotate_leaves(cluster: Cluster) -> RotationResult:
+    """Certificates only (same keys, no restart): `certs rotate --keep-keys`."""
     cluster = as_saved(cluster)
     with locked(cluster.dir):
         ca = cluster.dir.ca()
@@ -180,7 +206,14 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             bundle = old.cert_pem + new.cert_pem
             atomic_write(directory.trust_bundle, bundle, PUBLIC)
             _write_member_trust(cluster, bundle)
-            restart_members(cluster, workflow)  # etcd reads trusted CAs at start-up only
+            # etcd reads trusted CAs (and its JWT key) at start-up only. The same restart
+            # gives each member a new key, certified by the old CA that every member
+            # still trusts alone until its own restart; the next step certifies the new
+            # keys by the new CA without a restart.
+            keys = KeyRotation(cluster, old)
+            keys.admin()
+            keys.stage_jwt()
+            restart_members(cluster, workflow, while_stopped=keys.member_while_stopped)
             atomic_write(state_path, json.dumps({"step": "trusting-both"}).encode(), PRIVATE)
             step = "trusting-both"
         new_ca = directory.load_identity(next_cert, next_key) or old
@@ -196,8 +229,12 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             return RotationResult(tuple(renewed), bundles, False,
                                   "deploy the new Patroni bundles, then run "
                                   "`dcsctl certs rotate --ca --finish` to drop the old CA")
-        # Drop the old CA: members and clients trust only the new one.
+        # Drop the old CA: members and clients trust only the new one. The CRL is signed
+        # by the new CA from now on (its entries were issued by the old one, which no
+        # member trusts any more: kept anyway, they cost nothing).
         directory.save_identity(new_ca, directory.ca_cert, directory.ca_key)
+        revocation.write_crl(cluster, new_ca)
+        revocation.publish(cluster)
         _write_member_trust(cluster, new_ca.cert_pem)
         directory.trust_bundle.unlink(missing_ok=True)
         restart_members(cluster, workflow)
@@ -207,3 +244,37 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
     if has_patroni:
         bundles = _reissue_patroni(cluster)
     return RotationResult(tuple(renewed), bundles, True, "old CA dropped")
+
+
+def revoke_certificates(
+    cluster: Cluster, files: Sequence[Path], *, include_superseded: bool
+) -> revocation.Revoked:
+    """`certs revoke`: the given certificate files (and the superseded ones), refusing the
+    certificates dcsctl and the members present now."""
+    cluster = as_saved(cluster)
+    with locked(cluster.dir):
+        kept = revocation.superseded(cluster) if include_superseded else []
+        chosen = [*files, *kept]
+        if not chosen:
+            raise DcsctlError("nothing to revoke",
+                              fix="name certificate files, or pass --superseded")
+        certificates = []
+        in_use = revocation.in_use(cluster)
+        for path in chosen:
+            try:
+                cert_pem = path.read_bytes()
+                serial = pki.serial_number(cert_pem)
+            except (OSError, ValueError) as exc:
+                raise DcsctlError(f"{path} is not a readable PEM certificate ({exc})",
+                                  fix="pass the .crt file of the certificate to revoke") from exc
+            if serial in in_use:
+                raise DcsctlError(
+                    f"{path} is {in_use[serial]}: revoking it would cut that off",
+                    fix="`dcsctl certs rotate` replaces and revokes member and admin keys; "
+                    "`dcsctl member replace` a compromised member",
+                )
+            certificates.append(cert_pem)
+        result = revocation.revoke(cluster, certificates)
+        for path in kept:
+            path.unlink()
+    return result

@@ -1,0 +1,113 @@
+"""New private keys: members, the admin identity, the JWT signing key, and on request the
+Patroni client bundles; each replaced certificate is revoked.
+
+A member's key and certificate are two files that etcd reads at every handshake:
+replacing them under a running etcd would pair the new certificate with the old key for
+a moment. So each member is stopped, given its new pair, and started again, one at a
+time, followers first and the leader last after handing over (`dcsctl restart`'s roll):
+the cluster keeps quorum throughout.
+
+The same restart loads the new JWT key pair, which etcd reads only at start-up. Every
+member gets the new pair on disk before the first restart. While the roll is under way,
+a token signed by a restarted member is refused by a member not yet restarted (and the
+other way round) with "invalid auth token"; Patroni and etcdctl then authenticate again
+against the member they talk to (tests/patroni: no demotion during the roll). dcsctl's
+own client authenticates by its CN=root certificate and holds no token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcsctl import pki
+from dcsctl.identity import Identity
+from dcsctl.ops import deploy, revocation
+from dcsctl.ops import patroni as patroni_ops
+from dcsctl.ops.certs import member_sans
+from dcsctl.ops.context import Cluster
+from dcsctl.spec import Member
+from dcsctl.state import PRIVATE, PUBLIC
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    members: tuple[str, ...]
+    revoked: tuple[str, ...]
+    patroni_bundles: tuple[str, ...]
+
+
+class KeyRotation:
+    """The steps of a key rotation, for `certs rotate` and the first roll of `--ca`.
+
+    `ca` signs the new certificates (during a CA rotation: still the old CA, which every
+    member trusts until the new one is in place everywhere).
+    """
+
+    def __init__(self, cluster: Cluster, ca: Identity) -> None:
+        self.cluster = cluster
+        self.ca = ca
+        self.members: list[str] = []
+        self.revoked: list[str] = []
+
+    def _issue(self, role: pki.Role, common_name: str,
+               sans: pki.SubjectAltNames) -> Identity:
+        policy, now = self.cluster.spec.tls, self.cluster.context.clock()
+        return pki.issue(self.ca, role, common_name=common_name, sans=sans,
+                         key_type=policy.key_type, days=policy.leaf_days, now=now)
+
+    def _revoke(self, old_cert: bytes | None, label: str) -> None:
+        if old_cert is None:
+            return
+        for entry in revocation.revoke(self.cluster, [old_cert]).added:
+            self.revoked.append(f"{label} ({entry.serial:x})")
+
+    def admin(self) -> None:
+        """dcsctl's own identity: new key now, old certificate revoked at once (every
+        dcsctl command loads the admin pair from the state dir when it connects)."""
+        directory = self.cluster.dir
+        old = directory.admin()
+        directory.save_identity(self._issue(pki.Role.ADMIN, "root", pki.SubjectAltNames()),
+                                directory.admin_cert, directory.admin_key)
+        self._revoke(old.cert_pem if old else None, "admin")
+
+    def stage_jwt(self) -> None:
+        """A new JWT key pair on every member's disk; each loads it at its next start."""
+        cluster, directory = self.cluster, self.cluster.dir
+        keys = pki.jwt_keys(cluster.spec.tls.key_type)
+        private, public = directory.jwt()
+        cluster.host.write(private, keys.private_pem, PRIVATE)
+        cluster.host.write(public, keys.public_pem, PUBLIC)
+        for member in cluster.spec.members:
+            layout = directory.layout(member.name)
+            cluster.host.write(Path(layout.jwt_private), keys.private_pem, PRIVATE)
+            cluster.host.write(Path(layout.jwt_public), keys.public_pem, PUBLIC)
+            deploy.sync_tls(cluster, member)
+
+    def member_while_stopped(self, member: Member) -> None:
+        """The new key and certificate for a stopped member; its old certificate revoked
+        (nothing presents it any more)."""
+        cluster, directory = self.cluster, self.cluster.dir
+        layout = directory.layout(member.name)
+        cert = Path(layout.cert)
+        old = cert.read_bytes() if cert.exists() else None
+        identity = self._issue(pki.Role.MEMBER, member.name, member_sans(cluster.spec, member))
+        directory.save_identity(identity, cert, Path(layout.key))
+        deploy.sync_tls(cluster, member)
+        self.members.append(member.name)
+        self._revoke(old, member.name)
+
+
+def rekey_patroni(cluster: Cluster) -> tuple[str, ...]:
+    """New keys for every Patroni bundle kept in the state dir. The nodes still present
+    the old certificates until the new bundles are deployed: those are kept aside for
+    `certs revoke --superseded`, not revoked now."""
+    bundles = []
+    for node_dir in sorted((cluster.dir.root / "patroni").glob("*/*")):
+        scope, node = node_dir.parent.name, node_dir.name
+        old = node_dir / f"{node}.crt"
+        if old.exists():
+            revocation.keep_superseded(cluster, f"patroni-{scope}-{node}", old.read_bytes())
+        patroni_ops.config(cluster, scope, node, renew=True)
+        bundles.append(f"{scope}/{node}")
+    return tuple(bundles)
