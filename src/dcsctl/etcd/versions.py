@@ -180,6 +180,11 @@ MINOR_UPGRADE_FLOOR: dict[str, Version] = {
 }
 # `etcdutl check v2store` (a 3.5 tool) must pass on a data dir before 3.6 may open it.
 V2STORE_CHECK_BEFORE = Version(3, 6, 0)
+# etcd 3.7 cannot replay the raft entries 3.5 wrote (its v2 requests: it panics with
+# "unmarshal should never fail"); 3.6 still can. Before a member meets 3.7 its WAL must
+# start after them: a raft snapshot taken on 3.6 (found the hard way: 3.5.35 -> 3.6.16 ->
+# 3.7.3 in one afternoon, with fewer than snapshot-count entries in between).
+SNAPSHOT_ON_3_6_BEFORE = Version(3, 7, 0)
 # Lines that can go back one minor through etcd's downgrade API (3.7 -> 3.6, 3.6 -> 3.5).
 DOWNGRADE_FROM: frozenset[str] = frozenset({"3.6", "3.7"})
 

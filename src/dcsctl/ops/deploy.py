@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -68,8 +68,10 @@ rm -f "$snapshot"
 
 
 
-def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord) -> bytes:
-    """The member's etcd environment file, for whichever host runs it."""
+def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord,
+                    extra: Mapping[str, str] | None = None) -> bytes:
+    """The member's etcd environment file, for whichever host runs it (`extra`: flags for
+    one special start, such as an upgrade's)."""
     state = render.ClusterState.EXISTING if record.bootstrapped else render.ClusterState.NEW
     settings = render.etcd_settings(
         cluster.spec,
@@ -79,7 +81,7 @@ def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord
         state=state,
         token=record.token,
         jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),
-    ) | render.revocation_settings(cluster.layout(member.name))
+    ) | render.revocation_settings(cluster.layout(member.name)) | dict(extra or {})
     header = f"etcd member {member.name} of cluster {cluster.spec.name}; written by dcsctl"
     return render.env_file(settings, header=header)
 

@@ -4,6 +4,8 @@ followers first and the leader last, and find the cluster the state dir really h
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.etcd.client import EtcdClient
@@ -61,7 +63,9 @@ class MemberRuntime:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
 
-    def start_member(self, member: spec.Member) -> None:
+    def start_member(self, member: spec.Member, executable: PurePath | None = None) -> None:
+        """Start the member from the configuration on its host (`executable`: another
+        etcd binary than the spec's, e.g. the one it ran before an upgrade)."""
         config = self.cluster.layout(member.name).config
         content = self.cluster.host_of(member.name).read(config)
         if content is None:
@@ -69,7 +73,7 @@ class MemberRuntime:
                               fix="run `dcsctl up` (its config phase writes it)")
         environment = render.parse_env_file(content)
         self.cluster.service(member.name).start(
-            self.cluster.etcd_executable(member.name), environment)
+            executable or self.cluster.etcd_executable(member.name), environment)
 
     def wait_healthy(self, members: list[spec.Member]) -> None:
         endpoints = [self.cluster.spec.client_url(m) for m in members]

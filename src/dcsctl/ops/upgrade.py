@@ -16,16 +16,18 @@ alone (the snapshot is only taken while some member still runs the old one).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from dcsctl import spec as spec_module
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, UsageError
 from dcsctl.etcd import binaries
-from dcsctl.etcd.client import cluster_version
+from dcsctl.etcd.client import cluster_version, metrics_text
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.versions import (
+    SNAPSHOT_ON_3_6_BEFORE,
     V2STORE_CHECK_BEFORE,
     Version,
     downgrade_problem,
@@ -35,7 +37,7 @@ from dcsctl.ops import backup, deploy, install
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.runtime import MemberRuntime, as_saved, ordered_members
 from dcsctl.spec import InstallMethod, Member
-from dcsctl.state import PUBLIC, locked
+from dcsctl.state import PUBLIC, ClusterRecord, locked
 from dcsctl.wait import wait_until
 
 CLUSTER_VERSION_TIMEOUT_S = 60.0  # etcd's leader re-decides the cluster version every ~5 s
@@ -99,6 +101,40 @@ def _v2store_check(cluster: Cluster, member: Member) -> None:
         )
 
 
+SNAPSHOT_TIMEOUT_S = 30.0
+SNAPSHOT_SAVES = re.compile(r"^etcd_debugging_snap_save_total_duration_seconds_count (\S+)$",
+                            re.MULTILINE)
+
+
+def _snapshot_on_current_version(before: Cluster, member: Member, executable: PurePath,
+                                 record: ClusterRecord) -> None:
+    """Start the stopped member once more on its current etcd with snapshot-count 1, so it
+    saves a raft snapshot at once and its WAL no longer begins with entries that the next
+    version cannot replay; then stop it again."""
+    host, config = before.host_of(member.name), before.layout(member.name).config
+    host.write(config, deploy.member_settings(before, member, record, {"snapshot-count": "1"}),
+               PUBLIC, "root:root")
+    runtime = MemberRuntime(before)
+    runtime.start_member(member, executable)
+    runtime.wait_healthy([member])
+    endpoint, tls = before.spec.client_url(member), before.admin_tls()
+    seen = ""
+
+    def saved() -> bool:
+        nonlocal seen
+        try:
+            match = SNAPSHOT_SAVES.search(metrics_text(endpoint, tls))
+        except OSError as exc:
+            seen = str(exc)
+            return False
+        seen = f"{match.group(1) if match else 'no'} snapshot saves"
+        return match is not None and float(match.group(1)) >= 1
+
+    wait_until(saved, timeout=before.context.deadline(SNAPSHOT_TIMEOUT_S),
+               what=f"{member.name} did not save a raft snapshot", last_error=lambda: seen)
+    before.service(member.name).stop()
+
+
 def _hashes_agree(cluster: Cluster) -> None:
     """Every member holds the same key-value store (hashkv at one past revision)."""
     with cluster.admin_client(timeout=10.0) as client:
@@ -149,12 +185,15 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
         if status.is_leader and len(ordered) > 1:
             with before.admin_client() as client:
                 client.move_leader(before.spec.client_url(member), ordered[0][1].member_id)
+        executable = before.running_executable(member.name)
         before.service(member.name).stop()
+        if current < SNAPSHOT_ON_3_6_BEFORE <= wanted:
+            _snapshot_on_current_version(before, member, executable, record)
         if current < V2STORE_CHECK_BEFORE <= wanted:
             try:
                 _v2store_check(before, member)
             except DcsctlError:
-                runtime.start_member(member)  # back on its old version, as it was
+                MemberRuntime(before).start_member(member, executable)  # back as it was
                 raise
         if install_on is not None:
             install_on(member)
