@@ -76,7 +76,7 @@ from harness import (
 )
 
 sys.path.insert(0, str(REPO))
-from tests.ssh.conftest import pack_release
+from tests.conftest import pack_release
 from tests.ssh.sshd import SshLab, start_ssh_lab
 
 SSH_PORT = 2222

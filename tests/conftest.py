@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import itertools
 import json
 import os
 import signal
+import subprocess
+import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,19 @@ def etcd_bin_dir(version: Version) -> Path:
     if version not in found:
         pytest.fail(f"etcd {version} is not in {TOOLS}: run scripts/setup")
     return found[version]
+
+
+def pack_release(bin_dir: Path, directory: Path) -> tuple[Path, str]:
+    """etcd binaries packed the way etcd's own release tarballs are, and the sha256."""
+    version = subprocess.run([str(bin_dir / "etcd"), "--version"], capture_output=True,
+                             text=True, check=True).stdout.split()[2]
+    top = f"etcd-v{version}-linux-amd64"
+    tarball = directory / f"{top}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for tool in ("etcd", "etcdctl", "etcdutl"):
+            # The files themselves: dcsctl's bin dir holds links to .tools.
+            archive.add((bin_dir / tool).resolve(), f"{top}/{tool}")
+    return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
 def debian_etcd(line: str = "3.5") -> Version:

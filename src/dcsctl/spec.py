@@ -303,7 +303,7 @@ class ClusterSpec(_Strict):
 
     @model_validator(mode="after")
     def _release_is_pinned(self) -> ClusterSpec:
-        if self.target is Target.SSH and self.install.method is InstallMethod.RELEASE and not (
+        if self.install.method is InstallMethod.RELEASE and not (
             self.install.tarball and self.install.sha256
         ):
             raise ValueError(

@@ -18,7 +18,8 @@ from dcsctl import render, spec
 from dcsctl.errors import ExitCode
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from dcsctl.ops.context import Context
-from tests.conftest import VENV_BIN, LabCluster, etcd_bin_dir, etcd_builds
+from dcsctl.wait import wait_until
+from tests.conftest import VENV_BIN, LabCluster, etcd_bin_dir, etcd_builds, pack_release
 from tests.integration.writer import BackgroundWriter
 
 GUIDE = Version(3, 5, 16)
@@ -69,8 +70,16 @@ def test_core_flow_on_each_release_line(
     assert _versions(lab) == {str(version)}
     status = json.loads(lab.ok("status", "--json").out)
     assert status["healthy"] and status["advisories"] == []
-    storage = {m["status"]["storage_version"] for m in status["members"]}
-    assert storage == ({None} if line == "3.5" else {f"{line}.0"})
+
+    def storage() -> set[str | None]:
+        members = json.loads(lab.ok("status", "--json").out)["members"]
+        return {m["status"]["storage_version"] for m in members}
+
+    # A new 3.6+ cluster writes 3.5's format until the leader has decided the cluster
+    # version (a few seconds), then migrates.
+    wanted = {None} if line == "3.5" else {f"{line}.0"}
+    wait_until(lambda: storage() == wanted, timeout=30, what=f"storage version {wanted}",
+               last_error=lambda: str(storage()))
 
     # The guide's own commands, with that version's etcdctl and dcsctl's environment.
     environ = dict(lab.environ)
@@ -181,3 +190,28 @@ def test_status_shows_a_mixed_version_cluster(lab_factory: Callable[..., LabClus
     assert any("different etcd versions" in p for p in view["problems"]), view["problems"]
     assert {m["status"]["version"] for m in view["members"] if m["status"]} == {
         str(NEWEST["3.5"]), str(NEWEST["3.6"])}
+
+
+def test_a_lab_member_runs_a_release_tarball_like_an_ssh_host(
+    lab_factory: Callable[..., LabCluster], tmp_path: Path
+) -> None:
+    version = NEWEST["3.6"]
+    tarball, sha256 = pack_release(etcd_bin_dir(version), tmp_path)
+    lab = lab_factory(members=1)  # DCSCTL_ETCD_BIN_DIR points at another version
+    document = lab.document()
+    document["install"] = {"method": "release", "tarball": str(tarball), "sha256": "0" * 64}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    wrong_sum = lab.dcsctl("up")
+    assert wrong_sum.code == ExitCode.ENVIRONMENT and "sha256" in wrong_sum.err
+
+    document["install"] = {"method": "release", "tarball": str(tarball), "sha256": sha256,
+                           "version": str(NEWEST["3.7"])}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    mislabeled = lab.dcsctl("up")
+    assert mislabeled.code == ExitCode.ENVIRONMENT, mislabeled.err
+    assert f"holds etcd {version}" in mislabeled.err and "fix:" in mislabeled.err
+
+    del document["install"]["version"]
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    lab.ok("up")
+    assert _versions(lab) == {str(version)}

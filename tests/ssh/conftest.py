@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
 import signal
-import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, LabCluster, base_environ
+from tests.conftest import VENV_BIN, LabCluster, base_environ, pack_release
 from tests.ssh.sshd import SshLab, start_ssh_lab
 
 
@@ -47,18 +44,6 @@ def ssh_lab_factory(tmp_path: Path) -> Iterator[Callable[..., SshLab]]:
 
 _subnets = itertools.count(1)
 _BASE = 210 + os.getpid() % 40
-
-
-def pack_release(bin_dir: Path, directory: Path) -> tuple[Path, str]:
-    """etcd binaries packed the way etcd's own release tarballs are, and the sha256."""
-    version = subprocess.run([str(bin_dir / "etcd"), "--version"], capture_output=True,
-                             text=True, check=True).stdout.split()[2]
-    top = f"etcd-v{version}-linux-amd64"
-    tarball = directory / f"{top}.tar.gz"
-    with tarfile.open(tarball, "w:gz") as archive:
-        for tool in ("etcd", "etcdctl", "etcdutl"):
-            archive.add(bin_dir / tool, f"{top}/{tool}")
-    return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")

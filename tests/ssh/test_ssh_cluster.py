@@ -25,8 +25,8 @@ import pytest
 from dcsctl import pki, render, spec
 from dcsctl.etcd.versions import NEWEST
 from dcsctl.wait import wait_until
-from tests.conftest import REPO, VENV_BIN, etcd_bin_dir
-from tests.ssh.conftest import SshCluster, pack_release
+from tests.conftest import REPO, VENV_BIN, etcd_bin_dir, pack_release
+from tests.ssh.conftest import SshCluster
 
 DEADLINE_S = 60
 GUIDE_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"  # scripts/setup keeps the guide's etcd

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePath
 
-from dcsctl import render
+from dcsctl import releases, render
 from dcsctl import spec as spec_module
 from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.etcd import binaries
@@ -24,7 +24,7 @@ from dcsctl.hosts.ssh import Destination, SshHost, SshOptions, control_dir
 from dcsctl.services.process import ProcessService
 from dcsctl.services.protocol import Service
 from dcsctl.services.remote import RemoteProcessService, SystemdService
-from dcsctl.spec import ServiceManager, Target
+from dcsctl.spec import InstallMethod, ServiceManager, Target
 from dcsctl.state import ClusterDir, default_home
 from dcsctl.workflow import Progress, SilentProgress
 
@@ -99,6 +99,20 @@ class Cluster:
 
     @cached_property
     def binaries(self) -> binaries.Binaries:
+        """The etcd a lab cluster runs: a release tarball the spec pins (unpacked in the
+        cache), else etcd.bin_dir, DCSCTL_ETCD_BIN_DIR, PATH, dcsctl's bin dir."""
+        install = self.spec.install
+        if install.method is InstallMethod.RELEASE and install.tarball and install.sha256:
+            tarball = releases.fetch(install.tarball, install.sha256,
+                                     self.context.home / ".cache" / "releases")
+            found = binaries.find(str(releases.unpacked(tarball)), self.context.environ)
+            named = install.version or releases.named_version(install.tarball)
+            if named and Version.parse(named) != found.version:
+                raise EnvironmentProblem(
+                    f"{install.tarball} holds etcd {found.version}, but the spec says {named}",
+                    fix="correct install.version, or point install.tarball and install.sha256 "
+                    f"at etcd {named}'s release")
+            return found
         return binaries.find(self.spec.etcd.bin_dir, self.context.environ)
 
     def host_of(self, member: str) -> Host:

@@ -4,15 +4,10 @@ checked by sha256, or what is already there — and the service user it runs as.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import shutil
-import tarfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcsctl import spec
+from dcsctl import releases, spec
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import RECOMMENDED, Version, refusal, warnings
 from dcsctl.hosts.protocol import UNCHANGED_EXIT
@@ -55,11 +50,15 @@ for tool in etcd etcdctl etcdutl; do
 done
 """
 
-# etcd's version line (or nothing), then whether the service user exists: one round trip.
+# etcd's version line (or nothing), whether the service user exists, and the version of
+# Debian's etcd-server package if one is installed: one round trip.
 INSTALL_PROBE = r"""
 "$1" --version 2>/dev/null | head -n 1
 echo --
 id -u "$2" >/dev/null 2>&1 && echo user || echo no-user
+echo --
+dpkg-query -W -f='${Status} ${Version}\n' etcd-server 2>/dev/null \
+  | sed -n 's/^install ok installed //p'
 """
 
 USER_SCRIPT = r"""
@@ -75,18 +74,31 @@ useradd --system --user-group --home-dir "$home" --no-create-home \
 class InstallState:
     version: Version | None
     user_exists: bool
+    package: str = ""  # the version of Debian's etcd-server package, if installed
+
+
+def superseded_package(cluster: Cluster, member: spec.Member, state: InstallState) -> str:
+    """A warning when Debian's etcd package lingers on a host that runs a release tarball
+    (an upgrade from `install: apt`): two etcd binaries, and `etcdctl` on PATH is the old."""
+    if cluster.spec.install.method is not InstallMethod.RELEASE or not state.package:
+        return ""
+    return (f"{member.name}: Debian's etcd-server {state.package} is still installed "
+            f"(/usr/bin/etcd, /usr/bin/etcdctl) beside the release in "
+            f"{cluster.spec.remote_bin_dir()}; the unit runs the release: remove the package "
+            "with `apt-get remove etcd-server etcd-client` on that host")
 
 
 def install_state(cluster: Cluster, member: spec.Member) -> InstallState:
     etcd = cluster.host_paths(member.name).etcd
     result = cluster.host_of(member.name).run(
         ["sh", "-c", INSTALL_PROBE, "sh", str(etcd), cluster.spec.service.user])
-    version_line, _, user = result.stdout.partition("--\n")
+    version_line, _, rest = result.stdout.partition("--\n")
+    user, _, package = rest.partition("--\n")
     try:
         version: Version | None = Version.parse(version_line)
     except ValueError:
         version = None
-    return InstallState(version, user.strip() == "user")
+    return InstallState(version, user.strip() == "user", package.strip())
 
 
 @dataclass(frozen=True)
@@ -94,18 +106,17 @@ class InstallOutcome:
     note: str
     version: Version
     replaced: bool  # etcd's binary changed: a running member must restart to use it
+    state: InstallState  # the host after the install
 
 
 def release_version(settings: spec.InstallSettings) -> Version:
-    if settings.version:
-        return Version.parse(settings.version)
-    match = re.search(r"etcd-v(\d+\.\d+\.\d+)", settings.tarball or "")
-    if not match:
+    named = settings.version or releases.named_version(settings.tarball or "")
+    if not named:
         raise DcsctlError(
             f"cannot tell the etcd version of {settings.tarball}",
-            fix="set install.version in the spec (e.g. 3.5.30)",
+            fix="set install.version in the spec (e.g. 3.6.16)",
         )
-    return Version.parse(match.group(1))
+    return Version.parse(named)
 
 
 def wanted_version(cluster: Cluster) -> Version | None:
@@ -115,50 +126,11 @@ def wanted_version(cluster: Cluster) -> Version | None:
 
 
 def release_tarball(cluster: Cluster) -> Path:
-    """The release tarball in the control machine's cache, checked against its sha256.
-
-    Downloaded once here, pushed to the hosts over SSH: the hosts need no internet.
-    """
+    """The release tarball in the control machine's cache, checked against its sha256."""
     settings = cluster.spec.install
     assert settings.tarball is not None and settings.sha256 is not None  # spec validated
-    source = settings.tarball
-    cache = cluster.context.home / ".cache" / "releases"
-    cache.mkdir(parents=True, exist_ok=True)
-    cached = cache / f"{settings.sha256}-{Path(source.split('?')[0]).name}"
-    if not cached.exists():
-        partial = cached.with_suffix(".partial")
-        try:
-            if re.match(r"^https?://", source):
-                with urllib.request.urlopen(source, timeout=60) as response, \
-                        partial.open("wb") as out:  # noqa: S310 - http(s) only, checked above
-                    shutil.copyfileobj(response, out)
-            else:
-                shutil.copyfile(Path(source).expanduser(), partial)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise EnvironmentProblem(
-                f"cannot fetch the etcd release {source} ({exc})",
-                fix="download it yourself and set install.tarball to the local file",
-            ) from exc
-        digest = hashlib.sha256(partial.read_bytes()).hexdigest()
-        if digest != settings.sha256:
-            partial.unlink()
-            raise EnvironmentProblem(
-                f"{source} has sha256 {digest}, not the {settings.sha256} the spec pins",
-                fix="check the tarball against etcd's SHA256SUMS and correct install.sha256 "
-                "or install.tarball",
-            )
-        try:
-            with tarfile.open(partial) as archive:
-                names = {Path(n).name for n in archive.getnames()}
-        except (tarfile.TarError, EOFError):
-            names = set()
-        if not {"etcd", "etcdctl", "etcdutl"} <= names:
-            partial.unlink()
-            raise EnvironmentProblem(f"{source} holds no etcd, etcdctl and etcdutl",
-                                     fix="point install.tarball at an etcd release tarball")
-        partial.rename(cached)
-    return cached
+    return releases.fetch(settings.tarball, settings.sha256,
+                          cluster.context.home / ".cache" / "releases")
 
 
 def ensure_installed(cluster: Cluster, member: spec.Member,
@@ -179,7 +151,8 @@ def ensure_installed(cluster: Cluster, member: spec.Member,
         bin_dir = cluster.host_paths(member.name).etcd.parent
         check(host, ["sh", "-c", RELEASE_SCRIPT, "sh", str(remote), str(bin_dir)])
         notes.append(f"etcd {wanted} from {tarball.name}")
-    version = install_state(cluster, member).version if notes else state.version
+    final = install_state(cluster, member) if notes else state
+    version = final.version
     if version is None:
         raise EnvironmentProblem(
             f"{member.name}: no working etcd at {cluster.host_paths(member.name).etcd}",
@@ -196,7 +169,7 @@ def ensure_installed(cluster: Cluster, member: spec.Member,
             raise_unless_ok(host, result.ok, f"creating user {user}", result.stderr)
             notes.append(f"user {user}")
     note = f"{member.name}: " + ", ".join(notes) if notes else ""
-    return InstallOutcome(note, version, version != state.version)
+    return InstallOutcome(note, version, version != state.version, final)
 
 
 def version_warnings(versions: dict[str, Version]) -> list[str]:

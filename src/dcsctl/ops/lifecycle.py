@@ -74,6 +74,7 @@ class UpWorkflow:
         self.restart_needed: set[str] = set()
         self.cluster_id = ""
         self.versions: dict[str, Version] = {}
+        self.superseded: list[str] = []  # hosts with Debian's etcd beside a release
 
     @property
     def members(self) -> list[spec.Member]:
@@ -156,6 +157,8 @@ class UpWorkflow:
             if outcome.replaced and self.cluster.service(member.name).is_active():
                 self.restart_needed.add(member.name)
         self.versions = {m.name: o.version for m, o in zip(self.members, done, strict=True)}
+        self.superseded = [warning for m, o in zip(self.members, done, strict=True)
+                           if (warning := install.superseded_package(self.cluster, m, o.state))]
         for name, version in self.versions.items():
             self.cluster.remember_version(name, version)
         return "; ".join(notes) if notes else UNCHANGED
@@ -329,7 +332,7 @@ def up(cluster: Cluster) -> UpResult:
             cluster.dir.remove()
         raise
     if cluster.remote:
-        warnings += install.version_warnings(workflow.versions)
+        warnings += install.version_warnings(workflow.versions) + workflow.superseded
     else:
         warnings += cluster.binaries.warnings
     return UpResult(cluster.spec.name, workflow.cluster_id, tuple(outcomes), tuple(warnings))

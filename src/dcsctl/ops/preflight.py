@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from dcsctl import spec
 from dcsctl.errors import DcsctlError
+from dcsctl.etcd.versions import advisories, upgrade_advice
+from dcsctl.ops import install
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.on_hosts import in_parallel
 
@@ -111,7 +113,23 @@ def _host_checks(cluster: Cluster, member: spec.Member) -> list[Check]:
         checks.append(Check(name, "clock", Verdict.WARN, "could not read the host's clock"))
     checks.append(_ports_check(cluster, member))
     checks.append(_fsync_check(cluster, member))
+    checks.append(_etcd_check(cluster, member))
     return checks
+
+
+def _etcd_check(cluster: Cluster, member: spec.Member) -> Check:
+    """The etcd already on the host: its advisories, and a package left beside a release."""
+    state = install.install_state(cluster, member)
+    if superseded := install.superseded_package(cluster, member, state):
+        return Check(member.name, "etcd", Verdict.WARN, superseded.partition(": ")[2])
+    if state.version is None:
+        return Check(member.name, "etcd", Verdict.OK, "not installed yet (up installs it)")
+    found = advisories(state.version)
+    if found:
+        return Check(member.name, "etcd", Verdict.WARN,
+                     f"etcd {state.version} has {', '.join(a.ident for a in found)}: "
+                     f"upgrade to {upgrade_advice(state.version)}")
+    return Check(member.name, "etcd", Verdict.OK, f"etcd {state.version}")
 
 
 def _ports_check(cluster: Cluster, member: spec.Member) -> Check:
