@@ -250,7 +250,7 @@ def test_a_snapshots_old_password_of_a_scope_is_set_back_to_dcsctls(lab: LabClus
     password_file = lab.state / "secrets" / "patroni-prod.password"
     old_password = password_file.read_text().strip()
     snapshot = _backup(lab)
-    lab.ok("patroni", "remove", "prod")
+    lab.ok("patroni", "remove", "prod", "--yes")
     lab.ok("patroni", "add", "prod")
     new_password = password_file.read_text().strip()
     assert new_password != old_password

@@ -145,6 +145,9 @@ def test_upgrade_chain_from_the_guides_etcd_to_3_7_loses_no_acknowledged_write(
     assert _versions(lab) == {str(NEWEST["3.6"])}
     assert lab.ok("get", "/service/demo/leader").out == "pg0\n"
     assert json.loads(lab.ok("status", "--json").out)["healthy"] is True
+    two_back = lab.dcsctl("downgrade", "--to", "3.4", "--yes",
+                          "--bin-dir", str(etcd_bin_dir(GUIDE)))
+    assert two_back.code == ExitCode.FAILED and "more than one minor" in two_back.err
 
 
 def test_version_mistakes_are_refused_with_a_fix(

@@ -11,7 +11,7 @@ import ssl
 import pytest
 
 from tests.conftest import LabCluster
-from tests.security.probes import _admin, _ca, _context, _https
+from tests.security.probes import Verdict, _admin, _ca, _context, _https
 
 
 def _with_version(lab: LabCluster, version: ssl.TLSVersion, *, member: bool) -> ssl.SSLContext:
@@ -29,10 +29,11 @@ def _with_version(lab: LabCluster, version: ssl.TLSVersion, *, member: bool) -> 
 def test_a_tls12_only_client_is_refused(running_lab: LabCluster, port: int, path: str) -> None:
     member = port == 2380  # the peer port takes member certificates only
     tls13 = _with_version(running_lab, ssl.TLSVersion.TLSv1_3, member=member)
-    assert _https(running_lab, port, path, tls13) == 200  # control
+    assert _https(running_lab, port, path, tls13).verdict is Verdict.ACCEPTED  # control
     tls12 = _with_version(running_lab, ssl.TLSVersion.TLSv1_2, member=member)
-    with pytest.raises(ssl.SSLError, match=r"(?i)protocol.version"):
-        _https(running_lab, port, path, tls12)
+    refused = _https(running_lab, port, path, tls12)
+    assert refused.verdict is Verdict.REFUSED, refused
+    assert "PROTOCOL_VERSION" in refused.detail.upper(), refused
 
 
 def test_dcsctls_grpc_client_works_over_tls13(running_lab: LabCluster) -> None:

@@ -24,8 +24,10 @@ import pytest
 
 from dcsctl import pki, render, spec
 from dcsctl.etcd.versions import NEWEST
+from dcsctl.ops.context import Context
 from dcsctl.wait import wait_until
 from tests.conftest import REPO, VENV_BIN, etcd_bin_dir, pack_release
+from tests.integration.writer import BackgroundWriter
 from tests.ssh.conftest import SshCluster
 
 DEADLINE_S = 60
@@ -400,4 +402,35 @@ def test_a_stale_data_dir_from_another_cluster_cannot_win(
     shutil.move(str(first / "var" / "lib" / "etcd"), str(first / "var" / "lib" / "etcd.old"))
     cluster.ok("up")
     assert json.loads(cluster.ok("status", "--json").out)["healthy"] is True
+    assert "no changes" in cluster.ok("up").err
+
+
+def test_upgrade_chain_on_ssh_hosts_from_the_guides_etcd_to_3_7(
+    ssh_cluster_factory: Callable[..., SshCluster], tmp_path: Path
+) -> None:
+    """`dcsctl upgrade` on an SSH cluster: each step's release named in the spec, pushed to
+    each host just before its member restarts, under a bounded writer."""
+    tarball, sha256 = pack_release(GUIDE_ETCD, tmp_path)
+    cluster = ssh_cluster_factory(install={"method": "release", "tarball": str(tarball),
+                                           "sha256": sha256})
+    cluster.ok("up")
+    cluster.ok("put", "/service/demo/leader", "pg0")
+    chain = [NEWEST["3.5"], NEWEST["3.6"], NEWEST["3.7"]]
+    with BackgroundWriter(cluster, max_seconds=600) as writer:
+        writer.wait_acked(10)
+        for step in chain:
+            tarball, sha256 = pack_release(etcd_bin_dir(step), tmp_path)
+            cluster.rewrite(install={"method": "release", "tarball": str(tarball),
+                                     "sha256": sha256})
+            done = cluster.ok("upgrade", "--to", str(step))
+            assert f"cluster version {step.line}.0" in done.out, done.out
+            versions = {m["status"]["version"] for m in json.loads(
+                cluster.ok("status", "--json").out)["members"]}
+            assert versions == {str(step)}
+            writer.wait_acked(10)
+    context = Context(cluster.environ).cluster(spec.parse(cluster.spec_file.read_text()))
+    with context.admin_client() as client:
+        lost = [key for key in writer.acked if client.get(key) is None]
+    assert lost == [], f"{len(lost)} of {len(writer.acked)} acknowledged writes lost"
+    assert cluster.ok("get", "/service/demo/leader").out == "pg0\n"
     assert "no changes" in cluster.ok("up").err
