@@ -32,7 +32,7 @@ class Sample:
 def _quota_cell(size: int, quota: int) -> Text:
     share = size / quota if quota else 0.0
     style = "red bold" if share >= 0.8 else "yellow" if share >= 0.5 else ""
-    return Text(f"{human_bytes(size)} / {human_bytes(quota)} ({share:.0%})", style=style)
+    return Text(f"{human_bytes(size)} ({share:.0%})", style=style)
 
 
 def _latency_cell(seconds: float, healthy: bool) -> Text:
@@ -44,25 +44,29 @@ def _latency_cell(seconds: float, healthy: bool) -> Text:
 def frame(current: Sample, previous: Sample | None, interval: float) -> RenderableType:
     view = current.view
     summary = status_summary(view)
+    versions = sorted({m.status.version for m in view.members if m.status is not None})
     heading = Text.assemble(
         (f"cluster {view.name} ({view.cluster_id or 'id unknown'})  ", "bold"),
         (summary, "green" if view.healthy else "red bold"),
-        f"   {current.wall:%H:%M:%S} UTC, every {interval:g} s, Ctrl-C to quit",
+        f"\netcd {', '.join(versions) or '?'}, db quota {human_bytes(view.db_quota)}; "
+        f"{current.wall:%H:%M:%S} UTC, every {interval:g} s, Ctrl-C to quit",
     )
     before = ({m.name: m for m in previous.view.members} if previous else {})
     elapsed = current.at - previous.at if previous else 0.0
-    table = Table(box=box.SIMPLE_HEAD, expand=False)
-    for header in ("MEMBER", "HEALTH", "ROLE", "RAFT TERM", "RAFT INDEX", "INDEX/S",
-                   "APPLIED LAG", "DB SIZE / QUOTA", "LATENCY", "VERSION", "ERROR"):
-        table.add_column(header, justify="right" if header[0] in "RIAL" else "left",
-                         no_wrap=True)
+    # Fits an 80-column terminal: one space between columns, only ERROR wraps.
+    table = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1, 0, 0), pad_edge=False)
+    for header in ("MEMBER", "HEALTH", "ROLE", "TERM", "INDEX", "INDEX/S", "LAG",
+                   "DB (QUOTA)", "LATENCY", "ERROR"):
+        table.add_column(header, justify="right" if header in {
+            "TERM", "INDEX", "INDEX/S", "LAG", "LATENCY"} else "left",
+            no_wrap=header != "ERROR", overflow="fold")
     for member in view.members:
         health = Text("healthy", "green") if member.health.healthy else Text("UNHEALTHY",
                                                                              "red bold")
         state = member.status
         if state is None:
             table.add_row(member.name, health, "-", "-", "-", "-", "-", "-",
-                          _latency_cell(member.health.took_s, member.health.healthy), "-",
+                          _latency_cell(member.health.took_s, member.health.healthy),
                           member.error or member.health.error)
             continue
         role = ("leader" if state.is_leader else "learner" if state.is_learner
@@ -76,7 +80,7 @@ def frame(current: Sample, previous: Sample | None, interval: float) -> Renderab
             str(state.raft_term), str(state.raft_index), rate,
             str(state.raft_index - state.raft_applied_index),
             _quota_cell(state.db_size, view.db_quota),
-            _latency_cell(member.health.took_s, member.health.healthy), state.version,
+            _latency_cell(member.health.took_s, member.health.healthy),
             ", ".join(state.errors) or member.health.error,
         )
     parts: list[RenderableType] = [heading, table]

@@ -84,8 +84,8 @@ def history_png(history: History, path: Path) -> None:
                         marker="s", linewidths=0)
         if (led := leaders.get(series.member)) is not None:
             moments = [t for t, v in zip(led.times, led.values, strict=True) if v >= 1]
-            members.scatter(when(tuple(moments)), [row + 0.25] * len(moments), c="black",
-                            s=6, marker="_")
+            members.scatter(when(tuple(moments)), [row + 0.18] * len(moments), c="black",
+                            s=10, marker="_")
     for moment, leader in _leader_changes(history):
         for axis in (members, size, latency):
             axis.axvline(when((moment,))[0], color="grey", linestyle="--", linewidth=0.8)
@@ -97,12 +97,14 @@ def history_png(history: History, path: Path) -> None:
                       "black bar: leader; dashed: leader change)")
     for series in history.db_size:
         size.plot(when(series.times), [v / 1e6 for v in series.values], label=series.member)
-    if history.quota:
+    largest = max((v for s in history.db_size for v in s.values), default=0.0)
+    if history.quota and largest > 0.2 * history.quota:  # else the line squashes the sizes
         size.axhline(history.quota * 0.8 / 1e6, color="orange", linestyle=":",
                      label="80 % of quota (alert)")
     size.set_ylabel("db size (MB)")
-    size.set_ylim(bottom=0)
-    quota_text = f" (quota {history.quota / 1e6:.0f} MB)" if history.quota else ""
+    size.set_ylim(bottom=0, top=max(largest / 1e6 * 1.3, 0.1))
+    quota_text = (f" (quota {history.quota / 1e6:.0f} MB, alert at 80 %: "
+                  f"{history.quota * 0.8 / 1e6:.0f} MB)" if history.quota else "")
     size.set_title(f"database size{quota_text}")
     size.legend(loc="upper left", fontsize=8)
     for series in history.wal_fsync_p99:
@@ -111,11 +113,14 @@ def history_png(history: History, path: Path) -> None:
     for series in history.backend_commit_p99:
         latency.plot(when(series.times), [v * 1000 for v in series.values], linestyle="--",
                      label=f"{series.member} backend commit")
+    for series in history.peer_rtt_p99:
+        latency.plot(when(series.times), [v * 1000 for v in series.values], linestyle=":",
+                     label=f"{series.member} peer round trip")
     latency.axhline(10, color="red", linestyle=":", label="fsync guidance 10 ms")
     latency.axhline(25, color="darkred", linestyle=":", label="commit guidance 25 ms")
     latency.set_ylabel("p99 (ms)")
     latency.set_yscale("log")
-    latency.set_title("disk latency, 99th percentile")
+    latency.set_title("latency, 99th percentile (disk lines only while there are writes)")
     latency.legend(loc="upper left", fontsize=7, ncol=2)
     latency.set_xlabel("time (UTC)")
     figure.tight_layout()

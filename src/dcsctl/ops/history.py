@@ -4,6 +4,7 @@ led, database size against the quota, and disk latency — for `dcsctl status --
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
 import urllib.parse
@@ -34,6 +35,7 @@ class History:
     quota: float | None
     wal_fsync_p99: tuple[Series, ...]
     backend_commit_p99: tuple[Series, ...]
+    peer_rtt_p99: tuple[Series, ...]  # measured even when nothing is written
 
 
 def _query_range(url: str, query: str, start: float, end: float,
@@ -64,7 +66,11 @@ def _series(url: str, query: str, start: float, end: float, step: float) -> tupl
     for item in _query_range(url, query, start, end, step):
         metric, values = item["metric"], item["values"]
         assert isinstance(metric, dict) and isinstance(values, list)
-        points = [(float(t), float(v)) for t, v in values]
+        points: list[tuple[float, float]] = []
+        for t, v in values:
+            if points and float(t) - points[-1][0] > 1.5 * step:
+                points.append((points[-1][0] + step, math.nan))  # no sample: a gap, no line
+            points.append((float(t), float(v)))
         found.append(Series(str(metric.get("member", metric.get("instance", "?"))),
                             tuple(t for t, _ in points), tuple(v for _, v in points)))
     return tuple(sorted(found, key=lambda s: s.member))
@@ -98,4 +104,5 @@ def from_prometheus(url: str, cluster: str, minutes: float) -> History:
         quota=quota[0].values[-1] if quota and quota[0].values else None,
         wal_fsync_p99=get(p99("etcd_disk_wal_fsync_duration_seconds")),
         backend_commit_p99=get(p99("etcd_disk_backend_commit_duration_seconds")),
+        peer_rtt_p99=get(p99("etcd_network_peer_round_trip_time_seconds")),
     )
