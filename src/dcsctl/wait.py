@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from dcsctl.errors import ClusterUnhealthy
@@ -40,3 +40,12 @@ def wait_until(
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, max_interval)
+
+
+def ticks(interval: float) -> Iterator[float]:
+    """Yield the monotonic time once every `interval` seconds, forever (a refresh loop's
+    pace); a slow iteration is not made up for with a burst."""
+    while True:
+        started = time.monotonic()
+        yield started
+        time.sleep(max(0.0, started + interval - time.monotonic()))

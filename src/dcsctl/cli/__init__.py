@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "member": "operate", "certs": "operate", "maintenance": "operate", "restart": "operate",
     "upgrade": "operate", "downgrade": "operate",
     "patroni": "patroni",
+    "monitoring": "monitoring",
 }
 
 

@@ -13,7 +13,7 @@ from dcsctl import report
 from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
 from dcsctl.errors import DcsctlError
 from dcsctl.ops import backup as backup_ops
-from dcsctl.ops import restore_preview
+from dcsctl.ops import facts, restore_preview
 from dcsctl.ops import schedule as schedule_ops
 from dcsctl.ops.restore_preview import RestorePreview, Side
 from dcsctl.snapshots import parse_age
@@ -55,8 +55,21 @@ def backup(
     if ctx.invoked_subcommand is not None:
         return
     session = session_of(ctx)
-    result = backup_ops.take(cluster_of(ctx, spec_file, cluster), directory=directory,
-                             keep=keep, max_age=_age(max_age))
+    target = cluster_of(ctx, spec_file, cluster)
+    try:
+        result = backup_ops.take(target, directory=directory, keep=keep, max_age=_age(max_age))
+    except DcsctlError:
+        session.warnings += filter(None, [facts.best_effort(
+            lambda: facts.record_backup_failure(target))])
+        raise
+    # The timer's run also refreshes the certificate facts: one schedule keeps both fresh.
+    # (Imported here: certificate rotation's modules would slow every backup command.)
+    from dcsctl.ops import rotation
+
+    session.warnings += filter(None, [
+        facts.best_effort(lambda: facts.record_backup(target, result)),
+        facts.best_effort(lambda: facts.record_certificates(target, rotation.inventory(target))),
+    ])
     manifest = result.backup.manifest
     if json_output:
         session.out.print_json(report.dump_json({
@@ -212,9 +225,13 @@ def backup_schedule(
 ) -> None:
     """Run `dcsctl backup` on a systemd timer on this (the control) machine."""
     session = session_of(ctx)
+    target = cluster_of(ctx, spec_file, cluster)
+    interval = facts.calendar_interval(target, on_calendar)  # a bad expression: nothing written
     result = schedule_ops.schedule(
-        cluster_of(ctx, spec_file, cluster), on_calendar=on_calendar, keep=keep,
+        target, on_calendar=on_calendar, keep=keep,
         max_age=_age(max_age), directory=directory, unit_dir=unit_dir)
+    session.warnings += filter(None, [
+        facts.best_effort(lambda: facts.record_schedule(target, interval))])
     for path in result.units:
         session.out.print(f"wrote {path}", highlight=False)
     if result.enabled:

@@ -124,10 +124,33 @@ def destroy(
 def status(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="live view until Ctrl-C")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.2,
+                                            help="--watch: seconds between refreshes")] = 2.0,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="draw the last minutes Prometheus holds into FILE.png")] = None,
+    prometheus_url: Annotated[str | None, typer.Option(
+        "--prometheus", help="--plot: Prometheus URL, e.g. http://localhost:9090")] = None,
+    minutes: Annotated[float, typer.Option("--minutes", min=1,
+                                           help="--plot: how far back")] = 15,
 ) -> None:
-    """Members, endpoint status, health and alarms in one view (exit 5 if unhealthy)."""
+    """Members, endpoint status, health and alarms in one view (exit 5 if unhealthy);
+    `--watch`: a live view; `--plot FILE.png --prometheus URL`: the last minutes."""
     session = session_of(ctx)
-    view = status_ops.status(cluster_of(ctx, spec_file, cluster))
+    target = cluster_of(ctx, spec_file, cluster)
+    if watch or plot:
+        from dcsctl.cli import watch as watch_cli
+
+        if plot is not None:
+            if prometheus_url is None:
+                raise DcsctlError("--plot draws what Prometheus holds and needs --prometheus",
+                                  fix="add --prometheus http://HOST:9090 (the one that runs "
+                                  "the configuration `dcsctl monitoring` wrote)")
+            watch_cli.plot(session, target, plot, prometheus_url, minutes)
+        if watch:
+            watch_cli.watch(session, target, interval)
+        return
+    view = status_ops.status(target)
     if json_output:
         session.out.print_json(report.dump_json(report.status_json(view)))
     else:

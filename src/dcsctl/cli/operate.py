@@ -22,7 +22,7 @@ from dcsctl.cli.common import (
 )
 from dcsctl.errors import DcsctlError, ExitCode, NotFound
 from dcsctl.files import atomic_write
-from dcsctl.ops import maintenance, members, rotation, upgrade
+from dcsctl.ops import facts, maintenance, members, rotation, upgrade
 from dcsctl.ops.context import Cluster
 
 member_app = typer.Typer(help="Add, remove or replace members, one change at a time.",
@@ -97,7 +97,10 @@ def certs_check(
     json_output: JsonOption = False,
 ) -> None:
     """Every certificate, its holder and days left (exit 5 if any expires soon)."""
-    rows = rotation.inventory(cluster_of(ctx, spec_file, cluster), warn_days)
+    target = cluster_of(ctx, spec_file, cluster)
+    rows = rotation.inventory(target, warn_days)
+    warning = facts.best_effort(lambda: facts.record_certificates(target, rows))
+    session_of(ctx).warnings += [warning] if warning else []
     out = session_of(ctx).out
     if json_output:
         out.print_json(report.dump_json([

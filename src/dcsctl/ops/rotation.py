@@ -72,6 +72,10 @@ def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateR
         raise NotFound(f"cluster {cluster.spec.name!r} has no PKI yet", fix="run `dcsctl up`")
     rows = [_row("control machine", "ca", directory.ca_cert, now, warn_days),
             _row("control machine", "admin (CN=root)", directory.admin_cert, now, warn_days)]
+    monitoring = directory.pki_dir / "monitoring.crt"  # dcsctl monitoring's, if issued
+    if monitoring.exists():
+        rows.append(_row("control machine", "monitoring (metrics only)", monitoring, now,
+                         warn_days))
     for member in cluster.spec.members:
         path = Path(directory.layout(member.name).cert)
         if path.exists():

@@ -62,8 +62,9 @@ def schedule(
                           fix="pass --keep N and/or --max-age 7d")
     environ = dict(cluster.context.environ)
     environment = {"DCSCTL_HOME": str(cluster.context.home.resolve())}
-    if environ.get("DCSCTL_ETCD_BIN_DIR"):
-        environment["DCSCTL_ETCD_BIN_DIR"] = environ["DCSCTL_ETCD_BIN_DIR"]
+    for variable in ("DCSCTL_ETCD_BIN_DIR", "DCSCTL_TEXTFILE_DIR"):
+        if environ.get(variable):
+            environment[variable] = environ[variable]
     units = render.backup_units(cluster.spec.name, _backup_argv(cluster, keep, max_age,
                                                                  directory),
                                 environment, on_calendar)

@@ -1,0 +1,45 @@
+"""`dcsctl status --watch` and `--plot`: the live view and the picture of the last minutes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from dcsctl import live
+from dcsctl.cli.common import Session
+from dcsctl.ops import status as status_ops
+from dcsctl.ops.context import Cluster
+from dcsctl.wait import ticks
+
+
+def watch(session: Session, cluster: Cluster, interval: float) -> None:
+    """Refresh the view every `interval` seconds until Ctrl-C, which ends it cleanly.
+
+    rich's Live redraws in place (cursor moves, no screen clears): no flicker, and the
+    last view stays on the terminal after Ctrl-C."""
+    # The session's console has a fixed width for pipes; a live view fits the terminal.
+    console = Console() if sys.stdout.isatty() else session.out
+    previous: live.Sample | None = None
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) as view:
+            for started in ticks(interval):
+                current = live.Sample(status_ops.status(cluster), started,
+                                      cluster.context.clock())
+                view.update(live.frame(current, previous, interval), refresh=True)
+                previous = current
+    except KeyboardInterrupt:
+        return
+
+
+def plot(session: Session, cluster: Cluster, path: Path, prometheus_url: str,
+         minutes: float) -> None:
+    from dcsctl import plot as plot_module  # matplotlib: only when asked for
+    from dcsctl.ops import history
+
+    found = history.from_prometheus(prometheus_url, cluster.spec.name, minutes)
+    plot_module.history_png(found, path)
+    session.out.print(f"wrote {path} (cluster {cluster.spec.name}, last {minutes:g} minutes "
+                      f"from {prometheus_url})", highlight=False)
