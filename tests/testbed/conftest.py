@@ -7,6 +7,7 @@ testbed's network, against hosts booted from a real Debian root filesystem.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from dcsctl.wait import wait_until
 from tests.conftest import VENV_BIN, base_environ
 from tests.testbed.bed import Testbed
 
 HERE = Path(__file__).resolve().parent
+_deployments = itertools.count()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,11 +54,12 @@ class Deployment:
     bed: Testbed
     spec_file: Path
     home: Path
+    tmp: Path  # short: ssh master sockets live here, and a socket path fits 108 bytes
 
     @property
     def environ(self) -> dict[str, str]:
         environ = base_environ(self.home)
-        environ["TMPDIR"] = str(self.home / "tmp")  # ssh master sockets of this run only
+        environ["TMPDIR"] = str(self.tmp)  # ssh master sockets of this deployment only
         return environ
 
     def dcsctl(self, *argv: str, check: bool = True, timeout: float = 180
@@ -89,10 +93,11 @@ def make_deployment(bed: Testbed, workdir: Path) -> Deployment:
     """The spec `dcsctl init --target ssh` writes (the guide's hosts, install: apt,
     service: systemd) with only the testbed's SSH identity and known_hosts added."""
     home = workdir / "home"
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    tmp = bed.dir / "t" / str(next(_deployments))  # removed with the testbed
+    tmp.mkdir(parents=True)
     spec_file = workdir / "spec.yaml"
     spec_file.write_text(bed.spec())
-    return Deployment(bed, spec_file, home)
+    return Deployment(bed, spec_file, home, tmp)
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +114,37 @@ def cluster(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
             if testbed.init_pid(host) is None:
                 testbed.boot(host)
         deployment.dcsctl("destroy", "--yes", check=False)
+
+
+def status_of(deployment: Deployment) -> dict[str, object]:
+    result = deployment.dcsctl("status", "--json", check=False, timeout=60)
+    view = json.loads(result.stdout)
+    assert isinstance(view, dict)
+    return view
+
+
+def wait_healthy(deployment: Deployment, timeout: float = 90) -> dict[str, object]:
+    """`dcsctl status` says healthy (every member, auth on), within `timeout`."""
+    seen: list[object] = [None]
+
+    def healthy() -> dict[str, object] | None:
+        view = status_of(deployment)
+        seen[0] = view.get("problems")
+        return view if view.get("healthy") else None
+
+    return wait_until(healthy, timeout=timeout, what="the cluster did not become healthy",
+                      last_error=lambda: str(seen[0]))
+
+
+def acked_and_lost(deployment: Deployment, output: str, prefix: str) -> tuple[int, int, int]:
+    """(acknowledged, failed-or-unknown, acknowledged but missing now) of a writer run."""
+    acked = [line.split()[1] for line in output.splitlines() if line.startswith("ack ")]
+    failed = [line for line in output.splitlines() if line.startswith("fail ")]
+    present = set(deployment.agent("keys", prefix))  # type: ignore[arg-type]
+    return len(acked), len(failed), len([k for k in acked if k not in present])
+
+
+def hashes_equal(deployment: Deployment) -> bool:
+    hashes = deployment.agent("hashes")
+    assert isinstance(hashes, dict) and len(hashes) == 3
+    return len(set(hashes.values())) == 1
