@@ -33,7 +33,7 @@ def write(cluster: Cluster, prefix: str, count: int, max_seconds: float) -> None
             key = f"{prefix}{index:06d}"
             try:
                 client.put(key, b"x")
-                print("ack", key, flush=True)
+                print("ack", key, f"{time.time():.3f}", flush=True)
             except DcsctlError as exc:
                 print("fail", key, exc.message.replace("\n", " "), flush=True)
                 client.close()

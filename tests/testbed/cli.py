@@ -84,9 +84,9 @@ def main(argv: list[str]) -> int:
         for host in [args.host] if args.host else list(bed.hosts()):
             bed.net.heal(host)
     elif command == "delay":
-        bed.net.shape(args.host, delay_ms=args.ms, jitter_ms=args.jitter)
+        bed.net.delay(args.host, args.ms, args.jitter)
     elif command == "loss":
-        bed.net.shape(args.host, loss_percent=args.percent)
+        bed.net.loss(args.host, args.percent)
     return 0
 
 

@@ -8,8 +8,9 @@ reached over the bridge) before any traffic flows.
 
 Faults act from outside the hosts, with the control machine's tools: a partition is an
 nftables rule in the bridge (frames to and from the host's port are dropped, both sides
-see silence, as on a cut cable); delay and loss are a netem qdisc on the host's interface
-(packets leaving the host); an SSH outage drops TCP port 22 in the host's namespace.
+see silence, as on a cut cable); delay is a netem qdisc on the host's interface
+(packets leaving the host; needs a kernel with netem), loss an nftables rule in the
+bridge; an SSH outage drops TCP port 22 in the host's namespace.
 """
 
 from __future__ import annotations
@@ -166,21 +167,35 @@ class Net:
 
     def heal(self, host: str) -> None:
         """Undo partition, delay, loss and an SSH block on one host."""
-        self._nft(self.bridge_ns, _drop("bridge", self._table(host)))
+        self._nft(self.bridge_ns, _drop("bridge", self._table(host))
+                  + _drop("bridge", self._table(host, "loss")))
         self._nft(self.host_ns(host), _drop("inet", f"{self.prefix}_ssh"))
         run(["tc", "-n", self.host_ns(host), "qdisc", "del", "dev", HOST_IF, "root"],
             check=False)
 
-    def shape(self, host: str, *, delay_ms: float = 0, jitter_ms: float = 0,
-              loss_percent: float = 0) -> None:
-        """netem on packets leaving the host: a delay (± jitter) and a loss rate."""
+    def delay(self, host: str, delay_ms: float, jitter_ms: float = 0) -> None:
+        """netem on packets leaving the host. Needs a kernel with netem
+        (CONFIG_NET_SCH_NETEM): this workplace's VM kernel has none, and says so."""
         argv = ["tc", "-n", self.host_ns(host), "qdisc", "replace", "dev", HOST_IF, "root",
-                "netem"]
-        if delay_ms:
-            argv += ["delay", f"{delay_ms}ms"] + ([f"{jitter_ms}ms"] if jitter_ms else [])
-        if loss_percent:
-            argv += ["loss", f"{loss_percent}%"]
-        run(argv)
+                "netem", "delay", f"{delay_ms}ms"] + ([f"{jitter_ms}ms"] if jitter_ms else [])
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if "qdisc kind is unknown" in result.stderr:
+            raise NetError("this kernel has no netem (CONFIG_NET_SCH_NETEM is not set): "
+                           "delay cannot be emulated here")
+        if result.returncode != 0:
+            raise NetError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+
+    def loss(self, host: str, percent: float) -> None:
+        """Drop `percent` of the frames to and from the host, at random, in the bridge
+        (nftables numgen: works without netem)."""
+        table = self._table(host, "loss")
+        share = round(percent * 100)  # in 1/10000
+        rule = f"numgen random mod 10000 < {share} drop"
+        self._nft(self.bridge_ns, _drop("bridge", table)
+                  + f"table bridge {table} {{\n chain forward {{\n"
+                  "  type filter hook forward priority 0; policy accept;\n"
+                  f'  iifname "{self.port(host)}" {rule}\n'
+                  f'  oifname "{self.port(host)}" {rule}\n }}\n}}\n')
 
     def block_ssh(self, host: str) -> None:
         """The host's sshd unreachable (TCP 22 dropped) while everything else flows."""
@@ -193,9 +208,12 @@ class Net:
     def faults(self, host: str) -> list[str]:
         """What is done to a host's network now, in words."""
         found = []
-        if self._table(host) in run(["ip", "netns", "exec", self.bridge_ns, "nft", "list",
-                                     "tables"], check=False):
+        tables = run(["ip", "netns", "exec", self.bridge_ns, "nft", "list", "tables"],
+                     check=False).split()
+        if self._table(host) in tables:
             found.append("partitioned")
+        if self._table(host, "loss") in tables:
+            found.append("lossy")
         if f"{self.prefix}_ssh" in run(["ip", "netns", "exec", self.host_ns(host), "nft",
                                         "list", "tables"], check=False):
             found.append("ssh blocked")
@@ -205,8 +223,8 @@ class Net:
             found.append("netem " + qdisc.split("netem", 1)[1].split("seed")[0].strip())
         return found
 
-    def _table(self, host: str) -> str:
-        return f"{self.prefix}_cut_{host}".replace("-", "_")
+    def _table(self, host: str, kind: str = "cut") -> str:
+        return f"{self.prefix}_{kind}_{host}".replace("-", "_")
 
     @staticmethod
     def _nft(ns: str, script: str) -> None:

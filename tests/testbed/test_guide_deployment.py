@@ -27,6 +27,9 @@ def test_the_guides_deployment_from_preflight_to_destroy(testbed: Testbed,
         assert checks[(host, "init")]["verdict"] == "ok"
         assert "dd oflag=dsync" in checks[(host, "fsync")]["detail"]
         assert checks[(host, "fsync")]["detail"].startswith("p50 ")
+        # the round trip between members, against the election timeout (one bridge: fast)
+        assert checks[(host, "rtt")]["verdict"] == "ok"
+        assert checks[(host, "rtt")]["detail"].startswith("up to ")
 
     # up --plan says what it would do and touches nothing
     plan = d.dcsctl("up", "--plan").stdout

@@ -89,6 +89,69 @@ def fsync_from_dd(output: str) -> tuple[float, float]:
 
     return cost(0.5), cost(0.99)
 
+# The round trip from this host to each other member: a TCP connect to its peer port
+# (one SYN and its answer, SYN-ACK or RST, whether or not etcd listens yet), timed inside
+# one bash with no process started per sample. Prints "ADDRESS:PORT t0 t1 t0 t1 ...".
+RTT_PROBE = r"""
+for target in "$@"; do
+  addr=${target%:*} port=${target##*:} line=$target i=0
+  while [ "$i" -lt 5 ]; do
+    t0=$EPOCHREALTIME
+    : 2>/dev/null 3<>"/dev/tcp/$addr/$port"
+    line="$line $t0 $EPOCHREALTIME"
+    i=$((i + 1))
+  done
+  echo "$line"
+done
+"""
+RTT_SAMPLES = 5
+ELECTION_RTT_FACTOR = 10  # etcd's tuning guide: election timeout >= 10 x the RTT
+
+
+def rtts_from_probe(output: str) -> dict[str, float]:
+    """Median round trip (ms) per target of RTT_PROBE's output."""
+    found = {}
+    for line in output.splitlines():
+        target, *stamps = line.replace(",", ".").split()
+        times = [float(t) for t in stamps]
+        samples = sorted((b - a) * 1000 for a, b in zip(times[::2], times[1::2], strict=True))
+        if samples:
+            found[target] = samples[len(samples) // 2]
+    return found
+
+
+def rtt_check(member: str, election_timeout_ms: int, rtts: dict[str, float]) -> Check:
+    """WARN when the spec's election timeout is under 10 round trips to the farthest member:
+    followers would start elections on ordinary network delay."""
+    if not rtts:
+        return Check(member, "rtt", Verdict.WARN, "round trip to the other members not measured")
+    farthest, rtt = max(rtts.items(), key=lambda item: item[1])
+    detail = f"up to {rtt:.1f} ms to the other members ({farthest})"
+    if election_timeout_ms < ELECTION_RTT_FACTOR * rtt:
+        return Check(member, "rtt", Verdict.WARN,
+                     f"{detail}: etcd.election_timeout_ms {election_timeout_ms} is under "
+                     f"{ELECTION_RTT_FACTOR} x that; raise it to at least "
+                     f"{ELECTION_RTT_FACTOR * rtt:.0f} (and heartbeat_interval_ms to about "
+                     f"{max(rtt, 10):.0f})")
+    return Check(member, "rtt", Verdict.OK,
+                 f"{detail}; election timeout {election_timeout_ms} ms >= "
+                 f"{ELECTION_RTT_FACTOR} x")
+
+
+def _rtt_check(cluster: Cluster, member: spec.Member) -> Check:
+    others = [f"{m.address}:{cluster.spec.peer_port(m)}" for m in cluster.spec.members
+              if m.name != member.name]
+    if not others:
+        return Check(member.name, "rtt", Verdict.OK, "a single member: no round trip")
+    host = cluster.ssh_host(member.name)
+    result = host.run(["timeout", "10", "bash", "-c", RTT_PROBE, "bash", *others],
+                      timeout=30)
+    try:
+        rtts = rtts_from_probe(result.stdout)
+    except ValueError:
+        rtts = {}
+    return rtt_check(member.name, cluster.spec.etcd.election_timeout_ms, rtts)
+
 
 class Verdict(enum.StrEnum):
     OK = "ok"
@@ -156,6 +219,7 @@ def _host_checks(cluster: Cluster, member: spec.Member) -> list[Check]:
         checks.append(Check(name, "clock", Verdict.WARN, "could not read the host's clock"))
     checks.append(_ports_check(cluster, member))
     checks.append(_fsync_check(cluster, member))
+    checks.append(_rtt_check(cluster, member))
     checks.append(_etcd_check(cluster, member))
     return checks
 
