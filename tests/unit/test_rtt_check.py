@@ -15,7 +15,7 @@ def test_rtts_from_probe_takes_the_median_per_member() -> None:
 
 
 @pytest.mark.parametrize(("election_ms", "rtts", "verdict", "says"), [
-    (1000, {"a:2380": 0.3, "b:2380": 0.9}, Verdict.OK, "up to 0.9 ms"),
+    (1000, {"a:2380": 0.3, "b:2380": 0.9}, Verdict.OK, "up to 0.90 ms"),
     (1000, {"a:2380": 100.0}, Verdict.OK, ">= 10 x"),
     (1000, {"a:2380": 5.0, "b:2380": 150.0}, Verdict.WARN, "raise it to at least 1500"),
     (1000, {}, Verdict.WARN, "not measured"),

@@ -126,7 +126,7 @@ def rtt_check(member: str, election_timeout_ms: int, rtts: dict[str, float]) -> 
     if not rtts:
         return Check(member, "rtt", Verdict.WARN, "round trip to the other members not measured")
     farthest, rtt = max(rtts.items(), key=lambda item: item[1])
-    detail = f"up to {rtt:.1f} ms to the other members ({farthest})"
+    detail = f"up to {rtt:.2f} ms to the other members ({farthest})"
     if election_timeout_ms < ELECTION_RTT_FACTOR * rtt:
         return Check(member, "rtt", Verdict.WARN,
                      f"{detail}: etcd.election_timeout_ms {election_timeout_ms} is under "
