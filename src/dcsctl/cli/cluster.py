@@ -19,7 +19,7 @@ from dcsctl.cli.common import (
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops import keys, lifecycle
+from dcsctl.ops import deploy, keys, lifecycle
 from dcsctl.ops import plan as plan_ops
 from dcsctl.ops import preflight as preflight_ops
 from dcsctl.ops import status as status_ops
@@ -116,8 +116,9 @@ def destroy(
     confirm(f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?",
             yes=yes, action="destroy")
     result = lifecycle.destroy(target)
-    session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}",
-                            highlight=False)
+    kept = deploy.left_behind(target)
+    session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}"
+                              + (f"\n{kept}" if kept else ""), highlight=False)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from dcsctl.hosts.protocol import UNCHANGED_EXIT, Host
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.on_hosts import raise_unless_ok
 from dcsctl.pki import jwt_sign_method
-from dcsctl.spec import ServiceManager
+from dcsctl.spec import InstallMethod, ServiceManager
 from dcsctl.state import PRIVATE, PUBLIC, ClusterRecord
 
 CERT_DIR_MODE = 0o750
@@ -355,6 +355,25 @@ def drop_pre_restore(cluster: Cluster, member: spec.Member) -> bool:
     return True
 
 
+RMDIR_SCRIPT = r"""
+for dir; do [ -d "$dir" ] && rmdir --ignore-fail-on-non-empty -- "$dir"; done
+exit 0
+"""
+
+
+def left_behind(cluster: Cluster) -> str:
+    """What `destroy` leaves on the hosts on purpose: what dcsctl installed but did not
+    create for this cluster alone (other software may use the package and the user)."""
+    if not cluster.remote:
+        return ""
+    kept = [f"the `{cluster.spec.service.user}` user"]
+    if cluster.spec.install.method is InstallMethod.APT:
+        kept.insert(0, "Debian's etcd-server and etcd-client packages")
+    elif cluster.spec.install.method is InstallMethod.RELEASE:
+        kept.insert(0, f"the etcd binaries in {cluster.spec.remote_bin_dir()}")
+    return "left on each host: " + " and ".join(kept)
+
+
 def remove(cluster: Cluster, member: spec.Member) -> None:
     """Take back what `push` put on the host (destroy): keys, config, unit, data."""
     layout = cluster.layout(member.name)
@@ -369,6 +388,10 @@ def remove(cluster: Cluster, member: spec.Member) -> None:
     host = cluster.host_of(member.name)
     result = host.run(["rm", "-rf", "--", *map(str, doomed), str(layout.data_dir)])
     raise_unless_ok(host, result.ok, "removing the member's files", result.stderr)
+    # The folders dcsctl made for them go too, but only when empty (/etc/dcs/cert stayed
+    # behind, root:etcd 0750, found on the testbed).
+    folders = sorted({str(layout.cert.parent), str(layout.config.parent)}, reverse=True)
+    host.run(["sh", "-c", RMDIR_SCRIPT, "sh", *folders])
     if cluster.spec.manage_etc_hosts:
         current = host.read(paths.hosts_file)
         if current is not None:
