@@ -18,6 +18,7 @@ import datetime as dt
 import enum
 import http.client
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -347,10 +348,30 @@ PROBES: tuple[Probe, ...] = (
     Probe("overlapping Patroni namespaces", _overlapping_namespaces),
 )
 
-# Hook for certificate revocation (issue 12, item 4): once dcsctl keeps a CRL, add
-# Probe("revoked member certificate on the client port", ...) and ("... on the peer port")
-# here; run_probes and the report pick them up.
-REVOCATION_PROBES: tuple[Probe, ...] = ()
+def _revoked_certificate(lab: LabCluster) -> Answer:
+    """A client certificate of the cluster's own CA, accepted until `dcsctl certs revoke`
+    puts it on the CRL: afterwards every member must refuse it (etcd reads the CRL on each
+    new connection). The acceptance before is this probe's own control."""
+    cert, key = _forged(lab, pki.Role.CLIENT, None, own_ca=True)
+    kept = _scratch(lab) / "revoked"
+    kept.mkdir(exist_ok=True)
+    cert, key = Path(shutil.copy(cert, kept / "c.crt")), Path(shutil.copy(key, kept / "c.key"))
+    before = _https(lab, 2379, "/health", _context(_ca(lab), cert, key))
+    if before.verdict is not Verdict.ACCEPTED:
+        return Answer(Verdict.INCONCLUSIVE, f"not accepted even before revocation: {before.detail}")
+    revoked = lab.dcsctl("certs", "revoke", str(cert), "--yes")
+    if revoked.code != 0:
+        return Answer(Verdict.INCONCLUSIVE, f"could not revoke: {revoked.err.strip()[:120]}")
+    return _worst([_https(lab, 2379, "/health", _context(_ca(lab), cert, key), address=a)
+                   for a in lab.addresses()])
+
+
+# Certificate revocation; the member-removal and superseded-certificate cases are in
+# tests/security/test_revocation.py.
+REVOCATION_PROBES: tuple[Probe, ...] = (
+    Probe("a revoked certificate of the cluster's own CA, on every client port",
+          _revoked_certificate),
+)
 
 
 def attempt(lab: LabCluster, probe: Probe) -> ProbeResult:

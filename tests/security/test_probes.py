@@ -13,6 +13,7 @@ from tests.conftest import VENV_BIN, LabCluster
 from tests.security.probes import (
     CONTROLS,
     PROBES,
+    REVOCATION_PROBES,
     Probe,
     Verdict,
     _admin,
@@ -23,7 +24,7 @@ from tests.security.probes import (
 )
 
 
-@pytest.mark.parametrize("probe", PROBES, ids=lambda p: p.name)
+@pytest.mark.parametrize("probe", PROBES + REVOCATION_PROBES, ids=lambda p: p.name)
 def test_probe_is_refused(running_lab: LabCluster, probe: Probe) -> None:
     run = run_probes(running_lab, [probe])
     assert run.valid, run.controls
