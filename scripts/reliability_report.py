@@ -129,8 +129,9 @@ def main() -> int:
         *[f"| {p.name} | {p.verdict if p.refused else '**' + p.verdict + '**'} | {p.detail} |"
           for p in probes.results],
         "",
-        "Not yet probed: a revoked certificate (dcsctl keeps no CRL yet; "
-        "`tests/security/probes.py` REVOCATION_PROBES is the hook).",
+        "Revocation beyond this table, in `tests/security/test_revocation.py`: a removed "
+        "member's certificate on the client and peer ports, superseded Patroni certificates; "
+        "each with a non-revoked certificate answered as the control.",
         "",
         "Also refused, in `tests/patroni/`: a Patroni user reading or writing outside its "
         "prefix, listing users, adding roles; a second scope reading the first's keys; a "
