@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from dcsctl.cli import main
-from dcsctl.etcd.versions import Version
+from dcsctl.etcd.versions import Version, advisories
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -57,11 +57,14 @@ def pack_release(bin_dir: Path, directory: Path) -> tuple[Path, str]:
     return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
-def debian_etcd(line: str = "3.5") -> Version:
-    """The newest Debian-packaged etcd of a line that setup extracted (3.5.30 today)."""
-    debian = [v for v, d in etcd_builds().items() if (d / ".debian").exists() and v.line == line]
+def debian_etcd(affected_by: str | None = None) -> Version:
+    """The newest Debian-packaged etcd that setup extracted (3.5.30 today), or the newest
+    one an advisory still affects (so a probe keeps a known-bad version to fail on, even
+    once Debian ships the fix)."""
+    debian = [v for v, d in etcd_builds().items() if (d / ".debian").exists()
+              and (affected_by is None or any(a.ident == affected_by for a in advisories(v)))]
     if not debian:
-        pytest.fail(f"no Debian etcd {line} in {TOOLS}: run scripts/setup")
+        pytest.fail(f"no Debian etcd {affected_by or ''} in {TOOLS}: run scripts/setup")
     return max(debian)
 # Every test cluster gets its own loopback /24 so clusters never collide, within a run or
 # with a developer's own `dcsctl up` on 127.0.0.10-12.

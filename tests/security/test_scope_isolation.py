@@ -63,10 +63,10 @@ def test_fixed_etcd_keeps_an_open_ended_watch_inside_its_scope(
     assert "permission denied" in outcome.refused or keys == ["/service/alpha/marker"], outcome
 
 
-def test_debian_3_5_30_leaks_and_dcsctl_refuses_the_second_scope(
+def test_debians_etcd_leaks_and_dcsctl_refuses_the_second_scope(
     lab_factory: Callable[..., LabCluster], tmp_path: Path
 ) -> None:
-    version = debian_etcd()
+    version = debian_etcd(affected_by=LEAK)
     lab = lab_factory(members=1, etcd=version)
     lab.ok("up")
     first = lab.ok("patroni", "add", "alpha")
@@ -74,7 +74,7 @@ def test_debian_3_5_30_leaks_and_dcsctl_refuses_the_second_scope(
     refused = lab.dcsctl("patroni", "add", "beta")
     assert refused.code == ExitCode.ENVIRONMENT, refused.err
     assert LEAK in refused.err and "--accept-risk" in refused.err
-    assert "3.5.35" in refused.err  # the fixed release of its line
+    assert str(NEWEST[version.line]) in refused.err  # the fixed release of its line
     listed = lab.ok("patroni", "list", "--json").json_list()
     assert [scope["scope"] for scope in listed] == ["alpha"]  # nothing half-made
 
