@@ -257,7 +257,7 @@ class RemotePaths(_Strict):
 class TlsPolicy(_Strict):
     key_type: KeyType = KeyType.ECDSA_P256
     ca_days: Annotated[int, Field(ge=1, le=36500)] = 3650
-    # One lifetime for every leaf (members, admin, clients): lab-defects.md 8.
+    # One lifetime for every leaf (members, admin, clients): docs/guide-defects.md 8.
     leaf_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
 

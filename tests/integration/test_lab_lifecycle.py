@@ -47,7 +47,7 @@ def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> Non
     assert isinstance(members, list) and len(members) == 3
     assert sum(1 for m in members if m["status"]["is_leader"]) == 1
     for member in members:
-        # Advertise exactly the https URL listened on (lab-defects.md 1).
+        # Advertise exactly the https URL listened on (docs/guide-defects.md 1).
         assert member["client_urls"] == [member["endpoint"]]
 
     environment = exports(lab.ok("env").out)

@@ -153,7 +153,7 @@ def test_wrong_password_is_refused(running_lab: LabCluster, tmp_path: Path) -> N
 
 
 def test_gateway_rejects_a_client_cert_with_a_cn(running_lab: LabCluster) -> None:
-    # The reason dcsctl issues Patroni's certificates without a CN (lab-defects.md 17).
+    # The reason dcsctl issues Patroni's certificates without a CN (docs/guide-defects.md 17).
     pki_dir = running_lab.state / "pki"
     context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     context.check_hostname = False

@@ -79,7 +79,7 @@ def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -
 
 def _https_get(endpoint: str, tls: ClientTls, path: str, *, timeout: float) -> str:
     """GET a page of a member's client port over TLS with the cluster CA and a client
-    cert (etcdctl check datascale forgets the CA here: lab-defects.md 15)."""
+    cert (etcdctl check datascale forgets the CA here: docs/guide-defects.md 15)."""
     parts = urlsplit(endpoint)
     context = _ssl_context(tls)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 2379,
