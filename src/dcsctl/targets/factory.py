@@ -1,7 +1,7 @@
 """The one place that knows which kinds of target exist and picks one from the spec.
 
 A new kind of place for members (a local systemd host, a container) is a class that
-satisfies `targets.protocol.Target` and one entry in `_KINDS`.
+satisfies `targets.protocol.Target`, a value in `spec.Target`, and one entry in `_KINDS`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from dcsctl.services.protocol import Service
 from dcsctl.spec import ClusterSpec
 from dcsctl.spec import Target as TargetKind
 from dcsctl.state import ClusterDir
-from dcsctl.targets.lab import LabTarget
 from dcsctl.targets.protocol import Target
-from dcsctl.targets.ssh.target import SshTarget
 
 
 @dataclass(frozen=True)
@@ -33,11 +31,23 @@ class Surroundings:
     release_cache: Path
 
 
+# Each kind's module is imported when a spec names it: a lab command never loads the
+# SSH adapters (start-up time of every dcsctl run).
+def _lab(spec: ClusterSpec, around: Surroundings) -> Target:
+    from dcsctl.targets.lab import LabTarget
+
+    return LabTarget(spec, around.directory, around.binaries, around.environ)
+
+
+def _ssh(spec: ClusterSpec, around: Surroundings) -> Target:
+    from dcsctl.targets.ssh.target import SshTarget
+
+    return SshTarget(spec, around.directory, around.release_cache)
+
+
 _KINDS: dict[TargetKind, Callable[[ClusterSpec, Surroundings], Target]] = {
-    TargetKind.LAB: lambda spec, around: LabTarget(spec, around.directory, around.binaries,
-                                                   around.environ),
-    TargetKind.SSH: lambda spec, around: SshTarget(spec, around.directory,
-                                                   around.release_cache),
+    TargetKind.LAB: _lab,
+    TargetKind.SSH: _ssh,
 }
 
 
@@ -53,6 +63,8 @@ class LocalProcess(Service, Protocol):
 
 def local_process(target: Target, member: str) -> LocalProcess:
     """A lab member's process (fault tests kill it directly)."""
+    from dcsctl.targets.lab import LabTarget
+
     if not isinstance(target, LabTarget):
         raise DcsctlError(f"{member} is not a process of this machine",
                           fix="only lab members can be signalled directly")
