@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from dcsctl import perf
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
-from dcsctl.etcd.client import EtcdClient, metrics_text
+from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
+from dcsctl.etcd.tls import metrics_text
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.maintenance import defragment_members
 from dcsctl.ops.patroni import scope_views

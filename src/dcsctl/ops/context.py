@@ -16,7 +16,8 @@ from dcsctl import releases, render
 from dcsctl import spec as spec_module
 from dcsctl.errors import EnvironmentProblem, NotFound
 from dcsctl.etcd import binaries
-from dcsctl.etcd.client import ClientTls, EtcdClient
+from dcsctl.etcd.client import EtcdClient
+from dcsctl.etcd.tls import ClientTls
 from dcsctl.etcd.versions import Version
 from dcsctl.hosts.local import LocalHost
 from dcsctl.hosts.protocol import Host

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError, NotFound
-from dcsctl.etcd.client import served_certificate
+from dcsctl.etcd.tls import served_certificate
 from dcsctl.files import atomic_write
 from dcsctl.identity import Identity
 from dcsctl.ops import patroni as patroni_ops

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, UsageError
-from dcsctl.etcd.client import cluster_version, metrics_text
 from dcsctl.etcd.model import EndpointStatus
+from dcsctl.etcd.tls import cluster_version, metrics_text
 from dcsctl.etcd.versions import (
     SNAPSHOT_ON_3_6_BEFORE,
     V2STORE_CHECK_BEFORE,
