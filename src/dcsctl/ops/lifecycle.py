@@ -60,7 +60,6 @@ class UpWorkflow:
         self.cluster = cluster
         self.runtime = MemberRuntime(cluster)
         self.record = record  # replaced by the bootstrap phase
-        self.restart: frozenset[str] = frozenset()
         self.warnings: tuple[str, ...] = ()
 
     @property
@@ -74,7 +73,7 @@ class UpWorkflow:
             Phase("pki", "CA, member, admin and JWT keys", self.pki, self.pki_complete),
             Phase("install", "etcd (and its service user) on every host", self.install),
             Phase("config", "etcd configuration per member", self.config),
-            Phase("start", "start members", self.start, self.all_running),
+            Phase("start", "start members", self.runtime.start, self.runtime.started),
             Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
             Phase("bootstrap", "record cluster ID, switch configs to existing",
@@ -92,23 +91,15 @@ class UpWorkflow:
 
     def install(self) -> str:
         installs = provision.install(self.cluster, self.members)
-        self.restart |= installs.restart
+        self.runtime.restart_later(installs.restart)
         self.warnings = installs.warnings
         return installs.note
 
     def config(self) -> str:
         configured = provision.configure(self.cluster, self.record)
-        note = configured.note(self.restart)
-        self.restart |= configured.restart
+        note = configured.note(self.runtime.pending)
+        self.runtime.restart_later(configured.restart)
         return note
-
-    def all_running(self) -> bool:
-        return not self.restart and self.runtime.all_running()
-
-    def start(self) -> str:
-        started = self.runtime.start_all(self.restart)
-        self.restart = frozenset()
-        return started
 
     def bootstrapped(self) -> bool:
         self.record = self.cluster.dir.record()

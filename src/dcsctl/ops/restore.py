@@ -109,7 +109,6 @@ class RestoreWorkflow:
         self.plan = plan  # members are added to `restored` as they are done
         self._plan_lock = threading.Lock()
         self.record = cluster.dir.record()  # replaced by the config and bootstrap phases
-        self.restart: frozenset[str] = frozenset()
         self.revision = 0
         self.key_count = 0
         self.changes: list[str] = []
@@ -127,7 +126,7 @@ class RestoreWorkflow:
                   lambda: certs.plan_pki(cluster, clock()).complete),
             Phase("data", "rebuild every data dir from the snapshot", self.restore_data),
             Phase("config", "etcd configuration per member", self.config),
-            Phase("start", "start members", self.start, self.all_running),
+            Phase("start", "start members", self.runtime.start, self.runtime.started),
             Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
             Phase("bootstrap", "record the new cluster ID", self.bootstrap),
@@ -186,16 +185,8 @@ class RestoreWorkflow:
         )
         directory.save_record(self.record)
         configured = provision.configure(self.cluster, self.record)
-        self.restart = configured.restart
+        self.runtime.restart_later(configured.restart)
         return configured.note()
-
-    def all_running(self) -> bool:
-        return not self.restart and self.runtime.all_running()
-
-    def start(self) -> str:
-        started = self.runtime.start_all(self.restart)
-        self.restart = frozenset()
-        return started
 
     def bootstrap(self) -> str:
         self.record = provision.bootstrap(self.cluster)

@@ -105,6 +105,21 @@ class MemberRuntime:
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        # Running members to restart at the next start phase (a new binary, new settings).
+        self.pending: frozenset[str] = frozenset()
+
+    def restart_later(self, names: Iterable[str]) -> None:
+        self.pending |= frozenset(names)
+
+    def started(self) -> bool:
+        """The start phase's check: nothing to restart, every member running."""
+        return not self.pending and self.all_running()
+
+    def start(self) -> str:
+        """The start phase: the pending restarts, then every member not running."""
+        started = self.start_all(self.pending)
+        self.pending = frozenset()
+        return started
 
     def start_member(self, member: spec.Member, executable: PurePath | None = None) -> None:
         """Start the member from the configuration on its host (`executable`: another
