@@ -119,8 +119,9 @@ def destroy(
     confirm(f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?",
             yes=yes, action="destroy")
     result = lifecycle.destroy(target)
-    session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}",
-                            highlight=False)
+    kept = target.target.left_behind()
+    session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}"
+                              + (f"\n{kept}" if kept else ""), highlight=False)
 
 
 @app.command(rich_help_panel=LOOK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
@@ -11,6 +13,7 @@ from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 
 STATUS_TIMEOUT_S = 2.0
+STATUS_SSH_TIMEOUT_S = 3.0  # SSH connect timeout for the PID column (the spec's is for work)
 AUTH_OFF = ("auth is OFF: any client that reaches a client port reads and writes every "
             "key, Patroni's leader keys too (fix: `dcsctl up` enables it again)")
 
@@ -72,20 +75,57 @@ class ClusterView:
         return None
 
 
-def _pid_of(cluster: Cluster, member: str, problems: list[str]) -> int | None:
-    """The member's PID as its service manager sees it. An SSH host that cannot be
-    reached costs its PID column, not the whole view: etcd may be serving regardless."""
-    try:
-        return cluster.service(member).running_pid()
-    except DcsctlError as exc:
-        problems.append(exc.message)
-        return None
+class _PidLookup:
+    """One member's PID as its service manager sees it, asked in a thread of its own.
+
+    An SSH host that cannot be reached costs its PID column, not the whole view: etcd may
+    be serving regardless. All lookups start together, before etcd is asked, with a short
+    SSH connect timeout, and the view waits for them a bounded time: a dead host's SSH no
+    longer sets the pace of `status` (it used to cost the spec's connect timeout, 10 s,
+    per unreachable host, one after the other). The thread is a daemon: dcsctl never
+    waits for a lookup it gave up on.
+    """
+
+    def __init__(self, cluster: Cluster, member: str) -> None:
+        self.member = member
+        self.pid: int | None = None
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, args=(cluster,), daemon=True)
+        self._thread.start()
+
+    def _run(self, cluster: Cluster) -> None:
+        try:
+            self.pid = cluster.service(self.member).running_pid()
+        except DcsctlError as exc:
+            self.error = exc.message
+
+    def result(self, deadline: float, problems: list[str]) -> int | None:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            problems.append(f"{self.member}: no answer over SSH within "
+                            f"{STATUS_SSH_TIMEOUT_S:.0f} s (PID not shown)")
+            return None
+        if self.error:
+            problems.append(self.error)
+        return self.pid
+
+
+def _pid_lookups(cluster: Cluster) -> dict[str, _PidLookup]:
+    """Asked through a copy of the cluster whose SSH settings (if it uses any) give up
+    connecting after STATUS_SSH_TIMEOUT_S."""
+    ssh = cluster.spec.ssh
+    quick = ssh.model_copy(update={"connect_timeout_s": min(
+        ssh.connect_timeout_s, int(STATUS_SSH_TIMEOUT_S))})
+    source = cluster.context.cluster(cluster.spec.model_copy(update={"ssh": quick}))
+    return {m.name: _PidLookup(source, m.name) for m in cluster.spec.members}
 
 
 def status(cluster: Cluster) -> ClusterView:
     spec = cluster.spec
     record = cluster.dir.record()
     problems: list[str] = []
+    lookups = _pid_lookups(cluster)
+    pids_deadline = time.monotonic() + STATUS_SSH_TIMEOUT_S + 1.0
     with cluster.admin_client(timeout=STATUS_TIMEOUT_S) as client:
         statuses, healths = client.survey()
         infos: dict[str, MemberInfo] = {}
@@ -114,7 +154,7 @@ def status(cluster: Cluster) -> ClusterView:
             MemberView(
                 name=member.name,
                 endpoint=spec.client_url(member),
-                pid=_pid_of(cluster, member.name, problems),
+                pid=lookups[member.name].result(pids_deadline, problems),
                 info=infos.get(member.name),
                 status=state if isinstance(state, EndpointStatus) else None,
                 health=health,

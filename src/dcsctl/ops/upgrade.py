@@ -17,6 +17,7 @@ alone (the snapshot is only taken while some member still runs the old one).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -40,7 +41,7 @@ from dcsctl.targets.protocol import SameVersion
 from dcsctl.wait import wait_until
 
 CLUSTER_VERSION_TIMEOUT_S = 60.0  # etcd's leader re-decides the cluster version every ~5 s
-STORAGE_VERSION_TIMEOUT_S = 60.0
+DOWNGRADE_STEP_TIMEOUT_S = 60.0  # etcd's leader checks every ~5 s
 
 
 @dataclass(frozen=True)
@@ -298,35 +299,32 @@ def downgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> Upgr
                          result.cluster_version)
 
 
-def _wait_downgrade_finished(cluster: Cluster) -> None:
-    """Once every member runs the older minor, etcd's leader ends the downgrade itself."""
+def _wait_for_members(cluster: Cluster, fact: Callable[[EndpointStatus], str],
+                      done: Callable[[list[str]], bool], what: str) -> None:
+    """Poll every member's status until `done` holds for the `fact` each reports (a member
+    that does not answer reports its error instead)."""
     seen: list[str] = []
 
-    def finished() -> bool:
+    def reached() -> bool:
         nonlocal seen
         with cluster.admin_client() as client:
             statuses = client.statuses()
-        seen = [s.downgrade_target if isinstance(s, EndpointStatus) else s.message
-                for s in statuses]
-        return not any(seen)
+        seen = [fact(s) if isinstance(s, EndpointStatus) else s.message for s in statuses]
+        return done(seen)
 
-    wait_until(finished, timeout=cluster.context.deadline(STORAGE_VERSION_TIMEOUT_S),
-               what="etcd did not finish the downgrade", last_error=lambda: ", ".join(seen))
+    wait_until(reached, timeout=cluster.context.deadline(DOWNGRADE_STEP_TIMEOUT_S),
+               what=what, last_error=lambda: ", ".join(seen))
+
+
+def _wait_downgrade_finished(cluster: Cluster) -> None:
+    """Once every member runs the older minor, etcd's leader ends the downgrade itself."""
+    _wait_for_members(cluster, lambda s: s.downgrade_target, lambda seen: not any(seen),
+                      "etcd did not finish the downgrade")
 
 
 def _wait_storage_version(cluster: Cluster, line: str) -> None:
     """After `downgrade enable` the leader migrates every member's storage to the target
     version; only then may older binaries open the data."""
-    seen: list[str] = []
-
-    def migrated() -> bool:
-        nonlocal seen
-        with cluster.admin_client() as client:
-            statuses = client.statuses()
-        seen = [s.storage_version if isinstance(s, EndpointStatus) else s.message
-                for s in statuses]
-        return all(v.startswith(f"{line}.") for v in seen)
-
-    wait_until(migrated, timeout=cluster.context.deadline(STORAGE_VERSION_TIMEOUT_S),
-               what=f"the members' storage did not migrate to {line}",
-               last_error=lambda: ", ".join(seen))
+    _wait_for_members(cluster, lambda s: s.storage_version,
+                      lambda seen: all(v.startswith(f"{line}.") for v in seen),
+                      f"the members' storage did not migrate to {line}")

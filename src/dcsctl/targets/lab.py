@@ -189,6 +189,9 @@ class LabTarget:
     def remove(self, member: str) -> None:
         """Everything of a lab member lives in the state dir, which its caller removes."""
 
+    def left_behind(self) -> str:
+        return ""
+
     def close(self) -> None:
         pass
 

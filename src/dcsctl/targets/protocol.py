@@ -196,6 +196,10 @@ class Target(Protocol):
         """Take back everything dcsctl put there for the member (keys first)."""
         ...
 
+    def left_behind(self) -> str:
+        """What `destroy` leaves in place on purpose, in a sentence ("" for nothing)."""
+        ...
+
     def close(self) -> None:
         """End the connections this target opened."""
         ...

@@ -48,6 +48,114 @@ print(f"{took[len(took) // 2]:.3f} {took[min(len(took) - 1, int(len(took) * 0.99
 """
 
 
+# The same measurement where the host has no python3 (a minimal Debian server has none):
+# bash and dd, which every Debian host has. Each write is one `dd oflag=dsync` appending
+# a WAL-sized block; the same loop without dsync measures what starting dd costs, and that
+# baseline is subtracted (p50 from p50, p99 from p99). Prints "plain t0 t1 ..." and
+# "dsync t0 t1 ...".
+FSYNC_PROBE_SH = r"""
+path=$1 n=$2
+while [ ! -d "$path" ]; do path=$(dirname "$path"); done
+f=$(mktemp -p "$path" .dcsctl-fsync-XXXXXX)
+trap 'rm -f "$f"' EXIT
+for mode in plain dsync; do
+  flags=append
+  [ "$mode" = dsync ] && flags=append,dsync
+  line=$mode i=0
+  while [ "$i" -lt "$n" ]; do
+    t0=$EPOCHREALTIME
+    dd if=/dev/zero of="$f" bs=2300 count=1 oflag="$flags" conv=notrunc status=none
+    line="$line $t0 $EPOCHREALTIME"
+    i=$((i + 1))
+  done
+  echo "$line"
+done
+"""
+
+
+def fsync_from_dd(output: str) -> tuple[float, float]:
+    """p50 and p99 (ms) of the dsync writes, less the same percentile of a plain dd."""
+    samples: dict[str, list[float]] = {}
+    for line in output.splitlines():
+        mode, *stamps = line.replace(",", ".").split()
+        times = [float(t) for t in stamps]
+        samples[mode] = sorted((b - a) * 1000 for a, b in zip(times[::2], times[1::2],
+                                                             strict=True))
+    plain, dsync = samples["plain"], samples["dsync"]
+
+    def cost(share: float) -> float:
+        # percentile by percentile: dd's start-up jitter has a tail of its own
+        def at(values: list[float]) -> float:
+            return values[min(len(values) - 1, int(len(values) * share))]
+        return max(0.0, at(dsync) - at(plain))
+
+    return cost(0.5), cost(0.99)
+
+# The round trip from this host to each other member: a TCP connect to its peer port
+# (one SYN and its answer, SYN-ACK or RST, whether or not etcd listens yet), timed inside
+# one bash with no process started per sample. Prints "ADDRESS:PORT t0 t1 t0 t1 ...".
+RTT_PROBE = r"""
+for target in "$@"; do
+  addr=${target%:*} port=${target##*:} line=$target i=0
+  while [ "$i" -lt 5 ]; do
+    t0=$EPOCHREALTIME
+    : 2>/dev/null 3<>"/dev/tcp/$addr/$port"
+    line="$line $t0 $EPOCHREALTIME"
+    i=$((i + 1))
+  done
+  echo "$line"
+done
+"""
+RTT_SAMPLES = 5
+ELECTION_RTT_FACTOR = 10  # etcd's tuning guide: election timeout >= 10 x the RTT
+
+
+def rtts_from_probe(output: str) -> dict[str, float]:
+    """Median round trip (ms) per target of RTT_PROBE's output."""
+    found = {}
+    for line in output.splitlines():
+        target, *stamps = line.replace(",", ".").split()
+        times = [float(t) for t in stamps]
+        samples = sorted((b - a) * 1000 for a, b in zip(times[::2], times[1::2], strict=True))
+        if samples:
+            found[target] = samples[len(samples) // 2]
+    return found
+
+
+def rtt_check(member: str, election_timeout_ms: int, rtts: dict[str, float]) -> Check:
+    """WARN when the spec's election timeout is under 10 round trips to the farthest member:
+    followers would start elections on ordinary network delay."""
+    if not rtts:
+        return Check(member, "rtt", Verdict.WARN, "round trip to the other members not measured")
+    farthest, rtt = max(rtts.items(), key=lambda item: item[1])
+    detail = f"up to {rtt:.2f} ms to the other members ({farthest})"
+    if election_timeout_ms < ELECTION_RTT_FACTOR * rtt:
+        return Check(member, "rtt", Verdict.WARN,
+                     f"{detail}: etcd.election_timeout_ms {election_timeout_ms} is under "
+                     f"{ELECTION_RTT_FACTOR} x that; raise it to at least "
+                     f"{ELECTION_RTT_FACTOR * rtt:.0f} (and heartbeat_interval_ms to about "
+                     f"{max(rtt, 10):.0f})")
+    return Check(member, "rtt", Verdict.OK,
+                 f"{detail}; election timeout {election_timeout_ms} ms >= "
+                 f"{ELECTION_RTT_FACTOR} x")
+
+
+def _rtt_check(place: Place) -> Check:
+    member, cluster_spec = place.member, place.spec
+    others = [f"{m.address}:{cluster_spec.peer_port(m)}" for m in cluster_spec.members
+              if m.name != member.name]
+    if not others:
+        return Check(member.name, "rtt", Verdict.OK, "a single member: no round trip")
+    result = place.host.run(["timeout", "10", "bash", "-c", RTT_PROBE, "bash", *others],
+                            timeout=30)
+    try:
+        rtts = rtts_from_probe(result.stdout)
+    except ValueError:
+        rtts = {}
+    return rtt_check(member.name, cluster_spec.etcd.election_timeout_ms, rtts)
+
+
+
 def reach(place: Place, host: SshHost) -> list[Check]:
     """What `up` must know before it writes anything: the host answers, as root."""
     uid = host.run(["id", "-u"]).stdout.strip()
@@ -105,6 +213,7 @@ def host_checks(place: Place, host: SshHost, service: Service,
         checks.append(Check(name, "clock", Verdict.WARN, "could not read the host's clock"))
     checks.append(_ports_check(place, service))
     checks.append(_fsync_check(place))
+    checks.append(_rtt_check(place))
     checks.append(_etcd_check(place, state()))
     return checks
 
@@ -154,12 +263,20 @@ def _fsync_check(place: Place) -> Check:
     data_dir = place.layout.data_dir
     result = host.run(["python3", "-c", FSYNC_PROBE, str(data_dir), str(FSYNC_WRITES)],
                       timeout=120)
-    if not result.ok:
+    how = ""
+    try:
+        if result.ok:
+            p50, p99 = (float(v) for v in result.stdout.split())
+        else:  # no python3 on the host
+            result = host.run(["bash", "-c", FSYNC_PROBE_SH, "bash", str(data_dir),
+                               str(FSYNC_WRITES)], timeout=120)
+            p50, p99 = fsync_from_dd(result.stdout)
+            how = " (dd oflag=dsync less a plain dd: no python3 on the host)"
+    except (ValueError, KeyError, IndexError):
         return Check(member.name, "fsync", Verdict.WARN,
-                     "not measured (python3 missing on the host?)")
-    p50, p99 = (float(v) for v in result.stdout.split())
+                     f"not measured ({(result.stderr.strip() or 'no output')[-200:]})")
     verdict = Verdict.OK if p99 < WAL_FSYNC_P99_LIMIT_MS else Verdict.WARN
     note = "" if verdict is Verdict.OK else " — etcd wants < 10 ms: use an SSD"
     return Check(member.name, "fsync", verdict,
                  f"p50 {p50:.2f} ms, p99 {p99:.2f} ms over {FSYNC_WRITES} WAL-sized "
-                 f"writes in {data_dir}{note}")
+                 f"writes in {data_dir}{how}{note}")

@@ -187,6 +187,12 @@ def _write_differing(
     return written, previous
 
 
+RMDIR_SCRIPT = r"""
+for dir; do [ -d "$dir" ] && rmdir --ignore-fail-on-non-empty -- "$dir"; done
+exit 0
+"""
+
+
 def founding_marker(place: Place) -> PurePath:
     """Beside the data dir: the token of the cluster whose bootstrap created its data."""
     return PurePath(f"{place.layout.data_dir}.dcsctl-token")
@@ -263,6 +269,10 @@ def remove(place: Place) -> None:
         doomed.append(paths.unit)
     result = host.run(["rm", "-rf", "--", *map(str, doomed), str(layout.data_dir)])
     raise_unless_ok(host, result.ok, "removing the member's files", result.stderr)
+    # The folders dcsctl made for them go too, but only when empty (/etc/dcs/cert stayed
+    # behind, root:etcd 0750, found on the testbed).
+    folders = sorted({str(layout.cert.parent), str(layout.config.parent)}, reverse=True)
+    host.run(["sh", "-c", RMDIR_SCRIPT, "sh", *folders])
     if place.spec.manage_etc_hosts:
         current = host.read(paths.hosts_file)
         if current is not None:

@@ -220,6 +220,16 @@ class SshTarget:
     def remove(self, member: str) -> None:
         files.remove(self.place(member))
 
+    def left_behind(self) -> str:
+        """What dcsctl installed but did not create for this cluster alone (other software
+        may use the package and the user)."""
+        kept = [f"the `{self.spec.service.user}` user"]
+        if self.spec.install.method is InstallMethod.APT:
+            kept.insert(0, "Debian's etcd-server and etcd-client packages")
+        elif self.spec.install.method is InstallMethod.RELEASE:
+            kept.insert(0, f"the etcd binaries in {self.spec.remote_bin_dir()}")
+        return "left on each host: " + " and ".join(kept)
+
     def close(self) -> None:
         for host in self._hosts.values():
             host.close()

@@ -1,0 +1,392 @@
+"""The testbed: N Debian hosts on one machine, each a systemd-nspawn container booting real
+systemd and sshd in a network namespace of its own, on a bridge with the control side.
+
+A host's root filesystem is an overlay: the cached tree of its suite (rootfs.py) below,
+the host's own layer above (its host key, machine-id, hostname, etcd's data), so hosts
+are made in a second and keep their disks across reboots and power cuts. The local apt
+repository is bind-mounted read-only at /srv/dcsctl-repo, the hosts' only package source.
+
+Facts the code relies on (tried here): `systemctl reboot` inside a container makes
+systemd-nspawn exit, so a reboot is "wait for it to exit, boot again"; SIGKILL of
+systemd-nspawn does not stop a container, SIGKILL of its init (the process in the host's
+namespace whose innermost PID is 1) does: the power cut. A power cut here loses what the
+container's processes had not handed to the kernel; unsynced page cache survives it (the
+kernel is shared), so it is a crash of every process at once, not a lost disk cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcsctl.wait import wait_until
+from tests.testbed import rootfs
+from tests.testbed.net import HOST_IF, Net, run
+
+REPO = rootfs.REPO
+BOOT_TIMEOUT = 120.0  # a host from nspawn start to SSH login (2 cores, 3 hosts at once)
+
+
+class TestbedError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    address: str
+    init_pid: int | None  # the container's systemd, seen from this machine
+    state: str  # systemctl is-system-running, or "off"
+    faults: list[str]
+
+
+class Testbed:
+    __test__ = False  # not a test class, for pytest
+    def __init__(self, prefix: str = "dcstb", subnet: str = "192.168.56",
+                 state_root: Path | None = None) -> None:
+        self.net = Net(prefix, subnet)
+        root = state_root or Path(os.environ.get("DCSCTL_TESTBED_STATE",
+                                                 "/var/lib/dcsctl-testbed"))
+        self.dir = root / prefix
+        self._nspawn: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- layout --
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    def _config(self) -> dict[str, object]:
+        path = self.dir / "testbed.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def hosts(self) -> dict[str, str]:
+        """name -> address of every host the testbed has (dcs-00 at .10, ...)."""
+        count = int(str(self._config().get("hosts", 0)))
+        return {f"dcs-{i:02d}": self.net.address(i) for i in range(count)}
+
+    def _host_dir(self, host: str) -> Path:
+        return self.dir / "hosts" / host
+
+    def _merged(self, host: str) -> Path:
+        return self._host_dir(host) / "root"
+
+    def _machine(self, host: str) -> str:
+        return f"{self.net.prefix}-{host}"
+
+    # -- up / down --
+
+    def up(self, hosts: int = 3, suite: str = "bookworm") -> list[str]:
+        """Make the testbed (or finish making it); returns what changed, [] when all was up."""
+        config = self._config()
+        if config and config.get("suite") != suite:
+            raise TestbedError(f"the testbed is up with suite {config['suite']}: "
+                               "run `scripts/testbed down` first")
+        if config and int(str(config["hosts"])) > hosts:
+            raise TestbedError(f"the testbed has {config['hosts']} hosts: "
+                               "run `scripts/testbed down` first")
+        for tool in ("mmdebstrap", "systemd-nspawn", "nft", "tc", "ssh-keygen"):
+            if shutil.which(tool) is None:
+                raise TestbedError(f"{tool} is missing: run scripts/setup")
+        lower = rootfs.rootfs(suite)
+        repo = rootfs.apt_repository()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "testbed.json").write_text(json.dumps({"suite": suite, "hosts": hosts}))
+        if not self.key.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dcsctl-testbed",
+                 "-f", str(self.key)])
+        names = self.hosts()
+        self.net.ensure_bridge()
+        self.net.ensure_attached(self.net.control_ns, self.net.port("ctl"),
+                                 self.net.control_address)
+        self.net.write_control_hosts(names)
+        changed = []
+        for index, host in enumerate(names):
+            self.net.ensure_attached(self.net.host_ns(host), self.net.port(host),
+                                     self.net.address(index))
+            if self.init_pid(host) is None:
+                self._prepare(host, lower, names)
+                self._start(host, repo)
+                changed.append(host)
+        self.known_hosts.write_text("".join(
+            f"{host},{address} {self._host_key(host).with_suffix('.pub').read_text()}"
+            for host, address in names.items()))
+        self.net.check_isolation(names)
+        for host in names:
+            self.wait_ready(host)
+        return changed
+
+    def down(self) -> None:
+        """Remove every container, mount, namespace, link and file the testbed made."""
+        for host in self._known_host_dirs():
+            pid = self.init_pid(host)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+            self._wait_stopped(host)
+        if Path(f"/run/netns/{self.net.control_ns}").exists():
+            # ssh master connections and anything else `run` left in the control namespace
+            for pid in run(["ip", "netns", "pids", self.net.control_ns]).split():
+                os.kill(int(pid), signal.SIGKILL)
+        for mount in self._mounts():
+            run(["umount", mount])
+        self.net.remove()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def leftovers(self) -> list[str]:
+        """Anything of this testbed still on the machine (empty after `down`)."""
+        found = [f"namespace {ns}" for ns in self.net.namespaces()]
+        found += [f"mount {m}" for m in self._mounts()]
+        found += [f"process {pid} ({args})" for pid, args in self._nspawn_processes()]
+        if Path("/etc/netns", self.net.control_ns).exists():
+            found.append(f"/etc/netns/{self.net.control_ns}")
+        if self.dir.exists():
+            found.append(str(self.dir))
+        return found
+
+    # -- hosts: power and boot --
+
+    def init_pid(self, host: str) -> int | None:
+        """The container's init: the process in the host's namespace whose innermost PID is 1."""
+        ns = self.net.host_ns(host)
+        if not Path("/run/netns", ns).exists():
+            return None
+        for pid in run(["ip", "netns", "pids", ns]).split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("NSpid:") and line.split()[-1] == "1":
+                    return int(pid)
+        return None
+
+    def boot(self, host: str) -> None:
+        self._check_host(host)
+        if self.init_pid(host) is None:
+            self._wait_stopped(host)
+            self._start(host, rootfs.apt_repository())
+        self.wait_ready(host)
+
+    def kill(self, host: str) -> None:
+        """Power cut: SIGKILL the container's init; every process of the host dies at once."""
+        self._check_host(host)
+        pid = self.init_pid(host)
+        if pid is None:
+            raise TestbedError(f"{host} is not running")
+        os.kill(pid, signal.SIGKILL)
+        self._wait_stopped(host)
+
+    def reboot(self, host: str) -> None:
+        """`systemctl reboot` on the host; nspawn exits at the end of it, so boot it again."""
+        self._check_host(host)
+        self.ssh(host, "sudo", "systemctl", "reboot", check=False)
+        self._wait_stopped(host)
+        self.boot(host)
+
+    def wait_ready(self, host: str, timeout: float = BOOT_TIMEOUT) -> None:
+        """systemd up (running or degraded) and an SSH login as the admin user works."""
+        seen = [""]
+
+        def ready() -> bool:
+            pid = self.init_pid(host)
+            if pid is None:
+                seen[0] = "container not running"
+                return False
+            state = self._system_state(pid)
+            if state not in ("running", "degraded"):
+                seen[0] = f"system {state}"
+                return False
+            result = self.ssh(host, "true", check=False, timeout=10)
+            seen[0] = f"ssh exit {result.returncode}: {result.stderr.strip()}"
+            return result.returncode == 0
+
+        def last() -> str:
+            console = self._host_dir(host) / "console.log"
+            tail = console.read_text(errors="replace")[-1500:] if console.exists() else ""
+            return f"{seen[0]}; console: ...{tail}"
+
+        wait_until(ready, timeout=timeout, what=f"{host} did not boot", last_error=last)
+
+    # -- traffic: always through the isolation check --
+
+    def run(self, argv: Sequence[str], *, timeout: float = 120, check: bool = True,
+            env: Mapping[str, str] | None = None, input: bytes | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """A command on the control side (in its namespace, names from its hosts file)."""
+        self.net.check_isolation(self.hosts())
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.net.control_ns, *argv], capture_output=True,
+            timeout=timeout, check=False, env=self.control_env(env), cwd=REPO,
+            input=input.decode() if input is not None else None, text=True)
+        if check and result.returncode != 0:
+            raise TestbedError(f"`{' '.join(argv)}` -> {result.returncode}\n"
+                               f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def control_env(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a command on the control side. TMPDIR is the testbed's own:
+        dcsctl keeps its ssh master sockets there, named by host, user and port only, and
+        another testbed (or a developer's run) with hosts named dcs-00 must not share them."""
+        environ = dict(os.environ if env is None else env)
+        if "TMPDIR" not in environ:
+            environ["TMPDIR"] = str(self.dir / "tmp")
+        Path(environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+        return environ
+
+    def ssh_argv(self, host: str, *command: str) -> list[str]:
+        return ["ssh", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
+                "-o", "LogLevel=ERROR", "-l", rootfs.USER, "--", host, *command]
+
+    def ssh(self, host: str, *command: str, check: bool = True, timeout: float = 60
+            ) -> subprocess.CompletedProcess[str]:
+        return self.run(self.ssh_argv(host, *command), check=check, timeout=timeout)
+
+    # -- the spec and the status --
+
+    def spec(self, dcsctl: str = str(REPO / ".venv" / "bin" / "dcsctl")) -> str:
+        """What `dcsctl init --target ssh` writes, with the testbed's SSH identity and
+        known_hosts added under `ssh:` (nothing else changed)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "spec.yaml"
+            subprocess.run([dcsctl, "init", "--target", "ssh", "-o", str(out)], check=True,
+                           capture_output=True, timeout=60)
+            text = out.read_text()
+        anchor = f"ssh:\n  user: {rootfs.USER}\n"
+        if anchor not in text:
+            raise TestbedError(f"`dcsctl init --target ssh` no longer writes {anchor!r}")
+        return text.replace(anchor, anchor + f"  identity_file: {self.key}\n"
+                            f"  known_hosts_file: {self.known_hosts}\n")
+
+    def status(self) -> list[HostStatus]:
+        found = []
+        for host, address in self.hosts().items():
+            pid = self.init_pid(host)
+            state = self._system_state(pid) if pid else "off"
+            faults = self.net.faults(host) if Path("/run/netns", self.net.host_ns(host)
+                                                   ).exists() else ["no namespace"]
+            found.append(HostStatus(host, address, pid, state, faults))
+        return found
+
+    # -- internals --
+
+    def _check_host(self, host: str) -> None:
+        if host not in self.hosts():
+            raise TestbedError(f"no host {host} (have: {', '.join(self.hosts()) or 'none'})")
+
+    def _host_key(self, host: str) -> Path:
+        return self.dir / "hostkeys" / host / "ssh_host_ed25519_key"
+
+    def _prepare(self, host: str, lower: Path, names: Mapping[str, str]) -> None:
+        """The host's own layer mounted over the cached tree, and its identity written."""
+        layer = self._host_dir(host)
+        for sub in ("upper", "work", "root"):
+            (layer / sub).mkdir(parents=True, exist_ok=True)
+        merged = self._merged(host)
+        if str(merged) not in self._mounts():
+            run(["mount", "-t", "overlay", "overlay", "-o",
+                 f"lowerdir={lower},upperdir={layer / 'upper'},workdir={layer / 'work'}",
+                 str(merged)])
+        key = self._host_key(host)
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host, "-f", str(key)])
+        etc = merged / "etc"
+        for name in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"):
+            source = key.with_name(name)
+            _install(etc / "ssh" / name, source.read_bytes(),
+                     0o600 if not name.endswith(".pub") else 0o644)
+        (etc / "hostname").write_text(host + "\n")
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host}\n")
+        if not (etc / "machine-id").read_text().strip():
+            (etc / "machine-id").write_text(secrets.token_hex(16) + "\n")
+        uid, gid = _ids(etc / "passwd", rootfs.USER)
+        ssh_dir = merged / "home" / rootfs.USER / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chown(ssh_dir, uid, gid)
+        authorized = ssh_dir / "authorized_keys"
+        _install(authorized, self.key.with_suffix(".pub").read_bytes(), 0o600)
+        os.chown(authorized, uid, gid)
+
+    def _start(self, host: str, repo: Path) -> None:
+        log = (self._host_dir(host) / "console.log").open("ab")
+        process = subprocess.Popen(
+            ["systemd-nspawn", "--quiet", "-D", str(self._merged(host)), "--boot",
+             "--register=no", "--keep-unit", f"--machine={self._machine(host)}",
+             f"--network-namespace-path=/run/netns/{self.net.host_ns(host)}",
+             f"--bind-ro={repo}:{rootfs.REPO_MOUNT}", "--console=read-only"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self._nspawn[host] = process
+        (self._host_dir(host) / "nspawn.pid").write_text(str(process.pid))
+
+    def _wait_stopped(self, host: str, timeout: float = 60) -> None:
+        """The container's init gone and its systemd-nspawn exited (the tree is free)."""
+        def stopped() -> bool:
+            process = self._nspawn.get(host)
+            if process is not None and process.poll() is None:
+                return False
+            flag = f"--machine={self._machine(host)} "
+            return self.init_pid(host) is None and not any(
+                flag in args + " " for _, args in self._nspawn_processes())
+        wait_until(stopped, timeout=timeout, what=f"{host} did not stop")
+        self._nspawn.pop(host, None)
+
+    def _system_state(self, pid: int) -> str:
+        result = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-n",
+                                 "systemctl", "is-system-running"], capture_output=True,
+                                text=True, timeout=10, check=False)
+        return result.stdout.strip() or result.stderr.strip() or "unknown"
+
+    def _known_host_dirs(self) -> list[str]:
+        folder = self.dir / "hosts"
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def _mounts(self) -> list[str]:
+        """Mount points under the testbed's folder, innermost first."""
+        points = [line.split()[4] for line in
+                  Path("/proc/self/mountinfo").read_text().splitlines()]
+        mine = [p for p in points if p == str(self.dir) or p.startswith(f"{self.dir}/")]
+        return sorted(set(mine), key=len, reverse=True)
+
+    def _nspawn_processes(self) -> list[tuple[int, str]]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if args.startswith("systemd-nspawn ") and f"--machine={self.net.prefix}-" in args:
+                found.append((int(proc.name), args.strip()))
+        return found
+
+
+def _install(path: Path, content: bytes, mode: int) -> None:
+    path.write_bytes(content)
+    path.chmod(mode)
+
+
+def _ids(passwd: Path, user: str) -> tuple[int, int]:
+    for line in passwd.read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    raise TestbedError(f"no user {user} in {passwd}")
+
+
+__all__ = ["HOST_IF", "HostStatus", "Testbed", "TestbedError"]

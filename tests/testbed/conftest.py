@@ -1,0 +1,150 @@
+"""The testbed for pytest: one per session (three bookworm hosts), always torn down.
+
+Every test here carries the `testbed` marker (`pytest -m testbed` runs them alone). The
+tests run dcsctl the way an operator does: the real CLI, on the control side of the
+testbed's network, against hosts booted from a real Debian root filesystem.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dcsctl.wait import wait_until
+from tests.conftest import VENV_BIN, base_environ
+from tests.testbed.bed import Testbed
+
+HERE = Path(__file__).resolve().parent
+_deployments = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.testbed)
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """Three hosts dcs-00..02 (bookworm) at 192.168.56.10..12; down at the end, pass or fail,
+    and nothing of it left on the machine."""
+    if os.geteuid() != 0:
+        pytest.skip("the testbed needs root (namespaces, mounts, containers)")
+    bed = Testbed(prefix="dcstbt")  # not the prefix of a developer's own `scripts/testbed up`
+    try:
+        bed.up(hosts=3, suite="bookworm")
+        yield bed
+    finally:
+        bed.down()
+    left = bed.leftovers()
+    assert not left, f"testbed teardown left: {left}"
+
+
+@dataclass
+class Deployment:
+    """A cluster spec for the testbed and dcsctl's environment on the control side."""
+
+    bed: Testbed
+    spec_file: Path
+    home: Path
+    tmp: Path  # short: ssh master sockets live here, and a socket path fits 108 bytes
+
+    @property
+    def environ(self) -> dict[str, str]:
+        environ = base_environ(self.home)
+        environ["TMPDIR"] = str(self.tmp)  # ssh master sockets of this deployment only
+        return environ
+
+    def dcsctl(self, *argv: str, check: bool = True, timeout: float = 180
+               ) -> subprocess.CompletedProcess[str]:
+        return self.bed.run([str(VENV_BIN / "dcsctl"), *argv, "-f", str(self.spec_file)],
+                            env=self.environ, check=check, timeout=timeout)
+
+    def agent(self, *argv: str, timeout: float = 60) -> object:
+        """tests/testbed/agent.py on the control side; its JSON answer."""
+        result = self.bed.run([str(VENV_BIN / "python"), "-m", "tests.testbed.agent",
+                               str(self.spec_file), *argv], env=self.environ, timeout=timeout)
+        return json.loads(result.stdout)
+
+    def writer(self, prefix: str, count: int, max_seconds: float) -> subprocess.Popen[str]:
+        """A bounded sequential writer; prints `ack KEY` / `fail KEY` lines."""
+        self.bed.net.check_isolation(self.bed.hosts())
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
+             "tests.testbed.agent", str(self.spec_file), "write", prefix, str(count),
+             str(max_seconds)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ,
+            cwd=str(VENV_BIN.parent.parent))
+
+    def leader(self) -> str | None:
+        """The leader as `dcsctl status` reports it (None: no member knows one)."""
+        view = json.loads(self.dcsctl("status", "--json", check=False).stdout)
+        return view["leader"]
+
+
+def make_deployment(bed: Testbed, workdir: Path) -> Deployment:
+    """The spec `dcsctl init --target ssh` writes (the guide's hosts, install: apt,
+    service: systemd) with only the testbed's SSH identity and known_hosts added."""
+    home = workdir / "home"
+    tmp = bed.dir / "t" / str(next(_deployments))  # removed with the testbed
+    tmp.mkdir(parents=True)
+    spec_file = workdir / "spec.yaml"
+    spec_file.write_text(bed.spec())
+    return Deployment(bed, spec_file, home, tmp)
+
+
+@pytest.fixture(scope="module")
+def cluster(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Deployment]:
+    """The guide's cluster, up on the testbed's three hosts; destroyed after the module."""
+    deployment = make_deployment(testbed, tmp_path_factory.mktemp("testbed-cluster"))
+    deployment.dcsctl("up")
+    try:
+        yield deployment
+    finally:
+        for host in testbed.hosts():
+            testbed.net.heal(host)
+            if testbed.init_pid(host) is None:
+                testbed.boot(host)
+        deployment.dcsctl("destroy", "--yes", check=False)
+
+
+def status_of(deployment: Deployment) -> dict[str, object]:
+    result = deployment.dcsctl("status", "--json", check=False, timeout=60)
+    view = json.loads(result.stdout)
+    assert isinstance(view, dict)
+    return view
+
+
+def wait_healthy(deployment: Deployment, timeout: float = 90) -> dict[str, object]:
+    """`dcsctl status` says healthy (every member, auth on), within `timeout`."""
+    seen: list[object] = [None]
+
+    def healthy() -> dict[str, object] | None:
+        view = status_of(deployment)
+        seen[0] = view.get("problems")
+        return view if view.get("healthy") else None
+
+    return wait_until(healthy, timeout=timeout, what="the cluster did not become healthy",
+                      last_error=lambda: str(seen[0]))
+
+
+def acked_and_lost(deployment: Deployment, output: str, prefix: str) -> tuple[int, int, int]:
+    """(acknowledged, failed-or-unknown, acknowledged but missing now) of a writer run."""
+    acked = [line.split()[1] for line in output.splitlines() if line.startswith("ack ")]
+    failed = [line for line in output.splitlines() if line.startswith("fail ")]
+    present = set(deployment.agent("keys", prefix))  # type: ignore[arg-type]
+    return len(acked), len(failed), len([k for k in acked if k not in present])
+
+
+def hashes_equal(deployment: Deployment) -> bool:
+    hashes = deployment.agent("hashes")
+    assert isinstance(hashes, dict) and len(hashes) == 3
+    return len(set(hashes.values())) == 1

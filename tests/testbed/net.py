@@ -1,0 +1,244 @@
+"""The testbed's network: one bridge in a namespace of its own, each host and the control
+side in a namespace joined to it by a veth pair, and the faults a real network has.
+
+Nothing here touches the machine's own namespace: every link is created inside a
+namespace the testbed made, so deleting the namespaces removes every link. No namespace
+gets a default route, and `check_isolation` proves it (and that every host address is
+reached over the bridge) before any traffic flows.
+
+Faults act from outside the hosts, with the control machine's tools: a partition is an
+nftables rule in the bridge (frames to and from the host's port are dropped, both sides
+see silence, as on a cut cable); delay is a netem qdisc on the host's interface
+(packets leaving the host; needs a kernel with netem), loss an nftables rule in the
+bridge; an SSH outage drops TCP port 22 in the host's namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+BRIDGE = "br0"
+HOST_IF = "eth0"  # each host's and the control side's interface, inside its namespace
+SSH_PORT = 22
+
+
+class NetError(RuntimeError):
+    pass
+
+
+class IsolationError(NetError):
+    """The testbed's traffic could leave its bridge: it refuses to run."""
+
+
+def run(argv: list[str], *, check: bool = True, timeout: float = 30) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise NetError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class Net:
+    prefix: str  # names every namespace, e.g. dcstb
+    subnet: str  # first three octets, e.g. 192.168.56
+
+    @property
+    def bridge_ns(self) -> str:
+        return f"{self.prefix}-br"
+
+    @property
+    def control_ns(self) -> str:
+        return f"{self.prefix}-ctl"
+
+    @property
+    def control_address(self) -> str:
+        return f"{self.subnet}.5"
+
+    def host_ns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    def address(self, index: int) -> str:
+        return f"{self.subnet}.{10 + index}"
+
+    @staticmethod
+    def port(host: str) -> str:
+        return f"p-{host}"[:15]
+
+    def namespaces(self) -> list[str]:
+        """Every namespace with this testbed's prefix that exists now."""
+        out = run(["ip", "-j", "netns", "list"])
+        return [n["name"] for n in json.loads(out or "[]")
+                if n["name"].startswith(self.prefix + "-")]
+
+    # -- building (each step checks before it acts: up is idempotent) --
+
+    def ensure_bridge(self) -> None:
+        self._ensure_ns(self.bridge_ns)
+        if not _has_link(self.bridge_ns, BRIDGE):
+            run(["ip", "-n", self.bridge_ns, "link", "add", BRIDGE, "type", "bridge"])
+        run(["ip", "-n", self.bridge_ns, "link", "set", BRIDGE, "up"])
+
+    def ensure_attached(self, ns: str, port: str, address: str) -> None:
+        """`ns` exists, its eth0 holds `address`/24 and is a port of the bridge."""
+        self._ensure_ns(ns)
+        if not _has_link(ns, HOST_IF):
+            if _has_link(self.bridge_ns, port):  # half of a pair: start over
+                run(["ip", "-n", self.bridge_ns, "link", "del", port])
+            run(["ip", "-n", self.bridge_ns, "link", "add", port, "type", "veth",
+                 "peer", "name", HOST_IF, "netns", ns])
+        run(["ip", "-n", self.bridge_ns, "link", "set", port, "master", BRIDGE, "up"])
+        if address not in run(["ip", "-n", ns, "-4", "addr", "show", HOST_IF]):
+            run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", HOST_IF])
+        run(["ip", "-n", ns, "link", "set", HOST_IF, "up"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+    def write_control_hosts(self, hosts: dict[str, str]) -> None:
+        """The control side's name resolution (`ip netns exec` mounts it over /etc/hosts)."""
+        folder = Path("/etc/netns") / self.control_ns
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", f"{self.control_address} control"]
+        lines += [f"{address} {name}" for name, address in hosts.items()]
+        (folder / "hosts").write_text("\n".join(lines) + "\n")
+
+    def remove(self) -> None:
+        """Every namespace (and so every link and rule in it) and the hosts file."""
+        for ns in self.namespaces():
+            run(["ip", "netns", "del", ns])
+        folder = Path("/etc/netns") / self.control_ns
+        if folder.exists():
+            for child in folder.iterdir():
+                child.unlink()
+            folder.rmdir()
+
+    @staticmethod
+    def _ensure_ns(ns: str) -> None:
+        if not Path("/run/netns", ns).exists():
+            run(["ip", "netns", "add", ns])
+
+    # -- isolation --
+
+    def check_isolation(self, hosts: dict[str, str]) -> None:
+        """Refuse to run unless traffic can only stay on the bridge.
+
+        Every namespace of the testbed lacks a default route (v4 and v6); from the control
+        side, every host address is routed directly (no gateway) out of its bridge port;
+        the bridge namespace holds nothing but the bridge and the testbed's own ports.
+        """
+        problems = []
+        names = [self.bridge_ns, self.control_ns, *(self.host_ns(h) for h in hosts)]
+        for ns in names:
+            if not Path("/run/netns", ns).exists():
+                problems.append(f"namespace {ns} is missing")
+                continue
+            for family in ("-4", "-6"):
+                if run(["ip", "-n", ns, family, "route", "show", "default"]).strip():
+                    problems.append(f"{ns} has a default route ({family})")
+        expected = {"lo", BRIDGE, self.port("ctl"), *(self.port(h) for h in hosts)}
+        links = {link["ifname"]: link for link in
+                 json.loads(run(["ip", "-n", self.bridge_ns, "-j", "link", "show"]))}
+        for name in sorted(set(links) - expected):
+            problems.append(f"{self.bridge_ns} holds a link the testbed did not make: {name}")
+        for name in sorted(expected - {"lo", BRIDGE}):
+            if links.get(name, {}).get("master") != BRIDGE:
+                problems.append(f"{name} is not a port of {self.bridge_ns}/{BRIDGE}")
+        for host, address in hosts.items():
+            route = json.loads(run(["ip", "-n", self.control_ns, "-j", "route", "get", address],
+                                   check=False) or "[{}]")[0]
+            if route.get("dev") != HOST_IF or "gateway" in route:
+                problems.append(f"{host} ({address}) is not reached over the bridge "
+                                f"from {self.control_ns}: {route}")
+        if problems:
+            raise IsolationError("testbed network is not isolated; refusing to run:\n  "
+                                 + "\n  ".join(problems))
+
+    # -- faults --
+
+    def partition(self, host: str) -> None:
+        """Drop every frame to and from the host's bridge port (idempotent)."""
+        table = self._table(host)
+        script = (f"table bridge {table} {{\n chain forward {{\n"
+                  "  type filter hook forward priority 0; policy accept;\n"
+                  f'  iifname "{self.port(host)}" drop\n  oifname "{self.port(host)}" drop\n'
+                  " }\n}\n")
+        self._nft(self.bridge_ns, _drop("bridge", table) + script)
+
+    def heal(self, host: str) -> None:
+        """Undo partition, delay, loss and an SSH block on one host."""
+        self._nft(self.bridge_ns, _drop("bridge", self._table(host))
+                  + _drop("bridge", self._table(host, "loss")))
+        self._nft(self.host_ns(host), _drop("inet", f"{self.prefix}_ssh"))
+        run(["tc", "-n", self.host_ns(host), "qdisc", "del", "dev", HOST_IF, "root"],
+            check=False)
+
+    def delay(self, host: str, delay_ms: float, jitter_ms: float = 0) -> None:
+        """netem on packets leaving the host. Needs a kernel with netem
+        (CONFIG_NET_SCH_NETEM): this workplace's VM kernel has none, and says so."""
+        argv = ["tc", "-n", self.host_ns(host), "qdisc", "replace", "dev", HOST_IF, "root",
+                "netem", "delay", f"{delay_ms}ms"] + ([f"{jitter_ms}ms"] if jitter_ms else [])
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if "qdisc kind is unknown" in result.stderr:
+            raise NetError("this kernel has no netem (CONFIG_NET_SCH_NETEM is not set): "
+                           "delay cannot be emulated here")
+        if result.returncode != 0:
+            raise NetError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+
+    def loss(self, host: str, percent: float) -> None:
+        """Drop `percent` of the frames to and from the host, at random, in the bridge
+        (nftables numgen: works without netem)."""
+        table = self._table(host, "loss")
+        share = round(percent * 100)  # in 1/10000
+        rule = f"numgen random mod 10000 < {share} drop"
+        self._nft(self.bridge_ns, _drop("bridge", table)
+                  + f"table bridge {table} {{\n chain forward {{\n"
+                  "  type filter hook forward priority 0; policy accept;\n"
+                  f'  iifname "{self.port(host)}" {rule}\n'
+                  f'  oifname "{self.port(host)}" {rule}\n }}\n}}\n')
+
+    def block_ssh(self, host: str) -> None:
+        """The host's sshd unreachable (TCP 22 dropped) while everything else flows."""
+        table = f"{self.prefix}_ssh"
+        self._nft(self.host_ns(host),
+                  _drop("inet", table) + f"table inet {table} {{\n chain input {{\n"
+                  "  type filter hook input priority 0; policy accept;\n"
+                  f"  tcp dport {SSH_PORT} drop\n }}\n}}\n")
+
+    def faults(self, host: str) -> list[str]:
+        """What is done to a host's network now, in words."""
+        found = []
+        tables = run(["ip", "netns", "exec", self.bridge_ns, "nft", "list", "tables"],
+                     check=False).split()
+        if self._table(host) in tables:
+            found.append("partitioned")
+        if self._table(host, "loss") in tables:
+            found.append("lossy")
+        if f"{self.prefix}_ssh" in run(["ip", "netns", "exec", self.host_ns(host), "nft",
+                                        "list", "tables"], check=False):
+            found.append("ssh blocked")
+        qdisc = run(["tc", "-n", self.host_ns(host), "qdisc", "show", "dev", HOST_IF],
+                    check=False)
+        if "netem" in qdisc:
+            found.append("netem " + qdisc.split("netem", 1)[1].split("seed")[0].strip())
+        return found
+
+    def _table(self, host: str, kind: str = "cut") -> str:
+        return f"{self.prefix}_{kind}_{host}".replace("-", "_")
+
+    @staticmethod
+    def _nft(ns: str, script: str) -> None:
+        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script,
+                                capture_output=True, text=True, timeout=30, check=False)
+        if result.returncode != 0:
+            raise NetError(f"nft in {ns} failed: {result.stderr.strip()}\n{script}")
+
+
+def _has_link(ns: str, name: str) -> bool:
+    return subprocess.run(["ip", "-n", ns, "link", "show", name], capture_output=True,
+                          timeout=30, check=False).returncode == 0
+
+
+def _drop(family: str, table: str) -> str:
+    """nft lines removing a table whether or not it exists (nft 1.0.6 has no `destroy`)."""
+    return f"table {family} {table}\ndelete table {family} {table}\n"

@@ -1,0 +1,57 @@
+"""The testbed itself: hosts as the guide has them, isolation enforced, up idempotent, down
+leaving nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.testbed.bed import Testbed
+from tests.testbed.net import IsolationError
+
+
+def test_hosts_are_the_guides_debian_machines(testbed: Testbed) -> None:
+    assert testbed.hosts() == {"dcs-00": "192.168.56.10", "dcs-01": "192.168.56.11",
+                               "dcs-02": "192.168.56.12"}
+    for host, address in testbed.hosts().items():
+        out = testbed.ssh(host, "hostname; id -un; sudo -n id -un; ip -4 -o addr show eth0; "
+                          "cat /proc/1/comm; command -v python3 || echo no-python3").stdout
+        name, user, root, addr, init, python = out.splitlines()
+        assert (name, user, root, init, python) == (host, "admin", "root", "systemd",
+                                                     "no-python3")
+        assert f"{address}/24" in addr
+    sources = testbed.ssh("dcs-00", "cat /etc/apt/sources.list.d/*").stdout
+    assert sources.strip() == "deb [trusted=yes] file:/srv/dcsctl-repo ./"
+
+
+def test_no_traffic_can_leave_the_bridge(testbed: Testbed) -> None:
+    for host in testbed.hosts():
+        result = testbed.ssh(host, "ip route; ip -6 route", check=True)
+        assert "default" not in result.stdout
+    out = testbed.run(["ip", "route"]).stdout
+    assert "default" not in out and "192.168.56.0/24 dev eth0" in out
+
+
+def test_up_is_idempotent_isolation_is_enforced_and_down_removes_everything() -> None:
+    bed = Testbed(prefix="dcstbd", subnet="192.168.57")
+    try:
+        assert bed.up(hosts=1) == ["dcs-00"]
+        assert bed.up(hosts=1) == []
+        assert bed.ssh("dcs-00", "hostname").stdout.strip() == "dcs-00"
+        # Positive controls: a default route, or a foreign link on the bridge, stops it.
+        subprocess.run(["ip", "-n", bed.net.control_ns, "route", "add", "default", "dev",
+                        "eth0"], check=True)
+        with pytest.raises(IsolationError, match="default route"):
+            bed.run(["true"])
+        subprocess.run(["ip", "-n", bed.net.control_ns, "route", "del", "default"], check=True)
+        subprocess.run(["ip", "-n", bed.net.bridge_ns, "link", "add", "stray", "type",
+                        "veth", "peer", "name", "stray-peer"], check=True)
+        with pytest.raises(IsolationError, match="stray"):
+            bed.ssh("dcs-00", "true")
+        subprocess.run(["ip", "-n", bed.net.bridge_ns, "link", "del", "stray"], check=True)
+        bed.run(["true"])
+        assert bed.leftovers()  # the probe sees a testbed that is up
+    finally:
+        bed.down()
+    assert bed.leftovers() == []
