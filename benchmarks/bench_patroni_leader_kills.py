@@ -28,10 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import LabCluster, base_environ, kill_leftovers, run_cli  # noqa: E402
 from tests.patroni.harness import patroni_node  # noqa: E402
+from tests.support import cluster_of  # noqa: E402
 
 from dcsctl.errors import DcsctlError  # noqa: E402
-from dcsctl.ops.context import Context  # noqa: E402
-from dcsctl.spec import parse  # noqa: E402
 
 TTL_S = 30
 WINDOW_S = 15.0
@@ -48,7 +47,7 @@ class LockWatch(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        cluster = Context(self.lab.environ).cluster(parse(self.lab.spec_file.read_text()))
+        cluster = cluster_of(self.lab)
         deadline = time.monotonic() + self.seconds
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:

@@ -76,8 +76,8 @@ from harness import (
 )
 
 sys.path.insert(0, str(REPO))
-from tests.conftest import pack_release
 from tests.ssh.sshd import SshLab, start_ssh_lab
+from tests.support import pack_release
 
 SSH_PORT = 2222
 CLIENT_PORT, PEER_PORT = 2379, 2380

@@ -9,14 +9,15 @@
     status view); wall time of the command, which returns only once every member is
     healthy and auth is on. Checked afterwards (not timed) with etcdctl and the admin
     cert, then `dcsctl destroy -f SPEC --yes` (not timed).
-(b) the guide (/work/shared/lab-guide.md), scripted faithfully: openssl RSA-4096 CA key and
-    self-signed CA cert; per node an RSA-4096 key, a CSR, an extension file (SANs: node
-    name and FQDN, node IP, 127.0.0.1; EKU serverAuth,clientAuth) and `openssl x509 -req`
+(b) the lab guide (not in this repository; see docs/guide-defects.md), scripted
+    faithfully: openssl RSA-4096 CA key and self-signed CA cert; per node an RSA-4096
+    key, a CSR, an extension file (SANs: node name and FQDN, node IP, 127.0.0.1; EKU
+    serverAuth,clientAuth) and `openssl x509 -req`
     signing, as in its etcd-sign-node.sh; three etcd processes configured through the
     guide's ETCD_* variables (client + peer TLS, client-cert-auth, peer-client-cert-auth,
     initial-cluster-state new), except that they listen and advertise https on the node
     IP (not 0.0.0.0 / http, which would clash with other clusters on this machine and
-    defeat the health check: lab-defects.md 1 and 3); wait until `etcdctl endpoint
+    defeat the health check: docs/guide-defects.md 1 and 3); wait until `etcdctl endpoint
     health` (node cert as client cert, the guide's ETCDCTL_* settings) succeeds on all 3;
     then `role add root`, `role grant-permission root --prefix=true readwrite /`,
     `user add root`, `user grant-role root root`, `auth enable`. Timing ends when
@@ -209,7 +210,7 @@ def guide_member_env(workdir: Path, certs: Path, index: int, ip: str) -> dict[st
         "ETCD_PEER_TRUSTED_CA_FILE": str(certs / "ca.crt"),
         "ETCD_PEER_CLIENT_CERT_AUTH": "true",
         # ETCD_LOG_LEVEL='error' lives in the user's shell in the guide, where the service
-        # never sees it (lab-defects.md 4): etcd runs at its default level, as there.
+        # never sees it (docs/guide-defects.md 4): etcd runs at its default level, as there.
     }
 
 

@@ -8,11 +8,15 @@ import os
 import signal
 import socket
 import subprocess
-import time
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests import support  # noqa: E402 - the repository's own shared test code
+from tests.support import start_ticks  # noqa: E402
+
 BIN = REPO / ".venv" / "bin"
 OUT = REPO / "benchmarks" / "out"
 STEP_TIMEOUT_S = 120.0
@@ -39,12 +43,8 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None 
 
 def poll(check: Callable[[], bool], *, what: str, timeout: float = STEP_TIMEOUT_S,
          interval: float = 0.01) -> None:
-    """Poll `check` until it is true; raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
+    """Poll `check` until it is true; TimeoutError after `timeout` seconds."""
+    support.poll(check, timeout, what, interval)
 
 
 def port_free(ip: str, port: int) -> bool:
@@ -70,16 +70,6 @@ def terminate_as_exit() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks, or None when it is gone (or a zombie)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return None if fields[0] in {"Z", "X"} else int(fields[19])
 
 
 def kill_recorded(records: list[tuple[int, int]]) -> list[int]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import itertools
 import json
 import os
 import signal
-import subprocess
-import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ import yaml
 
 from dcsctl.cli import main
 from dcsctl.etcd.versions import Version, advisories
+from tests.support import start_ticks
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -42,19 +40,6 @@ def etcd_bin_dir(version: Version) -> Path:
     if version not in found:
         pytest.fail(f"etcd {version} is not in {TOOLS}: run scripts/setup")
     return found[version]
-
-
-def pack_release(bin_dir: Path, directory: Path) -> tuple[Path, str]:
-    """etcd binaries packed the way etcd's own release tarballs are, and the sha256."""
-    version = subprocess.run([str(bin_dir / "etcd"), "--version"], capture_output=True,
-                             text=True, check=True).stdout.split()[2]
-    top = f"etcd-v{version}-linux-amd64"
-    tarball = directory / f"{top}.tar.gz"
-    with tarfile.open(tarball, "w:gz") as archive:
-        for tool in ("etcd", "etcdctl", "etcdutl"):
-            # The files themselves: dcsctl's bin dir holds links to .tools.
-            archive.add((bin_dir / tool).resolve(), f"{top}/{tool}")
-    return tarball, hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
 def debian_etcd(affected_by: str | None = None) -> Version:
@@ -148,11 +133,11 @@ def kill_leftovers(home: Path) -> None:
     for pidfile in home.glob("*/members/*/etcd.pid"):
         try:
             record = json.loads(pidfile.read_text())
-            stat = Path(f"/proc/{record['pid']}/stat").read_text()
+            pid, ticks = int(record["pid"]), int(record["start_ticks"])
         except (OSError, ValueError, KeyError):
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[19]) == record["start_ticks"]:
-            os.kill(record["pid"], signal.SIGKILL)
+        if start_ticks(pid) == ticks:
+            os.kill(pid, signal.SIGKILL)
 
 
 def base_environ(home: Path) -> dict[str, str]:

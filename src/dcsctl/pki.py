@@ -1,6 +1,6 @@
 """Certificates as values: profiles are a table, issuing returns PEM bytes, nothing is written.
 
-Who holds what (lab-defects.md 6, 7): the CA key stays in the control machine's state dir;
+Who holds what (docs/guide-defects.md 6, 7): the CA key stays in the control machine's state dir;
 a member gets only its own key and certificate; admin access is a separate client
 certificate with CN=root that never leaves the control machine.
 """

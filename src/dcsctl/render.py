@@ -23,7 +23,7 @@ _ENV_LINE = re.compile(r"^(ETCD_[A-Z0-9_]+)='([^']*)'$")
 class ClusterState(enum.StrEnum):
     NEW = "new"  # bootstrap: founding members only
     # After bootstrap a member whose data dir is lost must not found a second cluster
-    # (lab-defects.md 5): every config says `existing` once the cluster is up.
+    # (docs/guide-defects.md 5): every config says `existing` once the cluster is up.
     EXISTING = "existing"
 
 
@@ -235,8 +235,8 @@ def etcd_settings(
     return {
         "name": member.name,
         "data-dir": str(layout.data_dir),
-        # Listen on the member's own address only, never 0.0.0.0 (lab-defects.md 3), and
-        # advertise exactly what is listened on: https, no 127.0.0.1 (lab-defects.md 1).
+        # Listen on the member's own address only, never 0.0.0.0 (docs/guide-defects.md 3), and
+        # advertise exactly what is listened on: https, no 127.0.0.1 (docs/guide-defects.md 1).
         "listen-client-urls": client_url,
         "advertise-client-urls": client_url,
         "listen-peer-urls": peer_url,
@@ -247,7 +247,7 @@ def etcd_settings(
         "heartbeat-interval": str(settings.heartbeat_interval_ms),
         "election-timeout": str(settings.election_timeout_ms),
         # Without compaction history grows to the quota and NOSPACE stops every write,
-        # and Patroni then loses its leader lock (lab-defects.md 2).
+        # and Patroni then loses its leader lock (docs/guide-defects.md 2).
         "auto-compaction-mode": str(settings.auto_compaction_mode),
         "auto-compaction-retention": settings.auto_compaction_retention,
         "quota-backend-bytes": str(settings.quota_backend_bytes),
@@ -265,7 +265,7 @@ def etcd_settings(
         "peer-trusted-ca-file": str(layout.ca_cert),
         "peer-client-cert-auth": "true",
         # Only member certificates carry the shared cluster name, so an admin or
-        # application client certificate is refused on the peer port (lab-defects.md 10).
+        # application client certificate is refused on the peer port (docs/guide-defects.md 10).
         "peer-cert-allowed-hostname": spec.shared_dns_name,
         # TLS 1.3 only (every etcd 3.5+ accepts the value): Patroni (urllib3 over
         # Python's ssl) and grpcio (BoringSSL) both speak it; tested in tests/patroni
@@ -354,7 +354,7 @@ def etcdctl_environment(
 ) -> dict[str, str]:
     """What etcdctl needs to act as admin: endpoints and the CN=root client cert.
 
-    No ETCDCTL_USER/PASSWORD: the certificate's CN is the identity (lab-defects.md 13).
+    No ETCDCTL_USER/PASSWORD: the certificate's CN is the identity (docs/guide-defects.md 13).
     """
     return {
         "ETCDCTL_API": "3",
@@ -385,7 +385,7 @@ def patroni_etcd3_section(
 
     Patroni talks to etcd's JSON gateway, which ignores (and, with auth on, rejects) a
     client certificate's CN: the certificate only opens the TLS door (issued without a
-    CN), the user name and password are the identity (lab-defects.md 17).
+    CN), the user name and password are the identity (docs/guide-defects.md 17).
     """
     return {
         "etcd3": {

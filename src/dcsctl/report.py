@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from dcsctl.ops.keys import ShellEnvironment
     from dcsctl.ops.lifecycle import DownResult, UpResult
     from dcsctl.ops.plan import Plan
-    from dcsctl.ops.preflight import PreflightReport
     from dcsctl.ops.status import ClusterView, MemberView
+    from dcsctl.targets.protocol import PreflightReport
     from dcsctl.workflow import Phase, PhaseOutcome
 
 

@@ -257,7 +257,7 @@ class RemotePaths(_Strict):
 class TlsPolicy(_Strict):
     key_type: KeyType = KeyType.ECDSA_P256
     ca_days: Annotated[int, Field(ge=1, le=36500)] = 3650
-    # One lifetime for every leaf (members, admin, clients): lab-defects.md 8.
+    # One lifetime for every leaf (members, admin, clients): docs/guide-defects.md 8.
     leaf_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
 
@@ -632,12 +632,13 @@ _ANNOTATIONS = {
 def render_annotated(spec: ClusterSpec) -> str:
     """YAML for `dcsctl init`: the spec with a comment above each top-level section."""
     data = digest_source(spec)
-    if spec.target is Target.LAB:
+    lab = spec.target is Target.LAB
+    if lab:
         data = {k: v for k, v in data.items() if k not in SSH_ONLY}
-    else:
-        for member in data["members"]:
-            if member.get("remote_root") == "/":
-                del member["remote_root"]
+    for member in data["members"]:
+        # a prefix for paths on SSH hosts: nothing in the lab, and "/" is the default
+        if lab or member.get("remote_root") == "/":
+            member.pop("remote_root", None)
     lines = [
         "# dcsctl cluster spec. Validate and apply with: dcsctl up -f <this file>",
         "# Every key is optional except members; unknown keys are refused.",

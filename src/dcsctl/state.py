@@ -234,6 +234,13 @@ class ClusterDir:
     def admin(self) -> Identity | None:
         return self.load_identity(self.admin_cert, self.admin_key)
 
+    def required(self, identity: Identity | None, what: str) -> Identity:
+        """An identity a command cannot do without (the CA, the admin's)."""
+        if identity is None:
+            raise NotFound(f"cluster {self.name!r} has no {what} in {self.pki_dir}",
+                           fix="run `dcsctl up` to create the PKI")
+        return identity
+
     def jwt(self) -> tuple[Path, Path]:
         return self.pki_dir / "jwt.key", self.pki_dir / "jwt.pub"
 

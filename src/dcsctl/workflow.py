@@ -7,10 +7,14 @@ interrupted half-way is finished by running it again (kubeadm phases, etcdadm's
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+Item = TypeVar("Item")
 
 UNCHANGED = "unchanged"
 
@@ -73,3 +77,13 @@ def run_phases(phases: Sequence[Phase], progress: Progress) -> list[PhaseOutcome
         progress.phase_finished(outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def in_parallel(items: Sequence[Item], work: Callable[[Item], T]) -> list[T]:
+    """Every member (host) at once; the first failure is raised after all have finished."""
+    if not items:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(items)) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        concurrent.futures.wait(futures)
+    return [f.result() for f in futures]

@@ -166,3 +166,57 @@ def test_backup_loads_neither_deployment_nor_cryptography() -> None:
     for heavy in ("dcsctl.ops.deploy", "dcsctl.ops.lifecycle", "dcsctl.ops.restore",
                   "dcsctl.pki", "cryptography", "matplotlib"):
         assert heavy not in loaded
+
+
+def test_version_names_dcsctl_and_the_etcd_it_would_use(environ: dict[str, str]) -> None:
+    environ["DCSCTL_ETCD_BIN_DIR"] = str(REPO / ".venv" / "bin")
+    result = cli(environ, "--version")
+    assert result.code == 0
+    shown = result.out.splitlines()
+    assert shown[0].startswith("dcsctl ")
+    assert shown[1].startswith("etcd 3.") and str(REPO / ".venv" / "bin" / "etcd") in shown[1]
+
+
+def test_version_without_etcd_says_so(environ: dict[str, str], tmp_path: Path) -> None:
+    environ["DCSCTL_ETCD_BIN_DIR"] = str(tmp_path)  # holds no etcd
+    result = cli(environ, "--version")
+    assert result.code == 0
+    assert "etcd: none found" in result.out
+
+
+def test_help_groups_commands_by_what_a_user_is_doing(
+    environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(environ, "--help").code == 0
+    shown = capsys.readouterr().out
+    panels = ["Set up", "Look", "Protect", "Change", "Patroni"]
+    places = [shown.index(f"─ {panel} ") for panel in panels]
+    assert places == sorted(places)
+    set_up = shown[places[0]:places[1]]
+    assert all(c in set_up for c in ("init", "up", "preflight", "down", "destroy"))
+    assert "restore" in shown[places[2]:places[3]]
+    assert "<bool>" not in shown
+
+
+def test_no_option_help_shows_a_type_for_a_flag(
+    environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in ("up", "status", "destroy", "restore", "check"):
+        assert cli(environ, command, "--help").code == 0
+        shown = capsys.readouterr().out
+        assert "<bool>" not in shown, command
+        assert "--json" in shown or "--yes" in shown or "perf" in shown, command
+
+
+def test_shell_completion_completes_commands() -> None:
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "dcsctl")], capture_output=True, text=True, timeout=60,
+        env={"_DCSCTL_COMPLETE": "complete_bash", "COMP_WORDS": "dcsctl mai",
+             "COMP_CWORD": "1", "PATH": "/usr/bin:/bin"}, check=False)
+    assert done.stdout.split() == ["maintenance"]
+
+
+def test_init_for_the_lab_writes_no_remote_root(environ: dict[str, str]) -> None:
+    lab = cli(environ, "init")
+    assert lab.code == 0 and "members:" in lab.out
+    assert "remote_root" not in lab.out

@@ -12,16 +12,12 @@ import time
 from dataclasses import dataclass, field
 
 from dcsctl.etcd.model import EndpointStatus
-from dcsctl.ops.context import Cluster, Context
-from dcsctl.spec import parse
+from dcsctl.ops.context import Cluster
 from tests.conftest import LabCluster
 from tests.integration.writer import BackgroundWriter
+from tests.support import cluster_of
 
 DEADLINE_S = 30.0
-
-
-def cluster_of(lab: LabCluster) -> Cluster:
-    return Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
 
 
 def _leader(cluster: Cluster, exclude: str | None = None) -> tuple[str, int] | None:

@@ -18,10 +18,11 @@ from dcsctl.spec import parse
 from dcsctl.workflow import SilentProgress
 from tests.conftest import REPO, LabCluster
 from tests.integration.writer import BackgroundWriter
+from tests.support import cluster_of
 
 
 def _admin(lab: LabCluster):  # type: ignore[no-untyped-def]
-    cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+    cluster = cluster_of(lab)
     return cluster.admin_client()
 
 

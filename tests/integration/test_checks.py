@@ -15,10 +15,9 @@ import yaml
 
 from dcsctl.errors import ClusterUnhealthy
 from dcsctl.ops import patroni
-from dcsctl.ops.context import Cluster, Context
-from dcsctl.spec import parse
+from dcsctl.ops.context import Cluster
 from tests.conftest import REPO, LabCluster, lab_clusters
-from tests.patroni.harness import wait_for
+from tests.support import cluster_of, poll
 
 PERF_PREFIX = "/dcsctl-check-perf/"
 QUOTA_32_MIB = 33_554_432
@@ -31,7 +30,7 @@ def _db_sizes(lab: LabCluster) -> list[int]:
 
 
 def _cluster(lab: LabCluster) -> Cluster:
-    return Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+    return cluster_of(lab)
 
 
 def _keys_under(lab: LabCluster, prefix: str) -> int:
@@ -83,7 +82,7 @@ def test_interrupted_perf_run_still_cleans_up(running_lab: LabCluster) -> None:
          "-f", str(running_lab.spec_file)],
         env=running_lab.environ, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    wait_for(lambda: _keys_under(running_lab, "/dcsctl-check-perf/") > 50, 30,
+    poll(lambda: _keys_under(running_lab, "/dcsctl-check-perf/") > 50, 30,
              "no load written")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
@@ -167,7 +166,7 @@ def test_perf_recovers_when_the_quota_fills_during_the_run(
     )
     try:
         # The check planned and started writing: only now does the quota fill.
-        wait_for(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
+        poll(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
         assert _fill_quota(lab) > 10
         out, err = process.communicate(timeout=180)
     finally:
@@ -197,7 +196,7 @@ def test_nospace_recovery_is_reported_in_the_text_output(small_quota_lab: LabClu
         env=lab.environ, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
+        poll(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
         _fill_quota(lab)
         out, err = process.communicate(timeout=180)
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VENV_BIN, LabCluster
+from tests.support import is_gone
 
 
 def exports(env_output: str) -> dict[str, str]:
@@ -47,7 +48,7 @@ def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> Non
     assert isinstance(members, list) and len(members) == 3
     assert sum(1 for m in members if m["status"]["is_leader"]) == 1
     for member in members:
-        # Advertise exactly the https URL listened on (lab-defects.md 1).
+        # Advertise exactly the https URL listened on (docs/guide-defects.md 1).
         assert member["client_urls"] == [member["endpoint"]]
 
     environment = exports(lab.ok("env").out)
@@ -67,7 +68,7 @@ def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> Non
     ca_before = (lab.state / "pki" / "ca.crt").read_bytes()
     pids = [m["pid"] for m in members]
     lab.ok("down")
-    assert all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in pids)
+    assert all(not Path(f"/proc/{pid}").exists() or is_gone(pid) for pid in pids)
     assert lab.dcsctl("status").code == 5
 
     again = lab.ok("up", "--json").json()
@@ -80,14 +81,6 @@ def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> Non
 
     lab.ok("destroy", "--yes")
     assert not lab.state.exists()
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"
 
 
 @pytest.mark.parametrize("members", [1, 5])

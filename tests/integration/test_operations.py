@@ -20,10 +20,9 @@ from cryptography import x509
 from dcsctl import pki
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.versions import NEWEST
-from dcsctl.ops.context import Context
-from dcsctl.spec import parse
 from tests.conftest import REPO, LabCluster, etcd_bin_dir
 from tests.integration.writer import BackgroundWriter
+from tests.support import cluster_of
 
 
 def _members(lab: LabCluster) -> list[dict[str, object]]:
@@ -176,7 +175,7 @@ def test_nospace_alarm_is_cured_by_maintenance_without_data_loss(lab: LabCluster
     document["etcd"] = {"quota_backend_bytes": 16 * 2**20}
     lab.spec_file.write_text(yaml.safe_dump(document))
     lab.ok("up")
-    cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+    cluster = cluster_of(lab)
     kept = {f"/kept/{i}": f"value-{i}".encode() for i in range(50)}
     with cluster.admin_client() as client:
         for key, value in kept.items():
@@ -211,7 +210,7 @@ def test_rolling_restart_under_writes(lab_factory: Callable[..., LabCluster]) ->
     assert all(m["pid"] not in pids for m in after)
     assert all(m["healthy"] for m in after)
     assert len(writer.failed) <= 3, writer.failed  # leadership is handed over first
-    cluster = Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
+    cluster = cluster_of(lab)
     with cluster.admin_client() as client:
         missing = [k for k in writer.acked if client.get(k) is None]
     assert missing == []

@@ -14,18 +14,17 @@ from pathlib import Path
 
 from dcsctl import snapshots
 from dcsctl.etcd.client import EtcdClient
-from dcsctl.ops.context import Context
 from dcsctl.snapshots import Manifest
-from dcsctl.spec import parse
 from dcsctl.state import ClusterDir
 from tests.conftest import VENV_BIN, LabCluster
 from tests.integration.test_lab_lifecycle import exports
+from tests.support import cluster_of
 
 FOREIGN_EXIT = 4  # EnvironmentProblem, like a foreign state dir
 
 
 def _admin(lab: LabCluster) -> EtcdClient:
-    return Context(lab.environ).cluster(parse(lab.spec_file.read_text())).admin_client()
+    return cluster_of(lab).admin_client()
 
 
 def _backup(lab: LabCluster, *extra: str) -> Path:

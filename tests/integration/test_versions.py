@@ -17,10 +17,10 @@ import yaml
 from dcsctl import render, spec
 from dcsctl.errors import ExitCode
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
-from dcsctl.ops.context import Context
 from dcsctl.wait import wait_until
-from tests.conftest import VENV_BIN, LabCluster, etcd_bin_dir, etcd_builds, pack_release
+from tests.conftest import VENV_BIN, LabCluster, etcd_bin_dir, etcd_builds
 from tests.integration.writer import BackgroundWriter
+from tests.support import cluster_of, pack_release
 
 GUIDE = Version(3, 5, 16)
 LINES = sorted(NEWEST)
@@ -129,7 +129,7 @@ def test_upgrade_chain_from_the_guides_etcd_to_3_7_loses_no_acknowledged_write(
             assert f"cluster version {step.line}.0" in done.out, done.out
             assert _versions(lab) == {str(step)}
             writer.wait_acked(20)
-    cluster = Context(lab.environ).cluster(spec.parse(lab.spec_file.read_text()))
+    cluster = cluster_of(lab)
     with cluster.admin_client() as client:
         lost = [key for key in writer.acked if client.get(key) is None]
         users = client.user_roles()
@@ -182,7 +182,7 @@ def test_version_mistakes_are_refused_with_a_fix(
 def test_status_shows_a_mixed_version_cluster(lab_factory: Callable[..., LabCluster]) -> None:
     lab = lab_factory(etcd=NEWEST["3.5"])
     lab.ok("up")
-    cluster = Context(lab.environ).cluster(spec.parse(lab.spec_file.read_text()))
+    cluster = cluster_of(lab)
     member = cluster.spec.members[0]
     newer = etcd_bin_dir(NEWEST["3.6"]) / "etcd"
     config = render.parse_env_file(cluster.dir.layout(member.name).config.read_bytes())

@@ -7,9 +7,8 @@ import time
 from dataclasses import dataclass, field
 
 from dcsctl.errors import DcsctlError
-from dcsctl.ops.context import Context
-from dcsctl.spec import parse
 from tests.conftest import LabCluster
+from tests.support import cluster_of
 
 
 @dataclass
@@ -45,7 +44,7 @@ class BackgroundWriter:
             time.sleep(0.01)
 
     def _run(self) -> None:
-        cluster = Context(self.lab.environ).cluster(parse(self.lab.spec_file.read_text()))
+        cluster = cluster_of(self.lab)
         deadline = time.monotonic() + self.max_seconds
         client = cluster.admin_client(timeout=2.0)
         try:

@@ -21,16 +21,11 @@ from dcsctl import prometheus
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.client import ClientTls, EtcdClient, metrics_text
 from dcsctl.etcd.versions import NEWEST, Version
-from dcsctl.ops.context import Cluster, Context
-from dcsctl.spec import parse
 from tests.conftest import LabCluster
 from tests.security.gateway import Gateway
+from tests.support import cluster_of
 
 HERE = Path(__file__).parent
-
-
-def cluster_of(lab: LabCluster) -> Cluster:
-    return Context(lab.environ).cluster(parse(lab.spec_file.read_text()))
 
 
 def promtool(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import REPO
+from tests.support import poll
 
 PATRONI_BIN = REPO / ".tools" / "patroni" / "bin"
 OS_USER = "postgres"  # PostgreSQL refuses to run as root
@@ -34,18 +34,6 @@ def postgres_bin_dir() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL is not installed: run scripts/setup")
     return found[-1].parent
-
-
-def wait_for(check: object, timeout: float, what: str, interval: float = 0.2) -> object:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what} within {timeout} s (last: {last!r})")
 
 
 @dataclass
@@ -82,7 +70,7 @@ class PatroniNode:
         return str(self.state().get("role", "unreachable"))
 
     def wait_primary(self, timeout: float = 120) -> None:
-        wait_for(lambda: self.role() == "primary" and self.state().get("state") == "running",
+        poll(lambda: self.role() == "primary" and self.state().get("state") == "running",
                  timeout, f"{self.name} did not become primary")
 
     def patronictl(self, *argv: str) -> str:

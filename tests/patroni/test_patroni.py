@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dcsctl.ops.context import Context
-from dcsctl.spec import parse
 from tests.conftest import LabCluster
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
 from tests.security.gateway import Gateway
+from tests.support import cluster_of
 
 OBSERVE_S = 30  # the issue's window: no demotion for 30 s after each etcd fault
 
@@ -75,7 +74,7 @@ def test_patroni_bootstraps_on_the_generated_section(
     assert isinstance(scopes, list)
     demo = next(s for s in scopes if s["scope"] == "demo")
     assert demo["leader"] == "pg0" and "pg0" in demo["members"]
-    cluster = Context(running_lab.environ).cluster(parse(running_lab.spec_file.read_text()))
+    cluster = cluster_of(running_lab)
     with cluster.admin_client() as client:
         keys = [kv.key for kv in client.get_prefix("/")]
     patroni_keys = [k for k in keys if k.startswith("/service/")]
@@ -108,7 +107,7 @@ def test_killing_the_etcd_leader_does_not_demote_patroni(
 def test_one_etcd_member_stopped_for_30_s_does_not_demote_patroni(
     running_lab: LabCluster, primary: PatroniNode
 ) -> None:
-    cluster = Context(running_lab.environ).cluster(parse(running_lab.spec_file.read_text()))
+    cluster = cluster_of(running_lab)
     victim = cluster.spec.members[1].name
     assert cluster.service(victim).stop()
     roles = _roles_during(primary, OBSERVE_S)
@@ -153,7 +152,7 @@ def test_wrong_password_is_refused(running_lab: LabCluster, tmp_path: Path) -> N
 
 
 def test_gateway_rejects_a_client_cert_with_a_cn(running_lab: LabCluster) -> None:
-    # The reason dcsctl issues Patroni's certificates without a CN (lab-defects.md 17).
+    # The reason dcsctl issues Patroni's certificates without a CN (docs/guide-defects.md 17).
     pki_dir = running_lab.state / "pki"
     context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     context.check_hostname = False

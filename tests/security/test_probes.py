@@ -76,7 +76,7 @@ def test_auth_turned_off_is_detected(lab_factory: Callable[..., LabCluster]) -> 
 
 
 def test_listens_only_on_member_addresses(running_lab: LabCluster) -> None:
-    # A listener on 0.0.0.0 (the guide's, lab-defects.md 3) would make these binds fail
+    # A listener on 0.0.0.0 (the guide's, docs/guide-defects.md 3) would make these binds fail
     # with EADDRINUSE: Linux refuses a specific bind under a listening wildcard socket.
     neighbour = running_lab.addresses()[0].rsplit(".", 1)[0] + ".200"
     for port in (2379, 2380):

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, LabCluster, base_environ, pack_release
+from tests.conftest import VENV_BIN, LabCluster, base_environ
 from tests.ssh.sshd import SshLab, start_ssh_lab
+from tests.support import pack_release, start_ticks
 
 
 @pytest.fixture
@@ -69,12 +70,11 @@ def _kill_remote_leftovers(roots: Mapping[str, Path]) -> None:
     for root in roots.values():
         pidfile = root / "run" / "dcsctl-etcd.pid"
         try:
-            pid, ticks = pidfile.read_text().split()
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid, ticks = (int(field) for field in pidfile.read_text().split())
         except (OSError, ValueError):
             continue
-        if stat[stat.rindex(")") + 2 :].split()[19] == ticks:
-            os.kill(int(pid), signal.SIGKILL)
+        if start_ticks(pid) == ticks:
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support import poll, start_ticks, stat_fields
+
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = Path("/usr/bin/ssh-keygen")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -301,29 +303,11 @@ def _stop_processes(processes: list[tuple[int, int]]) -> None:
     """SIGTERM (pid, start ticks) processes, SIGKILL those still there after STOP_TIMEOUT."""
     for pid, started in processes:
         _signal_if_same(pid, started, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while processes and time.monotonic() < deadline:
-        processes = [(pid, started) for pid, started in processes if _start_ticks(pid) == started]
-        time.sleep(POLL_INTERVAL)
+    with contextlib.suppress(TimeoutError):
+        poll(lambda: all(start_ticks(pid) != started for pid, started in processes),
+             STOP_TIMEOUT, "processes stopped", POLL_INTERVAL)
     for pid, started in processes:
         _signal_if_same(pid, started, signal.SIGKILL)
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat after the command name: [state, ppid, ..., starttime at index 19]."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()
-
-
-def _start_ticks(pid: int) -> int | None:
-    """When PID started, or None once it is gone (a zombie counts as gone)."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in {"Z", "X"}:
-        return None
-    return int(fields[19])
 
 
 def _children(parent: int) -> list[tuple[int, int]]:
@@ -331,13 +315,13 @@ def _children(parent: int) -> list[tuple[int, int]]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
+            fields = stat_fields(int(entry.name))
             if fields and fields[0] not in {"Z", "X"} and int(fields[1]) == parent:
                 found.append((int(entry.name), int(fields[19])))
     return found
 
 
 def _signal_if_same(pid: int, started: int, signum: signal.Signals) -> None:
-    if _start_ticks(pid) == started:
+    if start_ticks(pid) == started:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)

@@ -24,11 +24,11 @@ import pytest
 
 from dcsctl import pki, render, spec
 from dcsctl.etcd.versions import NEWEST
-from dcsctl.ops.context import Context
 from dcsctl.wait import wait_until
-from tests.conftest import REPO, VENV_BIN, etcd_bin_dir, pack_release
+from tests.conftest import REPO, VENV_BIN, etcd_bin_dir
 from tests.integration.writer import BackgroundWriter
 from tests.ssh.conftest import SshCluster
+from tests.support import cluster_of, pack_release
 
 DEADLINE_S = 60
 GUIDE_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"  # scripts/setup keeps the guide's etcd
@@ -428,7 +428,7 @@ def test_upgrade_chain_on_ssh_hosts_from_the_guides_etcd_to_3_7(
                 cluster.ok("status", "--json").out)["members"]}
             assert versions == {str(step)}
             writer.wait_acked(10)
-    context = Context(cluster.environ).cluster(spec.parse(cluster.spec_file.read_text()))
+    context = cluster_of(cluster)
     with context.admin_client() as client:
         lost = [key for key in writer.acked if client.get(key) is None]
     assert lost == [], f"{len(lost)} of {len(writer.acked)} acknowledged writes lost"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcsctl.ops.preflight import fsync_from_dd
+from dcsctl.targets.ssh.checks import fsync_from_dd
 
 
 def _line(mode: str, durations_ms: list[float]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcsctl.ops.preflight import Verdict, rtt_check, rtts_from_probe
+from dcsctl.targets.ssh.checks import Verdict, rtt_check, rtts_from_probe
 
 
 def test_rtts_from_probe_takes_the_median_per_member() -> None:

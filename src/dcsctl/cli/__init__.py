@@ -24,7 +24,8 @@ __all__ = ["COMMAND_MODULES", "app", "main", "run"]
 # The module under dcsctl.cli that registers each top-level command. A run imports only
 # the one it needs: each module pulls in its use cases (deployment, certificates, checks,
 # Patroni), and importing them all costs a short command like `backup` ~0.1 s. Any other
-# first word (--help, a typo, a command not listed here) imports every module.
+# first word (--help, a typo, a command not listed here) imports every module, in the
+# order `--help` shows them (set up, look, protect, change, Patroni); `--version` none.
 COMMAND_MODULES = {
     "backup": "backup", "restore": "backup",
     "check": "checks",
@@ -38,11 +39,15 @@ COMMAND_MODULES = {
 }
 
 
+HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "operate", "patroni")
+
+
 def register_commands(argv: Sequence[str]) -> None:
     """Import the command modules `argv` needs (its first word that is not an option)."""
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    needed = ([COMMAND_MODULES[command]] if command in COMMAND_MODULES
-              else sorted(set(COMMAND_MODULES.values())))
+    if command is None and "--version" in argv:
+        return
+    needed = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else HELP_ORDER
     for module in needed:
         importlib.import_module(f"dcsctl.cli.{module}")
 

@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from dcsctl import report
-from dcsctl.cli.common import ClusterOption, JsonOption, SpecOption, app, cluster_of, session_of
+from dcsctl.cli.common import (
+    PROTECT,
+    ClusterOption,
+    JsonOption,
+    SpecOption,
+    app,
+    cluster_of,
+    session_of,
+)
 from dcsctl.errors import DcsctlError
 from dcsctl.ops import backup as backup_ops
 from dcsctl.ops import facts, restore_preview
@@ -22,7 +30,7 @@ backup_app = typer.Typer(
     help="Take a verified snapshot (`dcsctl backup`), list or verify backups.",
     invoke_without_command=True,
 )
-app.add_typer(backup_app, name="backup")
+app.add_typer(backup_app, name="backup", rich_help_panel=PROTECT)
 
 DirOption = Annotated[
     Path | None,
@@ -157,7 +165,7 @@ def _preview_text(target: str, preview: RestorePreview, file: Path) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(rich_help_panel=PROTECT)
 def restore(
     ctx: typer.Context,
     file: Path,

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dcsctl import report
 from dcsctl.cli.common import (
+    LOOK,
     ClusterOption,
     JsonOption,
     Session,
@@ -25,7 +26,7 @@ from dcsctl.perf import MAX_DURATION_S, LatencyStats
 
 check_app = typer.Typer(help="The guide's etcdctl checks: perf and datascale.",
                         no_args_is_help=True)
-app.add_typer(check_app, name="check")
+app.add_typer(check_app, name="check", rich_help_panel=LOOK)
 
 LoadOption = Annotated[str, typer.Option("--load", help="workload: s, m, l or xl")]
 YesOption = Annotated[bool, typer.Option(

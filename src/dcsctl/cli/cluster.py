@@ -9,6 +9,8 @@ import typer
 
 from dcsctl import report, spec
 from dcsctl.cli.common import (
+    LOOK,
+    SET_UP,
     ClusterOption,
     JsonOption,
     SpecOption,
@@ -19,13 +21,13 @@ from dcsctl.cli.common import (
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops import deploy, keys, lifecycle
+from dcsctl.ops import keys, lifecycle
 from dcsctl.ops import plan as plan_ops
 from dcsctl.ops import preflight as preflight_ops
 from dcsctl.ops import status as status_ops
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 def init(
     ctx: typer.Context,
     members: Annotated[int, typer.Option("--members", "-n", help="member count")] = 3,
@@ -49,12 +51,12 @@ def init(
     session.err.print(f"wrote {output}", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 def up(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
-    plan: Annotated[bool, typer.Option("--plan", help="show what would change per host "
-                                       "(SSH clusters); touch nothing")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="show what would change on each "
+                                       "member's host; touch nothing")] = False,
 ) -> None:
     """Create or resume the cluster and bring it to the spec (safe to re-run)."""
     session = session_of(ctx)
@@ -80,12 +82,13 @@ def up(
         session.err.print("no changes", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 def preflight(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Check that every SSH host can run a member: SSH, sudo, OS, ports, clock, fsync."""
+    """Check that every member's host can run it (SSH hosts: SSH, sudo, OS, ports, clock,
+    fsync, etcd; lab: etcd, ports)."""
     session = session_of(ctx)
     result = preflight_ops.preflight(cluster_of(ctx, spec_file, cluster))
     if json_output:
@@ -96,14 +99,14 @@ def preflight(
         raise typer.Exit(ExitCode.ENVIRONMENT)
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 def down(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None) -> None:
     """Stop every member (data, certificates and config are kept)."""
     result = lifecycle.down(cluster_of(ctx, spec_file, cluster))
     session_of(ctx).out.print(report.down_text(result), highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 def destroy(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     yes: YesOption = False,
@@ -116,12 +119,12 @@ def destroy(
     confirm(f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?",
             yes=yes, action="destroy")
     result = lifecycle.destroy(target)
-    kept = deploy.left_behind(target)
+    kept = target.target.left_behind()
     session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}"
                               + (f"\n{kept}" if kept else ""), highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def status(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
@@ -164,14 +167,14 @@ def status(
         raise typer.Exit(ExitCode.UNHEALTHY)
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def env(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None) -> None:
     """Print shell exports for etcdctl as admin: eval "$(dcsctl env)"."""
     exports = keys.etcdctl_env(cluster_of(ctx, spec_file, cluster))
     session_of(ctx).out.file.write(report.shell_exports(exports) + "\n")
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def put(
     ctx: typer.Context, key: str, value: str, spec_file: SpecOption = None,
     cluster: ClusterOption = None,
@@ -181,7 +184,7 @@ def put(
     session_of(ctx).out.print("OK", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def get(
     ctx: typer.Context, key: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
@@ -199,7 +202,7 @@ def get(
         out.file.write(found.value.decode(errors="replace") + "\n")
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def logs(
     ctx: typer.Context, member: str, spec_file: SpecOption = None,
     cluster: ClusterOption = None,

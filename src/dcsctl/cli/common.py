@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 
 from dcsctl import spec
@@ -18,9 +19,25 @@ app = typer.Typer(
     name="dcsctl",
     help="Stand up and operate the secure etcd cluster that Patroni uses as its DCS.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+# `--help` groups the commands by what a user is doing.
+SET_UP = "Set up"
+LOOK = "Look"
+PROTECT = "Protect"
+CHANGE = "Change"
+PATRONI = "Patroni"
+
+# typer prints a flag's type in --help (`--json <bool>`), though a flag takes no value.
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 @dataclass
@@ -95,10 +112,32 @@ def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None) 
     return context.cluster(lab)
 
 
+def _show_version(ctx: typer.Context, value: bool) -> None:
+    """dcsctl's version and the etcd a lab cluster would run (etcd.bin_dir unset)."""
+    if not value:
+        return
+    from importlib.metadata import version
+
+    from dcsctl.errors import EnvironmentProblem
+    from dcsctl.etcd import binaries
+
+    session = session_of(ctx)
+    session.out.print(f"dcsctl {version('dcsctl')}", highlight=False)
+    try:
+        found = binaries.find(None, session.context.environ)
+        session.out.print(f"etcd {found.version} ({found.etcd})", highlight=False)
+    except EnvironmentProblem as exc:
+        session.out.print(f"etcd: none found ({exc.message})", highlight=False, markup=False)
+    raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    show_version: Annotated[bool, typer.Option(
+        "--version", help="dcsctl's version and the etcd it would use", is_eager=True,
+        callback=_show_version)] = False,
 ) -> None:
     session_of(ctx).debug = debug
 

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from dcsctl import prometheus
-from dcsctl.cli.common import ClusterOption, SpecOption, app, cluster_of, session_of
+from dcsctl.cli.common import LOOK, ClusterOption, SpecOption, app, cluster_of, session_of
 from dcsctl.ops import monitoring as monitoring_ops
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def monitoring(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="directory to write into")],

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from dcsctl import report, spec
 from dcsctl.cli.common import (
+    CHANGE,
     ClusterOption,
     JsonOption,
     Session,
@@ -28,8 +29,8 @@ from dcsctl.ops.context import Cluster
 member_app = typer.Typer(help="Add, remove or replace members, one change at a time.",
                          no_args_is_help=True)
 certs_app = typer.Typer(help="Certificate expiry and rotation.", no_args_is_help=True)
-app.add_typer(member_app, name="member")
-app.add_typer(certs_app, name="certs")
+app.add_typer(member_app, name="member", rich_help_panel=CHANGE)
+app.add_typer(certs_app, name="certs", rich_help_panel=CHANGE)
 
 
 def _refresh_spec_file(session: Session, target: Cluster, spec_file: Path | None) -> None:
@@ -182,7 +183,7 @@ def certs_revoke(
         out.print(f"already revoked: serial {serial:x}", highlight=False)
 
 
-@app.command("maintenance")
+@app.command("maintenance", rich_help_panel=CHANGE)
 def maintenance_(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
@@ -198,7 +199,7 @@ def maintenance_(
         out.print(f"disarmed alarms: {', '.join(result.disarmed)}", highlight=False)
 
 
-@app.command("restart")
+@app.command("restart", rich_help_panel=CHANGE)
 def restart(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None
 ) -> None:
@@ -222,7 +223,7 @@ def _print_version_change(session: Session, result: upgrade.UpgradeResult, verb:
         highlight=False)
 
 
-@app.command("upgrade")
+@app.command("upgrade", rich_help_panel=CHANGE)
 def upgrade_(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="target etcd version, e.g. 3.6.16")],
@@ -237,7 +238,7 @@ def upgrade_(
     _print_version_change(session, result, "upgraded")
 
 
-@app.command("downgrade")
+@app.command("downgrade", rich_help_panel=CHANGE)
 def downgrade_(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="the release line to go back to, e.g. 3.6")],

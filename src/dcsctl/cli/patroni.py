@@ -10,6 +10,7 @@ from rich.table import Table
 
 from dcsctl import report
 from dcsctl.cli.common import (
+    PATRONI,
     ClusterOption,
     JsonOption,
     SpecOption,
@@ -23,7 +24,7 @@ from dcsctl.ops import patroni as patroni_ops
 
 patroni_app = typer.Typer(help="Least-privilege etcd access for Patroni clusters.",
                           no_args_is_help=True)
-app.add_typer(patroni_app, name="patroni")
+app.add_typer(patroni_app, name="patroni", rich_help_panel=PATRONI)
 
 NamespaceOption = Annotated[
     str, typer.Option("--namespace", help="Patroni's namespace (patroni.yml `namespace:`)")

@@ -45,6 +45,11 @@ def _candidates(spec_bin_dir: str | None, environ: Mapping[str, str]) -> list[tu
     return found
 
 
+def version_of(etcd: Path) -> Version:
+    """What `etcd --version` says (a binary a lab member was started with, say)."""
+    return _read_version(etcd)
+
+
 def _read_version(etcd: Path) -> Version:
     try:
         out = subprocess.run(

@@ -3,24 +3,20 @@
 A thin synchronous facade over etcd3aio (chosen by measurement, ARCHITECTURE.md). It adds
 what the library lacks: one connection per member for per-member questions (status,
 health — round-robin would pick any member), single attempts for non-idempotent changes,
-and etcd's errors mapped to dcsctl errors.
+and etcd's errors mapped to dcsctl errors. Sections, in order: plumbing (one loop, one
+call helper), cluster, keys, maintenance, membership, auth, load. The TLS context and the
+HTTPS probes (/metrics, /version, the served certificate) are in `etcd/tls.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
 import os
 import re
-import socket
-import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,6 +27,10 @@ from etcd3aio.errors import EtcdError
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.errors import translate
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, KeyValue, MemberInfo
+from dcsctl.etcd.tls import ClientTls, cluster_version, metrics_text, served_certificate
+
+__all__ = ["ClientTls", "EtcdClient", "LoadRecord", "cluster_version", "metrics_text",
+           "prefix_range_end", "served_certificate"]
 
 T = TypeVar("T")
 ALARM_NAMES = {1: "NOSPACE", 2: "CORRUPT"}
@@ -39,71 +39,6 @@ PERMISSION = {
     "write": PermissionType.WRITE,
     "readwrite": PermissionType.READWRITE,
 }
-
-
-@dataclass(frozen=True)
-class ClientTls:
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
-    # Every member cert carries this DNS name, so one name verifies any member.
-    server_name: str
-
-
-def _ssl_context(tls: ClientTls) -> ssl.SSLContext:
-    """A client context trusting the cluster CA and presenting the admin certificate.
-
-    The ssl module loads keys only from files: the key goes through a private temporary
-    directory for the moment it takes to load it."""
-    context = ssl.create_default_context(cadata=tls.ca_pem.decode())
-    context.check_hostname = False  # members are checked against the CA, by address
-    with tempfile.TemporaryDirectory() as scratch:
-        cert, key = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
-        cert.write_bytes(tls.cert_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(tls.key_pem)
-        context.load_cert_chain(str(cert), str(key))
-    return context
-
-
-def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> bytes:
-    """The certificate (PEM) a member presents on a fresh TLS connection right now."""
-    parts = urlsplit(endpoint)
-    context = _ssl_context(tls)
-    with socket.create_connection((parts.hostname, parts.port or 2379), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=tls.server_name) as wrapped:
-        der = wrapped.getpeercert(binary_form=True)
-    assert der is not None
-    return ssl.DER_cert_to_PEM_cert(der).encode()
-
-
-def _https_get(endpoint: str, tls: ClientTls, path: str, *, timeout: float) -> str:
-    """GET a page of a member's client port over TLS with the cluster CA and a client
-    cert (etcdctl check datascale forgets the CA here: lab-defects.md 15)."""
-    parts = urlsplit(endpoint)
-    context = _ssl_context(tls)
-    connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 2379,
-                                             context=context, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        if response.status != 200:
-            raise OSError(f"{path} answered {response.status}")
-        return response.read().decode(errors="replace")
-    finally:
-        connection.close()
-
-
-def metrics_text(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
-    """A member's Prometheus /metrics page."""
-    return _https_get(endpoint, tls, "/metrics", timeout=timeout)
-
-
-def cluster_version(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
-    """The cluster version a member reports on /version (e.g. "3.6.0"): the lowest
-    minor every member runs, or a downgrade's target; "not_decided" while starting."""
-    answer = json.loads(_https_get(endpoint, tls, "/version", timeout=timeout))
-    return str(answer.get("etcdcluster", ""))
 
 
 @dataclass
@@ -225,7 +160,21 @@ class EtcdClient:
 
         return self._runner.run(_guarded())
 
-    # -- cluster --
+    def _call(self, doing: str, request: Callable[[Any], Awaitable[T]],
+              endpoints: tuple[str, ...] | None = None) -> T:
+        """One request through the library's client for `endpoints` (default: all, which
+        the library round-robins), its errors translated (`doing`: for the message)."""
+
+        async def call() -> T:
+            return await request(await self._client(endpoints))
+
+        return self._run(doing, call)
+
+    def _once(self) -> dict[str, Any]:
+        """Keyword arguments of a request that must not be retried (not idempotent)."""
+        return {"timeout": self.timeout, "max_attempts": 1}
+
+    # -- cluster: members, status, health, alarms --
     def member_list(self, *, linearizable: bool = True) -> list[MemberInfo]:
         async def ask(endpoints: tuple[str, ...] | None) -> Any:
             client = await self._client(endpoints)
@@ -262,12 +211,9 @@ class EtcdClient:
         return self._run("listing members", call)
 
     def cluster_id(self) -> int:
-        async def call() -> int:
-            client = await self._client()
-            response = await client.cluster.member_list(timeout=self.timeout)
-            return int(response.header.cluster_id)
-
-        return self._run("reading the cluster ID", call)
+        response = self._call("reading the cluster ID",
+                              lambda c: c.cluster.member_list(timeout=self.timeout))
+        return int(response.header.cluster_id)
 
     async def _status_of(self, endpoint: str) -> EndpointStatus:
         client = await self._client((endpoint,))
@@ -349,38 +295,30 @@ class EtcdClient:
         return self._runner.run(call())
 
     def alarms(self) -> list[Alarm]:
-        async def call() -> list[Alarm]:
-            client = await self._client()
-            response = await client.maintenance.alarms(timeout=self.timeout)
-            return [
-                Alarm(a.memberID, ALARM_NAMES.get(a.alarm, str(a.alarm)))
-                for a in response.alarms
-            ]
-
-        return self._run("reading alarms", call)
+        response = self._call("reading alarms",
+                              lambda c: c.maintenance.alarms(timeout=self.timeout))
+        return [Alarm(a.memberID, ALARM_NAMES.get(a.alarm, str(a.alarm)))
+                for a in response.alarms]
 
     # -- keys --
     def put(self, key: str, value: bytes) -> int:
-        async def call() -> int:
-            client = await self._client()
-            response = await client.kv.put(key, value, timeout=self.timeout, max_attempts=1)
-            return int(response.header.revision)
-
-        return self._run(f"writing {key!r}", call)
+        response = self._call(f"writing {key!r}", lambda c: c.kv.put(key, value, **self._once()))
+        return int(response.header.revision)
 
     def get(self, key: str) -> KeyValue | None:
-        async def call() -> KeyValue | None:
-            client = await self._client()
-            response = await client.kv.get(key, timeout=self.timeout)
-            if not response.kvs:
-                return None
-            kv = response.kvs[0]
-            return KeyValue(
-                kv.key.decode(errors="replace"), kv.value, kv.create_revision,
-                kv.mod_revision, kv.version,
-            )
+        response = self._call(f"reading {key!r}", lambda c: c.kv.get(key, timeout=self.timeout))
+        return _key_value(response.kvs[0]) if response.kvs else None
 
-        return self._run(f"reading {key!r}", call)
+    def get_prefix(self, prefix: str, *, limit: int = 1000) -> list[KeyValue]:
+        response = self._call(f"reading keys under {prefix!r}", lambda c: c.kv.get(
+            prefix.encode(), prefix_range_end(prefix), limit=limit, timeout=self.timeout))
+        return [_key_value(kv) for kv in response.kvs]
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; return the revision after the delete."""
+        response = self._call(f"deleting keys under {prefix!r}", lambda c: c.kv.delete(
+            prefix.encode(), prefix_range_end(prefix), timeout=60, max_attempts=1))
+        return int(response.header.revision)
 
     def lease_ttl_of(self, key: str) -> int | None:
         """Seconds left on the lease `key` is attached to (None: no key, or no lease)."""
@@ -397,25 +335,15 @@ class EtcdClient:
 
     def count_keys(self, *, revision: int = 0) -> int:
         """How many live keys there are (at `revision`, 0 = now)."""
-
-        async def call() -> int:
-            client = await self._client()
-            response = await client.kv.get(
-                b"\0", b"\0", revision=revision, count_only=True, timeout=self.timeout
-            )
-            return int(response.count)
-
-        return self._run("counting keys", call)
+        response = self._call("counting keys", lambda c: c.kv.get(
+            b"\0", b"\0", revision=revision, count_only=True, timeout=self.timeout))
+        return int(response.count)
 
     def revision(self) -> int:
         """The cluster's current revision (from a linearizable read's header)."""
-
-        async def call() -> int:
-            client = await self._client()
-            response = await client.kv.get(b"\0", count_only=True, timeout=self.timeout)
-            return int(response.header.revision)
-
-        return self._run("reading the revision", call)
+        response = self._call("reading the revision", lambda c: c.kv.get(
+            b"\0", count_only=True, timeout=self.timeout))
+        return int(response.header.revision)
 
     # -- maintenance --
     def snapshot(
@@ -438,52 +366,30 @@ class EtcdClient:
 
     def hash_kv(self, endpoint: str, revision: int) -> tuple[int, int]:
         """(hash of the key-value store up to `revision`, compact revision) of one member."""
-
-        async def call() -> tuple[int, int]:
-            client = await self._client((endpoint,))
-            response = await client.maintenance.hash_kv(revision, timeout=self.timeout)
-            return int(response.hash), int(response.compact_revision)
-
-        return self._run(f"hashing {endpoint}", call)
+        response = self._call(f"hashing {endpoint}", lambda c: c.maintenance.hash_kv(
+            revision, timeout=self.timeout), (endpoint,))
+        return int(response.hash), int(response.compact_revision)
 
     def downgrade(self, action: str, version: str) -> str:
         """etcd's downgrade API (3.6+): action validate | enable | cancel, version a
         release line such as "3.6". The cluster version it reports."""
-
-        async def call() -> str:
-            client = await self._client()
-            response = await client.maintenance.downgrade(
-                DowngradeAction[action.upper()], version, timeout=self.timeout,
-                max_attempts=1)
-            return str(response.version)
-
-        return self._run(f"downgrade {action} {version}", call)
+        response = self._call(f"downgrade {action} {version}", lambda c: c.maintenance.downgrade(
+            DowngradeAction[action.upper()], version, **self._once()))
+        return str(response.version)
 
     def compact(self, revision: int) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.kv.compact(revision, physical=True, timeout=60, max_attempts=1)
-
-        self._run(f"compacting to revision {revision}", call)
+        self._call(f"compacting to revision {revision}", lambda c: c.kv.compact(
+            revision, physical=True, timeout=60, max_attempts=1))
 
     def defragment(self, endpoint: str) -> None:
         """Defragment one member (it blocks that member's reads and writes meanwhile)."""
-
-        async def call() -> None:
-            client = await self._client((endpoint,))
-            await client.maintenance.defragment(timeout=300, max_attempts=1)
-
-        self._run(f"defragmenting {endpoint}", call)
+        self._call(f"defragmenting {endpoint}", lambda c: c.maintenance.defragment(
+            timeout=300, max_attempts=1), (endpoint,))
 
     def move_leader(self, leader_endpoint: str, target_id: int) -> None:
         """Hand leadership to `target_id` (the request must reach the current leader)."""
-
-        async def call() -> None:
-            client = await self._client((leader_endpoint,))
-            await client.maintenance.move_leader(target_id, timeout=self.timeout,
-                                                 max_attempts=1)
-
-        self._run(f"moving leadership to {target_id:x}", call)
+        self._call(f"moving leadership to {target_id:x}", lambda c: c.maintenance.move_leader(
+            target_id, **self._once()), (leader_endpoint,))
 
     def disarm_alarms(self, kinds: Collection[str] | None = None) -> None:
         """Deactivate every raised alarm (or those of `kinds`, e.g. {"NOSPACE"}), one
@@ -505,48 +411,100 @@ class EtcdClient:
 
     # -- membership (single attempt: not idempotent) --
     def member_add_learner(self, peer_url: str) -> MemberInfo:
-        async def call() -> MemberInfo:
-            client = await self._client()
-            response = await client.cluster.member_add(
-                [peer_url], is_learner=True, timeout=self.timeout, max_attempts=1
-            )
-            m = response.member
-            return MemberInfo(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs),
-                              m.isLearner)
-
-        return self._run(f"adding learner {peer_url}", call)
+        response = self._call(f"adding learner {peer_url}", lambda c: c.cluster.member_add(
+            [peer_url], is_learner=True, **self._once()))
+        m = response.member
+        return MemberInfo(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs), m.isLearner)
 
     def member_promote(self, member_id: int, leader_endpoint: str) -> None:
         """Promote a learner. Only the leader can: a follower forwards the request over the
         peer port without the caller's identity, and with auth on the leader refuses it
         ("auth: user name is empty")."""
-
-        async def call() -> None:
-            client = await self._client((leader_endpoint,))
-            await client.cluster.member_promote(member_id, timeout=self.timeout,
-                                                max_attempts=1)
-
-        self._run(f"promoting member {member_id:x}", call)
+        self._call(f"promoting member {member_id:x}", lambda c: c.cluster.member_promote(
+            member_id, **self._once()), (leader_endpoint,))
 
     def member_remove(self, member_id: int) -> None:
-        async def call() -> None:
+        self._call(f"removing member {member_id:x}", lambda c: c.cluster.member_remove(
+            member_id, **self._once()))
+
+    # -- auth (changes: single attempt, they are not idempotent) --
+    def auth_enabled(self) -> bool:
+        response = self._call("reading the auth status",
+                              lambda c: c.auth.auth_status(timeout=self.timeout))
+        return bool(response.enabled)
+
+    def auth_enable(self) -> None:
+        self._call("enabling auth", lambda c: c.auth.auth_enable(**self._once()))
+
+    def role_names(self) -> set[str]:
+        response = self._call("listing roles", lambda c: c.auth.role_list(timeout=self.timeout))
+        return set(response.roles)
+
+    def role_grants(self, role: str) -> set[tuple[str, bytes, bytes]]:
+        """(permission, key, range end) triples granted to `role`."""
+        names = {int(v): k for k, v in PERMISSION.items()}
+        response = self._call(f"reading role {role}",
+                              lambda c: c.auth.role_get(role, timeout=self.timeout))
+        return {(names[p.permType], p.key, p.range_end) for p in response.perm}
+
+    def role_add(self, role: str) -> None:
+        self._call(f"adding role {role}", lambda c: c.auth.role_add(role, **self._once()))
+
+    def role_grant(self, role: str, prefix: str, permission: str = "readwrite") -> None:
+        self._call(f"granting {permission} on {prefix!r} to role {role}",
+                   lambda c: c.auth.role_grant_permission(
+                       role, prefix.encode(), prefix_range_end(prefix),
+                       perm_type=PERMISSION[permission], **self._once()))
+
+    def role_delete(self, role: str) -> None:
+        self._call(f"deleting role {role}", lambda c: c.auth.role_delete(role, **self._once()))
+
+    def user_roles(self) -> dict[str, set[str]]:
+        async def call() -> dict[str, set[str]]:
             client = await self._client()
-            await client.cluster.member_remove(member_id, timeout=self.timeout,
+            users = (await client.auth.user_list(timeout=self.timeout)).users
+            found = {}
+            for user in users:
+                got = await client.auth.user_get(user, timeout=self.timeout)
+                found[user] = set(got.roles)
+            return found
+
+        return self._run("listing users", call)
+
+    def user_add(self, user: str, password: str) -> None:
+        self._call(f"adding user {user}", lambda c: c.auth.user_add(
+            user, password, **self._once()))
+
+    def user_grant_role(self, user: str, role: str) -> None:
+        self._call(f"granting role {role} to user {user}", lambda c: c.auth.user_grant_role(
+            user, role, **self._once()))
+
+    def user_change_password(self, user: str, password: str) -> None:
+        self._call(f"changing the password of user {user}",
+                   lambda c: c.auth.user_change_password(user, password, **self._once()))
+
+    def user_delete(self, user: str) -> None:
+        self._call(f"deleting user {user}", lambda c: c.auth.user_delete(user, **self._once()))
+
+    def password_ok(self, user: str, password: str) -> bool:
+        """Whether etcd accepts `password` for `user` (auth must be on; a raft request).
+
+        The token it earns is dropped: this client keeps its certificate identity.
+        """
+        async def call() -> bool:
+            client = await self._client()
+            try:
+                await client.auth.authenticate(user, password, timeout=self.timeout,
                                                max_attempts=1)
+            except (EtcdError, grpc.aio.AioRpcError) as exc:
+                if "invalid user ID or password" in _error_text(exc)[1]:
+                    return False
+                raise
+            return True
 
-        self._run(f"removing member {member_id:x}", call)
+        return self._run(f"checking the password of user {user}", call)
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every key under `prefix`; return the revision after the delete."""
-
-        async def call() -> int:
-            client = await self._client()
-            response = await client.kv.delete(prefix.encode(), prefix_range_end(prefix),
-                                              timeout=60, max_attempts=1)
-            return int(response.header.revision)
-
-        return self._run(f"deleting keys under {prefix!r}", call)
-
+    # -- load (dcsctl check) --
     def put_load(
         self,
         *,
@@ -621,135 +579,10 @@ class EtcdClient:
 
         return self._run(f"writing load under {prefix!r}", call)
 
-    # -- auth (single attempt: these are not idempotent) --
-    def auth_enabled(self) -> bool:
-        async def call() -> bool:
-            client = await self._client()
-            return bool((await client.auth.auth_status(timeout=self.timeout)).enabled)
 
-        return self._run("reading the auth status", call)
-
-    def role_names(self) -> set[str]:
-        async def call() -> set[str]:
-            client = await self._client()
-            return set((await client.auth.role_list(timeout=self.timeout)).roles)
-
-        return self._run("listing roles", call)
-
-    def user_roles(self) -> dict[str, set[str]]:
-        async def call() -> dict[str, set[str]]:
-            client = await self._client()
-            users = (await client.auth.user_list(timeout=self.timeout)).users
-            found = {}
-            for user in users:
-                got = await client.auth.user_get(user, timeout=self.timeout)
-                found[user] = set(got.roles)
-            return found
-
-        return self._run("listing users", call)
-
-    def role_grants(self, role: str) -> set[tuple[str, bytes, bytes]]:
-        """(permission, key, range end) triples granted to `role`."""
-        names = {int(v): k for k, v in PERMISSION.items()}
-
-        async def call() -> set[tuple[str, bytes, bytes]]:
-            client = await self._client()
-            response = await client.auth.role_get(role, timeout=self.timeout)
-            return {(names[p.permType], p.key, p.range_end) for p in response.perm}
-
-        return self._run(f"reading role {role}", call)
-
-    def user_delete(self, user: str) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.user_delete(user, timeout=self.timeout, max_attempts=1)
-
-        self._run(f"deleting user {user}", call)
-
-    def role_delete(self, role: str) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.role_delete(role, timeout=self.timeout, max_attempts=1)
-
-        self._run(f"deleting role {role}", call)
-
-    def get_prefix(self, prefix: str, *, limit: int = 1000) -> list[KeyValue]:
-        async def call() -> list[KeyValue]:
-            client = await self._client()
-            response = await client.kv.get(
-                prefix.encode(), prefix_range_end(prefix), limit=limit, timeout=self.timeout
-            )
-            return [
-                KeyValue(kv.key.decode(errors="replace"), kv.value, kv.create_revision,
-                         kv.mod_revision, kv.version)
-                for kv in response.kvs
-            ]
-
-        return self._run(f"reading keys under {prefix!r}", call)
-
-    def role_add(self, role: str) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.role_add(role, timeout=self.timeout, max_attempts=1)
-
-        self._run(f"adding role {role}", call)
-
-    def role_grant(self, role: str, prefix: str, permission: str = "readwrite") -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.role_grant_permission(
-                role, prefix.encode(), prefix_range_end(prefix),
-                perm_type=PERMISSION[permission], timeout=self.timeout, max_attempts=1,
-            )
-
-        self._run(f"granting {permission} on {prefix!r} to role {role}", call)
-
-    def user_add(self, user: str, password: str) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.user_add(user, password, timeout=self.timeout, max_attempts=1)
-
-        self._run(f"adding user {user}", call)
-
-    def user_grant_role(self, user: str, role: str) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.user_grant_role(user, role, timeout=self.timeout, max_attempts=1)
-
-        self._run(f"granting role {role} to user {user}", call)
-
-    def user_change_password(self, user: str, password: str) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.user_change_password(user, password, timeout=self.timeout,
-                                                   max_attempts=1)
-
-        self._run(f"changing the password of user {user}", call)
-
-    def password_ok(self, user: str, password: str) -> bool:
-        """Whether etcd accepts `password` for `user` (auth must be on; a raft request).
-
-        The token it earns is dropped: this client keeps its certificate identity.
-        """
-        async def call() -> bool:
-            client = await self._client()
-            try:
-                await client.auth.authenticate(user, password, timeout=self.timeout,
-                                               max_attempts=1)
-            except (EtcdError, grpc.aio.AioRpcError) as exc:
-                if "invalid user ID or password" in _error_text(exc)[1]:
-                    return False
-                raise
-            return True
-
-        return self._run(f"checking the password of user {user}", call)
-
-    def auth_enable(self) -> None:
-        async def call() -> None:
-            client = await self._client()
-            await client.auth.auth_enable(timeout=self.timeout, max_attempts=1)
-
-        self._run("enabling auth", call)
+def _key_value(kv: Any) -> KeyValue:
+    return KeyValue(kv.key.decode(errors="replace"), kv.value, kv.create_revision,
+                    kv.mod_revision, kv.version)
 
 
 def prefix_range_end(prefix: str) -> bytes:

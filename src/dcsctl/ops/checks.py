@@ -1,7 +1,7 @@
 """`check perf` and `check datascale`: the guide's checks, native, clean and bounded.
 
 Run as the guide does, etcdctl's checks leave ~40 MB of history in the production DCS
-and datascale fails where the CA is not in the system trust store (lab-defects.md
+and datascale fails where the CA is not in the system trust store (docs/guide-defects.md
 15-16). Here a check first plans: its prefix must be empty, no alarm raised, and what
 the load adds (history and tombstones included) must fit the space quota with a margin;
 on a DCS that serves Patroni the caller must confirm. Afterwards its keys are deleted,
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from dcsctl import perf
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
-from dcsctl.etcd.client import ClientTls, EtcdClient, metrics_text
+from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
+from dcsctl.etcd.tls import metrics_text
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.maintenance import defragment_members
 from dcsctl.ops.patroni import scope_views
@@ -313,9 +314,7 @@ class DatascaleResult:
 
 
 def _resident_memory(cluster: Cluster) -> dict[str, int]:
-    admin, trusted = cluster.dir.admin(), cluster.dir.trusted_cas()
-    assert admin is not None and trusted is not None
-    tls = ClientTls(trusted, admin.cert_pem, admin.key_pem, cluster.spec.shared_dns_name)
+    tls = cluster.admin_tls()
     found = {}
     for member in cluster.spec.members:
         try:

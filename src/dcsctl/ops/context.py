@@ -10,22 +10,22 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from dcsctl import releases, render
 from dcsctl import spec as spec_module
-from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
+from dcsctl.errors import EnvironmentProblem, NotFound
 from dcsctl.etcd import binaries
-from dcsctl.etcd.client import ClientTls, EtcdClient
+from dcsctl.etcd.client import EtcdClient
+from dcsctl.etcd.tls import ClientTls
 from dcsctl.etcd.versions import Version
 from dcsctl.hosts.local import LocalHost
 from dcsctl.hosts.protocol import Host
-from dcsctl.hosts.ssh import Destination, SshHost, SshOptions, control_dir
-from dcsctl.services.process import ProcessService
 from dcsctl.services.protocol import Service
-from dcsctl.services.remote import RemoteProcessService, SystemdService
-from dcsctl.spec import InstallMethod, ServiceManager, Target
+from dcsctl.spec import InstallMethod
 from dcsctl.state import ClusterDir, default_home
+from dcsctl.targets.factory import LocalProcess, Surroundings, local_process, target_for
+from dcsctl.targets.protocol import Target
 from dcsctl.workflow import Progress, SilentProgress
 
 
@@ -75,32 +75,23 @@ class Context:
 
 
 class Cluster:
-    """One cluster as seen from the control machine: spec, state dir, processes, client."""
+    """One cluster as seen from the control machine: spec, state dir, the target its
+    members run on, and an admin client."""
 
     def __init__(self, context: Context, cluster_spec: spec_module.ClusterSpec) -> None:
         self.context = context
         self.spec = cluster_spec
         self.dir = ClusterDir(context.home, cluster_spec.name)
         self.host = LocalHost()  # the control machine
-        self._member_hosts: dict[str, SshHost] = {}
-        self._versions: dict[str, Version] = {}
-
-    @property
-    def remote(self) -> bool:
-        """Members are hosts reached over SSH (else: lab processes on this machine)."""
-        return self.spec.target is Target.SSH
-
-    def require_remote(self, what: str) -> None:
-        if not self.remote:
-            raise DcsctlError(
-                f"{what} is for SSH clusters (target: ssh); this is a lab cluster",
-                fix="the lab's checks run inside `dcsctl up`; pass -f with an SSH spec",
-            )
+        self.target: Target = target_for(cluster_spec, Surroundings(
+            self.dir, lambda: self.binaries, context.environ,
+            context.home / ".cache" / "releases"))
 
     @cached_property
     def binaries(self) -> binaries.Binaries:
-        """The etcd a lab cluster runs: a release tarball the spec pins (unpacked in the
-        cache), else etcd.bin_dir, DCSCTL_ETCD_BIN_DIR, PATH, dcsctl's bin dir."""
+        """The etcd of this machine: what lab members run, and the tools dcsctl runs here.
+        A release tarball the spec pins (unpacked in the cache), else etcd.bin_dir,
+        DCSCTL_ETCD_BIN_DIR, PATH, dcsctl's bin dir."""
         install = self.spec.install
         if install.method is InstallMethod.RELEASE and install.tarball and install.sha256:
             tarball = releases.fetch(install.tarball, install.sha256,
@@ -116,88 +107,23 @@ class Cluster:
         return binaries.find(self.spec.etcd.bin_dir, self.context.environ)
 
     def host_of(self, member: str) -> Host:
-        """The machine that runs `member`: this one in the lab, an SSH host otherwise."""
-        if not self.remote:
-            return self.host
-        return self.ssh_host(member)
-
-    def ssh_host(self, member: str) -> SshHost:
-        if member not in self._member_hosts:
-            found = self.spec.member(member)
-            settings = self.spec.ssh
-            options = SshOptions(
-                user=settings.user, port=settings.port, identity_file=settings.identity_file,
-                known_hosts_file=settings.known_hosts_file, config_file=settings.config_file,
-                strict_host_key_checking=settings.strict_host_key_checking,
-                connect_timeout_s=settings.connect_timeout_s,
-            )
-            destination = Destination.parse(found.ssh or str(found.address))
-            self._member_hosts[member] = SshHost(
-                member, destination, options, control_dir(), sudo=settings.sudo
-            )
-        return self._member_hosts[member]
+        """The machine that runs `member`."""
+        return self.target.host(member)
 
     def layout(self, member: str) -> render.MemberLayout:
         """Where the member's configuration, certificates and data live on its host."""
-        if not self.remote:
-            return self.dir.layout(member)
-        return render.remote_layout(self.spec, self.spec.member(member))
-
-    def etcd_version(self, member: str) -> Version:
-        """The etcd version the member runs (or would run): its configuration is rendered
-        for it. Lab: the binaries found; SSH: what the host's etcd says, read once."""
-        if not self.remote:
-            return self.binaries.version
-        if member not in self._versions:
-            etcd = self.host_paths(member).etcd
-            result = self.host_of(member).run([str(etcd), "--version"])
-            try:
-                self._versions[member] = Version.parse(result.stdout.partition("\n")[0])
-            except ValueError as exc:
-                raise EnvironmentProblem(
-                    f"{member}: no working etcd at {etcd} ({result.stderr.strip()[-200:]})",
-                    fix="run `dcsctl up`: its install phase puts etcd there",
-                ) from exc
-        return self._versions[member]
-
-    def remember_version(self, member: str, version: Version) -> None:
-        """What an install just put on the member's host."""
-        self._versions[member] = version
-
-    def host_paths(self, member: str) -> render.HostPaths:
-        return render.HostPaths.of(self.spec, self.spec.member(member))
-
-    def etcd_executable(self, member: str) -> PurePath:
-        if not self.remote:
-            return self.binaries.etcd
-        return self.host_paths(member).etcd
-
-    def running_executable(self, member: str) -> PurePath:
-        """The etcd binary the member runs now (a lab member keeps the one it was started
-        with, whatever the spec says since)."""
-        if not self.remote:
-            record = self.process(member).record()
-            return PurePath(record.executable) if record else self.binaries.etcd
-        return self.host_paths(member).etcd
+        return self.target.layout(member)
 
     def service(self, member: str) -> Service:
-        if not self.remote:
-            return self.process(member)
-        host = self.ssh_host(member)
-        if self.spec.service.manager is ServiceManager.SYSTEMD:
-            return SystemdService(host)
-        paths = self.host_paths(member)
-        return RemoteProcessService(host, paths.pidfile, paths.log, self.spec.service.user)
+        return self.target.service(member)
 
-    def process(self, member: str) -> ProcessService:
+    def process(self, member: str) -> LocalProcess:
         """A lab member's local process (upgrade and fault tests look at it directly)."""
-        return ProcessService(self.dir.pidfile(member), self.dir.logfile(member))
+        return local_process(self.target, member)
 
     def close(self) -> None:
-        """End the shared SSH connections."""
-        for host in self._member_hosts.values():
-            host.close()
-        self._member_hosts.clear()
+        """End the shared connections to the members' hosts."""
+        self.target.close()
 
     def endpoints(self) -> list[str]:
         return [self.spec.client_url(m) for m in self.spec.members]

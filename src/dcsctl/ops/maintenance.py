@@ -6,15 +6,13 @@ first member that is not healthy: maintenance must never be what breaks quorum.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow
-from dcsctl.ops.runtime import as_saved, ordered_members
+from dcsctl.ops.runtime import MemberRuntime, as_saved, ordered_members
 from dcsctl.spec import Member
 from dcsctl.state import locked
 
@@ -70,25 +68,4 @@ def rolling_restart(cluster: Cluster) -> RestartResult:
     """Restart members one at a time; the leader hands over leadership before it goes."""
     cluster = as_saved(cluster)
     with locked(cluster.dir):
-        return RestartResult(restart_members(cluster, UpWorkflow(cluster)))
-
-
-def restart_members(
-    cluster: Cluster, workflow: UpWorkflow, *,
-    while_stopped: Callable[[Member], None] | None = None,
-) -> tuple[str, ...]:
-    """The rolling restart itself (the caller holds the cluster lock). `while_stopped`
-    changes a member's files between its stop and its start (a key rotation)."""
-    with cluster.admin_client() as client:
-        ordered = ordered_members(cluster, client)
-    for member, status in ordered:
-        if status.is_leader and len(ordered) > 1:
-            successor = ordered[0][1].member_id
-            with cluster.admin_client() as client:
-                client.move_leader(cluster.spec.client_url(member), successor)
-        cluster.service(member.name).stop()
-        if while_stopped is not None:
-            while_stopped(member)
-        workflow.start_member(member)
-        workflow.wait_healthy(list(cluster.spec.members))
-    return tuple(m.name for m, _ in ordered)
+        return RestartResult(MemberRuntime(cluster).restart_all())

@@ -19,11 +19,10 @@ from dcsctl import spec as spec_module
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
 from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
-from dcsctl.ops import deploy, revocation
+from dcsctl.ops import certs, provision, revocation
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow
-from dcsctl.ops.runtime import as_saved
-from dcsctl.state import PRIVATE, locked
+from dcsctl.ops.runtime import MemberRuntime, as_saved
+from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.wait import wait_until
 from dcsctl.workflow import Phase, PhaseOutcome, run_phases
 
@@ -43,6 +42,14 @@ def _listed(cluster: Cluster, peer_url: str) -> MemberInfo | None:
             if peer_url in info.peer_urls:
                 return info
     return None
+
+
+def _still_listed(cluster: Cluster, peer_url: str, name: str) -> MemberInfo:
+    info = _listed(cluster, peer_url)
+    if info is None:
+        raise DcsctlError(f"{name} is no longer listed in etcd",
+                          fix="run the same `dcsctl member` command again")
+    return info
 
 
 def _require_healthy(cluster: Cluster, *, except_member: str | None = None) -> None:
@@ -94,36 +101,37 @@ def _once_settled(cluster: Cluster, change: Callable[[], T], what: str) -> T:
 class JoinWorkflow:
     """Add one member to a running cluster: learner, start, promote."""
 
-    def __init__(self, cluster: Cluster, member: spec_module.Member) -> None:
+    def __init__(self, cluster: Cluster, member: spec_module.Member,
+                 record: ClusterRecord) -> None:
         self.cluster = cluster
         self.member = member
-        self.up = UpWorkflow(cluster, replacing=True)
+        self.record = record
+        self.runtime = MemberRuntime(cluster)
         self.peer_url = cluster.spec.peer_url(member)
 
     def phases(self) -> list[Phase]:
-        phases = [
+        cluster, clock = self.cluster, self.cluster.context.clock
+        return [
             Phase("preflight", "other members healthy, ports free", self.preflight,
                   check_only=True),
-            Phase("pki", f"certificate for {self.member.name}", self.up.pki,
-                  self.up.pki_complete),
+            Phase("pki", f"certificate for {self.member.name}",
+                  lambda: certs.ensure_pki(cluster, clock()),
+                  lambda: certs.plan_pki(cluster, clock()).complete),
+            Phase("install", "etcd and its service user on the new host",
+                  lambda: provision.install(cluster, [self.member]).note),
             Phase("add", "add as a learner", self.add, self.added),
             Phase("config", "etcd configuration (initial-cluster-state existing)",
-                  self.up.config),
+                  lambda: provision.configure(cluster, self.record).note()),
             Phase("start", f"start {self.member.name}", self.start, self.started),
             Phase("promote", "promote to voting member once in sync", self.promote,
                   self.promoted),
-            Phase("health", "wait until every member is healthy", self.up.health,
+            Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
         ]
-        if self.cluster.remote:
-            phases.insert(2, Phase("install", "etcd and its service user on the new host",
-                                   self.up.install))
-        return phases
 
     def preflight(self) -> str:
         _require_healthy(self.cluster, except_member=self.member.name)
-        self.up.record = self.cluster.dir.record()
-        return self.up.preflight()
+        return provision.check(self.cluster, list(self.cluster.spec.members))
 
     def added(self) -> bool:
         return _listed(self.cluster, self.peer_url) is not None
@@ -143,12 +151,12 @@ class JoinWorkflow:
 
     def start(self) -> str:
         info = _listed(self.cluster, self.peer_url)
-        if info is not None and not info.started and deploy.data_dir_holds_data(
-                self.cluster, self.member):
+        target, name = self.cluster.target, self.member.name
+        if info is not None and not info.started and target.holds_data(name):
             # Listed but never started: whatever is in the data dir is from a failed
             # earlier attempt (or another cluster) and must not be joined with.
-            deploy.wipe_data_dir(self.cluster, self.member)
-        self.up.start_member(self.member)
+            target.wipe_data_dir(name)
+        self.runtime.start_member(self.member)
         wait_until(lambda: self.started() or None, timeout=self.cluster.context.deadline(
             JOIN_TIMEOUT_S), what=f"{self.member.name} did not join",
             fix=f"see `dcsctl logs {self.member.name}`")
@@ -159,8 +167,7 @@ class JoinWorkflow:
         return bool(info and not info.is_learner)
 
     def promote(self) -> str:
-        info = _listed(self.cluster, self.peer_url)
-        assert info is not None
+        info = _still_listed(self.cluster, self.peer_url, self.member.name)
 
         def try_promote() -> bool:
             with self.cluster.admin_client() as client:
@@ -200,7 +207,7 @@ def add(
                               fix="choose another name, or `dcsctl member remove` it first")
     grown = cluster.context.cluster(_with_member(saved.spec, new))
     with locked(grown.dir):
-        workflow = JoinWorkflow(grown, grown.spec.member(name))
+        workflow = JoinWorkflow(grown, grown.spec.member(name), grown.dir.record())
         outcomes = run_phases(workflow.phases(), cluster.context.progress)
     return MemberChange(name, tuple(outcomes))
 
@@ -233,8 +240,7 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
     peer_url = saved.spec.peer_url(member)
 
     def remove_from_etcd() -> str:
-        info = _listed(saved, peer_url)
-        assert info is not None
+        info = _still_listed(saved, peer_url, name)
 
         def remove_member() -> bool:
             with saved.admin_client() as client:
@@ -261,12 +267,10 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
 
     def stop_and_forget() -> str:
         saved.service(name).stop()
-        if saved.remote:
-            deploy.remove(saved, member)  # its key and data leave the host too
+        saved.target.remove(name)  # its key and data leave the host too
         shutil.rmtree(saved.dir.member_dir(name), ignore_errors=True)
-        up = UpWorkflow(shrunk)
-        up.record = shrunk.dir.record()
-        up.config()  # the remaining members' initial-cluster; no restart needed
+        # the remaining members' initial-cluster; no restart needed
+        provision.configure(shrunk, shrunk.dir.record())
         return "stopped, data removed, spec saved"
 
     phases = [

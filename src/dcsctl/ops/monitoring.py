@@ -30,9 +30,7 @@ def cert_paths(cluster: Cluster) -> tuple[Path, Path]:
     return cluster.dir.pki_dir / "monitoring.crt", cluster.dir.pki_dir / "monitoring.key"
 
 
-def _still_good(identity: Identity | None, ca: Identity, now: dt.datetime) -> bool:
-    if identity is None:
-        return False
+def _still_good(identity: Identity, ca: Identity, now: dt.datetime) -> bool:
     facts = pki.inspect(identity.cert_pem)
     return (pki.is_issued_by(identity.cert_pem, ca.cert_pem)
             and pki.key_matches(identity.cert_pem, identity.key_pem)
@@ -48,8 +46,7 @@ def ensure_identity(cluster: Cluster) -> tuple[Identity, bool]:
     cert, key = cert_paths(cluster)
     now = cluster.context.clock()
     current = cluster.dir.load_identity(cert, key)
-    if _still_good(current, ca, now):
-        assert current is not None
+    if current is not None and _still_good(current, ca, now):
         return current, False
     policy = cluster.spec.tls
     issued = pki.issue(ca, pki.Role.CLIENT, common_name=None, organization=ORGANIZATION,
@@ -75,7 +72,8 @@ def write_bundle(cluster: Cluster, out: Path, scrape: prometheus.Scrape) -> Moni
     with locked(cluster.dir):
         identity, issued = ensure_identity(cluster)
         trusted = cluster.dir.trusted_cas()
-        assert trusted is not None  # ensure_identity found the CA
+    if trusted is None:
+        raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up` first")
     contents = (
         (prometheus.CA_FILE, trusted, PUBLIC),
         (prometheus.CERT_FILE, identity.cert_pem, PUBLIC),

@@ -3,7 +3,7 @@
 Each scope gets a role with readwrite on `<namespace><scope>/` only and a user with a
 generated password kept 0600 on the control machine. Each database node gets a client
 certificate without a CN — etcd's JSON gateway, which Patroni uses, rejects any client
-certificate that has one once auth is on (lab-defects.md 17).
+certificate that has one once auth is on (docs/guide-defects.md 17).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ own records (Patroni scopes, stored passwords) agree with what the snapshot brou
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import secrets
 import shutil
@@ -23,15 +22,13 @@ from pathlib import Path
 from dcsctl import render
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.files import atomic_write
-from dcsctl.ops import deploy, patroni
+from dcsctl.ops import certs, patroni, provision
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.deploy import PRE_RESTORE_SUFFIX, RESTORING_SUFFIX
-from dcsctl.ops.lifecycle import UpWorkflow, stop_members
-from dcsctl.ops.on_hosts import in_parallel
 from dcsctl.ops.restore_preview import RestorePreview
+from dcsctl.ops.runtime import MemberRuntime, stop_members
 from dcsctl.spec import Member
 from dcsctl.state import PRIVATE, locked
-from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, run_phases
+from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, in_parallel, run_phases
 
 
 @dataclass(frozen=True)
@@ -68,38 +65,71 @@ class RestoreResult:
     changes: tuple[str, ...]  # to dcsctl's records and etcd's auth, one line each
 
 
+def _plan_path(cluster: Cluster) -> Path:
+    return cluster.dir.root / "restore.json"
+
+
+def _save_plan(cluster: Cluster, plan: RestorePlan) -> None:
+    atomic_write(_plan_path(cluster), plan.to_json(), PRIVATE)
+
+
+def make_plan(cluster: Cluster, preview: RestorePreview, *, bump_revision: int,
+              mark_compacted: bool) -> tuple[RestorePlan, str]:
+    """A new cluster token and the progress file, or the unfinished restore's (the
+    caller holds the cluster lock). The plan and what to say about it."""
+    verified = preview.verified
+    snapshot = str(verified.path.resolve())
+    path = _plan_path(cluster)
+    if path.exists():
+        plan = RestorePlan.from_json(path.read_bytes())
+        if plan.snapshot != snapshot:
+            raise DcsctlError(
+                f"an interrupted restore of {plan.snapshot} is unfinished",
+                fix=f"finish it first: `dcsctl restore {plan.snapshot}`",
+            )
+        return plan, f"resuming (already restored: {', '.join(plan.restored) or 'none'})"
+    directory = cluster.dir
+    if not directory.exists():
+        directory.save_record(directory.create())
+    token = f"{cluster.spec.name}-{secrets.token_hex(4)}"
+    sha = verified.manifest.sha256 if preview.trusts_manifest and verified.manifest else ""
+    plan = RestorePlan(snapshot, sha, token, bump_revision, mark_compacted)
+    _save_plan(cluster, plan)
+    return plan, f"new cluster token {token}"
+
+
 class RestoreWorkflow:
-    def __init__(
-        self, cluster: Cluster, preview: RestorePreview, *, keep_old: bool, bump_revision: int,
-        mark_compacted: bool,
-    ) -> None:
+    def __init__(self, cluster: Cluster, preview: RestorePreview, plan: RestorePlan, *,
+                 keep_old: bool) -> None:
         self.cluster = cluster
-        self.preview = preview
         self.verified = preview.verified
         self.manifest = preview.verified.manifest if preview.trusts_manifest else None
         self.keep_old = keep_old
-        self.bump_revision = bump_revision
-        self.mark_compacted = mark_compacted
-        self.up = UpWorkflow(cluster, replacing=True)
-        self.plan_path = cluster.dir.root / "restore.json"
-        self.plan: RestorePlan | None = None
+        self.runtime = MemberRuntime(cluster)
+        self.plan = plan  # members are added to `restored` as they are done
         self._plan_lock = threading.Lock()
+        self.record = cluster.dir.record()  # replaced by the config and bootstrap phases
         self.revision = 0
         self.key_count = 0
         self.changes: list[str] = []
 
-    def phases(self) -> list[Phase]:
+    def phases(self, plan_note: str) -> list[Phase]:
+        cluster, clock = self.cluster, self.cluster.context.clock
+        members = list(cluster.spec.members)
         return [
-            Phase("plan", "new cluster token, progress file", self.make_plan),
+            Phase("plan", "new cluster token, progress file", lambda: plan_note),
             Phase("stop", "stop the running members", self.stop),
-            Phase("preflight", "etcd binaries, ports", self.up.preflight, check_only=True),
-            Phase("pki", "certificates for every member", self.up.pki, self.up.pki_complete),
+            Phase("preflight", "etcd binaries, ports",
+                  lambda: provision.check(cluster, members), check_only=True),
+            Phase("pki", "certificates for every member",
+                  lambda: certs.ensure_pki(cluster, clock()),
+                  lambda: certs.plan_pki(cluster, clock()).complete),
             Phase("data", "rebuild every data dir from the snapshot", self.restore_data),
             Phase("config", "etcd configuration per member", self.config),
-            Phase("start", "start members", self.up.start, self.up.all_running),
-            Phase("health", "wait until every member is healthy", self.up.health,
+            Phase("start", "start members", self.runtime.start, self.runtime.started),
+            Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
-            Phase("bootstrap", "record the new cluster ID", self.up.bootstrap),
+            Phase("bootstrap", "record the new cluster ID", self.bootstrap),
             Phase("auth", "auth enabled, root role and user, root's password", self.auth),
             Phase("verify", "revision, key count, users and roles as in the manifest",
                   self.check_result, check_only=True),
@@ -107,30 +137,6 @@ class RestoreWorkflow:
                   self.records),
             Phase("cleanup", "drop the old data dirs", self.cleanup),
         ]
-
-    # -- plan --
-    def _save_plan(self, plan: RestorePlan) -> None:
-        self.plan = plan
-        atomic_write(self.plan_path, plan.to_json(), PRIVATE)
-
-    def make_plan(self) -> str:
-        sha = self.manifest.sha256 if self.manifest else ""
-        if self.plan_path.exists():
-            plan = RestorePlan.from_json(self.plan_path.read_bytes())
-            if plan.snapshot != str(self.verified.path.resolve()):
-                raise DcsctlError(
-                    f"an interrupted restore of {plan.snapshot} is unfinished",
-                    fix=f"finish it first: `dcsctl restore {plan.snapshot}`",
-                )
-            self.plan = plan
-            return f"resuming (already restored: {', '.join(plan.restored) or 'none'})"
-        directory = self.cluster.dir
-        if not directory.exists():
-            directory.save_record(directory.create())
-        token = f"{self.cluster.spec.name}-{secrets.token_hex(4)}"
-        self._save_plan(RestorePlan(str(self.verified.path.resolve()), sha, token,
-                                    self.bump_revision, self.mark_compacted))
-        return f"new cluster token {token}"
 
     # -- stop --
     def stop(self) -> str:
@@ -143,11 +149,7 @@ class RestoreWorkflow:
         return f"stopped {', '.join(sorted(set(stopped)))}" if stopped else UNCHANGED
 
     # -- data --
-    def _data_dir(self, member: str) -> Path:
-        return Path(self.cluster.dir.layout(member).data_dir)
-
     def _restore_options(self, member: Member) -> list[str]:
-        assert self.plan is not None
         spec = self.cluster.spec
         options = [
             "--name", member.name,
@@ -160,60 +162,35 @@ class RestoreWorkflow:
         return options
 
     def _restore_member(self, member: Member) -> None:
-        assert self.plan is not None
-        if self.cluster.remote:
-            deploy.restore_data_dir(self.cluster, member, self.verified.path,
-                                    self._restore_options(member))
-        else:
-            self._restore_local(member)
+        self.cluster.target.restore_data_dir(member.name, self.verified.path,
+                                             self._restore_options(member))
         with self._plan_lock:
-            current = self.plan
-            self._save_plan(replace(current, restored=(*current.restored, member.name)))
-
-    def _restore_local(self, member: Member) -> None:
-        data = self._data_dir(member.name)
-        old = data.with_name(data.name + PRE_RESTORE_SUFFIX)
-        temp = data.with_name(data.name + RESTORING_SUFFIX)
-        if data.exists() and not old.exists():
-            data.rename(old)  # kept aside until the restored cluster is verified
-        elif data.exists():
-            shutil.rmtree(data)  # a half-finished earlier attempt; the original is in `old`
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.parent.mkdir(parents=True, exist_ok=True)
-        etcdutl = self.cluster.binaries.etcdutl
-        assert etcdutl is not None  # verify() already required it
-        argv = [str(etcdutl), "snapshot", "restore", str(self.verified.path),
-                "--data-dir", str(temp), *self._restore_options(member)]
-        result = self.cluster.host.run(argv, timeout=600)
-        if result.returncode != 0:
-            raise DcsctlError(
-                f"etcdutl could not restore {member.name}: {result.stderr.strip()[-400:]}",
-                fix="correct the cause and run the same `dcsctl restore` again (it resumes)",
-            )
-        temp.rename(data)
+            self.plan = replace(self.plan, restored=(*self.plan.restored, member.name))
+            _save_plan(self.cluster, self.plan)
 
     def restore_data(self) -> str:
-        assert self.plan is not None
         todo = [m for m in self.cluster.spec.members if m.name not in self.plan.restored]
         if not todo:
             return UNCHANGED
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(todo)) as pool:
-            for future in [pool.submit(self._restore_member, m) for m in todo]:
-                future.result()
+        in_parallel(todo, self._restore_member)
         return f"restored {', '.join(m.name for m in todo)}"
 
     # -- config: the restored data dirs carry the membership; configs say `existing` --
     def config(self) -> str:
-        assert self.plan is not None
         directory = self.cluster.dir
         record = directory.record() if directory.exists() else directory.create()
-        record = replace(
+        self.record = replace(
             record.with_cluster_id(None), token=self.plan.token,
             members=tuple(m.name for m in self.cluster.spec.members), bootstrapped=True,
         )
-        directory.save_record(record)
-        self.up.record = record
-        return self.up.config()
+        directory.save_record(self.record)
+        configured = provision.configure(self.cluster, self.record)
+        self.runtime.restart_later(configured.restart)
+        return configured.note()
+
+    def bootstrap(self) -> str:
+        self.record = provision.bootstrap(self.cluster)
+        return f"cluster ID {self.record.cluster_id}"
 
     # -- auth: whatever the snapshot held, dcsctl must be able to run this cluster --
     def auth(self) -> str:
@@ -221,7 +198,7 @@ class RestoreWorkflow:
             was_enabled = client.auth_enabled()
         notes = []
         if not was_enabled:
-            notes.append(f"the snapshot had auth off: {self.up.auth()}")
+            notes.append(f"the snapshot had auth off: {provision.enable_auth(self.cluster)}")
         root_password = self.cluster.dir.root_password()
         with self.cluster.admin_client() as client:
             if not client.password_ok("root", root_password):
@@ -241,8 +218,7 @@ class RestoreWorkflow:
     # -- verify --
     def check_result(self) -> str:
         manifest = self.manifest
-        expected_revision = self.verified.facts.revision + (self.plan.bump_revision
-                                                            if self.plan else 0)
+        expected_revision = self.verified.facts.revision + self.plan.bump_revision
         with self.cluster.admin_client() as client:
             self.key_count = client.count_keys()
             self.revision = client.revision()
@@ -265,21 +241,16 @@ class RestoreWorkflow:
     # -- cleanup --
     def cleanup(self) -> str:
         removed: list[str] = []
-        if self.cluster.remote and not self.keep_old:
-            dropped = in_parallel(list(self.cluster.spec.members),
-                                         lambda m: deploy.drop_pre_restore(self.cluster, m))
-            removed += [m.name for m, d in zip(self.cluster.spec.members, dropped, strict=True)
-                        if d]
-        members_root = self.cluster.dir.root / "members"
-        wanted = {m.name for m in self.cluster.spec.members}
-        for old in members_root.glob(f"*/data{PRE_RESTORE_SUFFIX}"):
-            if not self.keep_old:
-                shutil.rmtree(old)
-                removed.append(old.parent.name)
-        for member_dir in members_root.iterdir() if members_root.exists() else []:
-            if member_dir.name not in wanted and not self.keep_old:
-                shutil.rmtree(member_dir)  # a member of the replaced cluster
-        self.plan_path.unlink(missing_ok=True)
+        members = list(self.cluster.spec.members)
+        if not self.keep_old:
+            dropped = in_parallel(members, lambda m: self.cluster.target.drop_pre_restore(m.name))
+            removed += [m.name for m, d in zip(members, dropped, strict=True) if d]
+            members_root = self.cluster.dir.root / "members"
+            wanted = {m.name for m in members}
+            for member_dir in members_root.iterdir() if members_root.exists() else []:
+                if member_dir.name not in wanted:
+                    shutil.rmtree(member_dir)  # a member of the replaced cluster
+        _plan_path(self.cluster).unlink(missing_ok=True)
         if self.keep_old:
             return "kept old data dirs (*.pre-restore)"
         return f"removed old data of {', '.join(sorted(removed))}" if removed else UNCHANGED
@@ -300,11 +271,11 @@ def restore(
     mark_compacted: bool = False,
 ) -> RestoreResult:
     check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
-    workflow = RestoreWorkflow(cluster, plan, keep_old=keep_old,
-                               bump_revision=bump_revision, mark_compacted=mark_compacted)
     with locked(cluster.dir):
-        outcomes = run_phases(workflow.phases(), cluster.context.progress)
-    return RestoreResult(cluster.spec.name, workflow.up.cluster_id, plan.verified.path,
-                         workflow.revision, workflow.key_count, tuple(outcomes),
-                         tuple(workflow.changes))
-
+        restore_plan, note = make_plan(cluster, plan, bump_revision=bump_revision,
+                                       mark_compacted=mark_compacted)
+        workflow = RestoreWorkflow(cluster, plan, restore_plan, keep_old=keep_old)
+        outcomes = run_phases(workflow.phases(note), cluster.context.progress)
+    return RestoreResult(cluster.spec.name, workflow.record.cluster_id or "",
+                         plan.verified.path, workflow.revision, workflow.key_count,
+                         tuple(outcomes), tuple(workflow.changes))

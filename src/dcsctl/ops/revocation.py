@@ -22,7 +22,6 @@ from dcsctl import pki
 from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
-from dcsctl.ops import deploy
 from dcsctl.ops.context import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
 
@@ -72,7 +71,7 @@ def publish(cluster: Cluster) -> None:
         staged = Path(cluster.dir.layout(member.name).crl)
         if staged.parent.exists():
             cluster.host.write(staged, crl, PUBLIC)
-            deploy.sync_tls(cluster, member)
+            cluster.target.sync_tls(member.name)
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,15 @@ from pathlib import Path
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError, NotFound
-from dcsctl.etcd.client import ClientTls, served_certificate
+from dcsctl.etcd.tls import served_certificate
 from dcsctl.files import atomic_write
 from dcsctl.identity import Identity
-from dcsctl.ops import deploy, revocation
 from dcsctl.ops import patroni as patroni_ops
+from dcsctl.ops import revocation
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.lifecycle import UpWorkflow
-from dcsctl.ops.maintenance import restart_members
 from dcsctl.ops.rekey import KeyRotation, rekey_patroni
-from dcsctl.ops.runtime import as_saved
+from dcsctl.ops.runtime import MemberRuntime, as_saved
 from dcsctl.state import PRIVATE, PUBLIC, locked
 from dcsctl.wait import wait_until
 
@@ -88,9 +86,7 @@ def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateR
 
 
 def _served_serial(cluster: Cluster, member_name: str) -> int | None:
-    admin, trusted = cluster.dir.admin(), cluster.dir.trusted_cas()
-    assert admin is not None and trusted is not None
-    tls = ClientTls(trusted, admin.cert_pem, admin.key_pem, cluster.spec.shared_dns_name)
+    tls = cluster.admin_tls()
     endpoint = cluster.spec.client_url(cluster.spec.member(member_name))
     try:
         return pki.serial_number(served_certificate(endpoint, tls))
@@ -108,8 +104,7 @@ def _reissue_leaves(cluster: Cluster, ca: Identity) -> list[str]:
     """New certificates (same keys) for the admin and every member, one member at a time,
     each confirmed by a fresh TLS handshake presenting the new serial."""
     directory, policy, now = cluster.dir, cluster.spec.tls, cluster.context.clock()
-    admin = directory.admin()
-    assert admin is not None
+    admin = directory.required(directory.admin(), "admin certificate")
     renewed_admin = pki.issue(ca, pki.Role.ADMIN, common_name="root", sans=pki.SubjectAltNames(),
                               key_type=policy.key_type, days=policy.leaf_days, now=now,
                               key_pem=admin.key_pem)
@@ -122,7 +117,7 @@ def _reissue_leaves(cluster: Cluster, ca: Identity) -> list[str]:
                             sans=member_sans(cluster.spec, member), key_type=policy.key_type,
                             days=policy.leaf_days, now=now, key_pem=key_pem)
         atomic_write(Path(layout.cert), renewed.cert_pem, PUBLIC)
-        deploy.sync_tls(cluster, member)
+        cluster.target.sync_tls(member.name)
         _await_serial(cluster, member.name, pki.serial_number(renewed.cert_pem))
         done.append(member.name)
     return done
@@ -152,12 +147,11 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
     replaced certificates revoked; Patroni bundles too with `patroni`."""
     cluster = as_saved(cluster)
     with locked(cluster.dir):
-        ca = cluster.dir.ca()
-        assert ca is not None
+        ca = cluster.dir.required(cluster.dir.ca(), "CA")
         keys = KeyRotation(cluster, ca)
         keys.admin()
         keys.stage_jwt()
-        restart_members(cluster, UpWorkflow(cluster), while_stopped=keys.member_while_stopped)
+        MemberRuntime(cluster).restart_all(keys.member_while_stopped)
         bundles = rekey_patroni(cluster) if patroni else _reissue_patroni(cluster)
     note = f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
     if patroni:
@@ -170,8 +164,7 @@ def rotate_leaves(cluster: Cluster) -> RotationResult:
     """Certificates only (same keys, no restart): `certs rotate --keep-keys`."""
     cluster = as_saved(cluster)
     with locked(cluster.dir):
-        ca = cluster.dir.ca()
-        assert ca is not None
+        ca = cluster.dir.required(cluster.dir.ca(), "CA")
         renewed = _reissue_leaves(cluster, ca)
     bundles = _reissue_patroni(cluster)
     return RotationResult(tuple(renewed), bundles, True, "no member was restarted")
@@ -184,7 +177,7 @@ def _rotation_state(cluster: Cluster) -> Path:
 def _write_member_trust(cluster: Cluster, bundle: bytes) -> None:
     for member in cluster.spec.members:
         atomic_write(Path(cluster.dir.layout(member.name).ca_cert), bundle, PUBLIC)
-        deploy.sync_tls(cluster, member)
+        cluster.target.sync_tls(member.name)
 
 
 def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
@@ -198,10 +191,9 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
     directory = cluster.dir
     next_cert, next_key = directory.pki_dir / "ca-next.crt", directory.pki_dir / "ca-next.key"
     state_path = _rotation_state(cluster)
-    workflow = UpWorkflow(cluster)
+    runtime = MemberRuntime(cluster)
     with locked(directory):
-        old = directory.ca()
-        assert old is not None
+        old = directory.required(directory.ca(), "CA")
         step = json.loads(state_path.read_text())["step"] if state_path.exists() else "begin"
         if step == "begin":
             policy, now = cluster.spec.tls, cluster.context.clock()
@@ -217,7 +209,7 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             keys = KeyRotation(cluster, old)
             keys.admin()
             keys.stage_jwt()
-            restart_members(cluster, workflow, while_stopped=keys.member_while_stopped)
+            runtime.restart_all(keys.member_while_stopped)
             atomic_write(state_path, json.dumps({"step": "trusting-both"}).encode(), PRIVATE)
             step = "trusting-both"
         new_ca = directory.load_identity(next_cert, next_key) or old
@@ -241,7 +233,7 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
         revocation.publish(cluster)
         _write_member_trust(cluster, new_ca.cert_pem)
         directory.trust_bundle.unlink(missing_ok=True)
-        restart_members(cluster, workflow)
+        runtime.restart_all()
         next_cert.unlink(missing_ok=True)
         next_key.unlink(missing_ok=True)
         state_path.unlink(missing_ok=True)

@@ -1,9 +1,13 @@
 """What every workflow needs to run members: start one from the configuration on its
-host, wait until members are healthy (naming the sick one, with its log), order members
-followers first and the leader last, and find the cluster the state dir really holds."""
+host, wait until members are healthy (naming the sick one, with its log), restart them
+one at a time and stop them all (followers first, the leader last), and find the cluster
+the state dir really holds."""
 
 from __future__ import annotations
 
+import concurrent.futures
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import PurePath
 
 from dcsctl import render, spec
@@ -56,12 +60,66 @@ def ordered_members(cluster: Cluster, client: EtcdClient) -> list[tuple[Member, 
     return sorted(ordered, key=lambda pair: pair[1].is_leader)
 
 
+@dataclass(frozen=True)
+class DownResult:
+    stopped: tuple[str, ...]
+    already_stopped: tuple[str, ...]
+
+
+def _leader_name(cluster: Cluster) -> str | None:
+    if cluster.dir.admin() is None:
+        return None
+    with cluster.admin_client(timeout=1.0) as client:
+        statuses = client.statuses()
+    for member, state in zip(cluster.spec.members, statuses, strict=True):
+        if isinstance(state, EndpointStatus) and state.is_leader:
+            return member.name
+    return None
+
+
+def _stop_all(cluster: Cluster, names: list[str]) -> dict[str, bool]:
+    if not names:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda n: cluster.service(n).stop(), names), strict=True))
+
+
+def stop_members(cluster: Cluster) -> DownResult:
+    """Stop the members (the caller holds the cluster lock).
+
+    Followers go first and the leader last: a leader stopped while its peers are still up
+    tries to hand over leadership, and if they are stopping too it waits out the full
+    request timeout (~7 s) before it exits.
+    """
+    names = [m.name for m in cluster.spec.members]
+    leader = _leader_name(cluster)
+    results = _stop_all(cluster, [n for n in names if n != leader])
+    results |= _stop_all(cluster, [n for n in names if n == leader])
+    return DownResult(
+        tuple(n for n in names if results[n]), tuple(n for n in names if not results[n])
+    )
+
 
 class MemberRuntime:
     """Starting members and waiting for them, for one cluster."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        # Running members to restart at the next start phase (a new binary, new settings).
+        self.pending: frozenset[str] = frozenset()
+
+    def restart_later(self, names: Iterable[str]) -> None:
+        self.pending |= frozenset(names)
+
+    def started(self) -> bool:
+        """The start phase's check: nothing to restart, every member running."""
+        return not self.pending and self.all_running()
+
+    def start(self) -> str:
+        """The start phase: the pending restarts, then every member not running."""
+        started = self.start_all(self.pending)
+        self.pending = frozenset()
+        return started
 
     def start_member(self, member: spec.Member, executable: PurePath | None = None) -> None:
         """Start the member from the configuration on its host (`executable`: another
@@ -73,7 +131,50 @@ class MemberRuntime:
                               fix="run `dcsctl up` (its config phase writes it)")
         environment = render.parse_env_file(content)
         self.cluster.service(member.name).start(
-            executable or self.cluster.etcd_executable(member.name), environment)
+            executable or self.cluster.target.etcd_executable(member.name), environment)
+
+    def start_all(self, restart: Iterable[str]) -> str:
+        """Restart the members named (one at a time, each healthy before the next, so the
+        cluster keeps quorum), then start every member that is not running."""
+        started = []
+        for name in sorted(restart):
+            member = self.cluster.spec.member(name)
+            self.cluster.service(name).stop()
+            self.start_member(member)
+            self.wait_healthy([member])
+            started.append(f"{name} (restarted)")
+        for member in self.cluster.spec.members:
+            if not self.cluster.service(member.name).is_active():
+                self.start_member(member)
+                started.append(member.name)
+        return "started " + ", ".join(started)
+
+    def all_running(self) -> bool:
+        return all(self.cluster.service(m.name).is_active() for m in self.cluster.spec.members)
+
+    def health(self) -> str:
+        members = list(self.cluster.spec.members)
+        self.wait_healthy(members)
+        return f"{len(members)} of {len(members)} healthy"
+
+    def restart_all(self, while_stopped: Callable[[spec.Member], None] | None = None
+                    ) -> tuple[str, ...]:
+        """A rolling restart, followers first and the leader last after handing over
+        leadership (the caller holds the cluster lock). `while_stopped` changes a
+        member's files between its stop and its start (a key rotation)."""
+        cluster = self.cluster
+        with cluster.admin_client() as client:
+            ordered = ordered_members(cluster, client)
+        for member, status in ordered:
+            if status.is_leader and len(ordered) > 1:
+                with cluster.admin_client() as client:
+                    client.move_leader(cluster.spec.client_url(member), ordered[0][1].member_id)
+            cluster.service(member.name).stop()
+            if while_stopped is not None:
+                while_stopped(member)
+            self.start_member(member)
+            self.wait_healthy(list(cluster.spec.members))
+        return tuple(m.name for m, _ in ordered)
 
     def wait_healthy(self, members: list[spec.Member]) -> None:
         endpoints = [self.cluster.spec.client_url(m) for m in members]

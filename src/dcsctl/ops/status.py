@@ -111,12 +111,12 @@ class _PidLookup:
 
 
 def _pid_lookups(cluster: Cluster) -> dict[str, _PidLookup]:
-    source = cluster
-    if cluster.remote:
-        ssh = cluster.spec.ssh
-        quick = ssh.model_copy(update={"connect_timeout_s": min(
-            ssh.connect_timeout_s, int(STATUS_SSH_TIMEOUT_S))})
-        source = cluster.context.cluster(cluster.spec.model_copy(update={"ssh": quick}))
+    """Asked through a copy of the cluster whose SSH settings (if it uses any) give up
+    connecting after STATUS_SSH_TIMEOUT_S."""
+    ssh = cluster.spec.ssh
+    quick = ssh.model_copy(update={"connect_timeout_s": min(
+        ssh.connect_timeout_s, int(STATUS_SSH_TIMEOUT_S))})
+    source = cluster.context.cluster(cluster.spec.model_copy(update={"ssh": quick}))
     return {m.name: _PidLookup(source, m.name) for m in cluster.spec.members}
 
 

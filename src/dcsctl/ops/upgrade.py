@@ -21,11 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from dcsctl import spec as spec_module
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, UsageError
-from dcsctl.etcd import binaries
-from dcsctl.etcd.client import cluster_version, metrics_text
 from dcsctl.etcd.model import EndpointStatus
+from dcsctl.etcd.tls import cluster_version, metrics_text
 from dcsctl.etcd.versions import (
     SNAPSHOT_ON_3_6_BEFORE,
     V2STORE_CHECK_BEFORE,
@@ -33,11 +31,13 @@ from dcsctl.etcd.versions import (
     downgrade_problem,
     upgrade_problem,
 )
-from dcsctl.ops import backup, deploy, install
+from dcsctl.ops import backup
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.provision import member_settings
 from dcsctl.ops.runtime import MemberRuntime, as_saved, ordered_members
-from dcsctl.spec import InstallMethod, Member
-from dcsctl.state import PUBLIC, ClusterRecord, locked
+from dcsctl.spec import Member
+from dcsctl.state import ClusterRecord, locked
+from dcsctl.targets.protocol import SameVersion
 from dcsctl.wait import wait_until
 
 CLUSTER_VERSION_TIMEOUT_S = 60.0  # etcd's leader re-decides the cluster version every ~5 s
@@ -81,13 +81,10 @@ def check_upgrade_path(running: dict[str, Version], wanted: Version) -> None:
 
 # -- the one rolling replacement --
 
-Install = Callable[[Member], None]
-
-
 def _v2store_check(cluster: Cluster, member: Member) -> None:
     """etcd 3.6 drops the v2 store: `etcdutl check v2store` (a 3.5 tool, run with the
     member's current etcdutl while it is stopped) must find no v2 content first."""
-    etcdutl = cluster.running_executable(member.name).parent / "etcdutl"
+    etcdutl = cluster.target.running_executable(member.name).parent / "etcdutl"
     data_dir = cluster.layout(member.name).data_dir
     result = cluster.host_of(member.name).run(
         [str(etcdutl), "check", "v2store", "--data-dir", str(data_dir)])
@@ -111,9 +108,8 @@ def _snapshot_on_current_version(before: Cluster, member: Member, executable: Pu
     """Start the stopped member once more on its current etcd with snapshot-count 1, so it
     saves a raft snapshot at once and its WAL no longer begins with entries that the next
     version cannot replay; then stop it again."""
-    host, config = before.host_of(member.name), before.layout(member.name).config
-    host.write(config, deploy.member_settings(before, member, record, {"snapshot-count": "1"}),
-               PUBLIC, "root:root")
+    before.target.write_config(member.name,
+                               member_settings(before, member, record, {"snapshot-count": "1"}))
     runtime = MemberRuntime(before)
     runtime.start_member(member, executable)
     runtime.wait_healthy([member])
@@ -135,13 +131,35 @@ def _snapshot_on_current_version(before: Cluster, member: Member, executable: Pu
     before.service(member.name).stop()
 
 
+HASH_TIMEOUT_S = 30.0
+
+
 def _hashes_agree(cluster: Cluster) -> None:
-    """Every member holds the same key-value store (hashkv at one past revision)."""
+    """Every member holds the same key-value store (hashkv at one past revision). A
+    member that has just started may not have applied that revision yet ("required
+    revision is a future revision"): it is asked again until it has."""
+    hashes: dict[str, tuple[int, int]] = {}
+    last = ""
     with cluster.admin_client(timeout=10.0) as client:
         revision = client.revision()
-        hashes = {m.name: client.hash_kv(cluster.spec.client_url(m), revision)
-                  for m in cluster.spec.members}
-    if len(set(hashes.values())) > 1:
+
+        def all_hashed() -> bool:
+            nonlocal last
+            for member in cluster.spec.members:
+                if member.name not in hashes:
+                    try:
+                        hashes[member.name] = client.hash_kv(cluster.spec.client_url(member),
+                                                             revision)
+                    except DcsctlError as exc:
+                        if "future revision" not in exc.message:
+                            raise
+                        last = exc.message
+                        return False
+            return True
+
+        wait_until(all_hashed, timeout=cluster.context.deadline(HASH_TIMEOUT_S),
+                   what=f"members did not reach revision {revision}", last_error=lambda: last)
+    if len({hashes[m.name] for m in cluster.spec.members}) > 1:
         raise ClusterUnhealthy(
             f"members disagree on the store at revision {revision}: "
             + ", ".join(f"{n} {h:x}/{c}" for n, (h, c) in hashes.items()),
@@ -168,10 +186,10 @@ def _wait_cluster_version(cluster: Cluster, line: str) -> str:
     return seen
 
 
-def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
-                     install_on: Install | None) -> tuple[str, ...]:
+def replace_binaries(before: Cluster, after: Cluster, wanted: Version) -> tuple[str, ...]:
     """Move each member still on another version to `wanted`, one at a time, leader last.
-    `before` is the cluster as it runs, `after` the same cluster with the new binaries."""
+    `before` is the cluster as it runs, `after` the same cluster with the new binaries
+    (its target puts them on each host just before the member starts again)."""
     runtime = MemberRuntime(after)
     record = after.dir.record()
     with before.admin_client() as client:
@@ -185,7 +203,7 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
         if status.is_leader and len(ordered) > 1:
             with before.admin_client() as client:
                 client.move_leader(before.spec.client_url(member), ordered[0][1].member_id)
-        executable = before.running_executable(member.name)
+        executable = before.target.running_executable(member.name)
         before.service(member.name).stop()
         if current < SNAPSHOT_ON_3_6_BEFORE <= wanted:
             _snapshot_on_current_version(before, member, executable, record)
@@ -195,12 +213,8 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
             except DcsctlError:
                 MemberRuntime(before).start_member(member, executable)  # back as it was
                 raise
-        if install_on is not None:
-            install_on(member)
-        after.remember_version(member.name, wanted)
-        after.host_of(member.name).write(
-            after.layout(member.name).config,
-            deploy.member_settings(after, member, record), PUBLIC, "root:root")
+        after.target.install(member.name)
+        after.target.write_config(member.name, member_settings(after, member, record))
         runtime.start_member(member)
         runtime.wait_healthy(list(after.spec.members))
         _hashes_agree(after)
@@ -209,18 +223,19 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
 
 
 def roll(before: Cluster, after: Cluster, wanted: Version, *,
-         install_on: Install | None = None, downgrading: bool = False) -> UpgradeResult:
+         downgrading: bool = False) -> UpgradeResult:
     """Snapshot, then replace_binaries, then wait for the cluster version (the caller
     holds the cluster lock)."""
     running = running_versions(before)
     if not downgrading:
         check_upgrade_path(running, wanted)
+    after.target.prepare_install()  # e.g. a release fetched and checked before any stop
     oldest = min(running.values())
     snapshot = None
     if set(running.values()) != {wanted}:
         snapshot = backup.take(before).backup.path
         before.context.progress.message(f"snapshot before the change: {snapshot}")
-    moved = replace_binaries(before, after, wanted, install_on)
+    moved = replace_binaries(before, after, wanted)
     version = _wait_cluster_version(after, wanted.line) if moved else ""
     return UpgradeResult(str(oldest), str(wanted), moved, snapshot, version)
 
@@ -235,58 +250,19 @@ def parse_version(text: str) -> Version:
                          fix="name a release such as 3.6.16 (see `dcsctl status`)") from exc
 
 
-def _lab_target(cluster: Cluster, wanted: Version, bin_dir: Path | None, *,
-                same: Callable[[Version], bool]) -> Cluster:
-    """The lab cluster with its spec's etcd.bin_dir pointing at the new binaries, which
-    must be `same` as what was asked for."""
-    directory = bin_dir or (Path(cluster.spec.etcd.bin_dir) if cluster.spec.etcd.bin_dir
-                            else None)
-    if directory is None:
-        raise DcsctlError(f"where is etcd {wanted}?",
-                          fix=f"pass --bin-dir DIR (a folder with etcd {wanted}'s etcd, "
-                          "etcdctl and etcdutl)")
-    found = binaries.find(str(directory), cluster.context.environ)
-    if not same(found.version):
-        raise EnvironmentProblem(f"{found.etcd} is etcd {found.version}, not {wanted}",
-                                 fix=f"point --bin-dir at an etcd {wanted} install")
-    raw = spec_module.digest_source(cluster.spec)
-    raw.setdefault("etcd", {})["bin_dir"] = str(directory)
-    return cluster.context.cluster(spec_module.from_mapping(raw, source="the changed spec"))
-
-
-def _ssh_target(cluster: Cluster, wanted: Version) -> tuple[Cluster, Install]:
-    """An SSH cluster changes version through its spec: install.method release naming
-    the new tarball; each host gets it just before its member restarts."""
-    settings = cluster.spec.install
-    if settings.method is not InstallMethod.RELEASE or install.release_version(
-            settings) != wanted:
-        raise DcsctlError(
-            f"the spec does not name etcd {wanted}'s release",
-            fix=f"set install: {{method: release, tarball: <etcd-v{wanted}-linux-amd64.tar.gz>, "
-            "sha256: <from SHA256SUMS>}} in the spec and pass it with -f",
-        )
-    install.release_tarball(cluster)  # fetched and checked once, before any member stops
-
-    def install_on(member: Member) -> None:
-        install.ensure_installed(cluster, member)
-
-    return cluster, install_on
-
-
-def _target(cluster: Cluster, wanted: Version, bin_dir: Path | None, *,
-            same: Callable[[Version], bool]) -> tuple[Cluster, Install | None]:
-    if cluster.remote:
-        return _ssh_target(cluster, wanted)
-    return _lab_target(cluster, wanted, bin_dir, same=same), None
+def _changed(cluster: Cluster, before: Cluster, wanted: Version, bin_dir: Path | None,
+             same: SameVersion) -> Cluster:
+    """The cluster as it will run etcd `wanted`: its target says how its spec names it."""
+    return cluster.context.cluster(before.target.with_version(cluster.spec, wanted, bin_dir,
+                                                              same))
 
 
 def upgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> UpgradeResult:
     before = as_saved(cluster)
     wanted = parse_version(to)
-    after, install_on = _target(cluster if cluster.remote else before, wanted, bin_dir,
-                                same=lambda found: found == wanted)
+    after = _changed(cluster, before, wanted, bin_dir, lambda found: found == wanted)
     with locked(before.dir):
-        result = roll(before, after, wanted, install_on=install_on)
+        result = roll(before, after, wanted)
         after.dir.save_spec(after.spec)
     return result
 
@@ -306,10 +282,9 @@ def downgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> Upgr
         raise DcsctlError(f"refusing to downgrade etcd {current} to {to}: {problem}",
                           fix="downgrade one minor at a time, from etcd 3.6 or newer")
     wanted = parse_version(to if to.count(".") == 2 else f"{to}.0")
-    after, install_on = _target(cluster if cluster.remote else before, wanted, bin_dir,
-                                same=lambda found: found.line == target_line)
-    if not after.remote:
-        wanted = after.binaries.version  # --to 3.6: whichever 3.6 --bin-dir holds
+    after = _changed(cluster, before, wanted, bin_dir,
+                     lambda found: found.line == target_line)
+    wanted = after.target.wanted_version() or wanted  # --to 3.6: whichever 3.6 it names
     with locked(before.dir):
         snapshot = backup.take(before).backup.path
         before.context.progress.message(f"snapshot before the downgrade: {snapshot}")
@@ -317,7 +292,7 @@ def downgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> Upgr
             client.downgrade("validate", target_line)
             client.downgrade("enable", target_line)
         _wait_storage_version(before, target_line)
-        result = roll(before, after, wanted, install_on=install_on, downgrading=True)
+        result = roll(before, after, wanted, downgrading=True)
         _wait_downgrade_finished(after)
         after.dir.save_spec(after.spec)
     return UpgradeResult(str(current), str(wanted), result.upgraded, snapshot,

@@ -105,7 +105,7 @@ class ProcessService:
         """Spawn etcd detached from our session, with only the given environment.
 
         The environment is built from the member's config alone: nothing of the user's
-        shell (ETCDCTL_PASSWORD and the like) leaks into etcd (lab-defects.md 13).
+        shell (ETCDCTL_PASSWORD and the like) leaks into etcd (docs/guide-defects.md 13).
         """
         running = self.running_pid()
         if running is not None:

@@ -1,20 +1,21 @@
-"""SSH clusters: etcd on every host — Debian's packages, an official release tarball
+"""SSH hosts: etcd on every host — Debian's packages, an official release tarball
 checked by sha256, or what is already there — and the service user it runs as.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dcsctl import releases, spec
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import RECOMMENDED, Version, refusal, warnings
-from dcsctl.hosts.protocol import UNCHANGED_EXIT
-from dcsctl.ops.context import Cluster
-from dcsctl.ops.on_hosts import check, raise_unless_ok
+from dcsctl.hosts.protocol import UNCHANGED_EXIT, Host
 from dcsctl.spec import InstallMethod
 from dcsctl.state import PUBLIC
+from dcsctl.targets.data_dir import raise_unless_ok
+from dcsctl.targets.protocol import Installed
+from dcsctl.targets.ssh.files import Place
 
 # Debian starts a package's service on install; policy-rc.d answering 101 forbids it, so
 # the package's own etcd (with its own data dir) never runs next to ours.
@@ -77,21 +78,20 @@ class InstallState:
     package: str = ""  # the version of Debian's etcd-server package, if installed
 
 
-def superseded_package(cluster: Cluster, member: spec.Member, state: InstallState) -> str:
+def superseded_package(place: Place, state: InstallState) -> str:
     """A warning when Debian's etcd package lingers on a host that runs a release tarball
     (an upgrade from `install: apt`): two etcd binaries, and `etcdctl` on PATH is the old."""
-    if cluster.spec.install.method is not InstallMethod.RELEASE or not state.package:
+    if place.spec.install.method is not InstallMethod.RELEASE or not state.package:
         return ""
-    return (f"{member.name}: Debian's etcd-server {state.package} is still installed "
+    return (f"{place.member.name}: Debian's etcd-server {state.package} is still installed "
             f"(/usr/bin/etcd, /usr/bin/etcdctl) beside the release in "
-            f"{cluster.spec.remote_bin_dir()}; the unit runs the release: remove the package "
+            f"{place.spec.remote_bin_dir()}; the unit runs the release: remove the package "
             "with `apt-get remove etcd-server etcd-client` on that host")
 
 
-def install_state(cluster: Cluster, member: spec.Member) -> InstallState:
-    etcd = cluster.host_paths(member.name).etcd
-    result = cluster.host_of(member.name).run(
-        ["sh", "-c", INSTALL_PROBE, "sh", str(etcd), cluster.spec.service.user])
+def install_state(place: Place) -> InstallState:
+    result = place.host.run(
+        ["sh", "-c", INSTALL_PROBE, "sh", str(place.paths.etcd), place.spec.service.user])
     version_line, _, rest = result.stdout.partition("--\n")
     user, _, package = rest.partition("--\n")
     try:
@@ -99,14 +99,6 @@ def install_state(cluster: Cluster, member: spec.Member) -> InstallState:
     except ValueError:
         version = None
     return InstallState(version, user.strip() == "user", package.strip())
-
-
-@dataclass(frozen=True)
-class InstallOutcome:
-    note: str
-    version: Version
-    replaced: bool  # etcd's binary changed: a running member must restart to use it
-    state: InstallState  # the host after the install
 
 
 def release_version(settings: spec.InstallSettings) -> Version:
@@ -119,59 +111,62 @@ def release_version(settings: spec.InstallSettings) -> Version:
     return Version.parse(named)
 
 
-def wanted_version(cluster: Cluster) -> Version | None:
-    if cluster.spec.install.method is InstallMethod.RELEASE:
-        return release_version(cluster.spec.install)
+def wanted_version(cluster_spec: spec.ClusterSpec) -> Version | None:
+    if cluster_spec.install.method is InstallMethod.RELEASE:
+        return release_version(cluster_spec.install)
     return None
 
 
-def release_tarball(cluster: Cluster) -> Path:
+def release_tarball(settings: spec.InstallSettings, cache: Path) -> Path:
     """The release tarball in the control machine's cache, checked against its sha256."""
-    settings = cluster.spec.install
-    assert settings.tarball is not None and settings.sha256 is not None  # spec validated
-    return releases.fetch(settings.tarball, settings.sha256,
-                          cluster.context.home / ".cache" / "releases")
+    if settings.tarball is None or settings.sha256 is None:
+        raise DcsctlError("install.method release names no tarball and sha256",
+                          fix="set install.tarball and install.sha256 in the spec")
+    return releases.fetch(settings.tarball, settings.sha256, cache)
 
 
-def ensure_installed(cluster: Cluster, member: spec.Member,
-                     state: InstallState | None = None) -> InstallOutcome:
-    """etcd present (per install method) and the service user existing."""
-    host = cluster.host_of(member.name)
-    method = cluster.spec.install.method
+def _check(host: Host, argv: list[str]) -> None:
+    """Run a long host command (installs), raising when it fails."""
+    result = host.run(argv, timeout=900)
+    raise_unless_ok(host, result.ok, f"`{' '.join(argv[:2])} …`", result.stderr)
+
+
+def ensure_installed(place: Place, cache: Path,
+                     state: InstallState) -> tuple[Installed, InstallState]:
+    """etcd present (per install method) and the service user existing; and the host's
+    state afterwards."""
+    host, member = place.host, place.member
+    method = place.spec.install.method
     notes = []
-    state = state or install_state(cluster, member)
-    wanted = wanted_version(cluster)
+    wanted = wanted_version(place.spec)
     if method is InstallMethod.APT and state.version is None:
-        check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])
+        _check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])
         notes.append("apt etcd-server etcd-client")
     elif method is InstallMethod.RELEASE and state.version != wanted:
-        tarball = release_tarball(cluster)
-        remote = cluster.host_paths(member.name).tarball_cache / tarball.name
+        tarball = release_tarball(place.spec.install, cache)
+        remote = place.paths.tarball_cache / tarball.name
         host.write(remote, tarball.read_bytes(), PUBLIC, "root:root")
-        bin_dir = cluster.host_paths(member.name).etcd.parent
-        check(host, ["sh", "-c", RELEASE_SCRIPT, "sh", str(remote), str(bin_dir)])
+        _check(host, ["sh", "-c", RELEASE_SCRIPT, "sh", str(remote), str(place.paths.etcd.parent)])
         notes.append(f"etcd {wanted} from {tarball.name}")
-    final = install_state(cluster, member) if notes else state
+    final = install_state(place) if notes else state
     version = final.version
     if version is None:
         raise EnvironmentProblem(
-            f"{member.name}: no working etcd at {cluster.host_paths(member.name).etcd}",
+            f"{member.name}: no working etcd at {place.paths.etcd}",
             fix="install etcd there, or choose install.method apt or release in the spec",
         )
     if (ruled_out := refusal(version)) is not None:
         raise EnvironmentProblem(f"{member.name}: etcd {version} {ruled_out.problem}",
                                  fix=f"install etcd {RECOMMENDED} or newer")
-    user = cluster.spec.service.user
+    user = place.spec.service.user
     if not state.user_exists:
-        result = host.run(["sh", "-c", USER_SCRIPT, "sh", user,
-                           str(cluster.layout(member.name).data_dir)])
+        result = host.run(["sh", "-c", USER_SCRIPT, "sh", user, str(place.layout.data_dir)])
         if result.returncode != UNCHANGED_EXIT:
             raise_unless_ok(host, result.ok, f"creating user {user}", result.stderr)
             notes.append(f"user {user}")
+        final = replace(final, user_exists=True)
     note = f"{member.name}: " + ", ".join(notes) if notes else ""
-    return InstallOutcome(note, version, version != state.version, final)
-
-
-def version_warnings(versions: dict[str, Version]) -> list[str]:
-    return [f"{name}: {warning}" for name, version in sorted(versions.items())
-            for warning in warnings(version)]
+    found = [f"{member.name}: {warning}" for warning in warnings(version)]
+    if superseded := superseded_package(place, final):
+        found.append(superseded)
+    return Installed(note, version, version != state.version, tuple(found)), final

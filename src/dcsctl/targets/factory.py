@@ -1,0 +1,71 @@
+"""The one place that knows which kinds of target exist and picks one from the spec.
+
+A new kind of place for members (a local systemd host, a container) is a class that
+satisfies `targets.protocol.Target`, a value in `spec.Target`, and one entry in `_KINDS`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dcsctl.errors import DcsctlError
+from dcsctl.etcd.binaries import Binaries
+from dcsctl.services.protocol import Service
+from dcsctl.spec import ClusterSpec
+from dcsctl.spec import Target as TargetKind
+from dcsctl.state import ClusterDir
+from dcsctl.targets.protocol import Target
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What a target may need from the control machine."""
+
+    directory: ClusterDir
+    binaries: Callable[[], Binaries]  # the etcd found on this machine, found once
+    environ: Mapping[str, str]
+    release_cache: Path
+
+
+# Each kind's module is imported when a spec names it: a lab command never loads the
+# SSH adapters (start-up time of every dcsctl run).
+def _lab(spec: ClusterSpec, around: Surroundings) -> Target:
+    from dcsctl.targets.lab import LabTarget
+
+    return LabTarget(spec, around.directory, around.binaries, around.environ)
+
+
+def _ssh(spec: ClusterSpec, around: Surroundings) -> Target:
+    from dcsctl.targets.ssh.target import SshTarget
+
+    return SshTarget(spec, around.directory, around.release_cache)
+
+
+_KINDS: dict[TargetKind, Callable[[ClusterSpec, Surroundings], Target]] = {
+    TargetKind.LAB: _lab,
+    TargetKind.SSH: _ssh,
+}
+
+
+def target_for(spec: ClusterSpec, around: Surroundings) -> Target:
+    return _KINDS[spec.target](spec, around)
+
+
+class LocalProcess(Service, Protocol):
+    """A member that is a process of this machine, which a fault test may signal."""
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None: ...
+
+
+def local_process(target: Target, member: str) -> LocalProcess:
+    """A lab member's process (fault tests kill it directly)."""
+    from dcsctl.targets.lab import LabTarget
+
+    if not isinstance(target, LabTarget):
+        raise DcsctlError(f"{member} is not a process of this machine",
+                          fix="only lab members can be signalled directly")
+    return target.process(member)

@@ -1,0 +1,205 @@
+"""What a cluster needs from the place its members run, whatever that place is.
+
+`ops/` speaks only to this protocol; `targets.factory.target_for` is the one place that
+knows which class stands behind it. A new init system or a new kind of place (a local
+systemd host, a container) is one new class here and one choice in the factory.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Protocol
+
+from dcsctl import render
+from dcsctl.etcd.versions import Version
+from dcsctl.hosts.protocol import Host
+from dcsctl.services.protocol import Service
+from dcsctl.spec import ClusterSpec, Member
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    member: str
+    name: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""  # what to do about a FAIL, for the error `up` raises
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    checks: tuple[Check, ...]
+    summary: str = ""  # one line for `up`'s preflight phase
+
+    @property
+    def failed(self) -> bool:
+        return any(c.verdict is Verdict.FAIL for c in self.checks)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """etcd on one member's host after `install`."""
+
+    note: str  # what was done ("" when nothing)
+    version: Version
+    replaced: bool  # etcd's binary changed: a running member must restart to use it
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Written:
+    """A member's files brought to the spec."""
+
+    changed: tuple[str, ...]  # the paths written
+    previous_config: bytes | None  # the configuration replaced, when it changed
+    restart: bool = False  # something only read at start-up changed besides the config
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    action: str  # create | update | unchanged
+    diff: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    member: str
+    destination: str
+    install: str
+    files: tuple[FileChange, ...]
+    service: str
+
+    @property
+    def changes(self) -> bool:
+        return (not self.install.startswith("=") or not self.service.startswith("=")
+                or any(f.action != "unchanged" for f in self.files))
+
+
+# Another etcd than the spec's: does a found version match the one asked for?
+SameVersion = Callable[[Version], bool]
+
+
+class Target(Protocol):
+    """The place a cluster's members run, seen from the control machine."""
+
+    spec: ClusterSpec
+    preflight_scope: str  # what `up`'s preflight phase looks at, in a few words
+
+    # -- where things are --
+    def layout(self, member: str) -> render.MemberLayout:
+        """Where the member's configuration, certificates and data live on its host."""
+        ...
+
+    def host(self, member: str) -> Host:
+        """The machine that runs the member."""
+        ...
+
+    def service(self, member: str) -> Service:
+        """What starts and stops the member's etcd."""
+        ...
+
+    # -- etcd binaries --
+    def wanted_version(self) -> Version | None:
+        """The etcd version the spec calls for, if it names one."""
+        ...
+
+    def installed_version(self, member: str) -> Version | None:
+        """The etcd the member runs or would start now, before any install: None when
+        a (re)start would take the spec's anyway."""
+        ...
+
+    def etcd_version(self, member: str) -> Version:
+        """The etcd version the member runs or would run: its configuration is rendered
+        for it."""
+        ...
+
+    def planned_version(self, member: str) -> Version:
+        """The version `up` would render the member's configuration for, before anything
+        is installed (`up --plan`); later `etcd_version` calls answer the same."""
+        ...
+
+    def etcd_executable(self, member: str) -> PurePath:
+        """The etcd binary a start of the member runs."""
+        ...
+
+    def running_executable(self, member: str) -> PurePath:
+        """The etcd binary the member runs now (the one to go back to)."""
+        ...
+
+    def prepare_install(self) -> None:
+        """Fetch and check what every install needs, once, before any host changes."""
+        ...
+
+    def install(self, member: str) -> Installed:
+        """etcd (per the spec's install method) and its service user on the host."""
+        ...
+
+    def with_version(self, given: ClusterSpec, wanted: Version, bin_dir: Path | None,
+                     same: SameVersion) -> ClusterSpec:
+        """The spec that runs etcd `wanted` (`given`: the one the user passed, when it
+        names the new release; `bin_dir`: a lab folder holding it)."""
+        ...
+
+    # -- checks --
+    def preflight(self, members: Sequence[Member], *, thorough: bool) -> PreflightReport:
+        """Can these members run here? `thorough`: `dcsctl preflight`'s full list; else
+        what `up` must know before it writes anything."""
+        ...
+
+    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath]) -> HostPlan:
+        """What bringing the member's host to the spec would change; reads only."""
+        ...
+
+    # -- a member's files and data --
+    def write_member_files(self, member: str, settings: bytes, *,
+                           founding_token: str | None) -> Written:
+        """Configuration, certificates (as issued on the control machine) and whatever
+        else the host needs. `founding_token`: the cluster is not bootstrapped yet, so a
+        data dir another cluster created must be refused."""
+        ...
+
+    def write_config(self, member: str, settings: bytes) -> bool:
+        """Only the configuration (bootstrap, a version change); True if it changed."""
+        ...
+
+    def sync_tls(self, member: str) -> list[str]:
+        """The member's certificates and keys as issued on the control machine."""
+        ...
+
+    def holds_data(self, member: str) -> bool:
+        ...
+
+    def wipe_data_dir(self, member: str) -> None:
+        """An empty data dir: the member joins afresh."""
+        ...
+
+    def restore_data_dir(self, member: str, snapshot: Path, options: Sequence[str]) -> None:
+        """Rebuild the data dir from a snapshot on the control machine; the old one is kept
+        aside until `drop_pre_restore`."""
+        ...
+
+    def drop_pre_restore(self, member: str) -> bool:
+        """Remove the data dir a restore kept aside; True if there was one."""
+        ...
+
+    def remove(self, member: str) -> None:
+        """Take back everything dcsctl put there for the member (keys first)."""
+        ...
+
+    def left_behind(self) -> str:
+        """What `destroy` leaves in place on purpose, in a sentence ("" for nothing)."""
+        ...
+
+    def close(self) -> None:
+        """End the connections this target opened."""
+        ...
