@@ -83,6 +83,19 @@ class Deployment:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ,
             cwd=str(VENV_BIN.parent.parent))
 
+    def writing(self, prefix: str, *, acks_first: int = 50, count: int = 600,
+                max_seconds: float = 60) -> tuple[subprocess.Popen[str], list[str]]:
+        """A bounded writer that has had `acks_first` writes acknowledged (so a fault lands
+        mid-stream), and the lines it printed so far."""
+        writer = self.writer(prefix, count, max_seconds)
+        assert writer.stdout is not None
+        head: list[str] = []
+        for line in writer.stdout:  # bounded: the writer stops by itself (count, time)
+            head.append(line)
+            if sum(x.startswith("ack ") for x in head) == acks_first:
+                break
+        return writer, head
+
     def leader(self) -> str | None:
         """The leader as `dcsctl status` reports it (None: no member knows one)."""
         view = json.loads(self.dcsctl("status", "--json", check=False).stdout)

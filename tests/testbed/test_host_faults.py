@@ -63,13 +63,7 @@ def test_power_cut_of_the_leaders_host_under_a_writer_loses_no_acknowledged_writ
         cluster: Deployment, testbed: Testbed) -> None:
     leader = wait_healthy(cluster)["leader"]
     assert isinstance(leader, str)
-    writer = cluster.writer("/cut/", count=600, max_seconds=60)
-    assert writer.stdout is not None
-    head = []
-    for line in writer.stdout:  # bounded: the writer stops by itself (count, time)
-        head.append(line)
-        if sum(x.startswith("ack ") for x in head) == 50:
-            break
+    writer, head = cluster.writing("/cut/", acks_first=50)
     cut_at = time.monotonic()
     testbed.kill(leader)
     rest, errors = writer.communicate(timeout=120)

@@ -50,13 +50,7 @@ def test_a_partitioned_leader_is_replaced_and_no_acknowledged_write_is_lost(
         cluster: Deployment, testbed: Testbed) -> None:
     leader = wait_healthy(cluster)["leader"]
     assert isinstance(leader, str)
-    writer = cluster.writer("/leader-cut/", count=600, max_seconds=60)
-    assert writer.stdout is not None
-    head = []
-    for line in writer.stdout:  # bounded: the writer stops by itself (count, time)
-        head.append(line)
-        if sum(x.startswith("ack ") for x in head) == 50:
-            break
+    writer, head = cluster.writing("/leader-cut/", acks_first=50)
     cut_at = time.time()
     testbed.net.partition(leader)
     try:
