@@ -50,6 +50,18 @@ def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
     assert lab.ok("get", "/k").out == "before\n"
 
 
+def test_removing_the_leader_hands_over_first_and_ends_healthy(lab: LabCluster) -> None:
+    lab.ok("up")
+    leader = lab.ok("status", "--json").json()["leader"]
+    removed = lab.ok("member", "remove", str(leader), "--yes")
+    assert "leadership handed to" in removed.err
+    # No election gap left for the caller: the very next status finds a leader and every
+    # member healthy (CI once saw a 503 /health straight after removing the leader).
+    after = lab.ok("status", "--json").json()
+    assert after["leader"] not in (None, leader)
+    assert len(after["members"]) == 2 and all(m["healthy"] for m in after["members"])
+
+
 def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster) -> None:
     lab.ok("up")
     lab.ok("put", "/k", "kept")

@@ -21,7 +21,7 @@ from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
 from dcsctl.ops import certs, provision, revocation
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.runtime import MemberRuntime, as_saved
+from dcsctl.ops.runtime import MemberRuntime, as_saved, hand_over_leadership
 from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.wait import wait_until
 from dcsctl.workflow import Phase, PhaseOutcome, run_phases
@@ -220,6 +220,18 @@ def _quorum_after_removal(cluster: Cluster, name: str) -> tuple[int, int]:
     return sum(1 for h in remaining if h.healthy), len(remaining) // 2 + 1
 
 
+def _hand_over_if_leader(cluster: Cluster, member: spec_module.Member) -> str:
+    with cluster.admin_client() as client:
+        statuses = dict(zip((m.name for m in cluster.spec.members), client.statuses(),
+                            strict=True))
+    own = statuses.pop(member.name)
+    successor = next((s for s in statuses.values() if isinstance(s, EndpointStatus)), None)
+    if isinstance(own, EndpointStatus) and own.is_leader and successor is not None:
+        hand_over_leadership(cluster, member, successor.member_id)
+        return f"leadership handed to {successor.member_id:x}, "
+    return ""
+
+
 def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
     saved = as_saved(cluster)
     if name not in {m.name for m in saved.spec.members}:
@@ -241,8 +253,11 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
 
     def remove_from_etcd() -> str:
         info = _still_listed(saved, peer_url, name)
+        handed_over = ""
 
         def remove_member() -> bool:
+            nonlocal handed_over
+            handed_over = handed_over or _hand_over_if_leader(saved, member)
             # Asked of the members that stay: a member that applies its own removal stops
             # at once, and its answer is then "server stopped" although the removal holds.
             with shrunk.admin_client() as client:
@@ -250,7 +265,7 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
             return True
 
         _once_settled(saved, remove_member, f"etcd did not remove {name}")
-        return f"removed {info.id:x}"
+        return f"{handed_over}removed {info.id:x}"
 
     certificate = Path(saved.dir.layout(name).cert)
 
@@ -282,6 +297,9 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
               certificate_revoked),
         Phase("stop", f"stop {name}, drop its data, save the spec", stop_and_forget),
     ]
+    if not force:  # with --force some of the members that stay are known to be down
+        phases.append(Phase("health", "wait until the members that stay are healthy",
+                            MemberRuntime(shrunk).health, check_only=True))
     with locked(saved.dir):
         outcomes = run_phases(phases, cluster.context.progress)
     return MemberChange(name, tuple(outcomes))

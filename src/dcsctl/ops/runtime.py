@@ -60,6 +60,13 @@ def ordered_members(cluster: Cluster, client: EtcdClient) -> list[tuple[Member, 
     return sorted(ordered, key=lambda pair: pair[1].is_leader)
 
 
+def hand_over_leadership(cluster: Cluster, leader: Member, successor_id: int) -> None:
+    """Move leadership off a member before it stops or leaves: a leader that simply goes
+    leaves the cluster without one for an election, and Patroni's key renewals fail in it."""
+    with cluster.admin_client() as client:
+        client.move_leader(cluster.spec.client_url(leader), successor_id)
+
+
 @dataclass(frozen=True)
 class DownResult:
     stopped: tuple[str, ...]
@@ -167,8 +174,7 @@ class MemberRuntime:
             ordered = ordered_members(cluster, client)
         for member, status in ordered:
             if status.is_leader and len(ordered) > 1:
-                with cluster.admin_client() as client:
-                    client.move_leader(cluster.spec.client_url(member), ordered[0][1].member_id)
+                hand_over_leadership(cluster, member, ordered[0][1].member_id)
             cluster.service(member.name).stop()
             if while_stopped is not None:
                 while_stopped(member)

@@ -34,7 +34,7 @@ from dcsctl.etcd.versions import (
 from dcsctl.ops import backup
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.provision import member_settings
-from dcsctl.ops.runtime import MemberRuntime, as_saved, ordered_members
+from dcsctl.ops.runtime import MemberRuntime, as_saved, hand_over_leadership, ordered_members
 from dcsctl.spec import Member
 from dcsctl.state import ClusterRecord, locked
 from dcsctl.targets.protocol import SameVersion
@@ -201,8 +201,7 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version) -> tuple[
             continue
         before.context.progress.message(f"{member.name}: etcd {current} -> {wanted}")
         if status.is_leader and len(ordered) > 1:
-            with before.admin_client() as client:
-                client.move_leader(before.spec.client_url(member), ordered[0][1].member_id)
+            hand_over_leadership(before, member, ordered[0][1].member_id)
         executable = before.target.running_executable(member.name)
         before.service(member.name).stop()
         if current < SNAPSHOT_ON_3_6_BEFORE <= wanted:
