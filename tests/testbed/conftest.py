@@ -37,7 +37,9 @@ def testbed() -> Iterator[Testbed]:
     and nothing of it left on the machine."""
     if os.geteuid() != 0:
         pytest.skip("the testbed needs root (namespaces, mounts, containers)")
-    bed = Testbed(prefix="dcstbt")  # not the prefix of a developer's own `scripts/testbed up`
+    # Not the prefix of a developer's own `scripts/testbed up`; two test runs at once (two
+    # checkouts) each set their own DCSCTL_TESTBED_PREFIX.
+    bed = Testbed(prefix=os.environ.get("DCSCTL_TESTBED_PREFIX", "dcstbt"))
     try:
         bed.up(hosts=3, suite="bookworm")
         yield bed
