@@ -15,7 +15,7 @@ from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
 from tests.conftest import LabCluster
 from tests.integration.writer import BackgroundWriter
-from tests.support import cluster_of
+from tests.support import cluster_of, poll
 
 DEADLINE_S = 30.0
 
@@ -36,9 +36,7 @@ def _wait(check: object, what: str, timeout: float = DEADLINE_S) -> float:
     """Seconds until `check()` holds; fails after `timeout`."""
     assert callable(check)
     started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"{what} within {timeout} s"
-        time.sleep(0.02)
+    poll(lambda: bool(check()) or None, timeout, what, interval=0.02)
     return time.monotonic() - started
 
 

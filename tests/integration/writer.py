@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from dcsctl.errors import DcsctlError
 from tests.conftest import LabCluster
-from tests.support import cluster_of
+from tests.support import cluster_of, poll
 
 
 @dataclass
@@ -37,11 +37,12 @@ class BackgroundWriter:
     def wait_acked(self, count: int, timeout: float = 30.0) -> None:
         """Block until `count` more writes are acknowledged (so a fault lands mid-stream)."""
         target = len(self.acked) + count
-        deadline = time.monotonic() + timeout
-        while len(self.acked) < target:
-            assert time.monotonic() < deadline, f"writer stalled at {len(self.acked)} acks"
+
+        def acked() -> bool:
             assert self._thread is not None and self._thread.is_alive(), "writer stopped"
-            time.sleep(0.01)
+            return len(self.acked) >= target
+
+        poll(acked, timeout, f"writer past {target} acks (stalled?)", interval=0.01)
 
     def _run(self) -> None:
         cluster = cluster_of(self.lab)

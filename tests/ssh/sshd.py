@@ -28,7 +28,6 @@ import pwd
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,16 +275,16 @@ def _start_server(lab: SshLab, alias: str, config: Path, address: str, port: int
         )
     lab._processes[alias] = process
     listening = f"Server listening on {address} port {port}."
-    deadline = time.monotonic() + READY_TIMEOUT
-    while listening not in log.read_text(errors="replace"):
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(
                 f"sshd for {alias} ({address}:{port}) exited with {process.returncode}:\n"
                 + log.read_text(errors="replace")
             )
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"sshd for {alias} not listening after {READY_TIMEOUT} s: {log}")
-        time.sleep(POLL_INTERVAL)
+        return listening in log.read_text(errors="replace")
+
+    poll(ready, READY_TIMEOUT, f"sshd for {alias} listening ({log})", POLL_INTERVAL)
     return SshServer(address, port, process.pid, log)
 
 

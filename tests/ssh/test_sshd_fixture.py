@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.ssh.sshd import SshLab, start_ssh_lab
+from tests.support import poll
 
 # 127.61.0.0/16 is left to the SSH tests; the third octet keeps concurrent runs apart.
 HOSTS = {f"node{i}": f"127.61.{os.getpid() % 200}.{10 + i}" for i in range(3)}
@@ -80,10 +80,12 @@ def test_stop_closes_every_port_and_ends_open_connections(ssh_lab: SshLab) -> No
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while "Starting session" not in ssh_lab.servers["node2"].log.read_text():
-            assert session.poll() is None and time.monotonic() < deadline, "no session started"
-            time.sleep(0.02)
+
+        def session_started() -> bool:
+            assert session.poll() is None, "ssh exited before its session started"
+            return "Starting session" in ssh_lab.servers["node2"].log.read_text()
+
+        poll(session_started, 10, "a session started")
         ssh_lab.stop()
         assert session.wait(timeout=10) == 255
     finally:

@@ -9,6 +9,7 @@ import hashlib
 import subprocess
 import tarfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -54,6 +55,14 @@ def poll(check: Callable[[], T | None], timeout: float, what: str,
 
 
 class HasSpecFile(Protocol):
+    environ: Mapping[str, str]
+    spec_file: Path
+
+
+@dataclass(frozen=True)
+class SpecFileIn:
+    """A spec file and the environment to read it in (for callers without a test cluster)."""
+
     environ: Mapping[str, str]
     spec_file: Path
 

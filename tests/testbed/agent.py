@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 from dcsctl.errors import DcsctlError
-from dcsctl.ops.context import Cluster, Context
-from dcsctl.spec import parse
+from dcsctl.ops.context import Cluster
+from tests.support import SpecFileIn
+from tests.support import cluster_of as support_cluster_of
 
 
 def cluster_of(spec_file: str) -> Cluster:
-    return Context(dict(os.environ)).cluster(parse(Path(spec_file).read_text()))
+    return support_cluster_of(SpecFileIn(dict(os.environ), Path(spec_file)))
 
 
 def write(cluster: Cluster, prefix: str, count: int, max_seconds: float) -> None:

@@ -17,6 +17,7 @@ from dcsctl.cli.common import (
     SpecOption,
     app,
     cluster_of,
+    clusters_of,
     session_of,
 )
 from dcsctl.errors import DcsctlError
@@ -63,7 +64,7 @@ def backup(
     if ctx.invoked_subcommand is not None:
         return
     session = session_of(ctx)
-    target = cluster_of(ctx, spec_file, cluster)
+    target, running = clusters_of(ctx, spec_file, cluster)
     try:
         result = backup_ops.take(target, directory=directory, keep=keep, max_age=_age(max_age))
     except DcsctlError:
@@ -76,7 +77,7 @@ def backup(
 
     session.warnings += filter(None, [
         facts.best_effort(lambda: facts.record_backup(target, result)),
-        facts.best_effort(lambda: facts.record_certificates(target, rotation.inventory(target))),
+        facts.best_effort(lambda: facts.record_certificates(target, rotation.inventory(running))),
     ])
     manifest = result.backup.manifest
     if json_output:
@@ -193,7 +194,7 @@ def restore(
     # backup (run from cron, timed against etcdctl) has no use for.
     from dcsctl.ops import restore as restore_ops
 
-    target = cluster_of(ctx, spec_file, cluster)
+    target, running = clusters_of(ctx, spec_file, cluster)
     restore_ops.check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
     preview = restore_preview.preview(target, file, from_other_cluster=from_other_cluster,
                                       without_manifest=without_manifest)
@@ -203,7 +204,7 @@ def restore(
         f"Replace the data of every member of {target.spec.name!r} with this snapshot?"
     ):
         raise DcsctlError("restore cancelled", fix="pass --yes to skip the question")
-    result = restore_ops.restore(target, preview, keep_old=keep_old,
+    result = restore_ops.restore(target, running, preview, keep_old=keep_old,
                                  bump_revision=bump_revision, mark_compacted=mark_compacted)
     out.print(
         f"restored {result.cluster} ({result.cluster_id}) from {file}: "

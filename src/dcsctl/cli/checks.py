@@ -17,7 +17,7 @@ from dcsctl.cli.common import (
     Session,
     SpecOption,
     app,
-    cluster_of,
+    running_cluster_of,
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
@@ -89,7 +89,7 @@ def perf_(
 ) -> None:
     """Write at the load's rate for its duration; PASS/FAIL as etcdctl judges it."""
     session = session_of(ctx)
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     _confirm(session, checks.plan_perf(target, load, duration_s=duration, prefix=prefix), yes)
     with Progress(TextColumn("check perf"), BarColumn(), TextColumn("{task.fields[writes]}"),
                   TimeRemainingColumn(), console=session.err, transient=True,
@@ -136,7 +136,7 @@ def datascale(
 ) -> None:
     """Write the load's keys; report the memory growth of every member."""
     session = session_of(ctx)
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     _confirm(session, checks.plan_datascale(target, load, prefix=prefix), yes)
     with Progress(TextColumn("check datascale"), BarColumn(), TextColumn("{task.completed}"),
                   console=session.err, transient=True,

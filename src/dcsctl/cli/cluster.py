@@ -18,6 +18,7 @@ from dcsctl.cli.common import (
     app,
     cluster_of,
     confirm,
+    running_cluster_of,
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
@@ -102,7 +103,7 @@ def preflight(
 @app.command(rich_help_panel=SET_UP)
 def down(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None) -> None:
     """Stop every member (data, certificates and config are kept)."""
-    result = lifecycle.down(cluster_of(ctx, spec_file, cluster))
+    result = lifecycle.down(running_cluster_of(ctx, spec_file, cluster))
     session_of(ctx).out.print(report.down_text(result), highlight=False)
 
 
@@ -112,7 +113,7 @@ def destroy(
     yes: YesOption = False,
 ) -> None:
     """Stop the members and delete the cluster: data, PKI, credentials."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     if not target.dir.root.exists():
         raise DcsctlError(f"no cluster named {target.spec.name!r} in {target.dir.home}",
                           fix="nothing to destroy; check DCSCTL_HOME or --cluster")

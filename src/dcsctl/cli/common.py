@@ -112,6 +112,23 @@ def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None) 
     return context.cluster(lab)
 
 
+def clusters_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
+                ) -> tuple[Cluster, Cluster]:
+    """The cluster as named (-f, --cluster, the built-in lab) and as it runs: the spec its
+    state dir holds (members added since, the etcd it runs), whatever -f says. Resolved
+    here, once, and passed down."""
+    named = cluster_of(ctx, spec_file, cluster)
+    # Without -f, cluster_of already read the state dir's spec.
+    return named, (named.as_it_runs() if spec_file is not None else named)
+
+
+def running_cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
+                       ) -> Cluster:
+    """For commands that act on a running cluster (membership, certificates, checks,
+    maintenance, stop)."""
+    return clusters_of(ctx, spec_file, cluster)[1]
+
+
 def _show_version(ctx: typer.Context, value: bool) -> None:
     """dcsctl's version and the etcd a lab cluster would run (etcd.bin_dir unset)."""
     if not value:

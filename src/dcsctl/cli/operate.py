@@ -17,8 +17,9 @@ from dcsctl.cli.common import (
     SpecOption,
     YesOption,
     app,
-    cluster_of,
+    clusters_of,
     confirm,
+    running_cluster_of,
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode, NotFound
@@ -54,7 +55,7 @@ def member_add(
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Add NAME as a learner, start it, promote it once in sync (re-run to resume)."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     members.add(target, name, address, client_port=client_port, peer_port=peer_port,
                 ssh=ssh, remote_root=remote_root)
     session = session_of(ctx)
@@ -69,7 +70,7 @@ def member_remove(
     spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
 ) -> None:
     """Remove NAME from the cluster, stop it and drop its data."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     confirm(f"Remove member {name} from {target.spec.name!r}, stop it and delete its data?",
             yes=yes, action="member remove")
     members.remove(target, name, force=force)
@@ -84,7 +85,7 @@ def member_replace(
     yes: YesOption = False,
 ) -> None:
     """Replace a dead or wiped member: remove, fresh data dir, add, promote."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     confirm(f"Replace member {name} of {target.spec.name!r}: remove it, delete its data dir "
             "and let it join afresh?", yes=yes, action="member replace")
     members.replace(target, name)
@@ -98,7 +99,7 @@ def certs_check(
     json_output: JsonOption = False,
 ) -> None:
     """Every certificate, its holder and days left (exit 5 if any expires soon)."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     rows = rotation.inventory(target, warn_days)
     warning = facts.best_effort(lambda: facts.record_certificates(target, rows))
     session_of(ctx).warnings += [warning] if warning else []
@@ -135,7 +136,7 @@ def certs_rotate(
     if keep_keys and (ca or patroni):
         raise DcsctlError("--keep-keys renews member and admin certificates only",
                           fix="use it alone, or drop it for a key rotation")
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     if ca and finish:
         confirm(f"Drop the old CA of {target.spec.name!r}? Every certificate it signed (Patroni "
                 "bundles not yet redeployed, copies of the old admin certificate) stops "
@@ -165,7 +166,7 @@ def certs_revoke(
     yes: YesOption = False, spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Revoke certificates: every member refuses them on its client and peer ports."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster)
     if not target.dir.exists():
         raise NotFound(f"no cluster named {target.spec.name!r} in {target.dir.home}",
                        fix="check DCSCTL_HOME, -f or --cluster")
@@ -188,7 +189,7 @@ def maintenance_(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Compact history, defragment followers then the leader, disarm NOSPACE."""
-    result = maintenance.maintain(cluster_of(ctx, spec_file, cluster))
+    result = maintenance.maintain(running_cluster_of(ctx, spec_file, cluster))
     out = session_of(ctx).out
     out.print(f"compacted to revision {result.revision}", highlight=False)
     for name, before in result.db_size_before.items():
@@ -204,7 +205,7 @@ def restart(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None
 ) -> None:
     """Rolling restart: one member at a time, leader last (after handing over)."""
-    result = maintenance.rolling_restart(cluster_of(ctx, spec_file, cluster))
+    result = maintenance.rolling_restart(running_cluster_of(ctx, spec_file, cluster))
     session_of(ctx).out.print(f"restarted {', '.join(result.order)}", highlight=False)
 
 
@@ -231,8 +232,8 @@ def upgrade_(
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """Rolling upgrade: supported paths only, snapshot first, leader last (re-run resumes)."""
-    target = cluster_of(ctx, spec_file, cluster)
-    result = upgrade.upgrade(target, to=to, bin_dir=bin_dir)
+    target, running = clusters_of(ctx, spec_file, cluster)
+    result = upgrade.upgrade(target, running, to=to, bin_dir=bin_dir)
     session = session_of(ctx)
     _refresh_spec_file(session, target, spec_file)
     _print_version_change(session, result, "upgraded")
@@ -246,10 +247,10 @@ def downgrade_(
     spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
     """etcd's downgrade (3.6+, one minor): storage migrated first, then members rolled."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target, running = clusters_of(ctx, spec_file, cluster)
     session = session_of(ctx)
     confirm(f"Downgrade etcd cluster {target.spec.name!r} to {to}? Members restart one at "
             "a time on the older binaries.", yes=yes, action="the downgrade")
-    result = upgrade.downgrade(target, to=to, bin_dir=bin_dir)
+    result = upgrade.downgrade(target, running, to=to, bin_dir=bin_dir)
     _refresh_spec_file(session, target, spec_file)
     _print_version_change(session, result, "downgraded")

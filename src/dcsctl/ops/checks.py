@@ -25,7 +25,7 @@ from dcsctl.etcd.tls import metrics_text
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.maintenance import defragment_members
 from dcsctl.ops.patroni import scope_views
-from dcsctl.ops.runtime import NOSPACE, as_saved
+from dcsctl.ops.runtime import NOSPACE
 
 PERF_PREFIX = "/dcsctl-check-perf/"
 DATASCALE_PREFIX = "/dcsctl-check-datascale/"
@@ -158,7 +158,6 @@ def _plan_datascale(cluster: Cluster, client: EtcdClient, load: perf.DatascaleLo
 def plan_perf(cluster: Cluster, load_name: str = "s", *, duration_s: float | None = None,
               prefix: str = PERF_PREFIX) -> CheckPlan:
     """Decide whether `check perf` may run, touching nothing (the CLI confirms from it)."""
-    cluster = as_saved(cluster)
     load = perf.PERF_LOADS[_load(perf.PERF_LOADS, load_name)]
     seconds = _seconds(load, duration_s)
     with cluster.admin_client(timeout=10) as client:
@@ -167,7 +166,6 @@ def plan_perf(cluster: Cluster, load_name: str = "s", *, duration_s: float | Non
 
 def plan_datascale(cluster: Cluster, load_name: str = "s", *,
                    prefix: str = DATASCALE_PREFIX) -> CheckPlan:
-    cluster = as_saved(cluster)
     load = perf.DATASCALE_LOADS[_load(perf.DATASCALE_LOADS, load_name)]
     with cluster.admin_client(timeout=10) as client:
         return _plan_datascale(cluster, client, load, prefix)
@@ -267,7 +265,6 @@ def check_perf(
     prefix: str = PERF_PREFIX, on_tick: Tick | None = None, shared_ok: bool = False,
 ) -> PerfResult:
     """Run the perf load; `shared_ok` accepts running on a DCS that serves Patroni."""
-    cluster = as_saved(cluster)
     load = perf.PERF_LOADS[_load(perf.PERF_LOADS, load_name)]
     seconds = _seconds(load, duration_s)
     with cluster.admin_client(timeout=10) as client:
@@ -334,7 +331,6 @@ def check_datascale(
     cluster: Cluster, load_name: str = "s", *, prefix: str = DATASCALE_PREFIX,
     on_tick: Tick | None = None, shared_ok: bool = False,
 ) -> DatascaleResult:
-    cluster = as_saved(cluster)
     load = perf.DATASCALE_LOADS[_load(perf.DATASCALE_LOADS, load_name)]
     with cluster.admin_client(timeout=10) as client:
         plan = _confirmed(_plan_datascale(cluster, client, load, prefix), shared_ok)

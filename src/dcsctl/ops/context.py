@@ -87,6 +87,13 @@ class Cluster:
             self.dir, lambda: self.binaries, context.environ,
             context.home / ".cache" / "releases"))
 
+    def as_it_runs(self) -> Cluster:
+        """The cluster its state dir holds: the spec saved by the last change (members added
+        since, the etcd it runs), whatever spec file named it; itself before the first `up`."""
+        if self.dir.spec_path.exists():
+            return self.context.cluster(self.dir.load_spec())
+        return self
+
     @cached_property
     def binaries(self) -> binaries.Binaries:
         """The etcd of this machine: what lab members run, and the tools dcsctl runs here.

@@ -14,7 +14,7 @@ from dcsctl import spec
 from dcsctl.errors import EnvironmentProblem
 from dcsctl.ops import certs, provision, upgrade
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.runtime import DownResult, MemberRuntime, as_saved, stop_members
+from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
 from dcsctl.state import ClusterRecord, locked
 from dcsctl.workflow import Phase, PhaseOutcome, in_parallel, run_phases
 
@@ -37,11 +37,8 @@ def _identity_of(cluster_spec: spec.ClusterSpec) -> list[tuple[str, str]]:
     return [(m.name, cluster_spec.peer_url(m)) for m in cluster_spec.members]
 
 
-def _check_same_cluster(cluster: Cluster) -> None:
+def _check_same_cluster(cluster: Cluster, saved: spec.ClusterSpec) -> None:
     """The state dir must hold this cluster, not another one under the same name."""
-    if not cluster.dir.exists() or not cluster.dir.spec_path.exists():
-        return
-    saved = cluster.dir.load_spec()
     if _identity_of(saved) != _identity_of(cluster.spec):
         was = ", ".join(f"{n}={u}" for n, u in _identity_of(saved))
         raise EnvironmentProblem(
@@ -110,7 +107,8 @@ class UpWorkflow:
         return f"cluster ID {self.record.cluster_id}"
 
 
-def _change_binaries_first(cluster: Cluster, record: ClusterRecord | None) -> None:
+def _change_binaries_first(cluster: Cluster, running: Cluster,
+                           record: ClusterRecord | None) -> None:
     """A running cluster whose spec names another etcd (SSH: another release tarball;
     lab: another etcd.bin_dir) moves there through the one rolling path of `dcsctl
     upgrade` (supported paths only, snapshot first, leader last) before the other phases
@@ -125,7 +123,7 @@ def _change_binaries_first(cluster: Cluster, record: ClusterRecord | None) -> No
     if all(version in (None, wanted) for version in installed):
         return
     with locked(cluster.dir):
-        upgrade.roll(as_saved(cluster), cluster, wanted)
+        upgrade.roll(running, cluster, wanted)
 
 
 def up(cluster: Cluster) -> UpResult:
@@ -133,9 +131,10 @@ def up(cluster: Cluster) -> UpResult:
     fresh = not cluster.dir.root.exists()
     try:
         record = cluster.dir.record() if cluster.dir.exists() else None
-        _change_binaries_first(cluster, record)
+        running = cluster.as_it_runs()
+        _check_same_cluster(cluster, running.spec)
+        _change_binaries_first(cluster, running, record)
         with locked(cluster.dir):
-            _check_same_cluster(cluster)
             workflow = UpWorkflow(cluster, record or cluster.dir.create())
             outcomes = run_phases(workflow.phases(), cluster.context.progress)
     except BaseException:
@@ -150,7 +149,6 @@ def up(cluster: Cluster) -> UpResult:
 
 def down(cluster: Cluster) -> DownResult:
     """Stop every member by its verified PID; data, PKI and config stay."""
-    cluster = as_saved(cluster)
     with locked(cluster.dir):
         return stop_members(cluster)
 
@@ -159,7 +157,6 @@ def destroy(cluster: Cluster) -> DownResult:
     """Stop the members and remove the whole state dir (data, PKI, credentials), and on
     the members' hosts everything dcsctl put there (keys first among them)."""
     result = down(cluster)
-    cluster = as_saved(cluster)
     in_parallel(list(cluster.spec.members), lambda m: cluster.target.remove(m.name))
     cluster.dir.remove()
     return result

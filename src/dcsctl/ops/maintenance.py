@@ -12,7 +12,7 @@ from dcsctl.errors import DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.runtime import MemberRuntime, as_saved, ordered_members
+from dcsctl.ops.runtime import MemberRuntime, ordered_members
 from dcsctl.spec import Member
 from dcsctl.state import locked
 
@@ -35,7 +35,6 @@ def defragment_members(cluster: Cluster, client: EtcdClient, ordered: list[Membe
 
 def maintain(cluster: Cluster) -> MaintenanceResult:
     """Compact history to now, defragment each member, disarm NOSPACE once space is back."""
-    cluster = as_saved(cluster)
     with locked(cluster.dir), cluster.admin_client(timeout=10.0) as client:
         ordered = ordered_members(cluster, client)
         before = {m.name: s.db_size for m, s in ordered}
@@ -66,6 +65,5 @@ class RestartResult:
 
 def rolling_restart(cluster: Cluster) -> RestartResult:
     """Restart members one at a time; the leader hands over leadership before it goes."""
-    cluster = as_saved(cluster)
     with locked(cluster.dir):
         return RestartResult(MemberRuntime(cluster).restart_all())

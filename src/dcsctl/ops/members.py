@@ -21,7 +21,7 @@ from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
 from dcsctl.ops import certs, provision, revocation
 from dcsctl.ops.context import Cluster
-from dcsctl.ops.runtime import MemberRuntime, as_saved, hand_over_leadership
+from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership
 from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.wait import wait_until
 from dcsctl.workflow import Phase, PhaseOutcome, run_phases
@@ -190,7 +190,6 @@ def add(
     cluster: Cluster, name: str, address: str, *, client_port: int | None = None,
     peer_port: int | None = None, ssh: str | None = None, remote_root: str | None = None,
 ) -> MemberChange:
-    saved = as_saved(cluster)
     new: dict[str, object] = {"name": name, "address": address}
     if client_port:
         new["client_port"] = client_port
@@ -200,12 +199,12 @@ def add(
         new["ssh"] = ssh
     if remote_root:
         new["remote_root"] = remote_root
-    if name in {m.name for m in saved.spec.members}:
-        existing = saved.spec.member(name)
+    if name in {m.name for m in cluster.spec.members}:
+        existing = cluster.spec.member(name)
         if str(existing.address) != address:
             raise DcsctlError(f"member {name} already exists with address {existing.address}",
                               fix="choose another name, or `dcsctl member remove` it first")
-    grown = cluster.context.cluster(_with_member(saved.spec, new))
+    grown = cluster.context.cluster(_with_member(cluster.spec, new))
     with locked(grown.dir):
         workflow = JoinWorkflow(grown, grown.spec.member(name), grown.dir.record())
         outcomes = run_phases(workflow.phases(), cluster.context.progress)
@@ -233,13 +232,12 @@ def _hand_over_if_leader(cluster: Cluster, member: spec_module.Member) -> str:
 
 
 def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
-    saved = as_saved(cluster)
-    if name not in {m.name for m in saved.spec.members}:
-        raise NotFound(f"no member {name!r} in cluster {saved.spec.name!r}",
+    if name not in {m.name for m in cluster.spec.members}:
+        raise NotFound(f"no member {name!r} in cluster {cluster.spec.name!r}",
                        fix="see `dcsctl status` for the members")
-    if len(saved.spec.members) == 1:
+    if len(cluster.spec.members) == 1:
         raise DcsctlError(f"{name} is the last member", fix="use `dcsctl destroy` instead")
-    healthy, needed = _quorum_after_removal(saved, name)
+    healthy, needed = _quorum_after_removal(cluster, name)
     if healthy < needed and not force:
         raise ClusterUnhealthy(
             f"removing {name} would leave {healthy} healthy of the {needed} members a quorum "
@@ -247,27 +245,27 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
             fix="bring the other members back first (`dcsctl up`), or pass --force if "
             "they are gone for good",
         )
-    member = saved.spec.member(name)
-    shrunk = cluster.context.cluster(_without_member(saved.spec, name))
-    peer_url = saved.spec.peer_url(member)
+    member = cluster.spec.member(name)
+    shrunk = cluster.context.cluster(_without_member(cluster.spec, name))
+    peer_url = cluster.spec.peer_url(member)
 
     def remove_from_etcd() -> str:
-        info = _still_listed(saved, peer_url, name)
+        info = _still_listed(cluster, peer_url, name)
         handed_over = ""
 
         def remove_member() -> bool:
             nonlocal handed_over
-            handed_over = handed_over or _hand_over_if_leader(saved, member)
+            handed_over = handed_over or _hand_over_if_leader(cluster, member)
             # Asked of the members that stay: a member that applies its own removal stops
             # at once, and its answer is then "server stopped" although the removal holds.
             with shrunk.admin_client() as client:
                 client.member_remove(info.id)
             return True
 
-        _once_settled(saved, remove_member, f"etcd did not remove {name}")
+        _once_settled(cluster, remove_member, f"etcd did not remove {name}")
         return f"{handed_over}removed {info.id:x}"
 
-    certificate = Path(saved.dir.layout(name).cert)
+    certificate = Path(cluster.dir.layout(name).cert)
 
     def revoke_certificate() -> str:
         # The removed member's key stays valid for its certificate's lifetime unless
@@ -280,19 +278,19 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
         if not certificate.exists():
             return True  # forgotten already (a re-run after the stop phase)
         serial = pki.serial_number(certificate.read_bytes())
-        return serial in {r.serial for r in revocation.revoked(saved.dir)}
+        return serial in {r.serial for r in revocation.revoked(cluster.dir)}
 
     def stop_and_forget() -> str:
-        saved.service(name).stop()
-        saved.target.remove(name)  # its key and data leave the host too
-        shutil.rmtree(saved.dir.member_dir(name), ignore_errors=True)
+        cluster.service(name).stop()
+        cluster.target.remove(name)  # its key and data leave the host too
+        shutil.rmtree(cluster.dir.member_dir(name), ignore_errors=True)
         # the remaining members' initial-cluster; no restart needed
         provision.configure(shrunk, shrunk.dir.record())
         return "stopped, data removed, spec saved"
 
     phases = [
         Phase("remove", f"remove {name} from etcd", remove_from_etcd,
-              lambda: _listed(saved, peer_url) is None),
+              lambda: _listed(cluster, peer_url) is None),
         Phase("revoke", f"revoke {name}'s certificate, push the CRL", revoke_certificate,
               certificate_revoked),
         Phase("stop", f"stop {name}, drop its data, save the spec", stop_and_forget),
@@ -300,20 +298,19 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
     if not force:  # with --force some of the members that stay are known to be down
         phases.append(Phase("health", "wait until the members that stay are healthy",
                             MemberRuntime(shrunk).health, check_only=True))
-    with locked(saved.dir):
+    with locked(cluster.dir):
         outcomes = run_phases(phases, cluster.context.progress)
     return MemberChange(name, tuple(outcomes))
 
 
 def replace(cluster: Cluster, name: str) -> MemberChange:
     """A dead or wiped member: remove it, then add it again with a fresh data dir."""
-    saved = as_saved(cluster)
-    if name not in {m.name for m in saved.spec.members}:
-        raise NotFound(f"no member {name!r} in cluster {saved.spec.name!r}",
+    if name not in {m.name for m in cluster.spec.members}:
+        raise NotFound(f"no member {name!r} in cluster {cluster.spec.name!r}",
                        fix="see `dcsctl status` for the members")
-    member = saved.spec.member(name)
-    marker = saved.dir.member_dir(name).parent / f".replacing-{name}.json"
-    info = _listed(saved, saved.spec.peer_url(member))
+    member = cluster.spec.member(name)
+    marker = cluster.dir.member_dir(name).parent / f".replacing-{name}.json"
+    info = _listed(cluster, cluster.spec.peer_url(member))
     if not marker.exists():
         if info is None:
             raise DcsctlError(f"{name} is not a member in etcd",
@@ -322,9 +319,9 @@ def replace(cluster: Cluster, name: str) -> MemberChange:
     old_id = json.loads(marker.read_text())["old_id"]
     outcomes: list[PhaseOutcome] = []
     if info is not None and info.id == old_id:
-        outcomes += remove(saved, name, force=False).outcomes
+        outcomes += remove(cluster, name, force=False).outcomes
     address = str(member.address)
-    outcomes += add(saved, name, address, client_port=member.client_port,
+    outcomes += add(cluster, name, address, client_port=member.client_port,
                     peer_port=member.peer_port, ssh=member.ssh,
                     remote_root=member.remote_root).outcomes
     marker.unlink(missing_ok=True)

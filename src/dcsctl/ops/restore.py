@@ -99,9 +99,10 @@ def make_plan(cluster: Cluster, preview: RestorePreview, *, bump_revision: int,
 
 
 class RestoreWorkflow:
-    def __init__(self, cluster: Cluster, preview: RestorePreview, plan: RestorePlan, *,
-                 keep_old: bool) -> None:
+    def __init__(self, cluster: Cluster, running: Cluster, preview: RestorePreview,
+                 plan: RestorePlan, *, keep_old: bool) -> None:
         self.cluster = cluster
+        self.running = running  # what the state dir holds now: stopped first
         self.verified = preview.verified
         self.manifest = preview.verified.manifest if preview.trusts_manifest else None
         self.keep_old = keep_old
@@ -140,12 +141,9 @@ class RestoreWorkflow:
 
     # -- stop --
     def stop(self) -> str:
-        stopped: list[str] = []
-        directory = self.cluster.dir
-        if directory.spec_path.exists():
-            saved = self.cluster.context.cluster(directory.load_spec())
-            stopped += stop_members(saved).stopped
-        stopped += stop_members(self.cluster).stopped
+        stopped = list(stop_members(self.running).stopped)
+        if self.running is not self.cluster:
+            stopped += stop_members(self.cluster).stopped
         return f"stopped {', '.join(sorted(set(stopped)))}" if stopped else UNCHANGED
 
     # -- data --
@@ -264,6 +262,7 @@ def check_options(*, bump_revision: int, mark_compacted: bool) -> None:
 
 def restore(
     cluster: Cluster,
+    running: Cluster,
     plan: RestorePreview,
     *,
     keep_old: bool = False,
@@ -274,7 +273,7 @@ def restore(
     with locked(cluster.dir):
         restore_plan, note = make_plan(cluster, plan, bump_revision=bump_revision,
                                        mark_compacted=mark_compacted)
-        workflow = RestoreWorkflow(cluster, plan, restore_plan, keep_old=keep_old)
+        workflow = RestoreWorkflow(cluster, running, plan, restore_plan, keep_old=keep_old)
         outcomes = run_phases(workflow.phases(note), cluster.context.progress)
     return RestoreResult(cluster.spec.name, workflow.record.cluster_id or "",
                          plan.verified.path, workflow.revision, workflow.key_count,

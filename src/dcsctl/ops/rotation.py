@@ -30,7 +30,7 @@ from dcsctl.ops import revocation
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.rekey import KeyRotation, rekey_patroni
-from dcsctl.ops.runtime import MemberRuntime, as_saved
+from dcsctl.ops.runtime import MemberRuntime
 from dcsctl.state import PRIVATE, PUBLIC, locked
 from dcsctl.wait import wait_until
 
@@ -64,7 +64,6 @@ def _row(holder: str, role: str, path: Path, now: dt.datetime, warn_days: int) -
 
 def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateRow]:
     """Every certificate dcsctl issued for this cluster, with its expiry verdict."""
-    cluster = as_saved(cluster)
     directory, now = cluster.dir, cluster.context.clock()
     if directory.ca() is None:
         raise NotFound(f"cluster {cluster.spec.name!r} has no PKI yet", fix="run `dcsctl up`")
@@ -145,7 +144,6 @@ def _reissue_patroni(
 def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
     """New keys for the admin, the JWT signer and every member (one rolling restart), the
     replaced certificates revoked; Patroni bundles too with `patroni`."""
-    cluster = as_saved(cluster)
     with locked(cluster.dir):
         ca = cluster.dir.required(cluster.dir.ca(), "CA")
         keys = KeyRotation(cluster, ca)
@@ -162,7 +160,6 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
 
 def rotate_leaves(cluster: Cluster) -> RotationResult:
     """Certificates only (same keys, no restart): `certs rotate --keep-keys`."""
-    cluster = as_saved(cluster)
     with locked(cluster.dir):
         ca = cluster.dir.required(cluster.dir.ca(), "CA")
         renewed = _reissue_leaves(cluster, ca)
@@ -187,7 +184,6 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
     rotation stops before dropping the old CA, so the new bundles can be deployed first;
     `--finish` then completes it.
     """
-    cluster = as_saved(cluster)
     directory = cluster.dir
     next_cert, next_key = directory.pki_dir / "ca-next.crt", directory.pki_dir / "ca-next.key"
     state_path = _rotation_state(cluster)
@@ -247,7 +243,6 @@ def revoke_certificates(
 ) -> revocation.Revoked:
     """`certs revoke`: the given certificate files (and the superseded ones), refusing the
     certificates dcsctl and the members present now."""
-    cluster = as_saved(cluster)
     with locked(cluster.dir):
         kept = revocation.superseded(cluster) if include_superseded else []
         chosen = [*files, *kept]

@@ -24,13 +24,6 @@ NOSPACE = "NOSPACE"
 ALARMS = "Active Alarm(s): "
 
 
-def as_saved(cluster: Cluster) -> Cluster:
-    """The cluster the state dir really holds: stop what runs there, whatever -f says."""
-    if cluster.dir.spec_path.exists():
-        return cluster.context.cluster(cluster.dir.load_spec())
-    return cluster
-
-
 def _curable(error: str) -> bool:
     """A member whose only trouble is NOSPACE alarms is sick in a way maintenance cures."""
     if not error.startswith(ALARMS):

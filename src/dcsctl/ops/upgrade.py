@@ -34,7 +34,7 @@ from dcsctl.etcd.versions import (
 from dcsctl.ops import backup
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.provision import member_settings
-from dcsctl.ops.runtime import MemberRuntime, as_saved, hand_over_leadership, ordered_members
+from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership, ordered_members
 from dcsctl.spec import Member
 from dcsctl.state import ClusterRecord, locked
 from dcsctl.targets.protocol import SameVersion
@@ -249,27 +249,29 @@ def parse_version(text: str) -> Version:
                          fix="name a release such as 3.6.16 (see `dcsctl status`)") from exc
 
 
-def _changed(cluster: Cluster, before: Cluster, wanted: Version, bin_dir: Path | None,
+def _changed(desired: Cluster, before: Cluster, wanted: Version, bin_dir: Path | None,
              same: SameVersion) -> Cluster:
     """The cluster as it will run etcd `wanted`: its target says how its spec names it."""
-    return cluster.context.cluster(before.target.with_version(cluster.spec, wanted, bin_dir,
+    return desired.context.cluster(before.target.with_version(desired.spec, wanted, bin_dir,
                                                               same))
 
 
-def upgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> UpgradeResult:
-    before = as_saved(cluster)
+def upgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | None = None
+            ) -> UpgradeResult:
+    """`before` is the cluster as it runs; `desired` the spec the caller named (the new
+    version is written into it)."""
     wanted = parse_version(to)
-    after = _changed(cluster, before, wanted, bin_dir, lambda found: found == wanted)
+    after = _changed(desired, before, wanted, bin_dir, lambda found: found == wanted)
     with locked(before.dir):
         result = roll(before, after, wanted)
         after.dir.save_spec(after.spec)
     return result
 
 
-def downgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> UpgradeResult:
+def downgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | None = None
+              ) -> UpgradeResult:
     """etcd's downgrade (3.6+, one minor): validate and enable it, wait until every member
     has migrated its storage, then replace the binaries, leader last."""
-    before = as_saved(cluster)
     running = running_versions(before)
     current = max(running.values())
     if len(set(running.values())) > 1:
@@ -281,7 +283,7 @@ def downgrade(cluster: Cluster, *, to: str, bin_dir: Path | None = None) -> Upgr
         raise DcsctlError(f"refusing to downgrade etcd {current} to {to}: {problem}",
                           fix="downgrade one minor at a time, from etcd 3.6 or newer")
     wanted = parse_version(to if to.count(".") == 2 else f"{to}.0")
-    after = _changed(cluster, before, wanted, bin_dir,
+    after = _changed(desired, before, wanted, bin_dir,
                      lambda found: found.line == target_line)
     wanted = after.target.wanted_version() or wanted  # --to 3.6: whichever 3.6 it names
     with locked(before.dir):
