@@ -95,8 +95,8 @@ def preflight(
         session.out.print_json(report.dump_json(report.preflight_json(result)))
     else:
         session.out.print(report.preflight_table(result))
-    if result.failed:
-        raise typer.Exit(ExitCode.ENVIRONMENT)
+    if problem := result.problem():
+        raise problem
 
 
 @app.command(rich_help_panel=SET_UP)
