@@ -94,8 +94,10 @@ def test_a_failed_report_is_one_error_naming_each_member_and_check() -> None:
     assert PreflightReport(report.checks[:1]).problem() is None
 
 
-def test_a_changed_host_key_names_host_fingerprint_and_how_to_accept_it() -> None:
-    error = unreachable("dcs-02", Destination("dcs-02"), CHANGED, "/srv/kh")
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_changed_host_key_names_host_fingerprint_and_how_to_accept_it(newline: str) -> None:
+    stderr = CHANGED.replace("\n", newline)
+    error = unreachable("dcs-02", Destination("dcs-02"), stderr, "/srv/kh")
     assert error.message == (
         "dcs-02: the SSH host key of dcs-02 has changed (the old one is /srv/kh:3): it now "
         "presents ED25519 key SHA256:3bN0Tq2mZk0m1cG0Xo8Vt3hJ6mB0Yb7p3qkO6f2c1aE; dcsctl "

@@ -231,6 +231,7 @@ def control_dir() -> Path:
 
 def unreachable(name: str, destination: Destination, stderr: str,
                 known_hosts: str | None = None) -> EnvironmentProblem:
+    stderr = stderr.replace("\r\n", "\n")  # ssh ends its lines with CR LF at times
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else "ssh failed"
     if changed := CHANGED_KEY.search(stderr):
