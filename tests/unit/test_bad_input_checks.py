@@ -48,6 +48,8 @@ def test_service_systemd_needs_systemd_as_pid_1(manager: ServiceManager, init: s
 @pytest.mark.parametrize(("remote", "verdict", "says"), [
     ("1000.100", Verdict.OK, "+0 ms"),
     ("1000.400", Verdict.OK, "+300 ms"),
+    ("1000.700", Verdict.OK, "+600 ms"),  # 600 +- 100 ms: not proven over 500 ms
+    ("1000.750", Verdict.FAIL, "+650 ms"),
     ("1120.100", Verdict.FAIL, "+120000 ms"),
     ("880.100", Verdict.FAIL, "-120000 ms"),
     ("not a time", Verdict.WARN, "could not read"),
