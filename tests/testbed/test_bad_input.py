@@ -229,6 +229,8 @@ def test_a_full_data_filesystem_on_one_host_is_named_and_loses_nothing_elsewhere
             members = view["members"]
             assert view["healthy"] is False and isinstance(members, list)
             assert [m["healthy"] for m in members if m["name"] == host] == [False]
+            assert f"{host}: the data filesystem is full: 0 MiB free of 16 MiB on " \
+                "/var/lib/etcd (dcsctl-full)" in "\n".join(view["problems"]), view["problems"]  # type: ignore[arg-type]
             # up names the host, the path and the fix, and changes nothing
             _refused(d, "up", host, f"{host} disk: the data filesystem is full: 0 MiB free "
                      "of 16 MiB on /var/lib/etcd (dcsctl-full)",

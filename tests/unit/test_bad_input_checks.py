@@ -7,8 +7,9 @@ import pytest
 
 from dcsctl.hosts.ssh import Destination, unreachable
 from dcsctl.spec import ServiceManager
+from dcsctl.targets.disk import MIN_DATA_FREE_BYTES, disk_check
 from dcsctl.targets.protocol import Check, PreflightReport, Verdict
-from dcsctl.targets.ssh.checks import MIN_DATA_FREE_BYTES, clock_check, disk_check, init_check
+from dcsctl.targets.ssh.checks import clock_check, init_check
 
 # What OpenSSH 9.2 prints (LogLevel=ERROR) when a known host presents another key.
 CHANGED = """\

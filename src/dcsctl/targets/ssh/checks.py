@@ -1,7 +1,8 @@
 """Can these SSH hosts run an etcd member? Each check gives a verdict (`dcsctl preflight`).
 
 SSH reachable, privileges, OS and init system, ports free, clock skew between the
-hosts and this machine (raft leases and JWT expiry both trust clocks), and a short
+hosts and this machine (raft leases and JWT expiry both trust clocks), room for the WAL
+on the data filesystem, and a short
 fsync probe of the data dir's disk: etcd fsyncs its WAL on every write and wants the
 99th percentile under 10 ms.
 """
@@ -16,6 +17,7 @@ from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import advisories, upgrade_advice
 from dcsctl.hosts.ssh import SshHost
 from dcsctl.services.protocol import Service
+from dcsctl.targets.disk import DISK_PROBE, data_disk, disk_check
 from dcsctl.targets.protocol import Check, Verdict
 from dcsctl.targets.ssh.files import Place
 from dcsctl.targets.ssh.install import InstallState, superseded_package
@@ -23,16 +25,6 @@ from dcsctl.targets.ssh.install import InstallState, superseded_package
 MAX_CLOCK_SKEW_S = 0.5  # beyond this, lease and token expiry drift noticeably
 CLOCK_FIX = ("synchronise the host's clock and this machine's (chrony or "
              "systemd-timesyncd on both), then run again")
-# etcd preallocates each WAL segment at 64 MB: with less free, a member cannot cut its
-# next segment (a running member stops) or write its first (a new one never starts).
-MIN_DATA_FREE_BYTES = 64 * 1024 * 1024
-# `df` of the filesystem that holds (or will hold) the data dir: its nearest existing
-# parent before the first `up`. Prints df's one POSIX line for it.
-DISK_PROBE = r"""
-p=$1
-while [ ! -d "$p" ]; do p=$(dirname "$p"); done
-df -Pk "$p" | tail -n 1
-"""
 WAL_FSYNC_P99_LIMIT_MS = 10.0
 FSYNC_WRITES = 100
 
@@ -227,36 +219,6 @@ def _clock_check(member: str, host: SshHost) -> Check:
     return clock_check(member, remote_clock, before, time.time())
 
 
-def disk_check(member: str, data_dir: str, df_line: str) -> Check:
-    """Room for etcd's WAL on the data dir's filesystem, from `df -Pk`'s line for it."""
-    fields = df_line.split()
-    try:
-        total_kib, free_kib, mounted = int(fields[1]), int(fields[3]), fields[5]
-    except (IndexError, ValueError):
-        return Check(member, "disk", Verdict.WARN,
-                     f"free space of {data_dir} not measured ({df_line.strip() or 'no df'})")
-    free = free_kib * 1024
-    detail = (f"{_mib(free)} free of {_mib(total_kib * 1024)} on {mounted} "
-              f"({fields[0]}), which holds {data_dir}")
-    if free < MIN_DATA_FREE_BYTES:
-        return Check(member, "disk", Verdict.FAIL,
-                     f"the data filesystem is full: {detail}; etcd needs "
-                     f"{_mib(MIN_DATA_FREE_BYTES)} free for each WAL segment",
-                     fix=f"free space on {mounted} on {member} (or give {data_dir} a larger "
-                     "disk), then run again")
-    return Check(member, "disk", Verdict.OK, detail)
-
-
-def _mib(size: int) -> str:
-    return f"{size / 1024 / 1024:.0f} MiB"
-
-
-def _disk_check(place: Place) -> Check:
-    data_dir = str(place.layout.data_dir)
-    result = place.host.run(["sh", "-c", DISK_PROBE, "sh", data_dir])
-    return disk_check(place.member.name, data_dir, result.stdout)
-
-
 def host_checks(place: Place, host: SshHost, service: Service,
                 state: Callable[[], InstallState]) -> list[Check]:
     """`dcsctl preflight`'s full list for one host."""
@@ -281,7 +243,7 @@ def host_checks(place: Place, host: SshHost, service: Service,
                         os_name or "no /etc/os-release"))
     checks.append(init_check(name, place.spec.service.manager, init))
     checks.append(clock)
-    checks.append(_disk_check(place))
+    checks.append(data_disk(host, name, place.layout.data_dir))
     checks.append(_ports_check(place, service))
     checks.append(_fsync_check(place))
     checks.append(_rtt_check(place))
