@@ -227,7 +227,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 def preflight_table(report: PreflightReport) -> Table:
     table = _table("preflight", ["MEMBER", "CHECK", "VERDICT", "DETAIL"])
     for check in report.checks:
-        table.add_row(check.member, check.name, check.verdict.upper(), check.detail)
+        fix = f" — fix: {check.fix}" if check.fix and check.verdict == "fail" else ""
+        table.add_row(check.member, check.name, check.verdict.upper(), check.detail + fix)
     return table
 
 

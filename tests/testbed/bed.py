@@ -179,6 +179,21 @@ class Testbed:
             self._start(host, rootfs.apt_repository())
         self.wait_ready(host)
 
+    def boot_without_systemd(self, host: str) -> None:
+        """Power the host off and start it with sshd as its init (PID 1) instead of
+        systemd: a real host without systemd, as a container or another init gives.
+        `kill` then `boot` gives it systemd back."""
+        self._check_host(host)
+        if self.init_pid(host) is not None:
+            self.kill(host)
+        self._start(host, rootfs.apt_repository(),
+                    init=("/bin/sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e"))
+
+        def ready() -> bool:
+            return self.ssh(host, "true", check=False, timeout=10).returncode == 0
+
+        wait_until(ready, timeout=BOOT_TIMEOUT, what=f"{host}'s sshd did not start")
+
     def kill(self, host: str) -> None:
         """Power cut: SIGKILL the container's init; every process of the host dies at once."""
         self._check_host(host)
@@ -244,6 +259,27 @@ class Testbed:
             environ["TMPDIR"] = str(self.dir / "tmp")
         Path(environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
         return environ
+
+    def root_path(self, host: str, path: str) -> Path:
+        """Where a file of the host's root filesystem is seen from this machine (its
+        overlay): a fault written here needs no working SSH or sudo on the host."""
+        self._check_host(host)
+        return self._merged(host) / path.lstrip("/")
+
+    def enter(self, host: str, *argv: str, check: bool = True
+              ) -> subprocess.CompletedProcess[str]:
+        """A command as root inside the host's namespaces (mounts, PIDs, network), not
+        through its sshd: for faults that SSH itself cannot set up or take back."""
+        pid = self.init_pid(host)
+        if pid is None:
+            raise TestbedError(f"{host} is not running")
+        result = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-n",
+                                 *argv], capture_output=True, text=True, timeout=60,
+                                check=False)
+        if check and result.returncode != 0:
+            raise TestbedError(f"{host}: `{' '.join(argv)}` -> {result.returncode}: "
+                               f"{result.stderr.strip()}")
+        return result
 
     def ssh_argv(self, host: str, *command: str) -> list[str]:
         return ["ssh", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
@@ -321,13 +357,16 @@ class Testbed:
         _install(authorized, self.key.with_suffix(".pub").read_bytes(), 0o600)
         os.chown(authorized, uid, gid)
 
-    def _start(self, host: str, repo: Path) -> None:
+    def _start(self, host: str, repo: Path, init: Sequence[str] = ()) -> None:
+        """Boot the host's systemd, or run `init` as its PID 1 instead."""
         log = (self._host_dir(host) / "console.log").open("ab")
         process = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "-D", str(self._merged(host)), "--boot",
+            ["systemd-nspawn", "--quiet", "-D", str(self._merged(host)),
+             *(() if init else ("--boot",)),
              "--register=no", "--keep-unit", f"--machine={self._machine(host)}",
              f"--network-namespace-path=/run/netns/{self.net.host_ns(host)}",
-             f"--bind-ro={repo}:{rootfs.REPO_MOUNT}", "--console=read-only"],
+             f"--bind-ro={repo}:{rootfs.REPO_MOUNT}", "--console=read-only",
+             *((f"--hostname={host}", *init) if init else ())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         self._nspawn[host] = process

@@ -20,7 +20,7 @@ SUITES = ("bookworm", "trixie")
 # A minimal Debian server: real systemd and sshd, sudo for the admin user, adduser for
 # Debian's etcd-server postinst. No python3: dcsctl must do without it on a host.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2",
-            "ca-certificates", "adduser")
+            "ca-certificates", "adduser", "libfaketime")
 USER = "admin"
 REPO_MOUNT = "/srv/dcsctl-repo"  # where each host sees the local apt repository
 # The guide's etcd: trixie's 3.5.16 package.

@@ -88,16 +88,16 @@ def preflight(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Check that every member's host can run it (SSH hosts: SSH, sudo, OS, ports, clock,
-    fsync, etcd; lab: etcd, ports)."""
+    """Check that every member's host can run it (SSH hosts: SSH, sudo, OS, init system,
+    clock, free space, ports, fsync, round trip, etcd; lab: etcd, ports)."""
     session = session_of(ctx)
     result = preflight_ops.preflight(cluster_of(ctx, spec_file, cluster))
     if json_output:
         session.out.print_json(report.dump_json(report.preflight_json(result)))
     else:
         session.out.print(report.preflight_table(result))
-    if result.failed:
-        raise typer.Exit(ExitCode.ENVIRONMENT)
+    if problem := result.problem():
+        raise problem
 
 
 @app.command(rich_help_panel=SET_UP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -163,7 +164,8 @@ class SshHost:
             ) from exc
         stderr = completed.stderr.decode(errors="replace")
         if completed.returncode == SSH_FAILED:
-            raise unreachable(self.name, self.destination, stderr)
+            raise unreachable(self.name, self.destination, stderr,
+                              self.options.known_hosts_file)
         if self.sudo and ("sudo: a password is required" in stderr
                           or "is not in the sudoers file" in stderr
                           or "sudo: not found" in stderr):
@@ -227,16 +229,55 @@ def control_dir() -> Path:
     return path
 
 
-def unreachable(name: str, destination: Destination, stderr: str) -> EnvironmentProblem:
+def unreachable(name: str, destination: Destination, stderr: str,
+                known_hosts: str | None = None) -> EnvironmentProblem:
+    stderr = stderr.replace("\r\n", "\n")  # ssh ends its lines with CR LF at times
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else "ssh failed"
+    if changed := CHANGED_KEY.search(stderr):
+        return changed_host_key(name, destination, stderr, changed.group(1), known_hosts)
     if "Host key verification failed" in stderr or "REMOTE HOST IDENTIFICATION" in stderr:
-        fix = (f"verify {destination}'s host key out of band, then add it to known_hosts "
-               "(e.g. `ssh-keyscan` and compare fingerprints); dcsctl never accepts an "
-               "unknown or changed host key")
+        fix = (f"verify {destination}'s host key out of band, then add it to "
+               f"{known_hosts or 'known_hosts'} (e.g. `ssh-keyscan` and compare fingerprints); "
+               "dcsctl never accepts an unknown or changed host key")
     elif "Permission denied" in stderr:
         fix = (f"make key-based login to {destination} work (`ssh {destination}` must not ask "
                "for a password): ssh-copy-id, ssh.identity_file or your ssh agent")
     else:
         fix = f"check that `ssh {destination}` works from this machine, then run again"
     return EnvironmentProblem(f"{name}: cannot reach {destination} over SSH ({last})", fix=fix)
+
+
+# OpenSSH's words (9.2) when a known host presents another key than the one on file.
+CHANGED_KEY = re.compile(r"Host key for (\S+) has changed and you have requested strict")
+SENT_KEY = re.compile(r"The fingerprint for the (\S+) key sent by the remote host is\s+(\S+?)\.?$",
+                      re.MULTILINE)
+OFFENDING = re.compile(r"Offending \S+ key in (.+):(\d+)\s*$", re.MULTILINE)
+
+
+def changed_host_key(name: str, destination: Destination, stderr: str, known_as: str,
+                     known_hosts: str | None) -> EnvironmentProblem:
+    """The host answered with another host key than known_hosts holds: either it was
+    reinstalled (its key regenerated) or someone is in between. dcsctl stops, writes
+    nothing, and says how to accept the new key once it is verified."""
+    sent = SENT_KEY.search(stderr)
+    key_type, fingerprint = (sent.group(1), sent.group(2)) if sent else ("", "")
+    offending = OFFENDING.search(stderr)
+    where = (f" (the old one is {offending.group(1)}:{offending.group(2)})" if offending
+             else "")
+    file = known_hosts or (offending.group(1) if offending else "~/.ssh/known_hosts")
+    port = destination.port
+    scan = ["ssh-keyscan", *(["-p", str(port)] if port else []),
+            *(["-t", key_type.lower()] if key_type else []), destination.host]
+    fix = ("dcsctl never accepts a changed host key by itself. "
+           f"If {destination.host} was reinstalled or its host key regenerated, compare "
+           f"{fingerprint or 'the new fingerprint'} with `ssh-keygen -lf "
+           "/etc/ssh/ssh_host_*_key.pub` run on the host's console, then replace the old key: "
+           f"`ssh-keygen -R {shlex.quote(known_as)} -f {shlex.quote(file)}` and "
+           f"`{shlex.join(scan)} >> {shlex.quote(file)}`; if nobody changed it, someone may "
+           "be intercepting the connection: do not go on")
+    return EnvironmentProblem(
+        f"{name}: the SSH host key of {destination} has changed{where}: it now presents "
+        f"{key_type or 'a'} key {fingerprint or '(fingerprint not shown)'}; dcsctl did not "
+        "log in",
+        fix=fix)

@@ -12,12 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dcsctl import render, spec
-from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.model import hex_id
 from dcsctl.ops.context import Cluster
 from dcsctl.pki import jwt_sign_method
 from dcsctl.state import ClusterRecord
-from dcsctl.targets.protocol import Verdict
 from dcsctl.workflow import UNCHANGED, in_parallel
 
 
@@ -43,11 +41,8 @@ def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord
 def check(cluster: Cluster, members: Sequence[spec.Member]) -> str:
     """The target's checks before anything is written; every failure at once."""
     report = cluster.target.preflight(members, thorough=False)
-    failed = [c for c in report.checks if c.verdict is Verdict.FAIL]
-    if failed:
-        raise EnvironmentProblem("; ".join(c.detail for c in failed),
-                                 fix=next((c.fix for c in failed if c.fix),
-                                          "see `dcsctl preflight`"))
+    if problem := report.problem():
+        raise problem
     return report.summary
 
 

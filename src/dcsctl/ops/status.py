@@ -11,6 +11,8 @@ from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo,
 from dcsctl.etcd.versions import Advisory, Version, advisories
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
+from dcsctl.targets.disk import member_disk
+from dcsctl.targets.protocol import Verdict
 
 STATUS_TIMEOUT_S = 2.0
 STATUS_SSH_TIMEOUT_S = 3.0  # SSH connect timeout for the PID column (the spec's is for work)
@@ -96,6 +98,10 @@ class _PidLookup:
     def _run(self, cluster: Cluster) -> None:
         try:
             self.pid = cluster.service(self.member).running_pid()
+            # A full data filesystem stops etcd (or soon will): say so, not just "down".
+            disk = member_disk(cluster.target, self.member)
+            if disk.verdict is Verdict.FAIL:
+                self.error = f"{self.member}: {disk.detail}"
         except DcsctlError as exc:
             self.error = exc.message
 

@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from typing import Protocol
 
 from dcsctl import render
+from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.versions import Version
 from dcsctl.hosts.protocol import Host
 from dcsctl.services.protocol import Service
@@ -43,6 +44,15 @@ class PreflightReport:
     @property
     def failed(self) -> bool:
         return any(c.verdict is Verdict.FAIL for c in self.checks)
+
+    def problem(self) -> EnvironmentProblem | None:
+        """Every failed check in one error, each naming its member; the first fix given."""
+        failed = [c for c in self.checks if c.verdict is Verdict.FAIL]
+        if not failed:
+            return None
+        return EnvironmentProblem(
+            "; ".join(f"{c.member} {c.name}: {c.detail}" for c in failed),
+            fix=next((c.fix for c in failed if c.fix), "see `dcsctl preflight`"))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Can these SSH hosts run an etcd member? Each check gives a verdict (`dcsctl preflight`).
 
 SSH reachable, privileges, OS and init system, ports free, clock skew between the
-hosts and this machine (raft leases and JWT expiry both trust clocks), and a short
+hosts and this machine (raft leases and JWT expiry both trust clocks), room for the WAL
+on the data filesystem, and a short
 fsync probe of the data dir's disk: etcd fsyncs its WAL on every write and wants the
 99th percentile under 10 ms.
 """
@@ -16,11 +17,14 @@ from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import advisories, upgrade_advice
 from dcsctl.hosts.ssh import SshHost
 from dcsctl.services.protocol import Service
+from dcsctl.targets.disk import DISK_PROBE, data_disk, disk_check
 from dcsctl.targets.protocol import Check, Verdict
 from dcsctl.targets.ssh.files import Place
 from dcsctl.targets.ssh.install import InstallState, superseded_package
 
 MAX_CLOCK_SKEW_S = 0.5  # beyond this, lease and token expiry drift noticeably
+CLOCK_FIX = ("synchronise the host's clock and this machine's (chrony or "
+             "systemd-timesyncd on both), then run again")
 WAL_FSYNC_P99_LIMIT_MS = 10.0
 FSYNC_WRITES = 100
 
@@ -157,16 +161,62 @@ def _rtt_check(place: Place) -> Check:
 
 
 def reach(place: Place, host: SshHost) -> list[Check]:
-    """What `up` must know before it writes anything: the host answers, as root."""
-    uid = host.run(["id", "-u"]).stdout.strip()
+    """What `up` must know before it writes anything: the host answers, as root, runs the
+    spec's init system, its clock agrees with this machine's and the data dir has room."""
+    name = place.member.name
+    data_dir = str(place.layout.data_dir)
+    answer = host.run(["sh", "-c", "id -u; cat /proc/1/comm;" + DISK_PROBE, "sh", data_dir])
+    uid, init, df_line = [*answer.stdout.splitlines(), "", "", ""][:3]
     if uid != "0":
         raise EnvironmentProblem(
-            f"{place.member.name}: commands on {host.destination} run as uid {uid}, not root",
+            f"{name}: commands on {host.destination} run as uid {uid}, not root",
             fix="log in as root, or keep `ssh: {sudo: true}` with passwordless sudo",
         )
     how = "sudo" if place.spec.ssh.sudo else "login"
-    return [Check(place.member.name, "ssh", Verdict.OK, f"reached {host.destination}"),
-            Check(place.member.name, "privileges", Verdict.OK, f"root via {how}")]
+    return [Check(name, "ssh", Verdict.OK, f"reached {host.destination}"),
+            Check(name, "privileges", Verdict.OK, f"root via {how}"),
+            init_check(name, place.spec.service.manager, init),
+            _clock_check(name, host),
+            disk_check(name, data_dir, df_line)]
+
+
+def init_check(member: str, manager: spec.ServiceManager, init: str) -> Check:
+    """`service: {manager: systemd}` needs systemd as PID 1 (a container or a host booted
+    with another init has none, and `systemctl` cannot start anything there)."""
+    if manager is spec.ServiceManager.SYSTEMD and init != "systemd":
+        return Check(member, "init", Verdict.FAIL,
+                     f"PID 1 is {init or 'unknown'}, not systemd, and the spec says "
+                     "`service: {manager: systemd}`",
+                     fix="set `service: {manager: process}` in the spec for hosts without "
+                     "systemd (etcd then runs as a detached process), or boot the host "
+                     "with systemd")
+    return Check(member, "init", Verdict.OK, f"PID 1 is {init}; etcd runs as {manager}")
+
+
+def clock_check(member: str, remote_clock: str, before: float, after: float) -> Check:
+    """The host's clock against this machine's, from `date +%s.%N` read between `before`
+    and `after` (the error is at most half that round trip)."""
+    try:
+        skew = float(remote_clock) - (before + after) / 2
+    except ValueError:
+        return Check(member, "clock", Verdict.WARN, "could not read the host's clock")
+    detail = (f"{skew * 1000:+.0f} ms against this machine (round trip "
+              f"{(after - before) * 1000:.0f} ms)")
+    # Only what the measurement proves: the skew less its uncertainty (a slow round trip
+    # on a loaded machine is no skew).
+    if abs(skew) - (after - before) / 2 <= MAX_CLOCK_SKEW_S:
+        return Check(member, "clock", Verdict.OK, detail)
+    return Check(member, "clock", Verdict.FAIL,
+                 f"clock {detail}; etcd's leases, JWT tokens and certificate "
+                 f"validity need clocks within {MAX_CLOCK_SKEW_S * 1000:.0f} ms",
+                 fix=CLOCK_FIX)
+
+
+def _clock_check(member: str, host: SshHost) -> Check:
+    # Asked over the connection already open, so the round trip is short.
+    before = time.time()
+    remote_clock = host.run(["date", "+%s.%N"]).stdout.strip()
+    return clock_check(member, remote_clock, before, time.time())
 
 
 def host_checks(place: Place, host: SshHost, service: Service,
@@ -176,12 +226,9 @@ def host_checks(place: Place, host: SshHost, service: Service,
     try:
         result = host.run(["sh", "-c", "id -u; cat /proc/1/comm; "
                            ". /etc/os-release && echo \"$PRETTY_NAME\""])
-        # Asked again over the connection now open, so the round trip is short.
-        before = time.time()
-        remote_clock = host.run(["date", "+%s.%N"]).stdout.strip()
-        after = time.time()
+        clock = _clock_check(name, host)
     except DcsctlError as exc:
-        return [Check(name, "ssh", Verdict.FAIL, f"{exc.message} — fix: {exc.fix}")]
+        return [Check(name, "ssh", Verdict.FAIL, exc.message, fix=exc.fix)]
     checks = [Check(name, "ssh", Verdict.OK, f"reached {host.destination}")]
     lines = [*result.stdout.splitlines(), "", "", ""]
     uid, init, os_name = lines[:3]
@@ -194,23 +241,9 @@ def host_checks(place: Place, host: SshHost, service: Service,
                             "(passwordless sudo, or log in as root)"))
     checks.append(Check(name, "os", Verdict.OK if os_name else Verdict.WARN,
                         os_name or "no /etc/os-release"))
-    manager = place.spec.service.manager
-    if manager is spec.ServiceManager.SYSTEMD and init != "systemd":
-        checks.append(Check(name, "init", Verdict.FAIL,
-                            f"PID 1 is {init or 'unknown'}, not systemd: set "
-                            "`service: {manager: process}` in the spec"))
-    else:
-        checks.append(Check(name, "init", Verdict.OK, f"PID 1 is {init}; etcd runs as "
-                            f"{manager}"))
-    try:
-        skew = float(remote_clock) - (before + after) / 2
-        verdict = Verdict.OK if abs(skew) <= MAX_CLOCK_SKEW_S else Verdict.FAIL
-        checks.append(Check(name, "clock", verdict,
-                            f"{skew * 1000:+.0f} ms against this machine (round trip "
-                            f"{(after - before) * 1000:.0f} ms)"
-                            + ("" if verdict is Verdict.OK else ": run NTP (chrony)")))
-    except ValueError:
-        checks.append(Check(name, "clock", Verdict.WARN, "could not read the host's clock"))
+    checks.append(init_check(name, place.spec.service.manager, init))
+    checks.append(clock)
+    checks.append(data_disk(host, name, place.layout.data_dir))
     checks.append(_ports_check(place, service))
     checks.append(_fsync_check(place))
     checks.append(_rtt_check(place))

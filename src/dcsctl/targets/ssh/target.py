@@ -43,7 +43,7 @@ APT_LINE_GUESS = Version(3, 5, 0)
 class SshTarget:
     """Every member on its own host; one shared SSH connection per host and run."""
 
-    preflight_scope = "SSH, sudo, state dir, ports"
+    preflight_scope = "SSH, sudo, init system, clock, free space"
 
     def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path) -> None:
         self.spec = cluster_spec
