@@ -14,7 +14,7 @@ testbed down at the end, pass or fail.
 
 (a) dcsctl: the spec `dcsctl init --target ssh` writes (install: apt, service: systemd;
     the testbed's SSH identity and known_hosts added: `Testbed.spec`), a fresh
-    DCSCTL_HOME; timed on the control side: `dcsctl up -f SPEC` (preflight-free: apt
+    DCSCTL_HOME; timed on the control side: `dcsctl up -f SPEC` (its SSH checks, apt
     install, PKI, config, systemd unit, start, health, RBAC + auth, status view), then the
     same command again, which must say "no changes". Checked untimed: `dcsctl status`
     healthy.
