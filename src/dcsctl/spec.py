@@ -12,7 +12,7 @@ import itertools
 import posixpath
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -629,8 +629,10 @@ _ANNOTATIONS = {
 }
 
 
-def render_annotated(spec: ClusterSpec) -> str:
-    """YAML for `dcsctl init`: the spec with a comment above each top-level section."""
+def render_annotated(spec: ClusterSpec,
+                     notes: Mapping[str, Sequence[str]] | None = None) -> str:
+    """YAML for `dcsctl init`: the spec with a comment above each top-level section (and
+    `notes`' lines under a section's comment: why a value is what it is)."""
     data = digest_source(spec)
     lab = spec.target is Target.LAB
     if lab:
@@ -646,5 +648,6 @@ def render_annotated(spec: ClusterSpec) -> str:
     for key, value in data.items():
         lines.append("")
         lines.append(f"# {_ANNOTATIONS.get(key, key)}")
+        lines += [f"# {note}" for note in (notes or {}).get(key, ())]
         lines.append(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"

@@ -43,6 +43,7 @@ class PatroniNode:
     workdir: Path
     config_file: Path
     process: subprocess.Popen[bytes] | None = None
+    netns: str | None = None  # run in this network namespace (the testbed's control side)
 
     @property
     def api(self) -> str:
@@ -50,9 +51,14 @@ class PatroniNode:
 
     def start(self) -> None:
         log = (self.workdir / "patroni.log").open("ab")
+        argv = [str(PATRONI_BIN / "patroni"), str(self.config_file)]
+        user: str | None = OS_USER
+        if self.netns is not None:  # entering a namespace needs root: drop to postgres after
+            argv = [_tool("ip"), "netns", "exec", self.netns, _tool("setpriv"),
+                    f"--reuid={OS_USER}", f"--regid={OS_USER}", "--init-groups", "--", *argv]
+            user = None
         self.process = subprocess.Popen(
-            [str(PATRONI_BIN / "patroni"), str(self.config_file)],
-            user=OS_USER, cwd=self.workdir, stdout=log, stderr=log,
+            argv, user=user, cwd=self.workdir, stdout=log, stderr=log,
             env={"PATH": f"{PATRONI_BIN}:/usr/bin:/bin", "HOME": str(self.workdir)},
             start_new_session=True,
         )
@@ -101,10 +107,17 @@ class PatroniNode:
             self.process.wait(timeout=10)
 
 
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is missing")
+    return found
+
+
 @contextlib.contextmanager
 def patroni_node(
     scope: str, name: str, address: str, etcd3_section: dict[str, object], bundle: Path,
-    namespace: str = "/service/",
+    namespace: str = "/service/", netns: str | None = None,
 ) -> Iterator[PatroniNode]:
     """Write a patroni.yml around dcsctl's `etcd3:` section, start Patroni, stop it after."""
     workdir = Path(tempfile.mkdtemp(prefix=f"dcsctl-patroni-{name}-"))
@@ -148,7 +161,7 @@ def patroni_node(
     for path in [workdir, *workdir.rglob("*")]:
         os.chown(path, user.pw_uid, user.pw_gid)
     config_file.chmod(0o600)
-    node = PatroniNode(name, address, workdir, config_file)
+    node = PatroniNode(name, address, workdir, config_file, netns=netns)
     node.start()
     try:
         yield node

@@ -2,14 +2,20 @@
   agent SPEC write PREFIX COUNT MAX_SECONDS   sequential puts; `ack KEY` / `fail KEY ...` lines
   agent SPEC keys PREFIX                      JSON list of the keys under PREFIX (linearizable)
   agent SPEC hashes                           JSON {endpoint: hashkv} at one revision
+  agent SPEC patroni SCOPE API MAX_SECONDS    a JSON line every 0.5 s: Patroni's role (its REST
+                                              API) and its leader key and lease TTL in etcd;
+                                              ends when stdin closes or after MAX_SECONDS
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from dcsctl.errors import DcsctlError
@@ -44,11 +50,46 @@ def write(cluster: Cluster, prefix: str, count: int, max_seconds: float) -> None
     print("done", flush=True)
 
 
+def watch_patroni(cluster: Cluster, scope: str, api: str, max_seconds: float) -> None:
+    """Bounded in time; the test ends it earlier by closing stdin. Each sample is taken as
+    it comes: an etcd read that times out shows as an error, not as a missing sample."""
+    deadline = time.monotonic() + max_seconds
+    client = cluster.admin_client(timeout=2.0)
+    try:
+        while time.monotonic() < deadline:
+            sample: dict[str, object] = {"t": time.time()}
+            try:
+                with urllib.request.urlopen(f"{api}/patroni", timeout=2) as response:
+                    state = json.loads(response.read())
+                sample.update(role=state.get("role"), state=state.get("state"),
+                              pg_start=state.get("postmaster_start_time"),
+                              timeline=state.get("timeline"))
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                sample.update(role="unreachable", api_error=str(exc))
+            try:
+                lock = client.get(f"/service/{scope}/leader")
+                sample["lock"] = lock.value.decode() if lock is not None else None
+                sample["ttl"] = client.lease_ttl_of(f"/service/{scope}/leader")
+            except DcsctlError as exc:
+                sample["etcd_error"] = exc.message
+                client.close()
+                client = cluster.admin_client(timeout=2.0)
+            print(json.dumps(sample), flush=True)
+            ready, _, _ = select.select([sys.stdin], [], [], 0.5)  # the pace, and the stop
+            if ready and not sys.stdin.readline():
+                break
+    finally:
+        client.close()
+
+
 def main(argv: list[str]) -> None:
     spec_file, command, *rest = argv
     cluster = cluster_of(spec_file)
     if command == "write":
         write(cluster, rest[0], int(rest[1]), float(rest[2]))
+        return
+    if command == "patroni":
+        watch_patroni(cluster, rest[0], rest[1], float(rest[2]))
         return
     with cluster.admin_client(timeout=10) as client:
         if command == "keys":

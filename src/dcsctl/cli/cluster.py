@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dcsctl import report, spec
+from dcsctl import report, spec, tuning
 from dcsctl.cli.common import (
     LOOK,
     SET_UP,
@@ -36,13 +36,21 @@ def init(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write")] = None,
     target: Annotated[spec.Target, typer.Option("--target", help="lab (loopback) or ssh "
                                                 "(the guide's hosts)")] = spec.Target.LAB,
+    rtt_ms: Annotated[float | None, typer.Option(
+        "--rtt-ms", help="round trip between members (ms): heartbeat and election timeout "
+        "by etcd's tuning rule")] = None,
 ) -> None:
     """Write an annotated cluster spec (to stdout, or to -o FILE)."""
     session = session_of(ctx)
     lab = spec.lab_spec(members, name) if target is spec.Target.LAB else spec.ssh_spec(
         members, name)
+    notes: dict[str, list[str]] = {}
+    if rtt_ms is not None:
+        timings = tuning.suggest(rtt_ms)
+        lab = tuning.with_timings(lab, timings)
+        notes["etcd"] = timings.why()
     session.warnings += lab.warnings()
-    text = spec.render_annotated(lab)
+    text = spec.render_annotated(lab, notes)
     if output is None:
         session.out.file.write(text)
         return

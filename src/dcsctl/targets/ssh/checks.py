@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from dcsctl import spec
+from dcsctl import spec, tuning
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import advisories, upgrade_advice
 from dcsctl.hosts.ssh import SshHost
@@ -21,6 +21,7 @@ from dcsctl.targets.disk import DISK_PROBE, data_disk, disk_check
 from dcsctl.targets.protocol import Check, Verdict
 from dcsctl.targets.ssh.files import Place
 from dcsctl.targets.ssh.install import InstallState, superseded_package
+from dcsctl.tuning import ELECTION_RTT_FACTOR
 
 MAX_CLOCK_SKEW_S = 0.5  # beyond this, lease and token expiry drift noticeably
 CLOCK_FIX = ("synchronise the host's clock and this machine's (chrony or "
@@ -111,7 +112,6 @@ for target in "$@"; do
 done
 """
 RTT_SAMPLES = 5
-ELECTION_RTT_FACTOR = 10  # etcd's tuning guide: election timeout >= 10 x the RTT
 
 
 def rtts_from_probe(output: str) -> dict[str, float]:
@@ -133,12 +133,17 @@ def rtt_check(member: str, election_timeout_ms: int, rtts: dict[str, float]) -> 
         return Check(member, "rtt", Verdict.WARN, "round trip to the other members not measured")
     farthest, rtt = max(rtts.items(), key=lambda item: item[1])
     detail = f"up to {rtt:.2f} ms to the other members ({farthest})"
-    if election_timeout_ms < ELECTION_RTT_FACTOR * rtt:
+    if not tuning.election_is_enough(election_timeout_ms, rtt):
+        try:
+            timings = tuning.suggest(rtt)
+        except DcsctlError as exc:  # beyond what etcd's timings can cover
+            return Check(member, "rtt", Verdict.WARN, f"{detail}: {exc.message}")
         return Check(member, "rtt", Verdict.WARN,
                      f"{detail}: etcd.election_timeout_ms {election_timeout_ms} is under "
                      f"{ELECTION_RTT_FACTOR} x that; raise it to at least "
-                     f"{ELECTION_RTT_FACTOR * rtt:.0f} (and heartbeat_interval_ms to about "
-                     f"{max(rtt, 10):.0f})")
+                     f"{timings.election_timeout_ms} (and heartbeat_interval_ms to "
+                     f"{timings.heartbeat_interval_ms}; `dcsctl init --rtt-ms {rtt:.0f}` "
+                     "writes both)")
     return Check(member, "rtt", Verdict.OK,
                  f"{detail}; election timeout {election_timeout_ms} ms >= "
                  f"{ELECTION_RTT_FACTOR} x")
