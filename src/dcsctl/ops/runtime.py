@@ -17,6 +17,7 @@ from dcsctl.etcd.model import EndpointHealth, EndpointStatus
 from dcsctl.ops.context import Cluster
 from dcsctl.spec import Member
 from dcsctl.wait import wait_until
+from dcsctl.workflow import in_parallel
 
 HEALTH_TIMEOUT_S = 30.0
 LOG_LINES_ON_FAILURE = 8
@@ -135,7 +136,9 @@ class MemberRuntime:
 
     def start_all(self, restart: Iterable[str]) -> str:
         """Restart the members named (one at a time, each healthy before the next, so the
-        cluster keeps quorum), then start every member that is not running."""
+        cluster keeps quorum), then start every member that is not running, all at once
+        (a first start of a cluster waits for its peers anyway; one by one over SSH cost
+        seconds per host)."""
         started = []
         for name in sorted(restart):
             member = self.cluster.spec.member(name)
@@ -143,14 +146,16 @@ class MemberRuntime:
             self.start_member(member)
             self.wait_healthy([member])
             started.append(f"{name} (restarted)")
-        for member in self.cluster.spec.members:
-            if not self.cluster.service(member.name).is_active():
-                self.start_member(member)
-                started.append(member.name)
+        members = list(self.cluster.spec.members)
+        active = in_parallel(members, lambda m: self.cluster.service(m.name).is_active())
+        stopped = [m for m, running in zip(members, active, strict=True) if not running]
+        in_parallel(stopped, self.start_member)
+        started += [m.name for m in stopped]
         return "started " + ", ".join(started)
 
     def all_running(self) -> bool:
-        return all(self.cluster.service(m.name).is_active() for m in self.cluster.spec.members)
+        members = list(self.cluster.spec.members)
+        return all(in_parallel(members, lambda m: self.cluster.service(m.name).is_active()))
 
     def health(self) -> str:
         members = list(self.cluster.spec.members)
@@ -206,7 +211,8 @@ class MemberRuntime:
             raise self.member_failure(sick or members, exc.message) from exc
 
     def fail_if_exited(self, members: list[spec.Member]) -> None:
-        exited = [m for m in members if not self.cluster.service(m.name).is_active()]
+        active = in_parallel(members, lambda m: self.cluster.service(m.name).is_active())
+        exited = [m for m, running in zip(members, active, strict=True) if not running]
         if exited:
             raise self.member_failure(exited, "etcd exited during start-up")
 
