@@ -68,11 +68,12 @@ def _require_healthy(cluster: Cluster, *, except_member: str | None = None) -> N
 
 
 def _with_member(
-    saved: spec_module.ClusterSpec, new: dict[str, object]
+    saved: spec_module.ClusterSpec, new: dict[str, object], at: int | None = None
 ) -> spec_module.ClusterSpec:
     raw = spec_module.digest_source(saved)
     members = [m for m in raw["members"] if m["name"] != new["name"]]
-    raw["members"] = [*members, new]
+    members.insert(len(members) if at is None else at, new)
+    raw["members"] = members
     return spec_module.from_mapping(raw, source="the spec with the new member")
 
 
@@ -189,7 +190,9 @@ class JoinWorkflow:
 def add(
     cluster: Cluster, name: str, address: str, *, client_port: int | None = None,
     peer_port: int | None = None, ssh: str | None = None, remote_root: str | None = None,
+    at: int | None = None,
 ) -> MemberChange:
+    """`at`: the new member's place in the spec's list (default: last)."""
     new: dict[str, object] = {"name": name, "address": address}
     if client_port:
         new["client_port"] = client_port
@@ -204,7 +207,7 @@ def add(
         if str(existing.address) != address:
             raise DcsctlError(f"member {name} already exists with address {existing.address}",
                               fix="choose another name, or `dcsctl member remove` it first")
-    grown = cluster.context.cluster(_with_member(cluster.spec, new))
+    grown = cluster.context.cluster(_with_member(cluster.spec, new, at))
     with locked(grown.dir):
         workflow = JoinWorkflow(grown, grown.spec.member(name), grown.dir.record())
         outcomes = run_phases(workflow.phases(), cluster.context.progress)
@@ -309,6 +312,11 @@ def replace(cluster: Cluster, name: str) -> MemberChange:
         raise NotFound(f"no member {name!r} in cluster {cluster.spec.name!r}",
                        fix="see `dcsctl status` for the members")
     member = cluster.spec.member(name)
+    # back in its old place: the operator's spec file (its order) still matches the saved one
+    position = [m.name for m in cluster.spec.members].index(name)
+    # The new machine must answer (SSH: its host key known) before the old member is
+    # removed: a refused key found after the removal left the cluster a member short.
+    provision.check(cluster, [member])
     marker = cluster.dir.member_dir(name).parent / f".replacing-{name}.json"
     info = _listed(cluster, cluster.spec.peer_url(member))
     if not marker.exists():
@@ -318,12 +326,15 @@ def replace(cluster: Cluster, name: str) -> MemberChange:
         atomic_write(marker, json.dumps({"old_id": info.id}).encode(), PRIVATE)
     old_id = json.loads(marker.read_text())["old_id"]
     outcomes: list[PhaseOutcome] = []
-    if info is not None and info.id == old_id:
+    if info is None or info.id == old_id:
+        # Also once etcd has dropped it: a run stopped between the removal and the end of
+        # `remove` (revoke, stop, forget) finishes those first, or the new member would
+        # be handed the old, revoked certificate.
         outcomes += remove(cluster, name, force=False).outcomes
     address = str(member.address)
     outcomes += add(cluster, name, address, client_port=member.client_port,
                     peer_port=member.peer_port, ssh=member.ssh,
-                    remote_root=member.remote_root).outcomes
+                    remote_root=member.remote_root, at=position).outcomes
     marker.unlink(missing_ok=True)
     return MemberChange(name, tuple(outcomes))
 
