@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from dcsctl import spec
 from dcsctl.errors import EnvironmentProblem
+from dcsctl.etcd.model import EndpointStatus
+from dcsctl.etcd.versions import Version
 from dcsctl.ops import certs, provision, upgrade
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
@@ -120,6 +122,12 @@ def _change_binaries_first(cluster: Cluster, running: Cluster,
         return
     installed = in_parallel(list(cluster.spec.members),
                             lambda m: cluster.target.installed_version(m.name))
+    if None in installed:
+        # No etcd where the spec puts it (install: apt -> release, another bin_dir): the
+        # members still run another binary, and what they run decides (upgrade paths).
+        with running.admin_client(timeout=3.0) as client:
+            installed += [Version.parse(s.version) for s in client.statuses()
+                          if isinstance(s, EndpointStatus)]
     if all(version in (None, wanted) for version in installed):
         return
     with locked(cluster.dir):

@@ -192,8 +192,15 @@ class SshTarget:
         return files.push(self.place(member), settings, founding_token=founding_token)
 
     def write_config(self, member: str, settings: bytes) -> bool:
-        return self.host(member).write(self.layout(member).config, settings, PUBLIC,
-                                       "root:root")
+        host = self.host(member)
+        changed = host.write(self.layout(member).config, settings, PUBLIC, "root:root")
+        if self.spec.service.manager is ServiceManager.SYSTEMD:
+            # The unit names the binary: a version change that moves it (install: apt ->
+            # release) must start the new one (the service's start reloads systemd).
+            paths = self.paths(member)
+            unit = render.systemd_unit(self.spec, self.layout(member), paths.etcd)
+            changed = host.write(paths.unit, unit, PUBLIC, "root:root") or changed
+        return changed
 
     def sync_tls(self, member: str) -> list[str]:
         return files.sync_tls(self.place(member))
