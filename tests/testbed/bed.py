@@ -120,9 +120,7 @@ class Testbed:
                 self._prepare(host, lower, names)
                 self._start(host, repo)
                 changed.append(host)
-        self.known_hosts.write_text("".join(
-            f"{host},{address} {self._host_key(host).with_suffix('.pub').read_text()}"
-            for host, address in names.items()))
+        self._write_known_hosts()
         self.net.check_isolation(names)
         for host in names:
             self.wait_ready(host)
@@ -143,6 +141,40 @@ class Testbed:
             run(["umount", mount])
         self.net.remove()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def rebuild(self, *hosts: str) -> None:
+        """Each machine replaced by a new one of the same name and address: powered off, a
+        fresh disk (an empty layer over the suite's tree: no etcd, no data), a new SSH
+        host key, booted (all at once). The testbed's own known_hosts learns the new keys
+        (what the operator would check on each new machine's console); anyone else's copy
+        is stale."""
+        for host in hosts:
+            self._check_host(host)
+            if self.init_pid(host) is not None:
+                self.kill(host)
+            self._forget(host)
+            self._prepare(host, rootfs.rootfs(self._suite()), self.hosts())
+            self._start(host, rootfs.apt_repository())
+        self._write_known_hosts()
+        for host in hosts:
+            self.wait_ready(host)
+
+    def remove_last_host(self) -> str:
+        """The newest host powered off and gone (namespace, disk, key): the testbed has
+        one host fewer, as if `up` had been run with that count."""
+        names = list(self.hosts())
+        if len(names) < 2:
+            raise TestbedError("the testbed keeps at least one host: use `down`")
+        host = names[-1]
+        if self.init_pid(host) is not None:
+            self.kill(host)
+        self._forget(host)
+        run(["ip", "netns", "del", self.net.host_ns(host)])
+        (self.dir / "testbed.json").write_text(json.dumps(
+            {"suite": self._suite(), "hosts": len(names) - 1}))
+        self.net.write_control_hosts(self.hosts())
+        self._write_known_hosts()
+        return host
 
     def leftovers(self) -> list[str]:
         """Anything of this testbed still on the machine (empty after `down`)."""
@@ -322,6 +354,22 @@ class Testbed:
     def _check_host(self, host: str) -> None:
         if host not in self.hosts():
             raise TestbedError(f"no host {host} (have: {', '.join(self.hosts()) or 'none'})")
+
+    def _forget(self, host: str) -> None:
+        """A stopped host's disk and host key gone."""
+        merged = str(self._merged(host))
+        if merged in self._mounts():
+            run(["umount", merged])
+        shutil.rmtree(self._host_dir(host))
+        shutil.rmtree(self._host_key(host).parent)
+
+    def _suite(self) -> str:
+        return str(self._config()["suite"])
+
+    def _write_known_hosts(self) -> None:
+        self.known_hosts.write_text("".join(
+            f"{host},{address} {self._host_key(host).with_suffix('.pub').read_text()}"
+            for host, address in self.hosts().items()))
 
     def _host_key(self, host: str) -> Path:
         return self.dir / "hostkeys" / host / "ssh_host_ed25519_key"

@@ -1,0 +1,235 @@
+"""The guide's cluster through its life on real hosts: a fourth host added and removed, a
+host replaced by a new machine of the same name (new disk, new SSH host key), certificate
+rotation and a rolling restart under a writer, an upgrade through the spec from Debian's
+package to release tarballs (3.5.16 -> 3.5.35 -> 3.6.16) under a writer, and a cluster on
+release tarballs from the start (3.7.3, dcsctl's default)."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcsctl.etcd.versions import NEWEST, RECOMMENDED
+from tests.conftest import etcd_bin_dir
+from tests.support import pack_release
+from tests.testbed.bed import Testbed
+from tests.testbed.conftest import (
+    Deployment,
+    acked_and_lost,
+    make_deployment,
+    status_of,
+    wait_healthy,
+)
+
+NEW_HOST, NEW_ADDRESS = "dcs-03", "192.168.56.13"
+
+
+def _operators_known_hosts(d: Deployment, hosts: list[str]) -> Path:
+    """The operator's own known_hosts (the keys recorded when the machines were set up),
+    not the testbed's, which learns every new key: the spec points at this copy."""
+    known = d.tmp / "known_hosts"
+    lines = d.bed.known_hosts.read_text().splitlines(keepends=True)
+    known.write_text("".join(line for line in lines if line.split(",")[0] in hosts))
+    d.spec_file.write_text(d.spec_file.read_text().replace(
+        f"known_hosts_file: {d.bed.known_hosts}", f"known_hosts_file: {known}"))
+    return known
+
+
+def _timed(d: Deployment, *argv: str, check: bool = True) -> tuple[
+        subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    result = d.dcsctl(*argv, check=check)
+    return result, time.monotonic() - start
+
+
+def _members(d: Deployment) -> dict[str, dict[str, object]]:
+    view = wait_healthy(d)
+    return {m["name"]: m for m in view["members"]}
+
+
+def _hashes(d: Deployment) -> set[object]:
+    hashes = d.agent("hashes")
+    assert isinstance(hashes, dict)
+    return set(hashes.values())
+
+
+def _longest_pause(lines: str) -> float:
+    """The longest time between two acknowledged writes (the writer stamps each ack)."""
+    stamps = [float(line.split()[2]) for line in lines.splitlines() if line.startswith("ack ")]
+    return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
+
+
+def _stop_writer(writer: subprocess.Popen[str]) -> str:
+    """End the bounded writer now (it would go on to its count or deadline)."""
+    writer.terminate()
+    rest, _ = writer.communicate(timeout=30)
+    return rest
+
+
+@pytest.fixture(scope="module")
+def life(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The guide's spec (install: apt, service: systemd) up on dcs-00..02, with the
+    operator's own known_hosts; destroyed after the module, the testbed back to 3 hosts."""
+    d = make_deployment(testbed, tmp_path_factory.mktemp("testbed-life"))
+    _operators_known_hosts(d, list(testbed.hosts()))
+    _, took = _timed(d, "up")
+    print(f"up: {took:.1f} s")
+    try:
+        yield d
+    finally:
+        d.dcsctl("destroy", "--yes", check=False)
+        while len(testbed.hosts()) > 3:
+            testbed.remove_last_host()
+
+
+def test_a_fourth_host_added_and_removed_and_a_host_replaced_by_a_new_machine(
+        life: Deployment, testbed: Testbed) -> None:
+    d = life
+    for index in range(20):
+        d.dcsctl("put", f"/life/{index:02d}", "x")
+    known = Path(yaml.safe_load(d.spec_file.read_text())["ssh"]["known_hosts_file"])
+
+    # A fourth machine: booted, its key recorded by the operator, then `member add`.
+    assert testbed.up(hosts=4) == [NEW_HOST]
+    assert testbed.up(hosts=4) == []  # idempotent
+    known.write_text(known.read_text() + next(
+        line + "\n" for line in testbed.known_hosts.read_text().splitlines()
+        if line.startswith(f"{NEW_HOST},")))
+    added, took_add = _timed(d, "member", "add", NEW_HOST, "--address", NEW_ADDRESS,
+                             "--ssh", NEW_HOST)
+    assert f"{NEW_HOST} is a voting member" in added.stdout
+    members = _members(d)
+    assert sorted(members) == [*sorted(testbed.hosts())]
+    assert members[NEW_HOST]["is_learner"] is False
+    assert len(_hashes(d)) == 1 and len(d.agent("hashes")) == 4  # type: ignore[arg-type]
+    assert testbed.ssh(NEW_HOST, "systemctl is-active etcd").stdout.strip() == "active"
+
+    _, took_remove = _timed(d, "member", "remove", NEW_HOST, "--yes")
+    assert sorted(_members(d)) == ["dcs-00", "dcs-01", "dcs-02"]
+    gone = testbed.ssh(NEW_HOST, "systemctl is-active etcd; ls /var/lib/etcd /etc/dcs",
+                       check=False).stdout
+    assert gone.split() == ["inactive"], gone
+    assert testbed.remove_last_host() == NEW_HOST
+    assert len(d.agent("keys", "/life/")) == 20  # type: ignore[arg-type]
+
+    # A follower's machine replaced: new disk, new host key, same name and address.
+    leader = wait_healthy(d)["leader"]
+    host = next(h for h in ("dcs-00", "dcs-01", "dcs-02") if h != leader)
+    old_id = _members(d)[host]["id"]
+    testbed.rebuild(host)
+    assert testbed.ssh(host, "test -e /var/lib/etcd", check=False).returncode != 0
+    refused, _ = _timed(d, "member", "replace", host, "--yes", check=False)
+    assert refused.returncode == 4, refused.stderr
+    assert f"the SSH host key of {host} has changed" in refused.stderr
+    assert f"ssh-keygen -R {host} -f {known}" in refused.stderr
+    view = status_of(d)  # nothing changed: the old member is still listed
+    assert next(m for m in view["members"] if m["name"] == host)["id"] == old_id
+
+    # The operator's step, as the error says: drop the old key, scan the new one and
+    # compare its fingerprint with the one the new machine's console shows.
+    subprocess.run(["ssh-keygen", "-R", host, "-f", str(known)], check=True,
+                   capture_output=True)
+    scanned = testbed.run(["ssh-keyscan", "-t", "ed25519", host]).stdout
+    known.write_text(known.read_text() + scanned)
+    on_console = testbed.ssh(host, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").stdout
+    fingerprints = subprocess.run(["ssh-keygen", "-lf", str(known)], check=True,
+                                  capture_output=True, text=True).stdout
+    assert on_console.split()[1] in fingerprints
+
+    replaced, took_replace = _timed(d, "member", "replace", host, "--yes")
+    assert f"{host} replaced and promoted" in replaced.stdout
+    members = _members(d)
+    assert members[host]["id"] != old_id
+    assert len(d.agent("keys", "/life/")) == 20  # type: ignore[arg-type]
+    assert len(_hashes(d)) == 1
+    assert "no changes" in d.dcsctl("up").stderr  # the operator's spec file still fits
+    print(f"member add {took_add:.1f} s, remove {took_remove:.1f} s, "
+          f"replace (after known_hosts) {took_replace:.1f} s")
+
+
+def test_rotation_restart_and_an_upgrade_through_the_spec_lose_no_acknowledged_write(
+        life: Deployment, testbed: Testbed, tmp_path: Path) -> None:
+    d = life
+    wait_healthy(d)
+    writer, head = d.writing("/roll/", acks_first=20, count=100_000, max_seconds=90)
+    _, took_rotate = _timed(d, "certs", "rotate", "--yes")
+    _, took_restart = _timed(d, "restart")
+    rest = _stop_writer(writer)
+    acked, failed, lost = acked_and_lost(d, "".join(head) + rest, "/roll/")
+    pause = _longest_pause("".join(head) + rest)
+    assert lost == 0, f"{lost} of {acked} acknowledged writes lost"
+    assert acked > 20
+    print(f"certs rotate {took_rotate:.1f} s, restart {took_restart:.1f} s: {acked} acked, "
+          f"{failed} failed or unknown, 0 lost, longest pause {pause:.1f} s")
+
+    acked_before = acked
+
+    # Debian's 3.5.16 -> release 3.5.35 (`up`), then -> 3.6.16 (`dcsctl upgrade`).
+    writer, head = d.writing("/up/", acks_first=20, count=100_000, max_seconds=120)
+    took: list[float] = []
+    for step, command in ((NEWEST["3.5"], ("up",)), (NEWEST["3.6"],
+                                                     ("upgrade", "--to", str(NEWEST["3.6"])))):
+        tarball, sha256 = pack_release(etcd_bin_dir(step), tmp_path)
+        document = yaml.safe_load(d.spec_file.read_text())
+        document["install"] = {"method": "release", "tarball": str(tarball),
+                               "sha256": sha256}
+        d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        result, seconds = _timed(d, *command)
+        took.append(seconds)
+        assert f"-> {step}" in result.stdout + result.stderr
+        assert "snapshot before the change" in result.stdout + result.stderr
+        assert {m["status"]["version"] for m in _members(d).values()} == {  # type: ignore[index]
+            str(step)}
+    rest = _stop_writer(writer)
+    acked, failed, lost = acked_and_lost(d, "".join(head) + rest, "/up/")
+    pause = _longest_pause("".join(head) + rest)
+    assert lost == 0, f"{lost} of {acked} acknowledged writes lost"
+    for host in ("dcs-00", "dcs-01", "dcs-02"):
+        unit = testbed.ssh(host, "systemctl cat etcd").stdout
+        assert "ExecStart=/usr/local/bin/etcd\n" in unit, unit
+        running = testbed.ssh(host, "sudo readlink /proc/$(systemctl show -p MainPID --value "
+                              "etcd)/exe").stdout.strip()
+        assert running == "/usr/local/bin/etcd"
+    assert len(d.agent("keys", "/roll/")) >= acked_before  # type: ignore[arg-type]
+    assert len(_hashes(d)) == 1
+    assert "no changes" in d.dcsctl("up").stderr
+    print(f"upgrade apt 3.5.16 -> {NEWEST['3.5']} (up) {took[0]:.1f} s, -> {NEWEST['3.6']} "
+          f"(upgrade) {took[1]:.1f} s: {acked} acked, {failed} failed or unknown, 0 lost, "
+          f"longest pause {pause:.1f} s")
+
+
+def test_release_tarballs_from_the_start_on_new_machines(testbed: Testbed,
+                                                          tmp_path: Path) -> None:
+    hosts = ["dcs-00", "dcs-01", "dcs-02"]
+    start = time.monotonic()
+    testbed.rebuild(*hosts)
+    took_rebuild = time.monotonic() - start
+    d = make_deployment(testbed, tmp_path)
+    tarball, sha256 = pack_release(etcd_bin_dir(RECOMMENDED), tmp_path)
+    document = yaml.safe_load(d.spec_file.read_text())
+    document["install"] = {"method": "release", "tarball": str(tarball), "sha256": sha256}
+    d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        up, took_up = _timed(d, "up")
+        assert "healthy: 3/3 members healthy" in up.stdout
+        view = status_of(d)
+        assert {m["status"]["version"] for m in view["members"]} == {str(RECOMMENDED)}
+        for host in hosts:
+            assert testbed.ssh(host, "dpkg -s etcd-server", check=False).returncode != 0
+            assert testbed.ssh(host, "systemctl is-active etcd").stdout.strip() == "active"
+        destroyed, took_destroy = _timed(d, "destroy", "--yes")
+        assert ("left on each host: the etcd binaries in /usr/local/bin and the `etcd` "
+                "user") in destroyed.stdout
+        assert testbed.ssh("dcs-01", "ls /usr/local/bin").stdout.split() == [
+            "etcd", "etcdctl", "etcdutl"]
+    finally:
+        d.dcsctl("destroy", "--yes", check=False)
+    print(f"3 new machines {took_rebuild:.1f} s; up (release {RECOMMENDED}) {took_up:.1f} s, "
+          f"destroy {took_destroy:.1f} s")
+
