@@ -1,5 +1,6 @@
 """Runs on the testbed's control side (`ip netns exec`), where the hosts are reachable:
-  agent SPEC write PREFIX COUNT MAX_SECONDS   sequential puts; `ack KEY` / `fail KEY ...` lines
+  agent SPEC write PREFIX COUNT MAX_SECONDS [INTERVAL]   sequential puts, at most one per
+                                              INTERVAL s; `ack KEY` / `fail KEY ...` lines
   agent SPEC keys PREFIX                      JSON list of the keys under PREFIX (linearizable)
   agent SPEC hashes                           JSON {endpoint: hashkv} at one revision
   agent SPEC patroni SCOPE API MAX_SECONDS    a JSON line every 0.5 s: Patroni's role (its REST
@@ -28,16 +29,22 @@ def cluster_of(spec_file: str) -> Cluster:
     return support_cluster_of(SpecFileIn(dict(os.environ), Path(spec_file)))
 
 
-def write(cluster: Cluster, prefix: str, count: int, max_seconds: float) -> None:
+def write(cluster: Cluster, prefix: str, count: int, max_seconds: float,
+          interval: float = 0.0) -> None:
     """Bounded in count and time. A failed (e.g. timed-out) put is reported as `fail`: it
-    may still have been committed, so it is never counted as acknowledged or lost."""
-    deadline = time.monotonic() + max_seconds
+    may still have been committed, so it is never counted as acknowledged or lost.
+    `interval` paces it (a rate, like a Patroni's, not a wait for anything): a writer
+    flat out takes a core of the two the testbed's hosts share."""
+    start = time.monotonic()
+    deadline = start + max_seconds
     client = cluster.admin_client(timeout=2.0)
     try:
         for index in range(count):
             if time.monotonic() > deadline:
                 break
             key = f"{prefix}{index:06d}"
+            if interval:
+                time.sleep(max(0.0, start + index * interval - time.monotonic()))
             try:
                 client.put(key, b"x")
                 print("ack", key, f"{time.time():.3f}", flush=True)
@@ -86,7 +93,7 @@ def main(argv: list[str]) -> None:
     spec_file, command, *rest = argv
     cluster = cluster_of(spec_file)
     if command == "write":
-        write(cluster, rest[0], int(rest[1]), float(rest[2]))
+        write(cluster, rest[0], int(rest[1]), float(rest[2]), *map(float, rest[3:4]))
         return
     if command == "patroni":
         watch_patroni(cluster, rest[0], rest[1], float(rest[2]))

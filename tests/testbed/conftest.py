@@ -75,21 +75,24 @@ class Deployment:
                                str(self.spec_file), *argv], env=self.environ, timeout=timeout)
         return json.loads(result.stdout)
 
-    def writer(self, prefix: str, count: int, max_seconds: float) -> subprocess.Popen[str]:
-        """A bounded sequential writer; prints `ack KEY` / `fail KEY` lines."""
+    def writer(self, prefix: str, count: int, max_seconds: float, interval: float = 0.0
+               ) -> subprocess.Popen[str]:
+        """A bounded sequential writer (at most one put per `interval` s); prints
+        `ack KEY` / `fail KEY` lines."""
         self.bed.net.check_isolation(self.bed.hosts())
         return subprocess.Popen(
             ["ip", "netns", "exec", self.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
              "tests.testbed.agent", str(self.spec_file), "write", prefix, str(count),
-             str(max_seconds)],
+             str(max_seconds), str(interval)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ,
             cwd=str(VENV_BIN.parent.parent))
 
     def writing(self, prefix: str, *, acks_first: int = 50, count: int = 600,
-                max_seconds: float = 60) -> tuple[subprocess.Popen[str], list[str]]:
+                max_seconds: float = 60, interval: float = 0.0
+                ) -> tuple[subprocess.Popen[str], list[str]]:
         """A bounded writer that has had `acks_first` writes acknowledged (so a fault lands
         mid-stream), and the lines it printed so far."""
-        writer = self.writer(prefix, count, max_seconds)
+        writer = self.writer(prefix, count, max_seconds, interval)
         assert writer.stdout is not None
         head: list[str] = []
         for line in writer.stdout:  # bounded: the writer stops by itself (count, time)
