@@ -257,6 +257,8 @@ class Testbed:
                 return False
             result = self.ssh(host, "true", check=False, timeout=10)
             seen[0] = f"ssh exit {result.returncode}: {result.stderr.strip()}"
+            if result.returncode != 0 and state == "degraded":
+                self._retry_user_sessions(host)
             return result.returncode == 0
 
         def last() -> str:
@@ -431,6 +433,16 @@ class Testbed:
                 flag in args + " " for _, args in self._nspawn_processes())
         wait_until(stopped, timeout=timeout, what=f"{host} did not stop")
         self._nspawn.pop(host, None)
+
+    def _retry_user_sessions(self, host: str) -> None:
+        """On a loaded machine systemd-user-sessions.service (which removes /run/nologin)
+        was seen failed at boot, and pam_nologin then refuses every SSH login: the boot is
+        otherwise complete, so start the unit again, as an operator would."""
+        failed = self.enter(host, "systemctl", "is-failed", "--quiet",
+                            "systemd-user-sessions.service", check=False)
+        if failed.returncode == 0:
+            self.enter(host, "systemctl", "restart", "systemd-user-sessions.service",
+                       check=False)
 
     def _system_state(self, pid: int) -> str:
         result = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-n",
