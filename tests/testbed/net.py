@@ -191,7 +191,8 @@ class Net:
         """Delay the bytes the host sends on etcd's TCP connections by `delay_ms` ±
         `jitter_ms` (uniform), in every connection to and from it: a TCP-stream delay by
         userspace relays (delay.py), as this kernel has no netem. Other delayed hosts keep
-        theirs; the relays restart, so open etcd connections are reset once."""
+        theirs. Every open etcd connection is ended once (`ss -K`: nat applies to new
+        connections only), here and on heal; etcd dials again at once."""
         if delay_ms < 0 or not 0 <= jitter_ms <= delay_ms:
             raise NetError(f"delay {delay_ms} ms ± {jitter_ms} ms: want 0 <= jitter <= delay")
         table = self.delays()
@@ -231,6 +232,11 @@ class Net:
                                     else ns.removeprefix(self.prefix + "-"))
             relay.start_relay(ns, local, table)
             self._nft(ns, relay.relay_rules(name, local, table, ETCD_PORTS, HOST_IF))
+        for ns in self._endpoint_namespaces():
+            # nat rules see only new connections: end the ones this namespace opened to
+            # etcd before (etcd dials again at once, now through the rules in force)
+            ports = " or ".join(f"dport = :{p}" for p in ETCD_PORTS)
+            run(["ip", "netns", "exec", ns, "ss", "-K", "-t", f"( {ports} )"])
 
     def loss(self, host: str, percent: float) -> None:
         """Drop `percent` of the frames to and from the host, at random, in the bridge
