@@ -237,7 +237,8 @@ class Window:
     # TLS connection (what the delay delays) and of a TCP connect (what it does not)
     request_ms: dict[str, float] = field(default_factory=dict)
     connect_ms: dict[str, float] = field(default_factory=dict)
-    rtt_check: Check | None = None  # dcsctl's rule fed with the slowest measured RTT
+    pair_rtt_ms: float = 0.0  # the member-to-member RTT dcsctl's rule was fed
+    rtt_check: Check | None = None  # dcsctl's rule for that RTT and the spec's timeout
 
     @property
     def success_rate(self) -> float:
@@ -298,14 +299,15 @@ def delay_window(cluster: Deployment, testbed: Testbed, ms: float, jitter_ms: fl
     finally:
         for host in hosts:
             testbed.net.heal(host)
-    # dcsctl's rule fed the slowest request round trip measured in this window (a member
-    # pair with the delayed host sees the same D); etcd's prober RTT is a smoothed value
-    # that lags a change of delay by tens of seconds, so it is reported, not used
+    # dcsctl's rule fed the slowest request round trip measured in this window: a member
+    # pair with the delayed host sees the same delay, twice it when both ends are delayed
+    # (the control side never is); etcd's prober RTT is a smoothed value that lags a
+    # change of delay by tens of seconds, so it is reported, not used
     if window.request_ms:
         slowest = max(window.request_ms, key=lambda m: window.request_ms[m])
+        window.pair_rtt_ms = window.request_ms[slowest] * (2 if every_host else 1)
         timeout = parse(cluster.spec_file.read_text()).etcd.election_timeout_ms
-        window.rtt_check = rtt_check("control", timeout,
-                                     {slowest: window.request_ms[slowest]})
+        window.rtt_check = rtt_check(slowest, timeout, {"a peer": window.pair_rtt_ms})
     return window
 
 
