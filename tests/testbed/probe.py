@@ -5,6 +5,10 @@
                         GET /version on one open TLS connection to its client port (what a
                         delay relay delays), and of 5 TCP connects to its peer port (what
                         preflight's rtt probe times: the handshake, which a relay does not)
+  probe SPEC new-leader OLD SECONDS
+                        prints `ready`, then polls the other members' own status every 20 ms
+                        until one names a leader other than OLD: JSON {"leader", "at"}
+                        (wall-clock time it was seen; null, null after SECONDS)
 
 `etcd_server_leader_changes_seen_total` counts the leader changes a member saw;
 `etcd_network_peer_round_trip_time_seconds` is etcd's own prober over the peer port: every
@@ -25,6 +29,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.tls import _ssl_context, metrics_text
 from tests.testbed.agent import cluster_of
 
@@ -98,9 +103,27 @@ def rtts(spec_file: str) -> dict[str, object]:
     return found
 
 
+def new_leader(spec_file: str, old: str, seconds: float) -> dict[str, object]:
+    cluster = cluster_of(spec_file)
+    others = [cluster.spec.client_url(m) for m in cluster.spec.members if m.name != old]
+    with cluster.admin_client(timeout=0.5) as client:
+        names = {m.id: m.name for m in client.member_list(linearizable=False)}
+        old_id = next(i for i, name in names.items() if name == old)
+        print("ready", flush=True)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for status in client.statuses(others):
+                if isinstance(status, EndpointStatus) and status.leader_id not in (0, old_id):
+                    return {"leader": names.get(status.leader_id), "at": time.time()}
+            time.sleep(0.02)  # the polling cadence: this measures, it does not synchronise
+    return {"leader": None, "at": None}
+
+
 def main(argv: list[str]) -> None:
-    spec_file, command = argv
-    if command == "metrics":
+    spec_file, command, *rest = argv
+    if command == "new-leader":
+        print(json.dumps(new_leader(spec_file, rest[0], float(rest[1]))))
+    elif command == "metrics":
         print(json.dumps(metrics(spec_file)))
     elif command == "rtt":
         print(json.dumps(rtts(spec_file)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -124,7 +125,8 @@ class UnderWriter:
     leader: str
     writer_error: str  # the writer's stderr when it failed, "" when it ran to its end
     acked_after: int  # writes acknowledged after the fault
-    first_ack_s: float | None  # fault to the first acknowledged write after it
+    new_leader_s: float | None  # fault to a member other than the old leader naming a
+    # new one (its own status, polled every 20 ms); None: not within a minute
     longest_pause_s: float  # the longest gap between two acknowledged writes
     new_leader: str | None  # during the fault (None: not asked, or no leader)
     leader_after: str | None  # once healthy again after the fault
@@ -134,9 +136,31 @@ class UnderWriter:
     hashes_equal: bool
 
 
+def _leader_watch(cluster: Deployment, old: str) -> subprocess.Popen[str]:
+    """probe.py new-leader on the control side, polling already when this returns."""
+    cluster.bed.net.check_isolation(cluster.bed.hosts())
+    watch = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
+         "tests.testbed.probe", str(cluster.spec_file), "new-leader", old, "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.environ,
+        cwd=str(VENV_BIN.parent.parent))
+    assert watch.stdout is not None
+    if watch.stdout.readline() != "ready\n":  # bounded: the probe prints or exits
+        _, errors = watch.communicate(timeout=60)
+        raise AssertionError(f"the leader watch did not start: {errors}")
+    return watch
+
+
+def _leader_seen(watch: subprocess.Popen[str], cut_at: float) -> float | None:
+    out, _ = watch.communicate(timeout=120)
+    seen = json.loads(out)
+    return None if seen["at"] is None else float(seen["at"]) - cut_at
+
+
 def _under_writer(cluster: Deployment, leader: str, head: list[str], rest: str,
                   errors: str, returncode: int | None, cut_at: float,
-                  new_leader: str | None, prefix: str) -> UnderWriter:
+                  new_leader: str | None, new_leader_s: float | None,
+                  prefix: str) -> UnderWriter:
     view = wait_healthy(cluster)
     leader_after = view["leader"]
     assert leader_after is None or isinstance(leader_after, str)
@@ -145,8 +169,7 @@ def _under_writer(cluster: Deployment, leader: str, head: list[str], rest: str,
     times = _ack_times(output)
     acked, failed, lost = acked_and_lost(cluster, output, prefix)
     return UnderWriter(
-        leader, "" if returncode == 0 else errors, len(after),
-        after[0] - cut_at if after else None,
+        leader, "" if returncode == 0 else errors, len(after), new_leader_s,
         max((b - a for a, b in itertools.pairwise(times)), default=0.0), new_leader,
         leader_after, acked, failed, lost, hashes_equal(cluster))
 
@@ -155,14 +178,16 @@ def leader_power_cut(cluster: Deployment, testbed: Testbed, tag: str = "") -> Un
     leader = leader_of(cluster)
     prefix = f"/cut{tag}/"
     writer, head = cluster.writing(prefix, acks_first=50)
+    watch = _leader_watch(cluster, leader)
     cut_at = time.time()
     testbed.kill(leader)
     try:
         rest, errors = writer.communicate(timeout=120)
+        new_leader_s = _leader_seen(watch, cut_at)
     finally:
         testbed.boot(leader)
     return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
-                         None, prefix)
+                         None, new_leader_s, prefix)
 
 
 # -- partitions --
@@ -209,16 +234,18 @@ def leader_partition(cluster: Deployment, testbed: Testbed, tag: str = "") -> Un
     leader = leader_of(cluster)
     prefix = f"/leader-cut{tag}/"
     writer, head = cluster.writing(prefix, acks_first=50)
+    watch = _leader_watch(cluster, leader)
     cut_at = time.time()
     testbed.net.partition(leader)
     try:
         rest, errors = writer.communicate(timeout=120)
+        new_leader_s = _leader_seen(watch, cut_at)
         new_leader = status_of(cluster)["leader"]
     finally:
         testbed.net.heal(leader)
     assert new_leader is None or isinstance(new_leader, str)
     return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
-                         new_leader, prefix)
+                         new_leader, new_leader_s, prefix)
 
 
 # -- a degraded network over a window --

@@ -38,7 +38,8 @@ def test_a_partitioned_leader_is_replaced_and_no_acknowledged_write_is_lost(
     assert cut.leader_after != cut.leader  # the old leader stepped down, stayed a follower
     assert cut.lost == 0, f"{cut.lost} of {cut.acked} acknowledged writes lost"
     assert cut.hashes_equal
-    print(f"leader {cut.leader} partitioned: first ack after {cut.first_ack_s:.2f} s, "
+    assert cut.new_leader_s is not None
+    print(f"leader {cut.leader} partitioned: new leader after {cut.new_leader_s:.2f} s, "
           f"longest pause between acks {cut.longest_pause_s:.2f} s, new leader "
           f"{cut.new_leader}; {cut.acked} acked, {cut.failed} failed or unknown, 0 lost")
 
