@@ -1,9 +1,13 @@
 """Regenerate docs/reliability.md: fault and attack figures measured on a real lab cluster.
 
     .venv/bin/python scripts/reliability_report.py [--rounds 20]
+    sudo .venv/bin/python scripts/reliability_report.py --testbed [--rounds 3] [--window-s 120]
 
 Runs the same scenarios as tests/faults and tests/security (one fresh 3-member cluster
-each, on loopback, cleaned up by PID), then writes the figures it measured.
+each, on loopback, cleaned up by PID), then writes the figures it measured. The testbed
+section is kept as it is. `--testbed` instead runs tests/testbed/scenarios.py on a testbed
+of its own (root; DCSCTL_TESTBED_PREFIX names it, default dcstbr) and rewrites only that
+section, keeping the lab sections as they are.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
+    parser.add_argument("--testbed", action="store_true",
+                        help="only the testbed section (needs root; rounds default 3)")
+    parser.add_argument("--window-s", type=float, default=120,
+                        help="--testbed: each degraded-network window, in seconds")
     args = parser.parse_args()
+    if args.testbed:
+        return _testbed(args)
 
     with tempfile.TemporaryDirectory() as scratch, lab_clusters(Path(scratch)) as make:
         lab = make()
@@ -164,10 +174,27 @@ def main() -> int:
         "written.",
         "",
     ]
+    if args.out.exists():  # the testbed section is made by --testbed: keep it
+        from tests.testbed.report import existing_section
+        lines += existing_section(args.out.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
     return 0 if kills.audit.lost == 0 and quorum.audit.lost == 0 and probes.passed else 1
+
+
+def _testbed(args: argparse.Namespace) -> int:
+    from tests.testbed import report
+
+    rounds = args.rounds if "--rounds" in sys.argv else 3
+    command = (f"sudo .venv/bin/python scripts/reliability_report.py --testbed --rounds "
+               f"{rounds} --window-s {args.window_s:g}")
+    figures = report.measure(rounds, args.window_s)
+    lines = report.section(figures, command, rounds, args.window_s)
+    document = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(report.replace_section(document, lines))
+    print(f"wrote the testbed section of {args.out}")
+    return 0 if report.passed(figures) else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_parser(name).add_argument("host")
     heal = sub.add_parser("heal", help="undo every network fault (of one host)")
     heal.add_argument("host", nargs="?")
-    delay = sub.add_parser("delay", help="delay packets leaving a host")
+    delay = sub.add_parser("delay", help="delay the bytes a host sends on etcd's TCP connections "
+                           "(a userspace relay: no netem here)")
     delay.add_argument("host")
     delay.add_argument("ms", type=float)
     delay.add_argument("jitter", type=float, nargs="?", default=0.0)

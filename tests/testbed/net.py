@@ -8,9 +8,15 @@ reached over the bridge) before any traffic flows.
 
 Faults act from outside the hosts, with the control machine's tools: a partition is an
 nftables rule in the bridge (frames to and from the host's port are dropped, both sides
-see silence, as on a cut cable); delay is a netem qdisc on the host's interface
-(packets leaving the host; needs a kernel with netem), loss an nftables rule in the
-bridge; an SSH outage drops TCP port 22 in the host's namespace.
+see silence, as on a cut cable); loss an nftables rule in the bridge; an SSH outage drops
+TCP port 22 in the host's namespace.
+
+Delay is a TCP-stream delay, not a packet delay: this kernel has no netem (nor NFQUEUE,
+nor fq), so `delay` hands etcd's TCP connections (ports 2379 and 2380) to a userspace
+relay (delay.py) that holds back the bytes the delayed host sends by `ms ± jitter`. It
+delays what etcd's raft messages, heartbeats, peer probes and client answers see; it does
+not delay TCP handshakes (a connect-time probe, like `preflight`'s rtt check, sees none of
+it), ICMP, SSH or any other port. See delay.py for where the relays run and why.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.testbed import delay as relay
+from tests.testbed.delay import Delay
+
 BRIDGE = "br0"
 HOST_IF = "eth0"  # each host's and the control side's interface, inside its namespace
 SSH_PORT = 22
+ETCD_PORTS = (2379, 2380)  # what `delay` delays: etcd's client and peer ports
 
 
 class NetError(RuntimeError):
@@ -104,8 +114,11 @@ class Net:
         (folder / "hosts").write_text("\n".join(lines) + "\n")
 
     def remove(self) -> None:
-        """Every namespace (and so every link and rule in it) and the hosts file."""
+        """Every namespace (and so every link, rule and delay relay in it) and the hosts
+        file. A relay would keep its namespace alive: it is stopped first, by PID."""
         for ns in self.namespaces():
+            for pid in relay.relay_pids(ns):
+                relay.stop_relay(pid)
             run(["ip", "netns", "del", ns])
         folder = Path("/etc/netns") / self.control_ns
         if folder.exists():
@@ -170,20 +183,60 @@ class Net:
         self._nft(self.bridge_ns, _drop("bridge", self._table(host))
                   + _drop("bridge", self._table(host, "loss")))
         self._nft(self.host_ns(host), _drop("inet", f"{self.prefix}_ssh"))
-        run(["tc", "-n", self.host_ns(host), "qdisc", "del", "dev", HOST_IF, "root"],
-            check=False)
+        table = self.delays()
+        if table.pop(self.address_of(host), None) is not None:
+            self._apply_delays(table)
 
     def delay(self, host: str, delay_ms: float, jitter_ms: float = 0) -> None:
-        """netem on packets leaving the host. Needs a kernel with netem
-        (CONFIG_NET_SCH_NETEM): this workplace's VM kernel has none, and says so."""
-        argv = ["tc", "-n", self.host_ns(host), "qdisc", "replace", "dev", HOST_IF, "root",
-                "netem", "delay", f"{delay_ms}ms"] + ([f"{jitter_ms}ms"] if jitter_ms else [])
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        if "qdisc kind is unknown" in result.stderr:
-            raise NetError("this kernel has no netem (CONFIG_NET_SCH_NETEM is not set): "
-                           "delay cannot be emulated here")
-        if result.returncode != 0:
-            raise NetError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+        """Delay the bytes the host sends on etcd's TCP connections by `delay_ms` ±
+        `jitter_ms` (uniform), in every connection to and from it: a TCP-stream delay by
+        userspace relays (delay.py), as this kernel has no netem. Other delayed hosts keep
+        theirs. Every open etcd connection is ended once (`ss -K`: nat applies to new
+        connections only), here and on heal; etcd dials again at once."""
+        if delay_ms < 0 or not 0 <= jitter_ms <= delay_ms:
+            raise NetError(f"delay {delay_ms} ms ± {jitter_ms} ms: want 0 <= jitter <= delay")
+        table = self.delays()
+        table[self.address_of(host)] = Delay(delay_ms, jitter_ms)
+        self._apply_delays(table)
+
+    def delays(self) -> dict[str, Delay]:
+        """address -> delay of every delayed host now (every relay holds the whole table)."""
+        for ns in self._endpoint_namespaces():
+            for pid in relay.relay_pids(ns):
+                return relay.relay_table(pid)
+        return {}
+
+    def address_of(self, host: str) -> str:
+        """The address of a host (or of the control side, host "ctl") from its namespace."""
+        ns = self.control_ns if host == "ctl" else self.host_ns(host)
+        for entry in json.loads(run(["ip", "-n", ns, "-4", "-j", "addr", "show", HOST_IF])):
+            for info in entry.get("addr_info", []):
+                return str(info["local"])
+        raise NetError(f"{ns} has no address on {HOST_IF}")
+
+    def _endpoint_namespaces(self) -> list[str]:
+        return [ns for ns in self.namespaces() if ns != self.bridge_ns]
+
+    def _apply_delays(self, table: dict[str, Delay]) -> None:
+        """In every namespace with an address (the hosts and the control side): the old
+        relay and its rules gone, then (if anything is delayed) a relay with the new table
+        and the rules that send the namespace's etcd connections through it."""
+        name = f"{self.prefix}_delay"
+        for ns in self._endpoint_namespaces():
+            self._nft(ns, _drop("ip", name))
+            for pid in relay.relay_pids(ns):
+                relay.stop_relay(pid)
+            if not table:
+                continue
+            local = self.address_of("ctl" if ns == self.control_ns
+                                    else ns.removeprefix(self.prefix + "-"))
+            relay.start_relay(ns, local, table)
+            self._nft(ns, relay.relay_rules(name, local, table, ETCD_PORTS, HOST_IF))
+        for ns in self._endpoint_namespaces():
+            # nat rules see only new connections: end the ones this namespace opened to
+            # etcd before (etcd dials again at once, now through the rules in force)
+            ports = " or ".join(f"dport = :{p}" for p in ETCD_PORTS)
+            run(["ip", "netns", "exec", ns, "ss", "-K", "-t", f"( {ports} )"])
 
     def loss(self, host: str, percent: float) -> None:
         """Drop `percent` of the frames to and from the host, at random, in the bridge
@@ -217,10 +270,9 @@ class Net:
         if f"{self.prefix}_ssh" in run(["ip", "netns", "exec", self.host_ns(host), "nft",
                                         "list", "tables"], check=False):
             found.append("ssh blocked")
-        qdisc = run(["tc", "-n", self.host_ns(host), "qdisc", "show", "dev", HOST_IF],
-                    check=False)
-        if "netem" in qdisc:
-            found.append("netem " + qdisc.split("netem", 1)[1].split("seed")[0].strip())
+        delayed = self.delays().get(self.address_of(host))
+        if delayed is not None:
+            found.append(f"etcd TCP delayed {delayed.ms:g} ms ± {delayed.jitter_ms:g} ms")
         return found
 
     def _table(self, host: str, kind: str = "cut") -> str:

@@ -1,0 +1,352 @@
+"""Fault scenarios on the testbed's guide cluster, each returning what it measured.
+
+Used by the testbed tests (one round, short windows) and by
+`scripts/reliability_report.py --testbed` (several rounds, 2-minute windows), so both run
+the very same code, as tests/faults/scenarios.py does for the lab. A scenario leaves the
+network healed (pass or fail) and, but for the windows (the next scenario waits for it),
+the cluster healthy; the caller asserts on the figures.
+`tag` keeps the keys of one round apart from another's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from dcsctl.spec import parse
+from dcsctl.targets.protocol import Check
+from dcsctl.targets.ssh.checks import rtt_check
+from tests.conftest import VENV_BIN
+from tests.testbed.bed import Testbed
+from tests.testbed.conftest import (
+    Deployment,
+    acked_and_lost,
+    hashes_equal,
+    status_of,
+    wait_healthy,
+)
+
+
+def follower(cluster: Deployment) -> str:
+    leader = wait_healthy(cluster)["leader"]
+    return next(h for h in cluster.bed.hosts() if h != leader)
+
+
+def leader_of(cluster: Deployment) -> str:
+    leader = wait_healthy(cluster)["leader"]
+    assert isinstance(leader, str)
+    return leader
+
+
+def etcd_pid(testbed: Testbed, host: str) -> str:
+    return testbed.ssh(host, "systemctl show -p MainPID --value etcd").stdout.strip()
+
+
+def _member(view: dict[str, object], name: str) -> dict[str, object]:
+    members = view["members"]
+    assert isinstance(members, list)
+    return next(m for m in members if m["name"] == name)
+
+
+def _ack_times(output: str) -> list[float]:
+    return [float(line.split()[2]) for line in output.splitlines() if line.startswith("ack ")]
+
+
+# -- host faults --
+
+@dataclass
+class Reboot:
+    host: str
+    new_init: bool  # a new systemd: the host did boot again
+    etcd_active: bool
+    etcd_restarts: str  # NRestarts: "0" when systemd started etcd once, at boot
+    new_etcd_pid: bool
+    member_healthy: bool
+    healthy_s: float  # `systemctl reboot` to `dcsctl status` healthy
+    hashes_equal: bool
+
+
+def reboot_member(cluster: Deployment, testbed: Testbed) -> Reboot:
+    host = follower(cluster)
+    init, etcd = testbed.init_pid(host), etcd_pid(testbed, host)
+    started = time.monotonic()
+    testbed.reboot(host)
+    new_init = testbed.init_pid(host) != init
+    # no dcsctl command in between: systemd started etcd at boot
+    active = testbed.ssh(host, "systemctl is-active etcd").stdout.strip() == "active"
+    restarts = testbed.ssh(host, "systemctl show -p NRestarts --value etcd").stdout.strip()
+    new_pid = etcd_pid(testbed, host) not in ("", "0", etcd)
+    view = wait_healthy(cluster)
+    healthy_s = time.monotonic() - started
+    return Reboot(host, new_init, active, restarts, new_pid,
+                  _member(view, host)["healthy"] is True, healthy_s, hashes_equal(cluster))
+
+
+@dataclass
+class PowerCut:
+    host: str
+    reported: bool  # status said unhealthy and named the host while it was off
+    etcd_started: bool  # by systemd at boot
+    keys: int  # of 21 written (20 before, 1 while the host was off)
+    healthy_s: float  # boot to healthy
+    hashes_equal: bool
+
+
+def power_cut_member(cluster: Deployment, testbed: Testbed, tag: str = "") -> PowerCut:
+    host = follower(cluster)
+    prefix = f"/power{tag}/"
+    for index in range(20):
+        cluster.dcsctl("put", f"{prefix}{index:02d}", "x")
+    assert etcd_pid(testbed, host) not in ("", "0")
+    testbed.kill(host)
+    try:
+        cluster.dcsctl("put", f"{prefix}while-down", "x")  # two of three: writes go on
+        view = status_of(cluster)
+        problems = view["problems"]
+        assert isinstance(problems, list)
+        reported = view["healthy"] is False and any(host in p for p in problems)
+    finally:
+        booted = time.monotonic()
+        testbed.boot(host)
+    wait_healthy(cluster)
+    healthy_s = time.monotonic() - booted
+    started = etcd_pid(testbed, host) not in ("", "0")
+    keys = cluster.agent("keys", prefix)
+    assert isinstance(keys, list)
+    return PowerCut(host, reported, started, len(keys), healthy_s, hashes_equal(cluster))
+
+
+@dataclass
+class UnderWriter:
+    """A fault on the leader's host while a bounded sequential writer runs."""
+    leader: str
+    writer_error: str  # the writer's stderr when it failed, "" when it ran to its end
+    acked_after: int  # writes acknowledged after the fault
+    new_leader_s: float | None  # fault to a member other than the old leader naming a
+    # new one (its own status, polled every 20 ms); None: not within a minute
+    longest_pause_s: float  # the longest gap between two acknowledged writes
+    new_leader: str | None  # during the fault (None: not asked, or no leader)
+    leader_after: str | None  # once healthy again after the fault
+    acked: int
+    failed: int  # failed or unknown at the client: may be committed
+    lost: int  # acknowledged and missing afterwards: must be 0
+    hashes_equal: bool
+
+
+def _leader_watch(cluster: Deployment, old: str) -> subprocess.Popen[str]:
+    """probe.py new-leader on the control side, polling already when this returns."""
+    cluster.bed.net.check_isolation(cluster.bed.hosts())
+    watch = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
+         "tests.testbed.probe", str(cluster.spec_file), "new-leader", old, "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.environ,
+        cwd=str(VENV_BIN.parent.parent))
+    assert watch.stdout is not None
+    if watch.stdout.readline() != "ready\n":  # bounded: the probe prints or exits
+        _, errors = watch.communicate(timeout=60)
+        raise AssertionError(f"the leader watch did not start: {errors}")
+    return watch
+
+
+def _leader_seen(watch: subprocess.Popen[str], cut_at: float) -> float | None:
+    out, _ = watch.communicate(timeout=120)
+    seen = json.loads(out)
+    return None if seen["at"] is None else float(seen["at"]) - cut_at
+
+
+def _under_writer(cluster: Deployment, leader: str, head: list[str], rest: str,
+                  errors: str, returncode: int | None, cut_at: float,
+                  new_leader: str | None, new_leader_s: float | None,
+                  prefix: str) -> UnderWriter:
+    view = wait_healthy(cluster)
+    leader_after = view["leader"]
+    assert leader_after is None or isinstance(leader_after, str)
+    output = "".join(head) + rest
+    after = [t for t in _ack_times(rest) if t > cut_at]
+    times = _ack_times(output)
+    acked, failed, lost = acked_and_lost(cluster, output, prefix)
+    return UnderWriter(
+        leader, "" if returncode == 0 else errors, len(after), new_leader_s,
+        max((b - a for a, b in itertools.pairwise(times)), default=0.0), new_leader,
+        leader_after, acked, failed, lost, hashes_equal(cluster))
+
+
+def leader_power_cut(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
+    leader = leader_of(cluster)
+    prefix = f"/cut{tag}/"
+    writer, head = cluster.writing(prefix, acks_first=50)
+    watch = _leader_watch(cluster, leader)
+    cut_at = time.time()
+    testbed.kill(leader)
+    try:
+        rest, errors = writer.communicate(timeout=120)
+        new_leader_s = _leader_seen(watch, cut_at)
+    finally:
+        testbed.boot(leader)
+    return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
+                         None, new_leader_s, prefix)
+
+
+# -- partitions --
+
+@dataclass
+class FollowerPartition:
+    host: str
+    writes: int  # `dcsctl put`s that succeeded while the host was cut off
+    status_unhealthy: bool
+    leader_kept: bool
+    member_unhealthy: bool
+    problem_named: bool
+    keys: int
+    healed_s: float  # heal to healthy
+    hashes_equal: bool
+
+
+def follower_partition(cluster: Deployment, testbed: Testbed, tag: str = "",
+                       writes: int = 30) -> FollowerPartition:
+    leader = leader_of(cluster)
+    host = next(h for h in testbed.hosts() if h != leader)
+    prefix = f"/split{tag}/"
+    testbed.net.partition(host)
+    try:
+        for index in range(writes):
+            cluster.dcsctl("put", f"{prefix}{index:02d}", "x")
+        view = status_of(cluster)
+    finally:
+        testbed.net.heal(host)
+        healed = time.monotonic()
+    problems = view["problems"]
+    assert isinstance(problems, list)
+    wait_healthy(cluster)
+    healed_s = time.monotonic() - healed
+    keys = cluster.agent("keys", prefix)
+    assert isinstance(keys, list)
+    return FollowerPartition(host, writes, view["healthy"] is False, view["leader"] == leader,
+                             _member(view, host)["healthy"] is False,
+                             any(host in p for p in problems), len(keys), healed_s,
+                             hashes_equal(cluster))
+
+
+def leader_partition(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
+    leader = leader_of(cluster)
+    prefix = f"/leader-cut{tag}/"
+    writer, head = cluster.writing(prefix, acks_first=50)
+    watch = _leader_watch(cluster, leader)
+    cut_at = time.time()
+    testbed.net.partition(leader)
+    try:
+        rest, errors = writer.communicate(timeout=120)
+        new_leader_s = _leader_seen(watch, cut_at)
+        new_leader = status_of(cluster)["leader"]
+    finally:
+        testbed.net.heal(leader)
+    assert new_leader is None or isinstance(new_leader, str)
+    return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
+                         new_leader, new_leader_s, prefix)
+
+
+# -- a degraded network over a window --
+
+@dataclass
+class Window:
+    fault: str  # in words, e.g. "100 ms ± 0 ms delay on dcs-01 (the leader)"
+    seconds: float
+    leader_changes: int  # the most any member saw during the window
+    acked: int
+    failed: int
+    lost: int
+    # "a->b": etcd's prober (a smoothed RTT, sampled every 30 s) averaged over the window
+    rtt_ms: dict[str, float] = field(default_factory=dict)
+    # from the control side, before the writer: member -> median ms of a GET on an open
+    # TLS connection (what the delay delays) and of a TCP connect (what it does not)
+    request_ms: dict[str, float] = field(default_factory=dict)
+    connect_ms: dict[str, float] = field(default_factory=dict)
+    pair_rtt_ms: float = 0.0  # the member-to-member RTT dcsctl's rule was fed
+    rtt_check: Check | None = None  # dcsctl's rule for that RTT and the spec's timeout
+
+    @property
+    def success_rate(self) -> float:
+        return self.acked / max(1, self.acked + self.failed)
+
+
+def _probe(cluster: Deployment, command: str) -> dict[str, dict[str, object] | None]:
+    result = cluster.bed.run([str(VENV_BIN / "python"), "-m", "tests.testbed.probe",
+                              str(cluster.spec_file), command], env=cluster.environ,
+                             timeout=120)
+    answer = json.loads(result.stdout)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def _window(cluster: Deployment, fault: str, seconds: float, prefix: str) -> Window:
+    """A bounded writer for `seconds` under the fault already in place; etcd's counters
+    before and after it."""
+    wait_healthy(cluster)
+    before = _probe(cluster, "metrics")
+    started = time.monotonic()
+    trips = _probe(cluster, "rtt")
+    writer = cluster.writer(prefix, 1_000_000, seconds - (time.monotonic() - started))
+    output, _ = writer.communicate(timeout=seconds + 120)
+    after = _probe(cluster, "metrics")
+    changes, rtts = 0, {}
+    for member, now in after.items():
+        then = before.get(member)
+        if not (isinstance(now, dict) and isinstance(then, dict)):
+            continue
+        changes = max(changes, int(float(str(now["leader_changes"]))
+                                   - float(str(then["leader_changes"]))))
+        rtt_now, rtt_then = now["rtt"], then["rtt"]
+        assert isinstance(rtt_now, dict) and isinstance(rtt_then, dict)
+        for peer, (total, count) in rtt_now.items():
+            old_total, old_count = rtt_then.get(peer, (0.0, 0.0))
+            if count > old_count:
+                rtts[f"{member}->{peer}"] = (total - old_total) / (count - old_count) * 1000
+    acked, failed, lost = acked_and_lost(cluster, output, prefix)
+    answered = {m: t for m, t in trips.items() if isinstance(t, dict)}
+    return Window(fault, seconds, changes, acked, failed, lost, rtts,
+                  {m: float(str(t["request_ms"])) for m, t in answered.items()},
+                  {m: float(str(t["connect_ms"])) for m, t in answered.items()})
+
+
+def delay_window(cluster: Deployment, testbed: Testbed, ms: float, jitter_ms: float = 0,
+                 seconds: float = 20, tag: str = "", every_host: bool = False) -> Window:
+    """The leader's host (or every host) delayed; leader changes, etcd's peer round trips
+    and writes over the window, and what dcsctl's rtt rule says of the slowest RTT."""
+    leader = leader_of(cluster)
+    hosts = list(testbed.hosts()) if every_host else [leader]
+    where = "every host" if every_host else f"{leader} (the leader)"
+    for host in hosts:
+        testbed.net.delay(host, ms, jitter_ms)
+    try:
+        window = _window(cluster, f"{ms:g} ms ± {jitter_ms:g} ms delay on {where}", seconds,
+                         f"/delay{tag}/")
+    finally:
+        for host in hosts:
+            testbed.net.heal(host)
+    # dcsctl's rule fed the slowest request round trip measured in this window: a member
+    # pair with the delayed host sees the same delay, twice it when both ends are delayed
+    # (the control side never is); etcd's prober RTT is a smoothed value that lags a
+    # change of delay by tens of seconds, so it is reported, not used
+    if window.request_ms:
+        slowest = max(window.request_ms, key=lambda m: window.request_ms[m])
+        window.pair_rtt_ms = window.request_ms[slowest] * (2 if every_host else 1)
+        timeout = parse(cluster.spec_file.read_text()).etcd.election_timeout_ms
+        window.rtt_check = rtt_check(slowest, timeout, {"a peer": window.pair_rtt_ms})
+    return window
+
+
+def loss_window(cluster: Deployment, testbed: Testbed, percent: float, seconds: float = 20,
+                tag: str = "") -> Window:
+    """`percent` of the frames to and from the leader's host dropped (nftables, in the
+    bridge): leader changes and the writer's success rate over the window."""
+    leader = leader_of(cluster)
+    testbed.net.loss(leader, percent)
+    try:
+        window = _window(cluster, f"{percent:g} % loss on {leader} (the leader)", seconds,
+                         f"/loss{tag}/")
+    finally:
+        testbed.net.heal(leader)
+    return window
