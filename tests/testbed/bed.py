@@ -135,8 +135,8 @@ class Testbed:
             self._wait_stopped(host)
         if Path(f"/run/netns/{self.net.control_ns}").exists():
             # ssh master connections and anything else `run` left in the control namespace
-            for pid in run(["ip", "netns", "pids", self.net.control_ns]).split():
-                os.kill(int(pid), signal.SIGKILL)
+            for leftover in run(["ip", "netns", "pids", self.net.control_ns]).split():
+                os.kill(int(leftover), signal.SIGKILL)
         for mount in self._mounts():
             run(["umount", mount])
         self.net.remove()
