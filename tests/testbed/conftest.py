@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,20 +119,28 @@ def make_deployment(bed: Testbed, workdir: Path) -> Deployment:
     return Deployment(bed, spec_file, home, tmp)
 
 
-@pytest.fixture(scope="module")
-def cluster(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Deployment]:
-    """The guide's cluster, up on the testbed's three hosts; destroyed after the module."""
-    deployment = make_deployment(testbed, tmp_path_factory.mktemp("testbed-cluster"))
+@contextmanager
+def guide_cluster_on(bed: Testbed, workdir: Path) -> Iterator[Deployment]:
+    """The guide's cluster up on the testbed's hosts; after it, every host healed and
+    running again (whatever a fault left) and the cluster destroyed."""
+    deployment = make_deployment(bed, workdir)
     deployment.dcsctl("up")
     try:
         yield deployment
     finally:
-        for host in testbed.hosts():
-            testbed.net.heal(host)
-            if testbed.init_pid(host) is None:
-                testbed.boot(host)
+        for host in bed.hosts():
+            bed.net.heal(host)
+            if bed.init_pid(host) is None:
+                bed.boot(host)
         deployment.dcsctl("destroy", "--yes", check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Deployment]:
+    """The guide's cluster, up on the testbed's three hosts; destroyed after the module."""
+    with guide_cluster_on(testbed, tmp_path_factory.mktemp("testbed-cluster")) as deployment:
+        yield deployment
 
 
 def status_of(deployment: Deployment) -> dict[str, object]:

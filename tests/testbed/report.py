@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.testbed import scenarios
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment, make_deployment
+from tests.testbed.conftest import Deployment, guide_cluster_on
 from tests.testbed.scenarios import UnderWriter, Window
 
 HEADING = "## Testbed: the guide's hosts, faults on a real network"
@@ -39,16 +39,8 @@ def guide_cluster() -> Iterator[Deployment]:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             bed.up(hosts=3, suite="bookworm")
-            deployment = make_deployment(bed, Path(scratch))
-            deployment.dcsctl("up")
-            try:
+            with guide_cluster_on(bed, Path(scratch)) as deployment:
                 yield deployment
-            finally:
-                for host in bed.hosts():
-                    bed.net.heal(host)
-                    if bed.init_pid(host) is None:
-                        bed.boot(host)
-                deployment.dcsctl("destroy", "--yes", check=False)
         finally:
             bed.down()
     left = bed.leftovers()

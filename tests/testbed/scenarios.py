@@ -14,6 +14,7 @@ import itertools
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dcsctl.spec import parse
@@ -174,20 +175,31 @@ def _under_writer(cluster: Deployment, leader: str, head: list[str], rest: str,
         leader_after, acked, failed, lost, hashes_equal(cluster))
 
 
-def leader_power_cut(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
+def _fault_on_leader(cluster: Deployment, prefix: str, cut: Callable[[str], None],
+                     undo: Callable[[str], None], *, ask_leader: bool) -> UnderWriter:
+    """`cut` the leader's host under a bounded writer, measure, `undo` it. `ask_leader`:
+    the cut host still runs, so `status` during the cut says who leads meanwhile."""
     leader = leader_of(cluster)
-    prefix = f"/cut{tag}/"
     writer, head = cluster.writing(prefix, acks_first=50)
     watch = _leader_watch(cluster, leader)
     cut_at = time.time()
-    testbed.kill(leader)
+    cut(leader)
+    new_leader = None
     try:
         rest, errors = writer.communicate(timeout=120)
         new_leader_s = _leader_seen(watch, cut_at)
+        if ask_leader:
+            new_leader = status_of(cluster)["leader"]
     finally:
-        testbed.boot(leader)
+        undo(leader)
+    assert new_leader is None or isinstance(new_leader, str)
     return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
-                         None, new_leader_s, prefix)
+                         new_leader, new_leader_s, prefix)
+
+
+def leader_power_cut(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
+    return _fault_on_leader(cluster, f"/cut{tag}/", testbed.kill, testbed.boot,
+                            ask_leader=False)
 
 
 # -- partitions --
@@ -231,21 +243,8 @@ def follower_partition(cluster: Deployment, testbed: Testbed, tag: str = "",
 
 
 def leader_partition(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
-    leader = leader_of(cluster)
-    prefix = f"/leader-cut{tag}/"
-    writer, head = cluster.writing(prefix, acks_first=50)
-    watch = _leader_watch(cluster, leader)
-    cut_at = time.time()
-    testbed.net.partition(leader)
-    try:
-        rest, errors = writer.communicate(timeout=120)
-        new_leader_s = _leader_seen(watch, cut_at)
-        new_leader = status_of(cluster)["leader"]
-    finally:
-        testbed.net.heal(leader)
-    assert new_leader is None or isinstance(new_leader, str)
-    return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
-                         new_leader, new_leader_s, prefix)
+    return _fault_on_leader(cluster, f"/leader-cut{tag}/", testbed.net.partition,
+                            testbed.net.heal, ask_leader=True)
 
 
 # -- a degraded network over a window --
