@@ -57,6 +57,11 @@ _subnets = itertools.count(1)
 _BASE = 40 + os.getpid() % 150
 
 
+def free_loopback_address() -> str:
+    """A loopback address no other test cluster of this run uses."""
+    return f"127.{_BASE}.{next(_subnets)}.10"
+
+
 @dataclass(frozen=True)
 class CliResult:
     code: int

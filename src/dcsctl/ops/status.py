@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo, hex_id
-from dcsctl.etcd.versions import Advisory, Version, advisories
+from dcsctl.etcd.versions import Advisory, Version, advisories, deploy_refusal
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 from dcsctl.targets.disk import member_disk
@@ -172,6 +172,13 @@ def status(cluster: Cluster) -> ClusterView:
         problems.append("members run different etcd versions ("
                         + ", ".join(f"{n} {v}" for n, v in running.items())
                         + "): finish the upgrade or downgrade")
+    by_version: dict[Version, list[str]] = {}
+    for name, version in running.items():
+        by_version.setdefault(Version.parse(version), []).append(name)
+    if refused := deploy_refusal(by_version, spec.etcd.accept_risks):
+        # It keeps running; `up`, `member add` and `upgrade` would refuse to deploy it.
+        problems.append(f"{refused.message.replace('refusing to deploy', 'running')}; "
+                        f"fix: {refused.fix}")
     known = {m.name for m in spec.members}
     for name, info in infos.items():
         if name not in known:

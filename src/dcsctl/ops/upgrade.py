@@ -25,13 +25,13 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, Usa
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.tls import cluster_version, metrics_text
 from dcsctl.etcd.versions import (
-    SNAPSHOT_ON_3_6_BEFORE,
     V2STORE_CHECK_BEFORE,
     Version,
     downgrade_problem,
+    needs_snapshot_on_3_6,
     upgrade_problem,
 )
-from dcsctl.ops import backup
+from dcsctl.ops import backup, provision
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.provision import member_settings
 from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership, ordered_members
@@ -204,7 +204,7 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version) -> tuple[
             hand_over_leadership(before, member, ordered[0][1].member_id)
         executable = before.target.running_executable(member.name)
         before.service(member.name).stop()
-        if current < SNAPSHOT_ON_3_6_BEFORE <= wanted:
+        if needs_snapshot_on_3_6(current, wanted):
             _snapshot_on_current_version(before, member, executable, record)
         if current < V2STORE_CHECK_BEFORE <= wanted:
             try:
@@ -228,6 +228,7 @@ def roll(before: Cluster, after: Cluster, wanted: Version, *,
     running = running_versions(before)
     if not downgrading:
         check_upgrade_path(running, wanted)
+    provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
     after.target.prepare_install()  # e.g. a release fetched and checked before any stop
     oldest = min(running.values())
     snapshot = None
