@@ -40,8 +40,14 @@ def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord
 
 
 def check(cluster: Cluster, members: Sequence[spec.Member]) -> str:
-    """The target's checks before anything is written; every failure at once."""
-    report = cluster.target.preflight(members, thorough=False)
+    """The target's checks before anything is written; every failure at once. An etcd
+    the spec names (lab binaries, a release) is checked against the advisories here, before
+    anything is fetched or written; what apt brings is known only after the install."""
+    target = cluster.target
+    if (wanted := target.wanted_version()) is not None:
+        refuse_risky(cluster, {wanted: [m.name for m in members
+                                        if target.installed_version(m.name) != wanted]})
+    report = target.preflight(members, thorough=False)
     if problem := report.problem():
         raise problem
     return report.summary
@@ -65,9 +71,6 @@ def refuse_risky(cluster: Cluster, deploying: Mapping[Version, Sequence[str]]) -
 
 def install(cluster: Cluster, members: Sequence[spec.Member]) -> Installs:
     target = cluster.target
-    if (wanted := target.wanted_version()) is not None:  # known before anything is fetched
-        refuse_risky(cluster, {wanted: [m.name for m in members
-                                        if target.installed_version(m.name) != wanted]})
     target.prepare_install()
     done = in_parallel(members, lambda m: target.install(m.name))
     # what apt installed is known only now; it is not started

@@ -175,10 +175,12 @@ def status(cluster: Cluster) -> ClusterView:
     by_version: dict[Version, list[str]] = {}
     for name, version in running.items():
         by_version.setdefault(Version.parse(version), []).append(name)
-    if refused := deploy_refusal(by_version, spec.etcd.accept_risks):
-        # It keeps running; `up`, `member add` and `upgrade` would refuse to deploy it.
-        problems.append(f"{refused.message.replace('refusing to deploy', 'running')}; "
-                        f"fix: {refused.fix}")
+    if refused := deploy_refusal(by_version, accepted=()):
+        # It keeps running, accepted or not: the risk is there all the same.
+        accepted = ", ".join(spec.etcd.accept_risks)
+        problems.append(refused.message.replace("refusing to deploy", "running")
+                        + (f" (accepted in the spec: {accepted})" if accepted else "")
+                        + f"; fix: {refused.fix}")
     known = {m.name for m in spec.members}
     for name, info in infos.items():
         if name not in known:

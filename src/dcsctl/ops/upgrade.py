@@ -247,7 +247,7 @@ def parse_version(text: str) -> Version:
         return Version.parse(text)
     except ValueError as exc:
         raise UsageError(f"{text!r} is not an etcd version",
-                         fix="name a release such as 3.6.16 (see `dcsctl status`)") from exc
+                         fix="name a release such as 3.6.17 (see `dcsctl status`)") from exc
 
 
 def _changed(desired: Cluster, before: Cluster, wanted: Version, bin_dir: Path | None,
@@ -287,6 +287,7 @@ def downgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | Non
     after = _changed(desired, before, wanted, bin_dir,
                      lambda found: found.line == target_line)
     wanted = after.target.wanted_version() or wanted  # --to 3.6: whichever 3.6 it names
+    provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
     with locked(before.dir):
         snapshot = backup.take(before).backup.path
         before.context.progress.message(f"snapshot before the downgrade: {snapshot}")
