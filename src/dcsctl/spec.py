@@ -630,11 +630,13 @@ def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
     )
 
 
-def ssh_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
-    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH."""
+def ssh_spec(members: int = 3, name: str = "dcs", *, release: str) -> ClusterSpec:
+    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH, running
+    the official etcd `release` (not Debian's package: see `install` below)."""
     return from_mapping(
         {"name": name, "domain": "patroni.mydomain", "target": "ssh",
          "ssh": {"user": "admin", "sudo": True}, "manage_etc_hosts": True,
+         "install": {"method": "release", "version": release},
          "members": _guide_members(members, "192.168.56", ssh=True)},
         source="the built-in SSH spec",
     )
@@ -655,8 +657,10 @@ _ANNOTATIONS = {
     "ssh = real hosts",
     "ssh": "how every host is reached: the system's OpenSSH (your ~/.ssh/config and agent "
     "work); strict host keys; privileged commands via `sudo -n`",
-    "install": "apt (Debian's etcd-server/etcd-client, as the guide) | release (tarball + "
-    "sha256, pushed over SSH) | none",
+    "install": "release: etcd's official tarball of `version`, checked against the sha256 "
+    "dcsctl records and pushed over SSH (`mirror: URL` for a site's own copy) | apt: "
+    "Debian's etcd-server/etcd-client as in the guide (3.4.23 on Debian 12, 3.5.16 on 13: "
+    "refused unless etcd.accept_risks names their advisories) | none",
     "service": "systemd (a unit dcsctl writes) | process (hosts without systemd); etcd "
     "runs as `user`",
     "paths": "where things live on the hosts (the guide's places)",
