@@ -63,10 +63,10 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
     return files
 
 
-@contextlib.contextmanager
-def release_mirror(versions: Sequence[Version], workdir: Path,
-                   netns: str | None = None) -> Iterator[Mirror]:
-    from tests.conftest import etcd_bin_dir  # the binaries scripts/setup laid out
+def publish(versions: Sequence[Version], workdir: Path) -> tuple[Path, Path]:
+    """The mirror's tree (ROOT/vX.Y.Z/etcd-vX.Y.Z-linux-amd64.tar.gz) of the binaries
+    scripts/setup laid out, and the release data naming their digests."""
+    from tests.conftest import etcd_bin_dir
     from tests.support import pack_release
 
     root = workdir / "mirror"
@@ -78,25 +78,44 @@ def release_mirror(versions: Sequence[Version], workdir: Path,
         rows.append(f"{version}\tamd64\t{digest}")
     data_file = workdir / "release-data.tsv"
     data_file.write_text("\n".join(rows) + "\n")
+    return root, data_file
+
+
+def start(versions: Sequence[Version], workdir: Path,
+          netns: str | None = None) -> tuple[Mirror, subprocess.Popen[str]]:
+    """A running mirror and its server process (the caller stops it)."""
+    root, data_file = publish(versions, workdir)
     ca_file, cert, key = _tls_files(workdir)
     argv = [sys.executable, "-m", "tests.support.mirror", str(root), str(cert), str(key)]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     repo = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=repo)
+    assert process.stdout is not None
+    port = process.stdout.readline().strip()  # the server prints it once it listens
+    if not port.isdigit():
+        stop(process)
+        raise RuntimeError(f"the mirror did not start (exit {process.poll()})")
+    return Mirror(f"https://{ADDRESS}:{port}", ca_file, data_file, root), process
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
     try:
-        assert process.stdout is not None
-        port = process.stdout.readline().strip()  # the server prints it once it listens
-        if not port.isdigit():
-            raise RuntimeError(f"the mirror did not start (exit {process.poll()})")
-        yield Mirror(f"https://{ADDRESS}:{port}", ca_file, data_file, root)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def release_mirror(versions: Sequence[Version], workdir: Path,
+                   netns: str | None = None) -> Iterator[Mirror]:
+    mirror, process = start(versions, workdir, netns)
+    try:
+        yield mirror
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def serve(root: str, cert: str, key: str) -> None:
