@@ -100,6 +100,9 @@ def test_core_flow_on_each_release_line(
         done = subprocess.run([etcdctl, *argv], capture_output=True, text=True, env=environ,
                               timeout=30, check=False)
         assert done.returncode == 0, (argv, done.stderr)
+        # `dcsctl env` exports only what this etcdctl knows (3.6+ warn on ETCDCTL_API)
+        assert "unrecognized environment variable" not in done.stderr, done.stderr
+    assert ("ETCDCTL_API" in environ) is (line == "3.5")
     assert lab.ok("get", "foo").out == "bar\n"
 
     backup = lab.ok("backup", "--dir", str(tmp_path / "backups"))
