@@ -1,0 +1,281 @@
+"""The S3 store adapter: the only module that talks to an object store.
+
+boto3 is the client: the AWS SDK for Python, kept by AWS, the ecosystem's standard (the
+same SDK family etcd-backup-restore uses), with path-style addressing, custom endpoints
+and CA files, and s3transfer's parallel multipart uploads that abort themselves on
+failure. It is imported inside the functions that need it: it costs ~150 ms to import,
+and most dcsctl commands never touch a store.
+
+Credentials come only from an AWS shared-credentials file that must be 0600; they are
+handed to boto3 as values, never through argv or the environment, and never printed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime as dt
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
+from dcsctl.spec import S3Store
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+PART_BYTES = 16 << 20  # multipart part size (S3's minimum is 5 MiB; 10,000 parts: 160 GB)
+UPLOAD_THREADS = 4
+
+
+class StoreError(DcsctlError):
+    """The object store refused or failed a request."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str = field(repr=False)
+
+
+def read_credentials(path: Path, profile: str) -> Credentials:
+    """Static keys from an AWS shared-credentials file, refused unless only its owner can
+    read it (a secret readable by others is already leaked)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError as exc:
+        raise NotFound(
+            f"the store's credentials file {path} does not exist",
+            fix=f"write it (mode 0600) in the AWS format: [{profile}] with aws_access_key_id "
+            "and aws_secret_access_key, or set backup.store.s3.credentials_file",
+        ) from exc
+    if mode & 0o077:
+        raise EnvironmentProblem(
+            f"the store's credentials file {path} is readable by others (mode {mode:04o})",
+            fix=f"chmod 600 {path} (and rotate the keys if others could read them)",
+        )
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(path.read_text(), source=str(path))
+        section = parser[profile]
+        return Credentials(section["aws_access_key_id"].strip(),
+                           section["aws_secret_access_key"].strip())
+    except (configparser.Error, KeyError, UnicodeDecodeError) as exc:
+        raise EnvironmentProblem(
+            f"{path} has no usable [{profile}] section with aws_access_key_id and "
+            "aws_secret_access_key",
+            fix="write it in the AWS shared-credentials format (see README, Backup and "
+            "restore)",
+        ) from exc
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: dt.datetime
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+# (what botocore says, what dcsctl says, fix). Matched on the S3 error code.
+_CODES: dict[str, tuple[str, str]] = {
+    "NoSuchBucket": ("bucket {bucket!r} does not exist on {endpoint}",
+                     "create it (or fix backup.store.s3.bucket); dcsctl never creates buckets"),
+    "InvalidAccessKeyId": ("{endpoint} does not know the access key in {credentials}",
+                           "put the right keys in {credentials}"),
+    "SignatureDoesNotMatch": ("{endpoint} refused the secret key in {credentials}",
+                              "put the right keys in {credentials}"),
+    "AccessDenied": ("{endpoint} denied access to bucket {bucket!r} with the keys in "
+                     "{credentials}", "grant those keys read/write on the bucket"),
+    "InvalidAccessKeyID": ("{endpoint} does not know the access key in {credentials}",
+                           "put the right keys in {credentials}"),
+}
+_FULL = ("StorageFull", "XMinioStorageFull", "InsufficientStorage", "EntityTooLarge")
+_CHECK = "check the store's logs and backup.store.s3 in the spec"
+_OUT_OF_SPACE = ("the store at {endpoint} is out of space",
+                 "free space on the store (or lower retention), then run the backup again")
+_TIMED_OUT = ("{endpoint} did not answer within {timeout} s",
+              "check the store's load and network, or raise backup.store.s3.timeout_s")
+_UNTRUSTED = ("the TLS certificate of {endpoint} is not trusted",
+              "set backup.store.s3.ca_file to the CA that signed the store's certificate")
+_UNREACHABLE = ("cannot reach the store at {endpoint} (connection refused or closed)",
+                "start the store or fix backup.store.s3.endpoint, then run again")
+
+
+class Store:
+    """One bucket (and key prefix) of an S3-compatible store."""
+
+    def __init__(self, settings: S3Store, *, timeout_s: float | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.settings = settings
+        self.credentials_path = Path(settings.credentials_file).expanduser()
+        credentials = read_credentials(self.credentials_path, settings.profile)
+        timeout = timeout_s if timeout_s is not None else settings.timeout_s
+        config = Config(
+            region_name=settings.region,
+            s3={"addressing_style": "path" if settings.path_style else "virtual"},
+            connect_timeout=timeout, read_timeout=timeout,
+            # One retry: a store that is down should fail a backup in seconds, not minutes.
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            # Integrity is the AEAD's job (and TLS's in transit): no CRC pass over each part.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            max_pool_connections=UPLOAD_THREADS + 2,
+        )
+        verify: str | bool = str(Path(settings.ca_file).expanduser()) if settings.ca_file else True
+        self._client: Any = boto3.session.Session().client(
+            "s3", endpoint_url=settings.endpoint,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            verify=verify, config=config,
+        )
+
+    def key(self, name: str) -> str:
+        return self.settings.prefix + name
+
+    # -- errors --
+    def _where(self) -> dict[str, str]:
+        return {"bucket": self.settings.bucket, "endpoint": self.settings.endpoint,
+                "credentials": str(self.credentials_path),
+                "timeout": str(self.settings.timeout_s)}
+
+    def _answer(self, cause: Any, doing: str) -> StoreError:
+        """The store answered with an S3 error code."""
+        code = str(cause.response.get("Error", {}).get("Code", ""))
+        message = str(cause.response.get("Error", {}).get("Message", "")) or code
+        if code in _CODES:
+            what, fix = _CODES[code]
+        elif code in _FULL or "space" in message.lower():
+            what, fix = _OUT_OF_SPACE
+        else:
+            what, fix = "{endpoint} answered " + code.replace("{", "") + ": " + \
+                message.replace("{", "(").replace("}", ")"), _CHECK
+        return StoreError(f"{doing}: {what.format(**self._where())}",
+                          fix=fix.format(**self._where()))
+
+    def _translate(self, exc: Exception, doing: str) -> StoreError:
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+            SSLError,
+        )
+        from s3transfer.exceptions import S3UploadFailedError
+
+        cause = exc.__cause__ if isinstance(exc, S3UploadFailedError) and exc.__cause__ else exc
+        if isinstance(cause, ClientError):
+            return self._answer(cause, doing)
+        # Order matters: botocore's timeouts and TLS errors are connection errors too.
+        transport: list[tuple[type[Exception] | tuple[type[Exception], ...], tuple[str, str]]] = [
+            ((ReadTimeoutError, ConnectTimeoutError), _TIMED_OUT),
+            (SSLError, _UNTRUSTED),
+            ((EndpointConnectionError, ConnectionClosedError), _UNREACHABLE),
+        ]
+        what, fix = next((texts for kinds, texts in transport if isinstance(cause, kinds)),
+                         ("{endpoint}: " + type(cause).__name__, _CHECK))
+        detail = str(cause)[:200].replace("{", "(").replace("}", ")")
+        return StoreError(f"{doing}: {what.format(**self._where())} ({detail})",
+                          fix=fix.format(**self._where()))
+
+    def _call(self, doing: str, call: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+        from s3transfer.exceptions import S3UploadFailedError
+
+        try:
+            return call()
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+            raise self._translate(exc, doing) from None
+
+    # -- operations --
+    def check(self) -> None:
+        """The bucket exists and the keys work (a HEAD on the bucket)."""
+        self._call(f"checking bucket {self.settings.bucket!r}",
+                   lambda: self._client.head_bucket(Bucket=self.settings.bucket))
+
+    def upload(self, name: str, stream: Readable) -> None:
+        """Stream `stream` into an object in parallel multipart parts. s3transfer aborts the
+        multipart upload when a part fails, so a failed upload leaves no object; one killed
+        mid-way leaves an in-progress upload, which S3 never lists as an object and
+        `abort_uploads` removes."""
+        from boto3.s3.transfer import TransferConfig
+
+        transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
+                                  max_concurrency=UPLOAD_THREADS, use_threads=True)
+        self._call(f"uploading {self.key(name)}", lambda: self._client.upload_fileobj(
+            stream, self.settings.bucket, self.key(name), Config=transfer))
+
+    def put(self, name: str, data: bytes) -> None:
+        self._call(f"writing {self.key(name)}", lambda: self._client.put_object(
+            Bucket=self.settings.bucket, Key=self.key(name), Body=data))
+
+    def get(self, name: str) -> bytes:
+        body = self._call(f"reading {self.key(name)}", lambda: self._client.get_object(
+            Bucket=self.settings.bucket, Key=self.key(name)))["Body"]
+        data: bytes = self._call(f"reading {self.key(name)}", body.read)
+        return data
+
+    def chunks(self, name: str, size: int = 1 << 20) -> Iterator[bytes]:
+        body = self._call(f"reading {self.key(name)}", lambda: self._client.get_object(
+            Bucket=self.settings.bucket, Key=self.key(name)))["Body"]
+        iterator = body.iter_chunks(size)
+        while True:
+            chunk: bytes | None = self._call(f"reading {self.key(name)}",
+                                             lambda: next(iterator, None))
+            if chunk is None:
+                return
+            yield chunk
+
+    def list(self, under: str) -> list[StoredObject]:
+        """Every object whose name starts with `under` (below the prefix)."""
+        def page_through() -> list[StoredObject]:
+            found = []
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=self.key(under)):
+                for item in page.get("Contents", ()):
+                    found.append(StoredObject(str(item["Key"])[len(self.settings.prefix):],
+                                              int(item["Size"]), item["LastModified"]))
+            return found
+
+        listed: list[StoredObject] = self._call(
+            f"listing {self.settings.bucket}/{self.key(under)}", page_through)
+        return listed
+
+    def delete(self, names: Sequence[str]) -> None:
+        for name in names:
+            key = self.key(name)
+            self._call(f"deleting {key}", functools.partial(
+                self._client.delete_object, Bucket=self.settings.bucket, Key=key))
+
+    def abort_uploads(self, under: str) -> int:
+        """Abort every unfinished multipart upload below `under` (left by a killed run)."""
+        def abort() -> int:
+            answer = self._client.list_multipart_uploads(Bucket=self.settings.bucket,
+                                                         Prefix=self.key(under))
+            uploads = answer.get("Uploads", ())
+            for upload in uploads:
+                self._client.abort_multipart_upload(Bucket=self.settings.bucket,
+                                                    Key=upload["Key"], UploadId=upload["UploadId"])
+            return len(uploads)
+
+        aborted: int = self._call(f"aborting unfinished uploads below {self.key(under)}", abort)
+        return aborted
+
+    def upload_file(self, name: str, path: Path) -> None:
+        """boto3's own upload of a local file, same parts and threads: the benchmark's
+        reference for what the store can take."""
+        from boto3.s3.transfer import TransferConfig
+
+        transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
+                                  max_concurrency=UPLOAD_THREADS, use_threads=True)
+        self._call(f"uploading {self.key(name)}", lambda: self._client.upload_file(
+            str(path), self.settings.bucket, self.key(name), Config=transfer))
+
