@@ -94,6 +94,9 @@ _CODES: dict[str, tuple[str, str]] = {
                      "{credentials}", "grant those keys read/write on the bucket"),
     "InvalidAccessKeyID": ("{endpoint} does not know the access key in {credentials}",
                            "put the right keys in {credentials}"),
+    # versitygw's word for an unknown access key.
+    "XAdminUserNotFound": ("{endpoint} does not know the access key in {credentials}",
+                           "put the right keys in {credentials}"),
 }
 _FULL = ("StorageFull", "XMinioStorageFull", "InsufficientStorage", "EntityTooLarge")
 _CHECK = "check the store's logs and backup.store.s3 in the spec"
@@ -103,7 +106,7 @@ _TIMED_OUT = ("{endpoint} did not answer within {timeout} s",
               "check the store's load and network, or raise backup.store.s3.timeout_s")
 _UNTRUSTED = ("the TLS certificate of {endpoint} is not trusted",
               "set backup.store.s3.ca_file to the CA that signed the store's certificate")
-_UNREACHABLE = ("cannot reach the store at {endpoint} (connection refused or closed)",
+_UNREACHABLE = ("lost the store at {endpoint} (connection refused, reset or closed)",
                 "start the store or fix backup.store.s3.endpoint, then run again")
 
 
@@ -175,14 +178,20 @@ class Store:
         if isinstance(cause, ClientError):
             return self._answer(cause, doing)
         # Order matters: botocore's timeouts and TLS errors are connection errors too.
+        if isinstance(cause, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(cause):
+            return StoreError(f"{doing}: {_UNTRUSTED[0].format(**self._where())}",
+                              fix=_UNTRUSTED[1].format(**self._where()))
         transport: list[tuple[type[Exception] | tuple[type[Exception], ...], tuple[str, str]]] = [
             ((ReadTimeoutError, ConnectTimeoutError), _TIMED_OUT),
-            (SSLError, _UNTRUSTED),
-            ((EndpointConnectionError, ConnectionClosedError), _UNREACHABLE),
+            # A store that dies mid-request ends the TLS stream without a close_notify.
+            ((EndpointConnectionError, ConnectionClosedError, SSLError), _UNREACHABLE),
         ]
         what, fix = next((texts for kinds, texts in transport if isinstance(cause, kinds)),
                          ("{endpoint}: " + type(cause).__name__, _CHECK))
-        detail = str(cause)[:200].replace("{", "(").replace("}", ")")
+        # botocore's own text repeats the URL ("SSL validation failed for https://…"):
+        # the underlying error says what happened.
+        detail = str(getattr(cause, "kwargs", {}).get("error") or cause)[:200]
+        detail = detail.replace("{", "(").replace("}", ")")
         return StoreError(f"{doing}: {what.format(**self._where())} ({detail})",
                           fix=fix.format(**self._where()))
 
@@ -197,9 +206,11 @@ class Store:
 
     # -- operations --
     def check(self) -> None:
-        """The bucket exists and the keys work (a HEAD on the bucket)."""
+        """The bucket exists and the keys work. A one-key listing, not HEAD: an answer to
+        HEAD has no body, so a bad key and a missing bucket would both be a bare 403/404."""
         self._call(f"checking bucket {self.settings.bucket!r}",
-                   lambda: self._client.head_bucket(Bucket=self.settings.bucket))
+                   lambda: self._client.list_objects_v2(Bucket=self.settings.bucket,
+                                                        Prefix=self.settings.prefix, MaxKeys=1))
 
     def upload(self, name: str, stream: Readable) -> None:
         """Stream `stream` into an object in parallel multipart parts. s3transfer aborts the

@@ -20,7 +20,7 @@ BUCKET = "dcs-backups"
 
 def with_store(lab: LabCluster, gateway: Gateway, **extra: object) -> LabCluster:
     document = lab.document()
-    document["backup"] = gateway.store_section(BUCKET, **extra)
+    document["backup"] = gateway.store_section(**{"bucket": BUCKET, **extra})
     lab.spec_file.write_text(yaml.safe_dump(document))
     return lab
 
