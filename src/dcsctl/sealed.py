@@ -83,9 +83,24 @@ class Sealer:
         self.chunk_bytes = chunk_bytes
         salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
         self.header = HEADER.pack(MAGIC, key_id(master), salt, chunk_bytes)
+        self._master, self._salt = master, salt
         self._aead = _object_key(master, salt)
         self._index = 0
         self._finished = False
+
+    def cipher(self) -> AESGCM:
+        """A cipher of this stream's object key for one thread: with `seal_at`, workers
+        seal chunks of one stream in parallel, each its own range of indexes."""
+        return _object_key(self._master, self._salt)
+
+    def seal_at(self, cipher: AESGCM, index: int, chunk: bytes, *, last: bool) -> bytes:
+        """Chunk `index` of the stream: exactly chunk_bytes unless it is the last one,
+        which is shorter (possibly empty)."""
+        if (len(chunk) >= self.chunk_bytes) if last else (len(chunk) != self.chunk_bytes):
+            raise ValueError("only the final chunk may be (and must be) shorter")
+        if index >= _COUNTER_LIMIT:
+            raise ValueError("too many chunks for one stream")
+        return cipher.encrypt(_nonce(index, last), chunk, self.header)
 
     def _seal(self, data: bytes, *, last: bool) -> bytes:
         if self._finished:

@@ -1,10 +1,10 @@
 """The S3 store adapter: the only module that talks to an object store.
 
 boto3 is the client: the AWS SDK for Python, kept by AWS, the ecosystem's standard (the
-same SDK family etcd-backup-restore uses), with path-style addressing, custom endpoints
-and CA files, and s3transfer's parallel multipart uploads that abort themselves on
-failure. It is imported inside the functions that need it: it costs ~150 ms to import,
-and most dcsctl commands never touch a store.
+same SDK family etcd-backup-restore uses), with path-style addressing, custom endpoints,
+CA files and multipart uploads. dcsctl sends the parts from its own threads, each part read
+and sealed in the thread that sends it. boto3 is imported inside the functions that need
+it: it costs ~150 ms to import, and most dcsctl commands never touch a store.
 
 Credentials come only from an AWS shared-credentials file that must be 0600; they are
 handed to boto3 as values, never through argv or the environment, and never printed.
@@ -13,12 +13,13 @@ handed to boto3 as values, never through argv or the environment, and never prin
 from __future__ import annotations
 
 import configparser
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.spec import S3Store
@@ -26,8 +27,7 @@ from dcsctl.spec import S3Store
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-PART_BYTES = 16 << 20  # multipart part size (S3's minimum is 5 MiB; 10,000 parts: 160 GB)
-UPLOAD_THREADS = 4
+UPLOAD_THREADS = 10  # boto3 transfer manager's default concurrency
 
 
 class StoreError(DcsctlError):
@@ -78,10 +78,6 @@ class StoredObject:
     modified: dt.datetime
 
 
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
 # (what botocore says, what dcsctl says, fix). Matched on the S3 error code.
 _CODES: dict[str, tuple[str, str]] = {
     "NoSuchBucket": ("bucket {bucket!r} does not exist on {endpoint}",
@@ -123,7 +119,10 @@ class Store:
         timeout = timeout_s if timeout_s is not None else settings.timeout_s
         config = Config(
             region_name=settings.region,
-            s3={"addressing_style": "path" if settings.path_style else "virtual"},
+            # No SHA-256 over every part for the signature (botocore's default when no
+            # checksum header is sent): TLS carries the bytes, the AEAD proves them.
+            s3={"addressing_style": "path" if settings.path_style else "virtual",
+                "payload_signing_enabled": False},
             connect_timeout=timeout, read_timeout=timeout,
             # One retry: a store that is down should fail a backup in seconds, not minutes.
             retries={"total_max_attempts": 2, "mode": "standard"},
@@ -172,9 +171,7 @@ class Store:
             ReadTimeoutError,
             SSLError,
         )
-        from s3transfer.exceptions import S3UploadFailedError
-
-        cause = exc.__cause__ if isinstance(exc, S3UploadFailedError) and exc.__cause__ else exc
+        cause = exc
         if isinstance(cause, ClientError):
             return self._answer(cause, doing)
         # Order matters: botocore's timeouts and TLS errors are connection errors too.
@@ -197,11 +194,9 @@ class Store:
 
     def _call(self, doing: str, call: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
-        from s3transfer.exceptions import S3UploadFailedError
-
         try:
             return call()
-        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+        except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, doing) from None
 
     # -- operations --
@@ -212,17 +207,36 @@ class Store:
                    lambda: self._client.list_objects_v2(Bucket=self.settings.bucket,
                                                         Prefix=self.settings.prefix, MaxKeys=1))
 
-    def upload(self, name: str, stream: Readable) -> None:
-        """Stream `stream` into an object in parallel multipart parts. s3transfer aborts the
-        multipart upload when a part fails, so a failed upload leaves no object; one killed
-        mid-way leaves an in-progress upload, which S3 never lists as an object and
-        `abort_uploads` removes."""
-        from boto3.s3.transfer import TransferConfig
+    def upload_parts(self, name: str, parts: Sequence[Callable[[], bytes]],
+                     threads: int = UPLOAD_THREADS) -> None:
+        """A multipart upload whose parts are made by `parts` (each called in a worker
+        thread, so making a part — reading and sealing it — runs in parallel with sending
+        others). Completed only when every part is in; on any failure the upload is
+        aborted (best effort: a dead store keeps it until the next backup's
+        `abort_uploads`), so S3 never lists a partial object."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
-                                  max_concurrency=UPLOAD_THREADS, use_threads=True)
-        self._call(f"uploading {self.key(name)}", lambda: self._client.upload_fileobj(
-            stream, self.settings.bucket, self.key(name), Config=transfer))
+        key, bucket = self.key(name), self.settings.bucket
+        doing = f"uploading {key}"
+        upload_id = self._call(doing, lambda: self._client.create_multipart_upload(
+            Bucket=bucket, Key=key))["UploadId"]
+
+        def send(number: int) -> dict[str, Any]:
+            body = parts[number - 1]()
+            answer = self._client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                              PartNumber=number, Body=body)
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(threads, thread_name_prefix="dcsctl-upload") as pool:
+                done = self._call(doing, lambda: list(pool.map(send, range(1, len(parts) + 1))))
+            self._call(doing, lambda: self._client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}))
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                self._call(f"aborting the upload of {key}", lambda: self._client.
+                           abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id))
+            raise
 
     def put(self, name: str, data: bytes) -> None:
         self._call(f"writing {self.key(name)}", lambda: self._client.put_object(
@@ -279,14 +293,3 @@ class Store:
 
         aborted: int = self._call(f"aborting unfinished uploads below {self.key(under)}", abort)
         return aborted
-
-    def upload_file(self, name: str, path: Path) -> None:
-        """boto3's own upload of a local file, same parts and threads: the benchmark's
-        reference for what the store can take."""
-        from boto3.s3.transfer import TransferConfig
-
-        transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
-                                  max_concurrency=UPLOAD_THREADS, use_threads=True)
-        self._call(f"uploading {self.key(name)}", lambda: self._client.upload_file(
-            str(path), self.settings.bucket, self.key(name), Config=transfer))
-

@@ -77,3 +77,19 @@ def test_another_key_is_refused_before_any_decryption() -> None:
 
 def test_each_object_gets_its_own_key_and_nonces() -> None:
     assert _seal(DATA)[HEADER.size:] != _seal(DATA)[HEADER.size:]
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 2 * CHUNK, 4 * CHUNK, 5 * CHUNK + 7])
+def test_parts_sealed_in_parallel_open_as_one_stream(tmp_path, size: int) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dcsctl.ops.offsite import sealed_parts
+
+    path = tmp_path / "snapshot.db"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    parts = sealed_parts(path, sealed.Sealer(KEY, chunk_bytes=CHUNK), chunks_per_part=2)
+    with ThreadPoolExecutor(4) as pool:
+        blob = b"".join(pool.map(lambda make: make(), parts))
+    assert len(blob) == sealed.sealed_size(size, CHUNK)
+    assert _open(blob) == data

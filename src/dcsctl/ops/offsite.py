@@ -18,14 +18,15 @@ that are not this cluster's are never listed, fetched for restore, or deleted.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from dcsctl import sealed, snapshots
 from dcsctl.errors import DcsctlError, NotFound
@@ -102,33 +103,32 @@ class StoreBackupResult:
     aborted_uploads: int
 
 
-class _SealingReader:
-    """A readable stream of the sealed form of a file, for boto3's multipart upload (which
-    reads it part by part, in order, from one thread)."""
+CHUNKS_PER_PART = 2  # 2 x 4 MiB sealed chunks: ~8 MiB parts, boto3's own default size
 
-    def __init__(self, handle: BinaryIO, sealer: sealed.Sealer) -> None:
-        self._handle = handle
-        self._sealer = sealer
-        self._pending = bytearray(sealer.header)
-        self._eof = False
-        self.size = 0
 
-    def read(self, size: int = -1, /) -> bytes:
-        while not self._eof and (size < 0 or len(self._pending) < size):
-            chunk = self._handle.read(self._sealer.chunk_bytes)
-            if len(chunk) == self._sealer.chunk_bytes:
-                self._pending += self._sealer.seal(chunk)
-            else:  # a regular file reads short only at its end
-                self._pending += self._sealer.finish(chunk)
-                self._eof = True
-        if size < 0 or size >= len(self._pending):
-            out = bytes(self._pending)
-            self._pending.clear()
-        else:
-            out = bytes(self._pending[:size])
-            del self._pending[:size]
-        self.size += len(out)
-        return out
+def sealed_parts(path: Path, sealer: sealed.Sealer,
+                 chunks_per_part: int = CHUNKS_PER_PART) -> list[Callable[[], bytes]]:
+    """The sealed form of the file at `path` as multipart parts, each made on demand from
+    its own range of the file: part k holds sealed chunks k*m .. k*m+m-1 (the header goes
+    before the first). Chunk i's nonce is its index, so parts seal independently."""
+    size = path.stat().st_size
+    chunk = sealer.chunk_bytes
+    last_index = size // chunk  # the final chunk (shorter, possibly empty)
+    count = last_index // chunks_per_part + 1
+
+    def part(number: int) -> bytes:
+        cipher = sealer.cipher()
+        first = number * chunks_per_part
+        indexes = range(first, min(first + chunks_per_part, last_index + 1))
+        out = [sealer.header] if number == 0 else []
+        with path.open("rb") as handle:
+            handle.seek(first * chunk)
+            for index in indexes:
+                data = handle.read(chunk)
+                out.append(sealer.seal_at(cipher, index, data, last=index == last_index))
+        return b"".join(out)
+
+    return [functools.partial(part, number) for number in range(count)]
 
 
 def _record(manifest: Manifest, name: str, size: int) -> bytes:
@@ -156,9 +156,8 @@ def take(cluster: Cluster, *, keep: int | None = None,
             local = backup_ops.take(cluster, directory=scratch)
             name = local.backup.path.name
             upload_started = time.monotonic()
-            with local.backup.path.open("rb") as handle:
-                reader = _SealingReader(handle, sealed.Sealer(key))
-                store.upload(_folder(cluster) + name + SNAPSHOT_SUFFIX, reader)
+            store.upload_parts(_folder(cluster) + name + SNAPSHOT_SUFFIX,
+                               sealed_parts(local.backup.path, sealed.Sealer(key)))
             upload_seconds = time.monotonic() - upload_started
             expected = sealed.sealed_size(local.backup.path.stat().st_size)
             stored = {o.key: o.size for o in store.list(_folder(cluster) + name)}
