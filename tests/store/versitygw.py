@@ -14,6 +14,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ class Gateway:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     ticks: int | None = None
+    # Run in this network namespace (the testbed's control side): its own loopback.
+    netns: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -78,17 +81,29 @@ class Gateway:
                    "ROOT_ACCESS_KEY": self.access_key, "ROOT_SECRET_KEY": self.secret_key}
         cert, key = self.ca_file.parent / "server.crt", self.ca_file.parent / "server.key"
         with self.log.open("ab") as log:
+            # `ip netns exec` enters the namespace and execs: the PID stays versitygw's.
+            enter = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.process = subprocess.Popen(
-                [str(VERSITYGW), "--port", f"{ADDRESS}:{self.port}",
+                [*enter, str(VERSITYGW), "--port", f"{ADDRESS}:{self.port}",
                  "--cert", str(cert), "--key", str(key), "posix", str(self.root)],
                 env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.ticks = start_ticks(self.process.pid)
         try:
             poll(lambda: self.process is not None and self.process.poll() is None
-                 and accepts(ADDRESS, self.port), 20, f"versitygw listening on {self.port}")
+                 and self.listening(), 20, f"versitygw listening on {self.port}")
         except TimeoutError as exc:
             self.stop()
             raise RuntimeError(f"versitygw did not start: {self.log.read_text()[-2000:]}") from exc
+
+    def listening(self) -> bool:
+        if self.netns is None:
+            return accepts(ADDRESS, self.port)
+        probe = subprocess.run(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-c",
+             "import socket,sys; s=socket.socket(); s.settimeout(0.5); "
+             f"sys.exit(s.connect_ex(({ADDRESS!r}, {self.port})))"],
+            capture_output=True, timeout=10, check=False)
+        return probe.returncode == 0
 
     def signal(self, number: signal.Signals) -> None:
         """Signal our versitygw only: its PID, checked against its start time."""
@@ -144,7 +159,8 @@ def write_credentials(path: Path, access_key: str, secret_key: str) -> Path:
 
 @contextlib.contextmanager
 def versitygw(workdir: Path, *, root: Path | None = None,
-              buckets: tuple[str, ...] = ("dcs-backups",)) -> Iterator[Gateway]:
+              buckets: tuple[str, ...] = ("dcs-backups",),
+              netns: str | None = None) -> Iterator[Gateway]:
     """A running versitygw; stopped (by PID) at exit, pass or fail."""
     if not VERSITYGW.exists():
         raise RuntimeError(f"{VERSITYGW} is missing: run scripts/setup")
@@ -155,7 +171,7 @@ def versitygw(workdir: Path, *, root: Path | None = None,
     access, secret = f"dcsctl{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     gateway = Gateway(data, free_port(), _tls(tls), access, secret,
                       write_credentials(workdir / "s3-credentials", access, secret),
-                      workdir / "versitygw.log")
+                      workdir / "versitygw.log", netns=netns)
     for bucket in buckets:
         gateway.make_bucket(bucket)
     gateway.start()
