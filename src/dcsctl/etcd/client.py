@@ -1,6 +1,6 @@
 """The only module that talks to etcd: TLS + client-cert identity, answers as model values.
 
-A thin synchronous facade over etcd3aio (chosen by measurement, ARCHITECTURE.md). It adds
+A thin synchronous facade over etcd3aio (chosen by measurement: docs/architecture.md, "Dependencies"). It adds
 what the library lacks: one connection per member for per-member questions (status,
 health — round-robin would pick any member), single attempts for non-idempotent changes,
 and etcd's errors mapped to dcsctl errors. Sections, in order: plumbing (one loop, one
