@@ -131,7 +131,14 @@ class Store:
             response_checksum_validation="when_required",
             max_pool_connections=UPLOAD_THREADS + 2,
         )
-        verify: str | bool = str(Path(settings.ca_file).expanduser()) if settings.ca_file else True
+        verify: str | bool = True
+        if settings.ca_file:
+            ca_file = Path(settings.ca_file).expanduser()
+            if not ca_file.is_file():
+                raise NotFound(f"the store's CA file {ca_file} does not exist",
+                               fix="put the CA certificate that signed the store's "
+                               "certificate there, or fix backup.store.s3.ca_file")
+            verify = str(ca_file)
         self._client: Any = boto3.session.Session().client(
             "s3", endpoint_url=settings.endpoint,
             aws_access_key_id=credentials.access_key,

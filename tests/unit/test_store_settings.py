@@ -81,3 +81,14 @@ def test_missing_or_malformed_credentials_name_the_file(tmp_path: Path) -> None:
     broken = _credentials(tmp_path / "s3", "[default]\naws_access_key_id = A\n")
     with pytest.raises(EnvironmentProblem, match=r"no usable \[default\] section"):
         read_credentials(broken, "default")
+
+
+def test_a_missing_ca_file_is_named_before_any_request(tmp_path: Path) -> None:
+    from dcsctl.store import Store
+
+    credentials = _credentials(tmp_path / "s3", "[default]\naws_access_key_id = A\n"
+                               "aws_secret_access_key = S\n")
+    s3 = _parsed({**S3, "ca_file": str(tmp_path / "absent.pem"),
+                  "credentials_file": str(credentials)})
+    with pytest.raises(NotFound, match=r"CA file .*absent\.pem does not exist"):
+        Store(s3)
