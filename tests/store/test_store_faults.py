@@ -128,3 +128,13 @@ def test_full_disk_under_the_store(
         assert len(lab.ok("backup", "list", "--json").json_list()) == 1
         assert "damaged" not in lab.dcsctl("backup", "list").err
         _untouched(lab)
+
+
+def test_a_store_certificate_from_an_unknown_ca_is_refused(
+    lab_factory: Callable[..., LabCluster], gateway: Gateway
+) -> None:
+    lab = with_store(lab_factory(members=1), gateway, ca_file=None)  # the system's CAs
+    lab.ok("up")
+    printed = _refused(lab, "is not trusted", "backup.store.s3.ca_file")
+    print(f"\nunknown CA: {printed}")
+    assert not list(lab.state.glob("store-upload-*"))  # refused before any snapshot
