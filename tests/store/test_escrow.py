@@ -107,6 +107,12 @@ def test_status_warns_when_keys_or_users_changed_after_the_escrow(
     assert "escrow" not in one.ok("status").err
     stored = list((gateway.root / "dcs-backups" / "prod" / one.name / "escrow").iterdir())
     assert len(stored) == 1 and stored[0].read_bytes() == (tmp_path / "e.dcs").read_bytes()
+    fresh = base_environ(tmp_path / "new-home")  # a new machine: spec + store credentials
+    from_store = run_cli(["state", "import", "--from-store", "-f", str(one.spec_file),
+                          "--passphrase-file", str(passphrase_file(tmp_path))], fresh)
+    assert from_store.code == 0 and "imported cluster" in from_store.out, from_store.err
+    assert (tmp_path / "new-home" / one.name / "secrets" / "backup.key").read_bytes() == \
+        (one.state / "secrets" / "backup.key").read_bytes()
     changed = one.state / "secrets" / "patroni-demo.password"
     later = os.stat(changed).st_mtime + 120
     os.utime(changed, (later, later))  # a change after the escrow (clock-independent)
