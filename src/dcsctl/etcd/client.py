@@ -2,8 +2,9 @@
 values (`etcd/tls.py` does the HTTPS probes).
 
 A thin synchronous facade over etcd3aio (chosen by measurement: docs/architecture.md,
-"Dependencies"). It adds what the library lacks: one connection per member for per-member questions (status,
-health — round-robin would pick any member), single attempts for non-idempotent changes,
+"Dependencies"). It adds what the library lacks: one connection per member for
+per-member questions (status, health — round-robin would pick any member), single
+attempts for non-idempotent changes,
 and etcd's errors mapped to dcsctl errors. Sections, in order: plumbing (one loop, one
 call helper), cluster, keys, maintenance, membership, auth, load. The TLS context and the
 HTTPS probes (/metrics, /version, the served certificate) are in `etcd/tls.py`.
