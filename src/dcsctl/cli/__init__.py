@@ -8,19 +8,28 @@ import importlib
 import os
 import signal
 import sys
-import traceback
-from collections.abc import Mapping, Sequence
-from typing import TextIO
 
-import typer
-from rich.console import Console
-
-from dcsctl import report
-from dcsctl.cli.common import Session, app
+from dcsctl.cli import quick
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops.context import Context
 
+TYPE_CHECKING = False  # typing itself costs milliseconds; mypy knows this name
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TextIO
+
+    from rich.console import Console
+
+# typer, rich, the spec (pydantic) and the use cases are imported by `main()`, not here:
+# `run()` first offers the command to its quick path (cli/quick.py), which needs none.
 __all__ = ["COMMAND_MODULES", "app", "main", "run"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "app":  # the typer app, for whoever asks dcsctl.cli for it
+        from dcsctl.cli.common import app
+
+        return app
+    raise AttributeError(name)
 
 # The module under dcsctl.cli that registers each top-level command. A run imports only
 # the one it needs: each module pulls in its use cases (deployment, certificates, checks,
@@ -72,6 +81,15 @@ def main(
     stderr: TextIO | None = None,
 ) -> int:
     """Run one dcsctl command; return its exit code. Tests call this in-process."""
+    import traceback
+
+    import typer
+    from rich.console import Console
+
+    from dcsctl import report
+    from dcsctl.cli.common import Session, app
+    from dcsctl.ops.context import Context
+
     register_commands(argv)
     out = Console(file=stdout or sys.stdout, soft_wrap=True, width=200)
     err = Console(file=stderr or sys.stderr, soft_wrap=True)
@@ -134,7 +152,9 @@ def honour_ctrl_c() -> None:
 def run() -> None:
     """Console-script entry point (also `python -m dcsctl`)."""
     honour_ctrl_c()
-    code = main(sys.argv[1:], os.environ)
+    code = quick.run(sys.argv[1:], os.environ)
+    if code is None:
+        code = main(sys.argv[1:], os.environ)
     # The process ends here: spare the interpreter's final garbage collections a walk
     # through everything the imports built (grpc, protobuf, pydantic), ~0.08 s per run.
     gc.freeze()
