@@ -34,9 +34,13 @@ def _remember_client(ctx: typer.Context, spec_file: Path | None, cluster: str | 
                      target: Cluster) -> None:
     """Record how the quick paths of `get`/`put` reach this cluster (cli/quick.py)."""
     profile = keys.client_profile(target)
-    if profile is not None:
-        environ = session_of(ctx).context.environ
+    if profile is None:
+        return
+    environ = session_of(ctx).context.environ
+    try:
         quick.remember(environ, quick.spec_source(environ, spec_file, cluster), profile)
+    except OSError as exc:  # a cache: the command itself succeeded, and the next run is full
+        session_of(ctx).warnings.append(f"could not record the quick-path profile: {exc}")
 
 
 @app.command(rich_help_panel=SET_UP)

@@ -33,6 +33,11 @@ __all__ = ["ClientTls", "EtcdClient", "LoadRecord", "cluster_version", "metrics_
            "prefix_range_end", "served_certificate"]
 
 T = TypeVar("T")
+# put(): an attempt's deadline is this many typical put latencies, at least PUT_ATTEMPT_MIN_S.
+PUT_ATTEMPT_LATENCIES = 4
+PUT_ATTEMPT_MIN_S = 0.1
+# Errors after which a put is sent again: no answer in time, or no member to take it.
+_RESEND = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE"})
 ALARM_NAMES = {1: "NOSPACE", 2: "CORRUPT"}
 PERMISSION = {
     "read": PermissionType.READ,
@@ -119,6 +124,7 @@ class EtcdClient:
         self.timeout = timeout
         self._runner = _LoopThread.shared()
         self._clients: dict[tuple[str, ...], Any] = {}
+        self._put_latency = 0.01  # seconds, a moving average of acknowledged puts
 
     # -- plumbing --
     def close(self) -> None:
@@ -302,8 +308,40 @@ class EtcdClient:
 
     # -- keys --
     def put(self, key: str, value: bytes) -> int:
-        response = self._call(f"writing {key!r}", lambda c: c.kv.put(key, value, **self._once()))
-        return int(response.header.revision)
+        """Write `key`; the revision it got.
+
+        A put in flight when the leader dies is lost with it: the member that took it
+        forwarded it to the dead leader and answers only when its own request timeout
+        (7 s) or the client's deadline runs out, while a new leader is there after ~1.4 s
+        (etcd's 1 s election timeout and randomisation). So each attempt gets a deadline
+        of a few typical put latencies (at least PUT_ATTEMPT_MIN_S), and a put that got
+        no answer, or an "unavailable" one, is sent again until `timeout` runs out. The
+        same key with the same value: at worst etcd stores one more revision of it.
+        """
+        doing = f"writing {key!r}"
+
+        async def call() -> int:
+            client = await self._client()
+            deadline = time.monotonic() + self.timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                attempt = min(remaining, max(PUT_ATTEMPT_MIN_S,
+                                             PUT_ATTEMPT_LATENCIES * self._put_latency))
+                started = time.monotonic()
+                try:
+                    response = await client.kv.put(key, value, timeout=attempt, max_attempts=1)
+                except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+                    code, details = _error_text(exc)
+                    if code not in _RESEND or time.monotonic() >= deadline - 0.01:
+                        raise translate(code, details, doing=doing) from exc
+                    if code != "DEADLINE_EXCEEDED":  # refused at once: do not spin
+                        await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+                    continue
+                took = time.monotonic() - started
+                self._put_latency += 0.2 * (took - self._put_latency)
+                return int(response.header.revision)
+
+        return self._runner.run(call())
 
     def get(self, key: str) -> KeyValue | None:
         response = self._call(f"reading {key!r}", lambda c: c.kv.get(key, timeout=self.timeout))
