@@ -8,10 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import yaml
 
+from dcsctl.etcd.tls import ClientTls, peer_members
 from tests.conftest import LabCluster
+from tests.support import cluster_of
 
 
 def _first_time(log: str, message: str) -> float:
@@ -36,6 +40,17 @@ def test_first_peer_serves_before_the_others_start(
     for member, log in logs.items():
         if member != first:
             assert _first_time(log, "starting an etcd server") > served, member
+    # The probe the start waits on answers with a member's certificate (the peer port
+    # admits member certificates only) and refuses the admin's.
+    cluster = cluster_of(lab)
+    member = cluster.spec.member(first)
+    layout = cluster.layout(first)
+    own = ClientTls(*(Path(p).read_bytes() for p in (layout.ca_cert, layout.cert, layout.key)),
+                    cluster.spec.shared_dns_name)
+    answer = json.loads(peer_members(cluster.spec.peer_url(member), own))
+    assert sorted(m["name"] for m in answer) == sorted(logs)
+    with pytest.raises(OSError):
+        peer_members(cluster.spec.peer_url(member), cluster.admin_tls())
     # And the cluster is the same as ever: every member healthy, auth on.
     status = lab.ok("status", "--json").json()
     assert status["alarms"] == [] and len(status["members"]) == 3  # type: ignore[arg-type]

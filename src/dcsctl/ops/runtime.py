@@ -15,7 +15,7 @@ from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointHealth, EndpointStatus
-from dcsctl.etcd.tls import peer_members
+from dcsctl.etcd.tls import ClientTls, peer_members
 from dcsctl.ops.context import Cluster
 from dcsctl.spec import Member
 from dcsctl.wait import wait_until
@@ -156,7 +156,8 @@ class MemberRuntime:
         active = in_parallel(members, lambda m: self.cluster.service(m.name).is_active())
         stopped = [m for m, running in zip(members, active, strict=True) if not running]
         rest = stopped
-        if len(stopped) == len(members) > 1 and not self.cluster.dir.record().bootstrapped:
+        if (self.cluster.spec.target is spec.Target.LAB and len(stopped) == len(members) > 1
+                and not self.cluster.dir.record().bootstrapped):
             first = min(stopped, key=self.cluster.spec.peer_url)
             self.start_member(first)
             self.wait_peer_serving(first)
@@ -169,18 +170,27 @@ class MemberRuntime:
         """Wait (at most FIRST_START_WAIT_S) until `member` serves its peer port.
 
         A new member asks its peers' /members before it serves (etcd's
-        isMemberBootstrapped, peers in sorted URL order, 1 s timeout each, the first answer
+        isMemberBootstrapped: peers in sorted URL order, 1 s timeout each, the first answer
         wins). Started all at once, every member finds its peers' ports bound but not yet
-        served and waits out 1-2 s of timeouts; etcd 3.5 reaches that question within
-        ~15 ms of its start, so a peer is rarely bound by then, while 3.6/3.7 take
-        ~90 ms to get there and always wait (issue 21: `up` on 3.7 spent 1-2 s here that
-        3.5 does not). Started first, the member whose peer URL sorts first finds no peer
-        bound, serves in ~0.1 s, and is the one every other member asks first. If its
-        peer port cannot be reached from here (a firewall between this machine and the
-        hosts), the others start after the bound, as before.
+        served and waits out 1-2 s of timeouts. etcd 3.5 reaches that question ~15 ms after
+        its start, before its peers have bound their ports; 3.6/3.7 take ~90 ms and find
+        them bound (issue 21: `up` on 3.7 spent 1-2 s here that 3.5 does not). Started
+        first, the member whose peer URL sorts first finds no peer bound, serves in ~0.1 s,
+        and is the one every other member asks first.
+
+        The probe is the question etcd asks, GET /members on the peer port, with the
+        member's own certificate: the peer port admits member certificates only (allowed
+        hostname), and its TLS listener completes handshakes before the server runs, so
+        only an HTTP answer says it serves. Lab members only (the caller checks): on real
+        hosts this machine's address is not in a member certificate, and etcd refuses it.
         """
+        layout = self.cluster.layout(member.name)
+        host = self.cluster.host_of(member.name)
+        ca, cert, key = (host.read(path) for path in (layout.ca_cert, layout.cert, layout.key))
+        if ca is None or cert is None or key is None:
+            return
+        tls = ClientTls(ca, cert, key, self.cluster.spec.shared_dns_name)
         url = self.cluster.spec.peer_url(member)
-        tls = self.cluster.admin_tls()
 
         def serving() -> bool:
             try:
