@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_cli_startup.py [--rounds 30] [--before /path/to/dcsctl]
 
-One lab cluster (3 members on 127.0.97.10-12, its own DCSCTL_HOME in a temp dir) is brought
+One lab cluster (3 members on 127.0.93.10-12, its own DCSCTL_HOME in a temp dir) is brought
 up untimed; one untimed `dcsctl get` records the client profile the quick paths use (the
 first `get`/`put` after a spec change is a full run, see cli/quick.py). Then, per round,
 in an order that rotates from round to round:
@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import BIN, OUT, clean_environ, run
 
-IPS = ("127.0.97.10", "127.0.97.11", "127.0.97.12")
+IPS = ("127.0.93.10", "127.0.93.11", "127.0.93.12")
 KEY = "/bench/key"
 TIME = "/usr/bin/time"  # GNU time (Debian's `time` package)
 COMMAND_TIMEOUT_S = 30.0
