@@ -196,7 +196,7 @@ def main() -> int:
         {"db_size_bytes": db_size, "keys": written, "backups": rows, "restores": restores,
          "backup_throughput_ratio": backup_ratio, "restore_ratio": restore_ratio,
          "restore_data_phase_ratio": data_ratio}, indent=2))
-    print(f"db: {db_size / 1e6:.1f} MB ({written} keys of 1 KiB)\n")
+    print(f"db: {db_size / 1e6:.1f} MB ({written} keys of {args.value_kib} KiB)\n")
     print("| round | snapshot | dcsctl backup (command) | of which in dcsctl's backup code | "
           "etcdctl snapshot save | throughput ratio (command) |")
     print("|---|---|---|---|---|---|")
@@ -212,6 +212,8 @@ def main() -> int:
         print(f"| {i} | {r['dcsctl_stream_s']:.2f} s | {r['etcdctl_stream_s']:.2f} s | "
               f"{r['etcdctl_stream_s'] / r['dcsctl_stream_s']:.2f} |")
     print(f"\nmedian stream throughput ratio dcsctl/etcdctl: **{stream_ratio:.2f}**\n")
+    if not restores:
+        return 0
     print("| round | dcsctl restore (3 members, stop+restore+start+verify) | its [data] phase "
           "| etcdutl snapshot restore (1 member) | ratio total | ratio data phase |")
     print("|---|---|---|---|---|---|")
