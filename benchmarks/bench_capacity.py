@@ -1,6 +1,6 @@
 """How many Patroni clusters one DCS serves: N simulated 3-node Patroni clusters, per etcd line.
 
-    .venv/bin/python benchmarks/bench_capacity.py [--etcd 3.5.35 3.6.16 3.7.3]
+    .venv/bin/python benchmarks/bench_capacity.py [--etcd 3.5.36 3.6.17 3.7.4]
         [--steps 50,100,200,400,800] [--loops 2] [--loop-wait 10]
 
 Per etcd version one fresh 3-member lab cluster (127.0.92.10-12, its own DCSCTL_HOME). For
@@ -208,7 +208,7 @@ def one_version(version: str, scratch: Path, steps: list[int], loops: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--etcd", nargs="+", default=["3.5.35", "3.6.16", "3.7.3"])
+    parser.add_argument("--etcd", nargs="+", default=["3.5.36", "3.6.17", "3.7.4"])
     parser.add_argument("--steps", default="50,100,200,400,800")
     parser.add_argument("--loops", type=int, default=2)
     parser.add_argument("--loop-wait", type=float, default=10.0)

@@ -1,6 +1,6 @@
 """Where `dcsctl up` spends its time, per etcd line: phases, first election, auth enable.
 
-    .venv/bin/python benchmarks/bench_up_phases.py [--rounds 20] [--etcd 3.5.35 3.7.3]
+    .venv/bin/python benchmarks/bench_up_phases.py [--rounds 20] [--etcd 3.5.36 3.7.4]
         [--log-level info] [--dcsctl PATH]
 
 --log-level info lets etcd log its raft lines, which the election columns need (dcsctl's
@@ -94,7 +94,7 @@ def one_up(version: str, scratch: Path, dcsctl: str, log_level: str) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--etcd", nargs="+", default=["3.5.35", "3.7.3"])
+    parser.add_argument("--etcd", nargs="+", default=["3.5.36", "3.7.4"])
     parser.add_argument("--log-level", default="warn")
     parser.add_argument("--dcsctl", default=str(BIN / "dcsctl"))
     options = parser.parse_args()

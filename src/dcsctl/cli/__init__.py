@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import TextIO
 
+    import typer
     from rich.console import Console
 
 # typer, rich, the spec (pydantic) and the use cases are imported by `main()`, not here:
@@ -37,7 +38,7 @@ def __getattr__(name: str) -> object:
 # first word (--help, a typo, a command not listed here) imports every module, in the
 # order `--help` shows them (set up, look, protect, change, Patroni); `--version` none.
 COMMAND_MODULES = {
-    "backup": "backup", "restore": "backup",
+    "backup": "backup", "restore": "backup", "state": "state",
     "check": "checks",
     "init": "cluster", "up": "cluster", "preflight": "cluster", "down": "cluster",
     "destroy": "cluster", "status": "cluster", "env": "cluster", "put": "cluster",
@@ -49,7 +50,7 @@ COMMAND_MODULES = {
 }
 
 
-HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "operate", "patroni")
+HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "state", "operate", "patroni")
 
 
 def register_commands(argv: Sequence[str]) -> None:
@@ -60,6 +61,29 @@ def register_commands(argv: Sequence[str]) -> None:
     needed = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else HELP_ORDER
     for module in needed:
         importlib.import_module(f"dcsctl.cli.{module}")
+    from dcsctl.cli.common import app
+
+    flow_help(app)
+
+
+def flow_help(commands: typer.Typer) -> None:
+    """Each command's help is its docstring with the source's line breaks taken out of
+    the paragraphs: rich wraps the text to the terminal, and the command list shows the
+    whole first paragraph instead of stopping at the docstring's first line break."""
+    import inspect
+
+    for info in commands.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = flowed(inspect.getdoc(info.callback) or "")
+    for group in commands.registered_groups:
+        if group.typer_instance is not None:
+            flow_help(group.typer_instance)
+
+
+def flowed(text: str) -> str:
+    """Paragraphs (blank-line separated) kept; the line breaks inside each joined."""
+    return "\n\n".join(" ".join(line.strip() for line in paragraph.splitlines())
+                       for paragraph in text.split("\n\n"))
 
 
 def _stopped(stop: BaseException, err: Console) -> ExitCode:
