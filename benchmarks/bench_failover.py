@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -123,6 +124,7 @@ def main() -> int:
         lost = [key for key, _ in writer.acked if key not in present]
     finally:
         run([dcsctl, "destroy", "--yes", "-f", str(spec_file)], env=env)
+        shutil.rmtree(scratch, ignore_errors=True)
     load_end = os.getloadavg()[0]
     leaders = [r["new_leader_s"] for r in rounds]
     acks = [r["first_ack_s"] for r in rounds]
