@@ -21,7 +21,7 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -33,13 +33,6 @@ from dcsctl.render import MemberLayout
 
 PRIVATE = 0o600
 PUBLIC = 0o644
-
-
-def default_home(environ: Mapping[str, str]) -> Path:
-    if environ.get("DCSCTL_HOME"):
-        return Path(environ["DCSCTL_HOME"]).expanduser()
-    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "dcsctl"
 
 
 @dataclass(frozen=True)

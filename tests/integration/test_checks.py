@@ -76,16 +76,50 @@ def test_perf_refuses_a_prefix_that_holds_keys(running_lab: LabCluster) -> None:
     assert running_lab.ok("get", "/mine/precious").out == "keep me\n"
 
 
-def test_interrupted_perf_run_still_cleans_up(running_lab: LabCluster) -> None:
+def _launched_with(disposition: str) -> list[str]:
+    """argv prefix that execs the rest with SIGINT at `disposition` (SIG_DFL, SIG_IGN),
+    whatever pytest itself was started with (a shell cannot reset an ignored signal)."""
+    return [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, "
+            f"signal.{disposition}); os.execv(sys.argv[1], sys.argv[1:])"]
+
+
+# SIG_IGN is how a shell without job control starts a background job (`cmd &` in a
+# script, a CI runner started that way), and exec keeps it. Python then installs no
+# KeyboardInterrupt handler: a full test run started like this lost this test's Ctrl-C.
+LAUNCHES = {"foreground": _launched_with("SIG_DFL"),
+            "background job (SIGINT ignored)": _launched_with("SIG_IGN")}
+
+
+def test_background_launch_really_ignores_sigint() -> None:
+    """Control: the launches the next test uses hand Python the SIGINT they say."""
+    probe = [sys.executable, "-c",
+             "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    seen = {launch: subprocess.run([*prefix, *probe], capture_output=True, text=True,
+                                   check=True).stdout
+            for launch, prefix in LAUNCHES.items()}
+    assert seen == {"foreground": "False\n", "background job (SIGINT ignored)": "True\n"}
+
+
+@pytest.mark.parametrize("launch", list(LAUNCHES))
+def test_interrupted_perf_run_still_cleans_up(running_lab: LabCluster, launch: str) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "dcsctl", "check", "perf", "--duration", "30",
-         "-f", str(running_lab.spec_file)],
+        [*LAUNCHES[launch], sys.executable, "-m", "dcsctl", "check", "perf", "--duration",
+         "30", "-f", str(running_lab.spec_file)],
         env=running_lab.environ, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    poll(lambda: _keys_under(running_lab, "/dcsctl-check-perf/") > 50, 30,
+    try:
+        poll(lambda: _keys_under(running_lab, "/dcsctl-check-perf/") > 50, 30,
              "no load written")
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+        process.send_signal(signal.SIGINT)
+        # 130 and "error: interrupted" (below): the Ctrl-C stopped the load; a lost one
+        # ran the whole load and exited 0. The bound only stops a hung process.
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stderr is not None
+    assert "error: interrupted" in process.stderr.read().decode()
     assert _keys_under(running_lab, "/dcsctl-check-perf/") == 0
 
 

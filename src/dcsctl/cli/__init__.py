@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import gc
 import importlib
-import inspect
 import os
+import signal
 import sys
-import traceback
-from collections.abc import Mapping, Sequence
-from typing import TextIO
 
-import typer
-from rich.console import Console
-
-from dcsctl import report
-from dcsctl.cli.common import Session, app
+from dcsctl.cli import quick
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops.context import Context
 
+TYPE_CHECKING = False  # typing itself costs milliseconds; mypy knows this name
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TextIO
+
+    import typer
+    from rich.console import Console
+
+# typer, rich, the spec (pydantic) and the use cases are imported by `main()`, not here:
+# `run()` first offers the command to its quick path (cli/quick.py), which needs none.
 __all__ = ["COMMAND_MODULES", "app", "main", "run"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "app":  # the typer app, for whoever asks dcsctl.cli for it
+        from dcsctl.cli.common import app
+
+        return app
+    raise AttributeError(name)
 
 # The module under dcsctl.cli that registers each top-level command. A run imports only
 # the one it needs: each module pulls in its use cases (deployment, certificates, checks,
@@ -51,6 +61,8 @@ def register_commands(argv: Sequence[str]) -> None:
     needed = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else HELP_ORDER
     for module in needed:
         importlib.import_module(f"dcsctl.cli.{module}")
+    from dcsctl.cli.common import app
+
     flow_help(app)
 
 
@@ -58,6 +70,8 @@ def flow_help(commands: typer.Typer) -> None:
     """Each command's help is its docstring with the source's line breaks taken out of
     the paragraphs: rich wraps the text to the terminal, and the command list shows the
     whole first paragraph instead of stopping at the docstring's first line break."""
+    import inspect
+
     for info in commands.registered_commands:
         if info.help is None and info.callback is not None and info.callback.__doc__:
             info.help = flowed(inspect.getdoc(info.callback) or "")
@@ -72,6 +86,17 @@ def flowed(text: str) -> str:
                        for paragraph in text.split("\n\n"))
 
 
+def _stopped(stop: BaseException, err: Console) -> ExitCode:
+    """Ctrl-C, or click's Abort: click turns an EOFError raised anywhere into Abort too,
+    and that is a bug, not Ctrl-C."""
+    if isinstance(stop.__cause__, EOFError):
+        err.print(f"error: unexpected EOFError: {stop.__cause__}", highlight=False,
+                  markup=False)
+        err.print("fix: run again with --debug and report the traceback", highlight=False)
+        return ExitCode.FAILED
+    return ExitCode.INTERRUPTED
+
+
 def main(
     argv: Sequence[str],
     environ: Mapping[str, str],
@@ -80,6 +105,15 @@ def main(
     stderr: TextIO | None = None,
 ) -> int:
     """Run one dcsctl command; return its exit code. Tests call this in-process."""
+    import traceback
+
+    import typer
+    from rich.console import Console
+
+    from dcsctl import report
+    from dcsctl.cli.common import Session, app
+    from dcsctl.ops.context import Context
+
     register_commands(argv)
     out = Console(file=stdout or sys.stdout, soft_wrap=True, width=200)
     err = Console(file=stderr or sys.stderr, soft_wrap=True)
@@ -104,16 +138,7 @@ def main(
         err.print("fix: see `dcsctl --help` or `dcsctl COMMAND --help`", highlight=False)
         code = ExitCode.USAGE
     except (KeyboardInterrupt, typer.Abort) as stop:
-        # click turns an EOFError raised anywhere into Abort: that is a bug, not Ctrl-C.
-        if isinstance(stop.__cause__, EOFError):
-            err.print(f"error: unexpected EOFError: {stop.__cause__}", highlight=False,
-                      markup=False)
-            err.print("fix: run again with --debug and report the traceback", highlight=False)
-            code = ExitCode.FAILED
-        else:
-            err.print("error: interrupted\nfix: run the same command again; it resumes",
-                      highlight=False)
-            code = ExitCode.INTERRUPTED
+        code = _stopped(stop, err)
     except Exception as unexpected:  # the one handler: no traceback unless --debug
         err.print(f"error: unexpected {type(unexpected).__name__}: {unexpected}",
                   highlight=False, markup=False)
@@ -123,14 +148,37 @@ def main(
         code = ExitCode.FAILED
     finally:
         session.context.close()
+    if code == ExitCode.INTERRUPTED:
+        # typer turns a KeyboardInterrupt raised in a command into Exit(130), which
+        # standalone_mode=False returns as 130: say it here, whichever way it came.
+        err.print("error: interrupted\nfix: run the same command again; it resumes",
+                  highlight=False)
     for warning in session.warnings:
         err.print(f"warning: {warning}", highlight=False, markup=False)
     return int(code)
 
 
+def honour_ctrl_c() -> None:
+    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt, whatever the parent left it as.
+
+    Python installs that handler only when SIGINT is at its default at start-up. A shell
+    that starts a job in the background without job control (`cmd &` in a script, a CI
+    runner, `nohup cmd &`) sets SIGINT to "ignore", exec keeps it, and Python then leaves it
+    ignored: `check perf` ran its whole load on the DCS after SIGINT and exited 0, and a
+    test suite started that way lost the Ctrl-C of `test_interrupted_perf_run_still_cleans_up`
+    every time. dcsctl's long operations promise that Ctrl-C stops them and cleans up, so
+    the process entry point claims SIGINT, as Go programs that call signal.Notify (etcdctl's
+    own `check perf`) do. Not in `main()`: tests call it inside pytest's process.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run() -> None:
-    """Console-script entry point."""
-    code = main(sys.argv[1:], os.environ)
+    """Console-script entry point (also `python -m dcsctl`)."""
+    honour_ctrl_c()
+    code = quick.run(sys.argv[1:], os.environ)
+    if code is None:
+        code = main(sys.argv[1:], os.environ)
     # The process ends here: spare the interpreter's final garbage collections a walk
     # through everything the imports built (grpc, protobuf, pydantic), ~0.08 s per run.
     gc.freeze()

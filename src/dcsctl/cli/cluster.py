@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dcsctl import releases, report, spec, tuning
+from dcsctl.cli import quick
 from dcsctl.cli.common import (
     LOOK,
     SET_UP,
@@ -26,6 +27,20 @@ from dcsctl.ops import keys, lifecycle
 from dcsctl.ops import plan as plan_ops
 from dcsctl.ops import preflight as preflight_ops
 from dcsctl.ops import status as status_ops
+from dcsctl.ops.context import Cluster
+
+
+def _remember_client(ctx: typer.Context, spec_file: Path | None, cluster: str | None,
+                     target: Cluster) -> None:
+    """Record how the quick paths of `get`/`put` reach this cluster (cli/quick.py)."""
+    profile = keys.client_profile(target)
+    if profile is None:
+        return
+    environ = session_of(ctx).context.environ
+    try:
+        quick.remember(environ, quick.spec_source(environ, spec_file, cluster), profile)
+    except OSError as exc:  # a cache: the command itself succeeded, and the next run is full
+        session_of(ctx).warnings.append(f"could not record the quick-path profile: {exc}")
 
 
 @app.command(rich_help_panel=SET_UP)
@@ -80,6 +95,7 @@ def up(
         return
     result = lifecycle.up(target)
     session.warnings += result.warnings
+    _remember_client(ctx, spec_file, cluster, target)
     if json_output:
         session.out.print_json(report.dump_json(report.up_json(result)))
         return
@@ -193,7 +209,9 @@ def put(
     cluster: ClusterOption = None,
 ) -> None:
     """Write a key (as admin)."""
-    keys.put(cluster_of(ctx, spec_file, cluster), key, value.encode())
+    target = cluster_of(ctx, spec_file, cluster)
+    keys.put(target, key, value.encode())
+    _remember_client(ctx, spec_file, cluster, target)
     session_of(ctx).out.print("OK", highlight=False)
 
 
@@ -203,7 +221,9 @@ def get(
     json_output: JsonOption = False,
 ) -> None:
     """Read a key's value (as admin)."""
-    found = keys.get(cluster_of(ctx, spec_file, cluster), key)
+    target = cluster_of(ctx, spec_file, cluster)
+    found = keys.get(target, key)
+    _remember_client(ctx, spec_file, cluster, target)
     out = session_of(ctx).out
     if json_output:
         out.print_json(report.dump_json({

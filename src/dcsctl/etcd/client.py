@@ -35,6 +35,14 @@ __all__ = ["ClientTls", "EtcdClient", "LoadRecord", "cluster_version", "metrics_
            "prefix_range_end", "served_certificate"]
 
 T = TypeVar("T")
+# put(): an attempt's deadline is this many typical put latencies, at least PUT_ATTEMPT_MIN_S.
+PUT_ATTEMPT_LATENCIES = 4
+PUT_ATTEMPT_MIN_S = 0.1
+# Ctrl-C: how long the work on the loop gets to stop (a load's puts in flight to finish;
+# they carry their own 30 s timeout, but etcd answers or fails them far sooner).
+STOP_GRACE_S = 35.0
+# Errors after which a put is sent again: no answer in time, or no member to take it.
+_RESEND = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE"})
 ALARM_NAMES = {1: "NOSPACE", 2: "CORRUPT"}
 PERMISSION = {
     "read": PermissionType.READ,
@@ -102,11 +110,23 @@ class _LoopThread:
             return cls._shared
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        finished = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await coroutine
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
         try:
             return future.result()
         except KeyboardInterrupt:
-            future.cancel()  # Ctrl-C stops the work on the loop too, not just the wait
+            # Ctrl-C stops the work on the loop too, not just the wait, and the caller's
+            # clean-up starts only once it has stopped: a load's puts still in flight
+            # would otherwise land after the clean-up deleted their prefix.
+            future.cancel()
+            finished.wait(STOP_GRACE_S)
             raise
 
 
@@ -121,6 +141,7 @@ class EtcdClient:
         self.timeout = timeout
         self._runner = _LoopThread.shared()
         self._clients: dict[tuple[str, ...], Any] = {}
+        self._put_latency = 0.01  # seconds, a moving average of acknowledged puts
 
     # -- plumbing --
     def close(self) -> None:
@@ -304,8 +325,40 @@ class EtcdClient:
 
     # -- keys --
     def put(self, key: str, value: bytes) -> int:
-        response = self._call(f"writing {key!r}", lambda c: c.kv.put(key, value, **self._once()))
-        return int(response.header.revision)
+        """Write `key`; the revision it got.
+
+        A put in flight when the leader dies is lost with it: the member that took it
+        forwarded it to the dead leader and answers only when its own request timeout
+        (7 s) or the client's deadline runs out, while a new leader is there after ~1.4 s
+        (etcd's 1 s election timeout and randomisation). So each attempt gets a deadline
+        of a few typical put latencies (at least PUT_ATTEMPT_MIN_S), and a put that got
+        no answer, or an "unavailable" one, is sent again until `timeout` runs out. The
+        same key with the same value: at worst etcd stores one more revision of it.
+        """
+        doing = f"writing {key!r}"
+
+        async def call() -> int:
+            client = await self._client()
+            deadline = time.monotonic() + self.timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                attempt = min(remaining, max(PUT_ATTEMPT_MIN_S,
+                                             PUT_ATTEMPT_LATENCIES * self._put_latency))
+                started = time.monotonic()
+                try:
+                    response = await client.kv.put(key, value, timeout=attempt, max_attempts=1)
+                except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+                    code, details = _error_text(exc)
+                    if code not in _RESEND or time.monotonic() >= deadline - 0.01:
+                        raise translate(code, details, doing=doing) from exc
+                    if code != "DEADLINE_EXCEEDED":  # refused at once: do not spin
+                        await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+                    continue
+                took = time.monotonic() - started
+                self._put_latency += 0.2 * (took - self._put_latency)
+                return int(response.header.revision)
+
+        return self._runner.run(call())
 
     def get(self, key: str) -> KeyValue | None:
         response = self._call(f"reading {key!r}", lambda c: c.kv.get(key, timeout=self.timeout))
@@ -548,22 +601,22 @@ class EtcdClient:
                 for _ in range(clients):
                     await queue.put(None)
 
+            interrupted = asyncio.Event()
+            busy: set[asyncio.Task[Any] | None] = set()  # writers with a put in flight
+
             async def write() -> None:
                 while (key := await queue.get()) is not None:
                     if record.stopped_by:
                         continue  # drain the queue without writing
-                    began = time.monotonic()
+                    me = asyncio.current_task()
+                    busy.add(me)
                     try:
-                        await client.kv.put(key, value, timeout=30, max_attempts=1)
-                    except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
-                        code, details = _error_text(exc)
-                        record.errors[code] = record.errors.get(code, 0) + 1
-                        if any(needle in details.lower() for needle in needles):
-                            record.stopped_by = record.stopped_by or details or code
-                        continue
-                    finished = time.monotonic()
-                    record.starts.append(began - started)
-                    record.latencies.append(finished - began)
+                        await _put_timed(client, key, value, record, started=started,
+                                         needles=needles)
+                    finally:
+                        busy.discard(me)
+                    if interrupted.is_set():
+                        return
 
             async def tick() -> None:
                 while True:
@@ -572,14 +625,54 @@ class EtcdClient:
                         on_tick(len(record.latencies), time.monotonic() - started)
 
             ticker = asyncio.create_task(tick())
+            producer = asyncio.create_task(produce())
+            writers = [asyncio.create_task(write()) for _ in range(clients)]
             try:
-                await asyncio.gather(produce(), *(write() for _ in range(clients)))
+                await _finish_gracefully(producer, writers, busy, interrupted)
             finally:
                 ticker.cancel()
             record.seconds = time.monotonic() - started
             return record
 
         return self._run(f"writing load under {prefix!r}", call)
+
+
+async def _put_timed(client: Any, key: bytes, value: bytes, record: LoadRecord, *,
+                     started: float, needles: Sequence[str]) -> None:
+    """One put of a load, its start and latency recorded; an error counted, and one whose
+    text holds a needle stops the load."""
+    began = time.monotonic()
+    try:
+        await client.kv.put(key, value, timeout=30, max_attempts=1)
+    except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
+        code, details = _error_text(exc)
+        record.errors[code] = record.errors.get(code, 0) + 1
+        if any(needle in details.lower() for needle in needles):
+            record.stopped_by = record.stopped_by or details or code
+        return
+    record.starts.append(began - started)
+    record.latencies.append(time.monotonic() - began)
+
+
+async def _finish_gracefully(producer: asyncio.Task[None], writers: list[asyncio.Task[None]],
+                             busy: set[asyncio.Task[Any] | None],
+                             interrupted: asyncio.Event) -> None:
+    """Wait for a load's tasks. Cancelled (Ctrl-C): stop producing, cancel the idle writers,
+    let those with a put in flight finish it, then re-raise. asyncio.wait, not gather:
+    cancelling the wait must not cancel those puts, which etcd may commit anyway — after
+    the caller's clean-up deleted their prefix, if they were abandoned."""
+    try:
+        await asyncio.wait([producer, *writers])
+    except asyncio.CancelledError:
+        interrupted.set()
+        producer.cancel()
+        for task in writers:
+            if task not in busy:
+                task.cancel()
+        await asyncio.wait(writers, timeout=STOP_GRACE_S)
+        raise
+    for task in (producer, *writers):
+        task.result()  # an error in a task is the load's error
 
 
 def _key_value(kv: Any) -> KeyValue:

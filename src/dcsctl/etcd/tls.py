@@ -78,3 +78,10 @@ def cluster_version(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> s
     minor every member runs, or a downgrade's target; "not_decided" while starting."""
     answer = json.loads(_https_get(endpoint, tls, "/version", timeout=timeout))
     return str(answer.get("etcdcluster", ""))
+
+
+def peer_members(peer_url: str, tls: ClientTls, *, timeout: float = 5.0) -> str:
+    """The member list a member serves on its peer port (/members), which it answers only
+    once its peer server runs: etcd's TLS listener completes handshakes before that, so a
+    handshake alone proves nothing."""
+    return _https_get(peer_url, tls, "/members", timeout=timeout)

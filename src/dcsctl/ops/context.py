@@ -20,11 +20,12 @@ from dcsctl.etcd import binaries
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.tls import ClientTls
 from dcsctl.etcd.versions import Version
+from dcsctl.home import default_home
 from dcsctl.hosts.local import LocalHost
 from dcsctl.hosts.protocol import Host
 from dcsctl.services.protocol import Service
 from dcsctl.spec import InstallMethod
-from dcsctl.state import ClusterDir, default_home
+from dcsctl.state import ClusterDir
 from dcsctl.targets.factory import LocalProcess, Surroundings, local_process, target_for
 from dcsctl.targets.protocol import Target
 from dcsctl.workflow import Progress, SilentProgress

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 
 from dcsctl import render
-from dcsctl.errors import NotFound
+from dcsctl.errors import DcsctlError, NotFound
+from dcsctl.etcd.etcdctl import EtcdctlProfile
 from dcsctl.etcd.model import KeyValue
 from dcsctl.ops.context import Cluster
 
@@ -22,6 +23,21 @@ def get(cluster: Cluster, key: str) -> KeyValue:
     if found is None:
         raise NotFound(f"key {key!r} does not exist", fix="check the key name (keys are exact)")
     return found
+
+
+def client_profile(cluster: Cluster) -> EtcdctlProfile | None:
+    """How the quick paths of `get`/`put` reach the cluster as admin with etcdctl
+    (cli/quick.py); None where this machine has no etcdctl (they then stay full runs)."""
+    directory = cluster.dir
+    try:
+        tool = cluster.binaries.etcdctl
+    except DcsctlError:
+        return None
+    return EtcdctlProfile(
+        str(tool), tuple(cluster.endpoints()),
+        (str(directory.trust_bundle), str(directory.ca_cert)),
+        str(directory.admin_cert), str(directory.admin_key),
+    )
 
 
 @dataclass(frozen=True)

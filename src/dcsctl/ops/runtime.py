@@ -6,6 +6,7 @@ the state dir really holds."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -14,12 +15,17 @@ from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointHealth, EndpointStatus
+from dcsctl.etcd.tls import ClientTls, peer_members
 from dcsctl.ops.context import Cluster
 from dcsctl.spec import Member
 from dcsctl.wait import wait_until
 from dcsctl.workflow import in_parallel
 
 HEALTH_TIMEOUT_S = 30.0
+# A new cluster's first member gets this long to serve its peer port before the others
+# start (MemberRuntime.wait_peer_serving); each probe (GET /members on it), this long.
+FIRST_START_WAIT_S = 1.5
+PEER_PROBE_TIMEOUT_S = 0.2
 LOG_LINES_ON_FAILURE = 8
 NOSPACE = "NOSPACE"
 ALARMS = "Active Alarm(s): "
@@ -149,9 +155,53 @@ class MemberRuntime:
         members = list(self.cluster.spec.members)
         active = in_parallel(members, lambda m: self.cluster.service(m.name).is_active())
         stopped = [m for m, running in zip(members, active, strict=True) if not running]
-        in_parallel(stopped, self.start_member)
+        rest = stopped
+        if (self.cluster.spec.target is spec.Target.LAB and len(stopped) == len(members) > 1
+                and not self.cluster.dir.record().bootstrapped):
+            first = min(stopped, key=self.cluster.spec.peer_url)
+            self.start_member(first)
+            self.wait_peer_serving(first)
+            rest = [m for m in stopped if m is not first]
+        in_parallel(rest, self.start_member)
         started += [m.name for m in stopped]
         return "started " + ", ".join(started)
+
+    def wait_peer_serving(self, member: spec.Member) -> None:
+        """Wait (at most FIRST_START_WAIT_S) until `member` serves its peer port.
+
+        A new member asks its peers' /members before it serves (etcd's
+        isMemberBootstrapped: peers in sorted URL order, 1 s timeout each, the first answer
+        wins). Started all at once, every member finds its peers' ports bound but not yet
+        served and waits out 1-2 s of timeouts. etcd 3.5 reaches that question ~15 ms after
+        its start, before its peers have bound their ports; 3.6/3.7 take ~90 ms and find
+        them bound (issue 21: `up` on 3.7 spent 1-2 s here that 3.5 does not). Started
+        first, the member whose peer URL sorts first finds no peer bound, serves in ~0.1 s,
+        and is the one every other member asks first.
+
+        The probe is the question etcd asks, GET /members on the peer port, with the
+        member's own certificate: the peer port admits member certificates only (allowed
+        hostname), and its TLS listener completes handshakes before the server runs, so
+        only an HTTP answer says it serves. Lab members only (the caller checks): on real
+        hosts this machine's address is not in a member certificate, and etcd refuses it.
+        """
+        layout = self.cluster.layout(member.name)
+        host = self.cluster.host_of(member.name)
+        ca, cert, key = (host.read(path) for path in (layout.ca_cert, layout.cert, layout.key))
+        if ca is None or cert is None or key is None:
+            return
+        tls = ClientTls(ca, cert, key, self.cluster.spec.shared_dns_name)
+        url = self.cluster.spec.peer_url(member)
+
+        def serving() -> bool:
+            try:
+                peer_members(url, tls, timeout=PEER_PROBE_TIMEOUT_S)
+            except OSError:
+                return False
+            return True
+
+        with contextlib.suppress(ClusterUnhealthy):
+            wait_until(serving, timeout=FIRST_START_WAIT_S, what=f"{member.name} serving peers",
+                       interval=0.01, max_interval=0.05)
 
     def all_running(self) -> bool:
         members = list(self.cluster.spec.members)
