@@ -12,6 +12,8 @@ error fails the workload.
 Keys rotate: every GENERATION operations the workload moves to fresh data keys, and every
 LEADER_GENERATION to a fresh leader key (with fresh leases), so each key's history stays
 short enough for the checker to search exhaustively even with unknown outcomes in it.
+When the clients stop, one more client reads every key back (a lost write shows even on a
+key the workload had moved on from).
 """
 
 from __future__ import annotations
@@ -134,6 +136,9 @@ class Workload:
     seed: int = 21
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # (call, gave up) of every call that failed or got no answer, in ns: how long a client
+    # waited before it gave up (an unknown outcome has no return in the history)
+    gave_up: list[tuple[int, int]] = field(default_factory=list)
     _stop: asyncio.Event | None = None
     _future: concurrent.futures.Future[None] | None = None
     _started: int = 0
@@ -175,6 +180,11 @@ class Workload:
         """Writes acknowledged that were called at or after `since_ns` (0: all)."""
         return sum(1 for r in list(self.records) if r["call"] >= since_ns and _acked_write(r))
 
+    def acked_write_returns(self, since_ns: int) -> list[int]:
+        """Return times of the writes acknowledged that were called at or after `since_ns`."""
+        return sorted(r["return"] for r in list(self.records)
+                      if r["call"] >= since_ns and _acked_write(r))
+
     def wait_acked(self, count: int, since_ns: int = 0, timeout: float = 30.0) -> None:
         """Block until `count` writes called at or after `since_ns` are acknowledged."""
 
@@ -196,6 +206,26 @@ class Workload:
         self._stop = asyncio.Event()
         deadline = time.monotonic() + self.max_seconds
         await asyncio.gather(*(self._client(n, deadline) for n in range(self.clients)))
+        if not self.errors:
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        """Read back every key the clients touched, as one more client: an acknowledged
+        write that is gone shows as a read the checker cannot place, even on a key the
+        workload had moved on from. A read that gets no answer is tried again (bounded)."""
+        keys = sorted({str(r["key"]) for r in self.records if "key" in r})
+        client = await self._connect()
+        try:
+            for key in keys:
+                for _ in range(5):
+                    if await self._get(client, self.clients, key):
+                        break
+                    await client.close()
+                    client = await self._connect()
+                else:
+                    self.errors.append(f"the final read of {key} got no answer 5 times")
+        finally:
+            await client.close()
 
     async def _connect(self) -> Any:
         endpoints, tls = await asyncio.to_thread(self.connect)
@@ -300,6 +330,7 @@ class Workload:
     def _failed(self, number: int, op: dict[str, Any], started: int, exc: BaseException,
                 write: bool) -> None:
         refused = _code(exc) in REFUSED
+        self.gave_up.append((started, time.monotonic_ns()))
         if write and not refused:
             self.records.append({"client": number, **op, "call": started, "return": None,
                                  "ok": None})
