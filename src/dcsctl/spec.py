@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dcsctl.errors import SpecError
+from dcsctl.etcd.versions import risk_names
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
@@ -204,9 +205,29 @@ class SshSettings(_Strict):
 
 class InstallSettings(_Strict):
     method: InstallMethod = InstallMethod.APT
-    version: str | None = None  # release: e.g. 3.5.30
+    # release: e.g. 3.6.17; with no tarball, dcsctl's release data gives the official URL
+    # and the published sha256 for each host's architecture.
+    version: str | None = None
     tarball: str | None = None  # release: a local path or https:// URL of etcd-v*-linux-*.tar.gz
     sha256: str | None = None  # release: the tarball's published checksum
+    # release: a mirror laid out like etcd's release downloads (MIRROR/vX.Y.Z/etcd-vX.Y.Z-
+    # linux-ARCH.tar.gz), for sites without internet; the pinned sha256 still decides.
+    mirror: str | None = None
+    ca_file: str | None = None  # the CA that signed the mirror's HTTPS certificate
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+\.\d+\.\d+", value):
+            raise ValueError("must be a release number such as 3.6.17")
+        return value
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?://|/)", value):
+            raise ValueError("must be an http(s):// URL or an absolute folder")
+        return value.rstrip("/") if value else value
 
     @field_validator("sha256")
     @classmethod
@@ -270,6 +291,18 @@ class EtcdSettings(_Strict):
     quota_backend_bytes: Annotated[int, Field(ge=16 * 2**20, le=8 * 2**30)] = 2 * 2**30
     auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 600
     log_level: str = "warn"
+    # Advisories (CVE or GHSA names) the user accepts by name, so that a version affected
+    # by them may be deployed; see `dcsctl status` and the README's advisory table.
+    accept_risks: list[str] = Field(default_factory=list)
+
+    @field_validator("accept_risks")
+    @classmethod
+    def _known_risks(cls, value: list[str]) -> list[str]:
+        known = risk_names()
+        if unknown := [name for name in value if name not in known]:
+            raise ValueError(f"unknown advisory {', '.join(unknown)}; dcsctl knows "
+                             + ", ".join(sorted(known)))
+        return value
 
     @field_validator("auto_compaction_retention")
     @classmethod
@@ -303,12 +336,18 @@ class ClusterSpec(_Strict):
 
     @model_validator(mode="after")
     def _release_is_pinned(self) -> ClusterSpec:
-        if self.install.method is InstallMethod.RELEASE and not (
-            self.install.tarball and self.install.sha256
-        ):
+        settings = self.install
+        if settings.method is not InstallMethod.RELEASE:
+            return self
+        if settings.tarball and not settings.sha256:
             raise ValueError(
-                "install: method release needs tarball (path or URL) and sha256, so every "
-                "host runs exactly the binary that was checked"
+                "install: a release tarball needs its sha256, so every host runs exactly "
+                "the binary that was checked"
+            )
+        if not (settings.tarball or settings.version):
+            raise ValueError(
+                "install: method release needs a version (e.g. 3.6.17), or a tarball and "
+                "its sha256"
             )
         return self
 
@@ -591,11 +630,13 @@ def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
     )
 
 
-def ssh_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
-    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH."""
+def ssh_spec(members: int = 3, name: str = "dcs", *, release: str) -> ClusterSpec:
+    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH, running
+    the official etcd `release` (not Debian's package: see `install` below)."""
     return from_mapping(
         {"name": name, "domain": "patroni.mydomain", "target": "ssh",
          "ssh": {"user": "admin", "sudo": True}, "manage_etc_hosts": True,
+         "install": {"method": "release", "version": release},
          "members": _guide_members(members, "192.168.56", ssh=True)},
         source="the built-in SSH spec",
     )
@@ -616,8 +657,10 @@ _ANNOTATIONS = {
     "ssh = real hosts",
     "ssh": "how every host is reached: the system's OpenSSH (your ~/.ssh/config and agent "
     "work); strict host keys; privileged commands via `sudo -n`",
-    "install": "apt (Debian's etcd-server/etcd-client, as the guide) | release (tarball + "
-    "sha256, pushed over SSH) | none",
+    "install": "release: etcd's official tarball of `version`, checked against the sha256 "
+    "dcsctl records and pushed over SSH (`mirror: URL` for a site's own copy) | apt: "
+    "Debian's etcd-server/etcd-client as in the guide (3.4.23 on Debian 12, 3.5.16 on 13: "
+    "refused unless etcd.accept_risks names their advisories) | none",
     "service": "systemd (a unit dcsctl writes) | process (hosts without systemd); etcd "
     "runs as `user`",
     "paths": "where things live on the hosts (the guide's places)",

@@ -19,8 +19,8 @@ from cryptography import x509
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError
-from dcsctl.etcd.versions import NEWEST
-from tests.conftest import REPO, LabCluster, etcd_bin_dir
+from dcsctl.etcd.versions import NEWEST, Version
+from tests.conftest import REPO, LabCluster, etcd_bin_dir, risks_of
 from tests.faults.scenarios import MIN_ACKED_DURING, MIN_ACKED_DURING_QUICK, operation
 from tests.support import cluster_of, is_gone, poll
 
@@ -253,7 +253,7 @@ OLD_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"
 
 def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster) -> None:
     document = lab.document()
-    document["etcd"] = {"bin_dir": str(OLD_ETCD)}
+    document["etcd"] = {"bin_dir": str(OLD_ETCD), "accept_risks": risks_of(Version(3, 5, 16))}
     lab.spec_file.write_text(yaml.safe_dump(document))
     lab.ok("up")
     lab.ok("put", "/k", "survives")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 
 from dcsctl import render, spec
@@ -45,10 +45,12 @@ class SshTarget:
 
     preflight_scope = "SSH, sudo, init system, clock, free space"
 
-    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path) -> None:
+    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path,
+                 environ: Mapping[str, str]) -> None:
         self.spec = cluster_spec
         self.dir = directory
         self._cache = cache  # release tarballs on the control machine
+        self._environ = environ
         self._hosts: dict[str, SshHost] = {}
         self._versions: dict[str, Version] = {}
         self._states: dict[str, InstallState] = {}
@@ -118,12 +120,15 @@ class SshTarget:
 
     def prepare_install(self) -> None:
         if self.spec.install.method is InstallMethod.RELEASE:
-            # fetched and checked once, for every host, before any member stops
-            install.release_tarball(self.spec.install, self._cache)
+            # fetched and checked once per architecture, before any member stops
+            machines = {self._state(m.name).machine for m in self.spec.members}
+            for machine in sorted(machines):
+                install.release_tarball(self.spec.install, machine, self._environ,
+                                        self._cache)
 
     def install(self, member: str) -> Installed:
         done, state = install.ensure_installed(self.place(member), self._cache,
-                                               self._state(member))
+                                               self._environ, self._state(member))
         self._states[member] = state
         self._versions[member] = done.version
         return done
@@ -137,8 +142,8 @@ class SshTarget:
                 install.release_version(settings)):
             raise DcsctlError(
                 f"the spec does not name etcd {wanted}'s release",
-                fix=f"set install: {{method: release, tarball: <etcd-v{wanted}-linux-amd64"
-                ".tar.gz>, sha256: <from SHA256SUMS>}} in the spec and pass it with -f",
+                fix=f"set install: {{method: release, version: {wanted}}} in the spec and pass "
+                "it with -f",
             )
         return given
 
