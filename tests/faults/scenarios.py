@@ -226,10 +226,12 @@ def hung_member(lab: LabCluster) -> HungMember:
     return HungMember(reported_unhealthy_s, recovered_s)
 
 
-def operation(lab: LabCluster, scenario: str, workdir: Path, act: Callable[[], object],
+def operation(lab: LabCluster, scenario: str, workdir: Path,
+              act: Callable[[Workload], object],
               took_effect: Callable[[], object] | None = None) -> HistoryFigures:
     """A day-two operation under the workload: `took_effect` (default: nothing) brings a
-    fault about first (e.g. a member's data lost); `act` is the operation. `acked_during`
+    fault about first (e.g. a member's data lost); `act` is the operation (it is handed the
+    running workload). `acked_during`
     counts the writes called after the fault took effect (or the operation began) and
     acknowledged before the operation ended; the callers assert its minimum. Then
     MIN_ACKED_DURING more after it."""
@@ -237,7 +239,7 @@ def operation(lab: LabCluster, scenario: str, workdir: Path, act: Callable[[], o
         if took_effect is not None:
             took_effect()
         effective = time.monotonic_ns()
-        act()
+        act(workload)
         done = time.monotonic_ns()
         during = sum(1 for at in workload.acked_write_returns(effective) if at <= done)
         workload.wait_acked(MIN_ACKED_DURING, since_ns=done)

@@ -76,7 +76,7 @@ def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster, tmp_path: 
         shutil.rmtree(lab.state / "members" / str(victim["name"]) / "data")
 
     history = operation(lab, "member-replace", tmp_path,
-                        lambda: lab.ok("member", "replace", str(victim["name"]), "--yes"),
+                        lambda _: lab.ok("member", "replace", str(victim["name"]), "--yes"),
                         took_effect=lose_the_member)
     # Writes went on with two of three while the member was replaced, linearizably.
     assert history.acked_during >= MIN_ACKED_DURING
@@ -152,7 +152,7 @@ def test_leaf_rotation_under_writes_loses_no_request(lab: LabCluster, tmp_path: 
     lab.ok("up")
     before = [_served_serial(lab, i) for i in range(3)]
     history = operation(lab, "certs-rotate-keep-keys", tmp_path,
-                        lambda: lab.ok("certs", "rotate", "--keep-keys"))
+                        lambda _: lab.ok("certs", "rotate", "--keep-keys"))
     # Certificates are reloaded in place: not one call fails, writes go on throughout.
     assert history.unknown == 0 and history.failed == 0
     assert history.acked_during >= MIN_ACKED_DURING_QUICK
@@ -172,7 +172,7 @@ def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
     old_admin = tmp_path / "old-admin"
     shutil.copytree(pki_dir, old_admin)
     history = operation(lab, "certs-rotate-ca", tmp_path,
-                        lambda: lab.ok("certs", "rotate", "--ca"))
+                        lambda _: lab.ok("certs", "rotate", "--ca"))
     # Each member restarts twice (trust both, then only the new CA): writes go on with the
     # other two, and the clients reconnect with the trust published now.
     assert history.acked_during >= MIN_ACKED_DURING
@@ -225,7 +225,7 @@ def test_rolling_restart_under_writes(lab_factory: Callable[..., LabCluster],
     lab = lab_factory()
     lab.ok("up")
     pids = [m["pid"] for m in _members(lab)]
-    history = operation(lab, "rolling-restart", tmp_path, lambda: lab.ok("restart"))
+    history = operation(lab, "rolling-restart", tmp_path, lambda _: lab.ok("restart"))
     after = _members(lab)
     assert all(m["pid"] not in pids for m in after)
     assert all(m["healthy"] for m in after)
@@ -243,7 +243,7 @@ def test_maintenance_under_the_workload_stays_linearizable(lab: LabCluster,
     with cluster.admin_client() as client:  # history to compact, space to defragment
         for index in range(300):
             client.put(f"/churn/{index % 10}", b"x" * 16 * 1024)
-    history = operation(lab, "maintenance", tmp_path, lambda: lab.ok("maintenance"))
+    history = operation(lab, "maintenance", tmp_path, lambda _: lab.ok("maintenance"))
     assert history.acked_during >= MIN_ACKED_DURING_QUICK
     assert history.linearizable, history.checker
 

@@ -31,7 +31,7 @@ def test_rotation_issues_new_keys_and_revokes_the_old_certificates(
     pids = [m["pid"] for m in _members(lab)]
     rotated: list[str] = []
     history = operation(lab, "certs-rotate", tmp_path,
-                        lambda: rotated.append(lab.ok("certs", "rotate").out))
+                        lambda _: rotated.append(lab.ok("certs", "rotate").out))
     # One rolling restart, leader last after handing over: writes go on with the other
     # members, the clients reconnect with the new admin certificate, all linearizably.
     assert history.acked_during >= MIN_ACKED_DURING
