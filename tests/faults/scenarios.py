@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -244,3 +245,45 @@ def operation(lab: LabCluster, scenario: str, workdir: Path,
         during = sum(1 for at in workload.acked_write_returns(effective) if at <= done)
         workload.wait_acked(MIN_ACKED_DURING, since_ns=done)
     return finish(workload, scenario, during)
+
+
+def lose_member(lab: LabCluster, name: str) -> None:
+    """The fault `member replace` is for: a member killed and its data dir gone."""
+    pid = cluster_of(lab).service(name).running_pid()
+    assert pid is not None, f"{name} is not running"
+    os.kill(pid, signal.SIGKILL)
+    poll(lambda: is_gone(pid) or None, 10, f"the killed {name} did not exit")
+    shutil.rmtree(lab.state / "members" / name / "data")
+
+
+def member_replace(lab: LabCluster, name: str, workdir: Path) -> HistoryFigures:
+    """Lose a member (killed, data gone), then `dcsctl member replace` it, under the
+    workload: writes go on with two of three, during the replacement too."""
+    return operation(lab, "member-replace", workdir,
+                     lambda _: lab.ok("member", "replace", name, "--yes"),
+                     took_effect=lambda: lose_member(lab, name))
+
+
+@dataclass
+class UpgradeChain:
+    steps: list[str]
+    acked_during: list[int]  # writes acknowledged that were called after each step began
+    history: HistoryFigures
+
+
+def upgrade_chain(lab: LabCluster, chain: list[tuple[str, Path]],
+                  workdir: Path) -> UpgradeChain:
+    """`dcsctl upgrade` through `chain` ((version, bin dir) per step) under the workload;
+    each step's members restart one at a time, so writes go on throughout."""
+    during: list[int] = []
+
+    def upgrade(workload: Workload) -> None:
+        for version, bin_dir in chain:
+            started = time.monotonic_ns()
+            done = lab.ok("upgrade", "--to", version, "--bin-dir", str(bin_dir))
+            line = ".".join(version.split(".")[:2])
+            assert f"cluster version {line}.0" in done.out, done.out
+            during.append(workload.acked_writes(started))
+
+    history = operation(lab, "upgrade-chain", workdir, upgrade)
+    return UpgradeChain([version for version, _ in chain], during, history)

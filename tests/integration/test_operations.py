@@ -21,8 +21,13 @@ from dcsctl import pki
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.versions import NEWEST, Version
 from tests.conftest import REPO, LabCluster, etcd_bin_dir, risks_of
-from tests.faults.scenarios import MIN_ACKED_DURING, MIN_ACKED_DURING_QUICK, operation
-from tests.support import cluster_of, is_gone, poll
+from tests.faults.scenarios import (
+    MIN_ACKED_DURING,
+    MIN_ACKED_DURING_QUICK,
+    member_replace,
+    operation,
+)
+from tests.support import cluster_of
 
 
 def _members(lab: LabCluster) -> list[dict[str, object]]:
@@ -69,15 +74,7 @@ def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster, tmp_path: 
     tls = lab.state / "members" / str(victim["name"]) / "tls"
     old_cert, old_key = (tls / "member.crt").read_bytes(), (tls / "member.key").read_bytes()
 
-    def lose_the_member() -> None:
-        pid = int(str(victim["pid"]))
-        os.kill(pid, signal.SIGKILL)
-        poll(lambda: is_gone(pid) or None, 10, "the killed member did not exit")
-        shutil.rmtree(lab.state / "members" / str(victim["name"]) / "data")
-
-    history = operation(lab, "member-replace", tmp_path,
-                        lambda _: lab.ok("member", "replace", str(victim["name"]), "--yes"),
-                        took_effect=lose_the_member)
+    history = member_replace(lab, str(victim["name"]), tmp_path)
     # Writes went on with two of three while the member was replaced, linearizably.
     assert history.acked_during >= MIN_ACKED_DURING
     assert history.linearizable, history.checker

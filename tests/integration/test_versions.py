@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,9 +26,8 @@ from tests.conftest import (
     etcd_builds,
     risks_of,
 )
-from tests.faults.scenarios import MIN_ACKED_DURING, operation
+from tests.faults.scenarios import MIN_ACKED_DURING, upgrade_chain
 from tests.support import cluster_of, pack_release
-from tests.support.history import Workload
 from tests.support.mirror import release_mirror
 
 GUIDE = Version(3, 5, 16)
@@ -135,21 +133,11 @@ def test_upgrade_chain_from_the_guides_etcd_to_3_7_is_linearizable(
     assert _versions(lab) == {str(GUIDE)}  # refused before anything changed
 
     chain = [NEWEST["3.5"], NEWEST["3.6"], NEWEST["3.7"]]
-    # Each step's acknowledged writes are counted from its start: members restart one at a
-    # time, so writes go on with the other two throughout.
-    during: list[int] = []
-
-    def upgrade_chain(workload: Workload) -> None:
-        for step in chain:
-            started = time.monotonic_ns()
-            done = lab.ok("upgrade", "--to", str(step), "--bin-dir", str(etcd_bin_dir(step)))
-            assert f"cluster version {step.line}.0" in done.out, done.out
-            assert _versions(lab) == {str(step)}
-            during.append(workload.acked_writes(started))
-
-    history = operation(lab, "upgrade-chain", tmp_path, upgrade_chain)
-    assert all(count >= MIN_ACKED_DURING for count in during), during
-    assert history.linearizable, history.checker
+    upgraded = upgrade_chain(lab, [(str(v), etcd_bin_dir(v)) for v in chain], tmp_path)
+    assert _versions(lab) == {str(NEWEST["3.7"])}
+    # Members restart one at a time: writes go on with the other two at every step.
+    assert all(count >= MIN_ACKED_DURING for count in upgraded.acked_during), upgraded
+    assert upgraded.history.linearizable, upgraded.history.checker
     cluster = cluster_of(lab)
     with cluster.admin_client() as client:
         users = client.user_roles()
