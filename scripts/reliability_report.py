@@ -3,8 +3,11 @@
     .venv/bin/python scripts/reliability_report.py [--rounds 20]
     sudo .venv/bin/python scripts/reliability_report.py --testbed [--rounds 3] [--window-s 120]
 
-Runs the same scenarios as tests/faults and tests/security (one fresh 3-member cluster
-each, on loopback, cleaned up by PID), then writes the figures it measured. The testbed
+Runs the same scenarios as tests/faults, tests/integration and tests/security (a fresh
+3-member cluster on loopback, every scenario under a prefix of its own; a second cluster
+from the guide's 3.5.16 for the upgrade chain; cleaned up by PID), has histcheck judge
+every recorded history, then writes the figures it measured. The histories stay in a
+temporary directory it names. The testbed
 section is kept as it is. `--testbed` instead runs tests/testbed/scenarios.py on a testbed
 of its own (root; DCSCTL_TESTBED_PREFIX names it, default dcstbr) and rewrites only that
 section, keeping the lab sections as they are.
@@ -23,9 +26,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import VENV_BIN, lab_clusters  # noqa: E402
-from tests.faults.scenarios import hung_member, leader_kills, quorum_loss  # noqa: E402
+from tests.conftest import VENV_BIN, etcd_bin_dir, lab_clusters  # noqa: E402
+from tests.faults.scenarios import (  # noqa: E402
+    HistoryFigures,
+    hung_member,
+    leader_kills,
+    member_replace,
+    operation,
+    quorum_loss,
+    upgrade_chain,
+)
 from tests.security.probes import Verdict, run_probes  # noqa: E402
+from tests.support.anomalies import ANOMALIES, read_history, write_history  # noqa: E402
+from tests.support.history import check_history  # noqa: E402
+
+from dcsctl.etcd.versions import NEWEST, Version  # noqa: E402
+
+GUIDE = Version(3, 5, 16)
 
 
 def _etcd_version() -> str:
@@ -46,15 +63,41 @@ def main() -> int:
     if args.testbed:
         return _testbed(args)
 
+    histories = Path(tempfile.mkdtemp(prefix="dcsctl-histories-"))
     with tempfile.TemporaryDirectory() as scratch, lab_clusters(Path(scratch)) as make:
         lab = make()
         lab.ok("up")
-        kills = leader_kills(lab, args.rounds)
-        quorum = quorum_loss(lab)
+        # Every scenario writes under a prefix of its own, asserted empty before it starts.
+        kills = leader_kills(lab, args.rounds, histories)
+        quorum = quorum_loss(lab, histories)
         hung = hung_member(lab)
         probes = run_probes(lab)
+        operations = [
+            operation(lab, "rolling-restart", histories, lambda _: lab.ok("restart")),
+            operation(lab, "certs-rotate", histories, lambda _: lab.ok("certs", "rotate")),
+            operation(lab, "certs-rotate-keep-keys", histories,
+                      lambda _: lab.ok("certs", "rotate", "--keep-keys")),
+            operation(lab, "certs-rotate-ca", histories,
+                      lambda _: lab.ok("certs", "rotate", "--ca")),
+            operation(lab, "maintenance", histories, lambda _: lab.ok("maintenance")),
+            member_replace(lab, f"{lab.name}-2", histories),
+        ]
+        old = make(etcd=GUIDE)
+        old.ok("up")
+        chain = [NEWEST["3.5"], NEWEST["3.6"], NEWEST["3.7"]]
+        upgraded = upgrade_chain(old, [(str(v), etcd_bin_dir(v)) for v in chain], histories)
+    assert kills.history is not None
+    every: list[HistoryFigures] = [kills.history, quorum.history, *operations, upgraded.history]
+    controls = []
+    real = read_history(kills.history.path)
+    for name, inject in ANOMALIES.items():
+        injected = inject(real)
+        path = histories / f"control-{len(controls)}.jsonl"
+        verdict = "no place to inject it" if injected is None else \
+            {0: "**yes (the checker missed it)**", 1: "no"}.get(
+                check_history(write_history(path, injected)).code, "undecided")
+        controls.append((name, verdict))
 
-    assert kills.audit is not None
     elections = [r.new_leader_s for r in kills.rounds]
     first_acks = [r.first_ack_s for r in kills.rounds]
     lines = [
@@ -66,45 +109,82 @@ def main() -> int:
         "code of `tests/faults/scenarios.py` and `tests/security/probes.py`; the test suite "
         "runs them with fewer rounds.",
         "",
-        "## Leader kill under writes",
+        "## Every fault's history, checked for linearizability",
         "",
-        f"{args.rounds} rounds of `kill -9` of the current leader while a bounded writer "
-        "(~150 writes/s, 2 s client deadline) records every acknowledged write; the killed "
-        "member is brought back with `dcsctl up` after each round.",
+        "Under every scenario, 4 concurrent clients (etcd3aio, the client dcsctl uses; one "
+        "connection each, round-robin over the members; 2 s deadline per call, no retries) "
+        "read, write and delete keys and contend for a Patroni-like leader key "
+        "(create-if-absent with a 3 s lease, compare-and-swap on the value to renew it, "
+        "keepalives, revocations). Every call and its return are recorded with monotonic "
+        "nanoseconds (`tests/support/history.py`); when the clients stop, one more reads every "
+        "key back. `histcheck` (`tools/histcheck`, on porcupine 1.3.1; a per-key model of put, "
+        "get, delete, create and compare-and-swap with leases, where a key whose lease may "
+        "have expired may be gone and a call without an answer may or may not have taken "
+        "effect) judges each whole history. Each scenario writes under a prefix of its own, "
+        "asserted empty before it starts. *Acknowledged during* counts writes called after "
+        "the fault took effect and acknowledged while it lasted (leader kill: after the new "
+        "leader was seen, the killed member still down, the smallest round shown; quorum "
+        "loss: after `dcsctl up` brought quorum back, since none can be acknowledged "
+        "without it; an operation: while it ran).",
+        "",
+        "| scenario | operations | writes acknowledged | acknowledged during the fault "
+        "| unknown outcomes | linearizable |",
+        "|---|---|---|---|---|---|",
+        *[h.row() for h in every],
+        "",
+        f"The upgrade chain is {GUIDE} → {' → '.join(upgraded.steps)} (`dcsctl upgrade`, one "
+        "member at a time); writes acknowledged during each step: "
+        f"{', '.join(str(n) for n in upgraded.acked_during)}. Quorum loss: writes called after "
+        f"quorum was gone and acknowledged before it came back: **{quorum.acked_while_down}**.",
+        "",
+        "The checker's controls, on the leader-kill history above with one record injected "
+        "(`tests/support/anomalies.py`): is it still linearizable?",
+        "",
+        "| injected | linearizable |",
+        "|---|---|",
+        *[f"| {name} | {verdict} |" for name, verdict in controls],
+        "",
+        "## Leader kill under the workload",
+        "",
+        f"{args.rounds} rounds of `kill -9` of the current leader under the recorded "
+        f"workload; each round waits for {min(r.acked_during for r in kills.rounds)}+ writes "
+        "acknowledged after the new leader was seen, then brings the member back with "
+        "`dcsctl up`.",
         "",
         "| figure | value |",
         "|---|---|",
         f"| rounds | {len(kills.rounds)} |",
-        f"| writes acknowledged | {kills.audit.acked} |",
-        f"| acknowledged writes lost (linearizable read afterwards) | **{kills.audit.lost}** |",
-        f"| writes with unknown outcome (failed at the client; may be committed) | "
-        f"{kills.audit.unknown} |",
+        f"| operations / writes acknowledged | {kills.history.operations} / "
+        f"{kills.history.acked_writes} |",
+        f"| calls with unknown outcome (no answer; may have taken effect) | "
+        f"{kills.history.unknown} |",
+        f"| history linearizable | **{'yes' if kills.history.linearizable else 'NO'}** |",
         f"| hashkv equal on all members after the last rejoin | {kills.hashes_equal} |",
         f"| time to a new leader: median / max | {statistics.median(elections):.2f} s / "
         f"{max(elections):.2f} s |",
-        f"| kill to first acknowledged write: median / max | "
+        f"| kill to the first acknowledged write called after it: median / max | "
         f"{statistics.median(first_acks):.2f} s / {max(first_acks):.2f} s |",
         "",
-        "| round | killed | new leader after | first ack after |",
-        "|---|---|---|---|",
-        *[f"| {i + 1} | {r.killed} | {r.new_leader_s:.2f} s | {r.first_ack_s:.2f} s |"
-          for i, r in enumerate(kills.rounds)],
+        "| round | killed | new leader after | first ack after | acknowledged during |",
+        "|---|---|---|---|---|",
+        *[f"| {i + 1} | {r.killed} | {r.new_leader_s:.2f} s | {r.first_ack_s:.2f} s | "
+          f"{r.acked_during} |" for i, r in enumerate(kills.rounds)],
         "",
         "## Quorum loss and recovery",
         "",
-        "Two of three members killed under the same writer.",
+        "Two of three members killed under the recorded workload.",
         "",
         "| figure | value |",
         "|---|---|",
         f"| slowest failing write (no hang: the client deadline is 2 s) | "
         f"{quorum.failing_write_s:.2f} s |",
-        f"| the error the writer got | `{quorum.failing_write_error}` |",
+        f"| writes called without quorum and acknowledged | **{quorum.acked_while_down}** |",
         f"| `dcsctl status` answered (admin by client certificate) in | "
         f"{quorum.status_answered_s:.2f} s |",
         f"| members reported healthy while quorum was lost | {quorum.healthy_while_down} |",
         f"| `dcsctl up` back to healthy in | {quorum.recovered_s:.2f} s |",
-        f"| acknowledged writes lost | **{quorum.audit.lost}** of {quorum.audit.acked} |",
-        f"| writes with unknown outcome | {quorum.audit.unknown} |",
+        f"| calls with unknown outcome | {quorum.history.unknown} |",
+        f"| history linearizable | **{'yes' if quorum.history.linearizable else 'NO'}** |",
         "",
         "## Hung member",
         "",
@@ -124,10 +204,13 @@ def main() -> int:
         "",
         "## Attack probes",
         "",
-        "A probe passes only on the server's own no (a TLS alert, HTTP 400/401/403, gRPC "
-        "PermissionDenied, a hang-up on an accepted connection, dcsctl's refusal); "
-        "connection refused and timeouts are *inconclusive*. The run starts with positive "
-        "controls, and is invalid unless every control is accepted.",
+        "A probe passes only on the server's own no: a TLS alert, an HTTP 400/401/403 whose "
+        "body gives etcd's reason (a bare status is *inconclusive*), gRPC PermissionDenied, "
+        "dcsctl's refusal, or a hang-up on an accepted connection while the same address and "
+        "port answer the right certificate at once. Connection refused and timeouts are "
+        "*inconclusive*. The run starts and ends with positive controls, and is invalid "
+        "unless every control is accepted both times; the wrong-password probe first "
+        "authenticates with the right password.",
         "",
         f"Run {'valid' if probes.valid else '**INVALID** (a control failed)'}: "
         f"{sum(p.refused for p in probes.results)} of {len(probes.results)} probes refused.",
@@ -136,6 +219,9 @@ def main() -> int:
         "|---|---|---|",
         *[f"| {p.name} | {p.verdict if p.verdict is Verdict.ACCEPTED else '**' + p.verdict + '**'}"
           f" | {p.detail} |" for p in probes.controls],
+        *[f"| {p.name} (again, after the probes) | "
+          f"{p.verdict if p.verdict is Verdict.ACCEPTED else '**' + p.verdict + '**'}"
+          f" | {p.detail} |" for p in probes.controls_after],
         *[f"| {p.name} | {p.verdict if p.refused else '**' + p.verdict + '**'} | {p.detail} |"
           for p in probes.results],
         "",
@@ -180,7 +266,10 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
-    return 0 if kills.audit.lost == 0 and quorum.audit.lost == 0 and probes.passed else 1
+    print(f"histories in {histories}")
+    held = all(h.linearizable for h in every) and quorum.acked_while_down == 0
+    caught = all(verdict == "no" for _, verdict in controls)
+    return 0 if held and caught and probes.passed else 1
 
 
 def _testbed(args: argparse.Namespace) -> int:

@@ -178,12 +178,12 @@ class Workload:
     # -- what happened --
     def acked_writes(self, since_ns: int = 0) -> int:
         """Writes acknowledged that were called at or after `since_ns` (0: all)."""
-        return sum(1 for r in list(self.records) if r["call"] >= since_ns and _acked_write(r))
+        return sum(1 for r in list(self.records) if r["call"] >= since_ns and acked_write(r))
 
     def acked_write_returns(self, since_ns: int) -> list[int]:
         """Return times of the writes acknowledged that were called at or after `since_ns`."""
         return sorted(r["return"] for r in list(self.records)
-                      if r["call"] >= since_ns and _acked_write(r))
+                      if r["call"] >= since_ns and acked_write(r))
 
     def wait_acked(self, count: int, since_ns: int = 0, timeout: float = 30.0) -> None:
         """Block until `count` writes called at or after `since_ns` are acknowledged."""
@@ -197,7 +197,7 @@ class Workload:
 
     def summary(self) -> Summary:
         records = list(self.records)
-        return Summary(len(records), sum(1 for r in records if _acked_write(r)),
+        return Summary(len(records), sum(1 for r in records if acked_write(r)),
                        sum(1 for r in records if r["ok"] is None),
                        sum(1 for r in records if r["ok"] is False))
 
@@ -407,7 +407,8 @@ class Workload:
         return None if response is None else bool(response.succeeded)
 
 
-def _acked_write(record: dict[str, Any]) -> bool:
+def acked_write(record: dict[str, Any]) -> bool:
+    """An acknowledged put or delete, or a create or cas that won."""
     if record["ok"] is not True:
         return False
     if record["op"] in {"put", "delete"}:
