@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcsctl.etcd.versions import NEWEST
 from tests.faults.scenarios import HistoryFigures
 from tests.testbed import scenarios
 from tests.testbed.bed import Testbed
@@ -40,6 +41,8 @@ def guide_cluster() -> Iterator[Deployment]:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             bed.up(hosts=3, suite="bookworm")
+            # the hosts' etcd comes from a release mirror, as in the tests: no internet here
+            bed.serve_releases(sorted(NEWEST.values()))
             with guide_cluster_on(bed, Path(scratch)) as deployment:
                 yield deployment
         finally:
