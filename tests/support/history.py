@@ -44,6 +44,7 @@ GENERATION = 120  # operations on one set of data keys
 DATA_KEYS = 3  # data keys per generation
 LEADER_GENERATION = 240  # operations on one leader key
 LEASE_TTL = 3  # seconds: like Patroni's ttl, short enough to expire within a test
+SWEEP_S = 120.0  # the final read of every key, at most
 DEADLINE_S = 2.0  # per call, like dcsctl's writer and Patroni's retry_timeout share
 
 # gRPC codes with which etcd refuses a write that took no effect: checked before the
@@ -214,10 +215,14 @@ class Workload:
         write that is gone shows as a read the checker cannot place, even on a key the
         workload had moved on from. A read that gets no answer is tried again (bounded)."""
         keys = sorted({str(r["key"]) for r in self.records if "key" in r})
+        deadline = time.monotonic() + SWEEP_S
         client = await self._connect()
         try:
             for key in keys:
                 for _ in range(5):
+                    if time.monotonic() > deadline:
+                        self.errors.append(f"the final reads took over {SWEEP_S:g} s")
+                        return
                     if await self._get(client, self.clients, key):
                         break
                     await client.close()
