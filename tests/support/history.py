@@ -149,7 +149,9 @@ class Workload:
     # -- lifecycle --
     def __enter__(self) -> Workload:
         assert self.clients >= 1 and self.prefix.endswith("/")
-        self._lease_ids = random.Random(self.seed).randrange(1 << 40, 1 << 50)
+        # Lease IDs are chosen by the client (so a grant without an answer still names its
+        # lease), at random: two workloads on one cluster never ask for the same ID.
+        self._lease_ids = random.SystemRandom().randrange(1 << 40, 1 << 50)
         self._future = asyncio.run_coroutine_threadsafe(self._run(), client_loop())
         poll(lambda: self._stop is not None or None, 10, "the workload did not start")
         return self
@@ -165,7 +167,7 @@ class Workload:
         if self._stop is not None:
             loop.call_soon_threadsafe(self._stop.set)
         try:
-            self._future.result(timeout=DEADLINE_S * 4 + 30)
+            self._future.result(timeout=DEADLINE_S * 4 + SWEEP_S + 30)
         finally:
             self._future = None
             self.path.parent.mkdir(parents=True, exist_ok=True)
