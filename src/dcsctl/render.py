@@ -272,6 +272,9 @@ def etcd_settings(
         # and tests/security/test_tls_version.py.
         "tls-min-version": "TLS1.3",
         **capability_settings(version),
+        # The gRPC handling-time histogram (etcd registers it only with extensive
+        # metrics): what the slow-request alert reads (prometheus.RULES).
+        "metrics": "extensive",
         "logger": "zap",
         "log-outputs": "stderr",
         "log-level": settings.log_level,

@@ -319,6 +319,57 @@ class EtcdSettings(_Strict):
         return value
 
 
+S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class S3Store(_Strict):
+    """An S3-compatible object store for backups and escrows (AWS, Ceph RGW, versitygw...).
+
+    Credentials are not in the spec (which is saved, printed and diffed): they are read
+    from `credentials_file`, in the AWS shared-credentials format, which must be 0600."""
+
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    path_style: bool = True  # most on-premises stores have no wildcard DNS for buckets
+    ca_file: str | None = None  # verify the endpoint against this CA (default: the system's)
+    credentials_file: str = "~/.config/dcsctl/s3"
+    profile: str = "default"  # the section of credentials_file to use
+    timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60  # per request (connect, read)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/@]+(:[0-9]+)?/?$", value):
+            raise ValueError("must be a URL like https://s3.internal:7070 (no path, no user)")
+        return value.rstrip("/")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not S3_BUCKET.match(value) or ".." in value:
+            raise ValueError("must be an S3 bucket name: 3-63 lowercase letters, digits, '.', '-'")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or any(c in value for c in "\n\\"):
+            raise ValueError(
+                "must be a relative key prefix such as prod/ (no leading '/', no '..')")
+        return value if not value or value.endswith("/") else value + "/"
+
+
+class BackupStore(_Strict):
+    s3: S3Store
+
+
+class BackupSettings(_Strict):
+    # Where `dcsctl backup` sends snapshots (sealed) instead of the state dir's backups/.
+    store: BackupStore | None = None
+
+
 class ClusterSpec(_Strict):
     name: str = "dcs"
     domain: str | None = None
@@ -333,6 +384,7 @@ class ClusterSpec(_Strict):
     service: ServiceSettings = ServiceSettings()
     paths: RemotePaths = RemotePaths()
     manage_etc_hosts: bool = False  # a managed block in /etc/hosts naming every member
+    backup: BackupSettings | None = None  # off-site backups (an S3 store); None: local only
 
     @model_validator(mode="after")
     def _release_is_pinned(self) -> ClusterSpec:
@@ -669,6 +721,8 @@ _ANNOTATIONS = {
     "ports": "default ports for every member (a member may override client_port/peer_port)",
     "tls": "one key type and one lifetime policy for every certificate",
     "etcd": "etcd settings; auto-compaction is on so history never fills the space quota",
+    "backup": "backups off the control machine: an S3 store (snapshots sealed with the "
+    "state dir's backup key; credentials only in credentials_file, 0600)",
 }
 
 

@@ -41,18 +41,27 @@ def _neighbour(lab: LabCluster, last_octet: int) -> str:
 
 
 def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
+    # The user's own file: a comment of theirs, and a mode of their choosing.
+    users = lab.spec_file.read_text() + "# billing DCS: ask the DBA on call before changes\n"
+    lab.spec_file.write_text(users)
+    lab.spec_file.chmod(0o600)
     lab.ok("up")
     lab.ok("put", "/k", "before")
     for name, octet in (("extra-3", 13), ("extra-4", 14)):
-        lab.ok("member", "add", name, "--address", _neighbour(lab, octet))
+        added = lab.ok("member", "add", name, "--address", _neighbour(lab, octet))
+        assert f"+- name: {name}" in added.err  # the change to the file, as a diff
     members = _members(lab)
     assert len(members) == 5
     assert all(m["healthy"] and m["is_learner"] is False for m in members)
-    assert "extra-4" in lab.spec_file.read_text()  # the -f file follows the membership
+    text = lab.spec_file.read_text()
+    assert "extra-4" in text  # the -f file follows the membership, in place:
+    assert "# billing DCS: ask the DBA on call before changes" in text
+    assert lab.spec_file.stat().st_mode & 0o777 == 0o600
     for name in ("extra-4", "extra-3"):
         lab.ok("member", "remove", name, "--yes")
     assert [m["name"] for m in _members(lab)] == [f"{lab.name}-{i}" for i in range(3)]
     assert lab.ok("get", "/k").out == "before\n"
+    assert lab.spec_file.read_text() == users  # back to exactly the user's file
 
 
 def test_removing_the_leader_hands_over_first_and_ends_healthy(lab: LabCluster) -> None:

@@ -118,8 +118,13 @@ def release_mirror(versions: Sequence[Version], workdir: Path,
         stop(process)
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """No line per request on the test run's stderr."""
+
+
 def serve(root: str, cert: str, key: str) -> None:
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=root)
+    handler = partial(_QuietHandler, directory=root)
     server = http.server.ThreadingHTTPServer((ADDRESS, 0), handler)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)

@@ -119,7 +119,7 @@ COMMON_FLAGS = {
     "auto-compaction-retention", "quota-backend-bytes", "auth-token", "cert-file", "key-file",
     "trusted-ca-file", "client-cert-auth", "peer-cert-file", "peer-key-file",
     "peer-trusted-ca-file", "peer-client-cert-auth", "peer-cert-allowed-hostname",
-    "tls-min-version", "logger", "log-outputs", "log-level",
+    "tls-min-version", "metrics", "logger", "log-outputs", "log-level",
 }
 
 

@@ -28,7 +28,7 @@ __all__ = ["COMMAND_MODULES", "app", "main", "run"]
 # first word (--help, a typo, a command not listed here) imports every module, in the
 # order `--help` shows them (set up, look, protect, change, Patroni); `--version` none.
 COMMAND_MODULES = {
-    "backup": "backup", "restore": "backup",
+    "backup": "backup", "restore": "backup", "state": "state",
     "check": "checks",
     "init": "cluster", "up": "cluster", "preflight": "cluster", "down": "cluster",
     "destroy": "cluster", "status": "cluster", "env": "cluster", "put": "cluster",
@@ -40,7 +40,7 @@ COMMAND_MODULES = {
 }
 
 
-HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "operate", "patroni")
+HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "state", "operate", "patroni")
 
 
 def register_commands(argv: Sequence[str]) -> None:

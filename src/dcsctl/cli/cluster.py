@@ -164,6 +164,10 @@ def status(
             watch_cli.watch(session, target, interval)
         return
     view = status_ops.status(target)
+    from dcsctl.ops import escrow_status
+
+    session.warnings += filter(None, [escrow_status.staleness(
+        target.dir, store_configured=bool(target.spec.backup and target.spec.backup.store))])
     if json_output:
         session.out.print_json(report.dump_json(report.status_json(view)))
     else:

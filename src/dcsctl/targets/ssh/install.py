@@ -16,7 +16,7 @@ from dcsctl.spec import InstallMethod
 from dcsctl.state import PUBLIC
 from dcsctl.targets.data_dir import raise_unless_ok
 from dcsctl.targets.protocol import Installed
-from dcsctl.targets.ssh.files import Place
+from dcsctl.targets.ssh.place import Place
 
 # Debian starts a package's service on install; policy-rc.d answering 101 forbids it, so
 # the package's own etcd (with its own data dir) never runs next to ours.
