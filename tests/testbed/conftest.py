@@ -153,3 +153,9 @@ def wait_healthy(deployment: Deployment, timeout: float = 90) -> dict[str, objec
 
     return wait_until(healthy, timeout=timeout, what="the cluster did not become healthy",
                       last_error=lambda: str(seen[0]))
+
+
+def hashes_equal(deployment: Deployment) -> bool:
+    hashes = deployment.agent("hashes")
+    assert isinstance(hashes, dict) and len(hashes) == 3
+    return len(set(hashes.values())) == 1
