@@ -26,7 +26,7 @@ from tests.conftest import (
     etcd_builds,
     risks_of,
 )
-from tests.integration.writer import BackgroundWriter
+from tests.faults.scenarios import MIN_ACKED_DURING, upgrade_chain
 from tests.support import cluster_of, pack_release
 from tests.support.mirror import release_mirror
 
@@ -118,10 +118,10 @@ def test_core_flow_on_each_release_line(
     assert lab.ok("get", "foo").out == "bar\n"
 
 
-def test_upgrade_chain_from_the_guides_etcd_to_3_7_loses_no_acknowledged_write(
-    lab_factory: Callable[..., LabCluster],
+def test_upgrade_chain_from_the_guides_etcd_to_3_7_is_linearizable(
+    lab_factory: Callable[..., LabCluster], tmp_path: Path
 ) -> None:
-    """3.5.16 -> newest 3.5 -> 3.6 -> 3.7 under a bounded writer, then back to 3.6."""
+    """3.5.16 -> newest 3.5 -> 3.6 -> 3.7 under the recorded workload, then back to 3.6."""
     lab = lab_factory(etcd=GUIDE)
     lab.ok("up")
     lab.ok("patroni", "add", "demo", "--accept-risk", "CVE-2026-73499")
@@ -133,18 +133,14 @@ def test_upgrade_chain_from_the_guides_etcd_to_3_7_loses_no_acknowledged_write(
     assert _versions(lab) == {str(GUIDE)}  # refused before anything changed
 
     chain = [NEWEST["3.5"], NEWEST["3.6"], NEWEST["3.7"]]
-    with BackgroundWriter(lab, max_seconds=600) as writer:
-        writer.wait_acked(20)
-        for step in chain:
-            done = lab.ok("upgrade", "--to", str(step), "--bin-dir", str(etcd_bin_dir(step)))
-            assert f"cluster version {step.line}.0" in done.out, done.out
-            assert _versions(lab) == {str(step)}
-            writer.wait_acked(20)
+    upgraded = upgrade_chain(lab, [(str(v), etcd_bin_dir(v)) for v in chain], tmp_path)
+    assert _versions(lab) == {str(NEWEST["3.7"])}
+    # Members restart one at a time: writes go on with the other two at every step.
+    assert all(count >= MIN_ACKED_DURING for count in upgraded.acked_during), upgraded
+    assert upgraded.history.linearizable, upgraded.history.checker
     cluster = cluster_of(lab)
     with cluster.admin_client() as client:
-        lost = [key for key in writer.acked if client.get(key) is None]
         users = client.user_roles()
-    assert lost == [], f"{len(lost)} of {len(writer.acked)} acknowledged writes lost"
     assert users == {"root": {"root"}, "patroni-demo": {"patroni-demo"}}
     assert lab.ok("get", "/service/demo/leader").out == "pg0\n"
     backups = sorted((lab.state / "backups").glob("*.db"))

@@ -21,6 +21,7 @@ class BackgroundWriter:
     ack_times: list[float] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     fail_durations: list[float] = field(default_factory=list)
+    crashed: BaseException | None = None  # what ended the writer early, if anything
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -30,21 +31,33 @@ class BackgroundWriter:
         return self
 
     def __exit__(self, *_: object) -> None:
+        """Stop the writer and check how it ended: a writer that crashed or never stops
+        fails the test instead of leaving its figures silently short."""
         self._stop.set()
         assert self._thread is not None
         self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the writer did not stop within 30 s"
+        if self.crashed is not None:
+            raise AssertionError(f"the writer crashed: {self.crashed!r}") from self.crashed
 
     def wait_acked(self, count: int, timeout: float = 30.0) -> None:
         """Block until `count` more writes are acknowledged (so a fault lands mid-stream)."""
         target = len(self.acked) + count
 
         def acked() -> bool:
-            assert self._thread is not None and self._thread.is_alive(), "writer stopped"
+            assert self._thread is not None and self._thread.is_alive(), \
+                f"writer stopped: {self.crashed!r}"
             return len(self.acked) >= target
 
         poll(acked, timeout, f"writer past {target} acks (stalled?)", interval=0.01)
 
     def _run(self) -> None:
+        try:
+            self._write()
+        except BaseException as exc:  # reported by __exit__ and wait_acked
+            self.crashed = exc
+
+    def _write(self) -> None:
         cluster = cluster_of(self.lab)
         deadline = time.monotonic() + self.max_seconds
         client = cluster.admin_client(timeout=2.0)

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import LabCluster
 from tests.patroni.harness import PATRONI_BIN, patroni_node
 from tests.patroni.test_patroni import OBSERVE_S, _bundle
+from tests.support import poll
 
 
 def test_key_and_jwt_rotation_does_not_demote_patroni(
@@ -59,4 +60,16 @@ def test_key_and_jwt_rotation_does_not_demote_patroni(
         # Patroni only kept its lock because it authenticated again.
         assert any("authenticate" in line for line in new_lines), "\n".join(new_lines)
         assert "pg0" in node.patronictl("list")
+
+        # Positive control: the same observation sees a demotion when the lock really is
+        # lost (another node's name written into the leader key, as root). Without it,
+        # "always primary" above could be a sampler that cannot see anything else.
+        lab.ok("put", "/service/demo/leader", "pg-ghost")
+        try:
+            demoted = poll(lambda: ((role := node.role()) != "primary" and role) or None,
+                           3 * 10 + 10, "Patroni was not demoted after losing its lock",
+                           interval=0.5)  # within a few loop_waits (10 s)
+        except TimeoutError:
+            pytest.fail(f"the control failed: still primary\n{node.log_tail()}")
+        assert demoted != "primary"
     assert (lab.state / "pki" / "jwt.key").read_bytes() != jwt_before

@@ -1,12 +1,15 @@
 """Attack probes against a running lab cluster, each judged by the answer the server gives.
 
-A probe passes only when the server answers and its answer is no: a TLS alert, an HTTP
-400/401/403, a gRPC PermissionDenied, dcsctl's own refusal, or the server hanging up on
-a connection it accepted. Connection refused and timeouts prove nothing (a dead cluster
-refuses everything) and are "inconclusive". Every run starts with positive controls —
-the admin certificate is accepted on every client port and reads a canary key, a
-member's certificate is accepted on the peer port — and a run whose controls fail is
-invalid, whatever its probes say.
+A probe passes only when the server answers and its answer is no, in etcd's own words: a
+TLS alert, an HTTP 400/401/403 whose body says why (etcd's error: "authentication failed",
+"permission denied", ...; a bare status proves nothing), a gRPC PermissionDenied, dcsctl's
+own refusal, or the server hanging up on a connection it accepted *while the same address
+and port answer the right credential at once* (a hang-up alone may be a dying server).
+Connection refused and timeouts prove nothing (a dead cluster refuses everything) and are
+"inconclusive". Every run starts and ends with positive controls — the admin certificate
+is accepted on every client port and reads a canary key, a member's certificate is
+accepted on the peer port — and a run whose controls fail, before or after, is invalid,
+whatever its probes say.
 
 Shared by tests/security and scripts/reliability_report.py, which publishes the table.
 """
@@ -23,7 +26,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcsctl import pki
@@ -68,10 +71,13 @@ class ProbeResult:
 class ProbeRun:
     controls: list[ProbeResult]  # each must be ACCEPTED, or the run proves nothing
     results: list[ProbeResult]
+    controls_after: list[ProbeResult] = field(default_factory=list)  # re-run at the end
 
     @property
     def valid(self) -> bool:
-        return bool(self.controls) and all(c.verdict is Verdict.ACCEPTED for c in self.controls)
+        return (bool(self.controls) and len(self.controls_after) == len(self.controls)
+                and all(c.verdict is Verdict.ACCEPTED
+                        for c in self.controls + self.controls_after))
 
     @property
     def passed(self) -> bool:
@@ -80,16 +86,25 @@ class ProbeRun:
 
 # -- how answers are judged ----------------------------------------------------------------
 
+HANG_UPS = (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError,
+            http.client.RemoteDisconnected)
+
+# etcd's own words for no, as its JSON gateway and Go's TLS server put them in a 4xx body.
+REFUSALS = ("authentication failed", "permission denied", "user name is empty",
+            "user name not found", "invalid auth token", "auth: revision in header is old",
+            "HTTP request to an HTTPS server")
+
+
 def judge_failure(exc: BaseException) -> Answer:
-    """What an exception says: the server's no, or no answer at all."""
+    """What an exception says: the server's no, or no answer at all. A hang-up is only a
+    candidate refusal (HANG_UP_UNCONFIRMED); `_https` confirms it against a control."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Answer(Verdict.INCONCLUSIVE, f"we refused the server's certificate: {exc}")
     if isinstance(exc, ssl.SSLError) and "ALERT" in (exc.reason or ""):
         return Answer(Verdict.REFUSED, f"TLS alert {exc.reason}")
-    if isinstance(exc, ssl.SSLEOFError | ConnectionResetError | BrokenPipeError |
-                  http.client.RemoteDisconnected):
-        # The listener accepted the connection, then hung up on us: a live server's no.
-        return Answer(Verdict.REFUSED, f"the server closed the connection ({type(exc).__name__})")
+    if isinstance(exc, HANG_UPS):
+        return Answer(Verdict.INCONCLUSIVE,
+                      f"{HANG_UP_UNCONFIRMED} ({type(exc).__name__})")
     if isinstance(exc, ConnectionRefusedError):
         return Answer(Verdict.INCONCLUSIVE, "connection refused: nothing listening")
     if isinstance(exc, TimeoutError):
@@ -97,9 +112,19 @@ def judge_failure(exc: BaseException) -> Answer:
     return Answer(Verdict.INCONCLUSIVE, f"{type(exc).__name__}: {exc}")
 
 
-def judge_status(status: int) -> Answer:
+HANG_UP_UNCONFIRMED = "the server closed the connection"
+
+
+def judge_status(status: int, body: bytes = b"") -> Answer:
+    """An HTTP answer: 2xx let through; 400/401/403 a refusal only when the body gives
+    etcd's reason (a proxy, a crashing handler or a wrong path also say 400)."""
+    text = body.decode(errors="replace")
     if status in {400, 401, 403}:
-        return Answer(Verdict.REFUSED, f"HTTP {status}")
+        reason = next((r for r in REFUSALS if r.lower() in text.lower()), None)
+        if reason is not None:
+            return Answer(Verdict.REFUSED, f"HTTP {status}: {reason}")
+        return Answer(Verdict.INCONCLUSIVE,
+                      f"HTTP {status} without etcd's reason: {text.strip()[:80]!r}")
     if 200 <= status < 300:
         return Answer(Verdict.ACCEPTED, f"HTTP {status}")
     return Answer(Verdict.INCONCLUSIVE, f"HTTP {status}")
@@ -127,15 +152,25 @@ def _context(ca: Path | None, cert: Path | None = None, key: Path | None = None)
 
 def _https(lab: LabCluster, port: int, path: str, context: ssl.SSLContext,
            body: dict[str, object] | None = None, *, address: str | None = None) -> Answer:
-    connection = http.client.HTTPSConnection(address or lab.addresses()[0], port,
-                                             context=context, timeout=TIMEOUT_S)
+    """One HTTPS request. A hang-up counts as a refusal only if the same address and port
+    answer the right credential (admin on the client port, a member on the peer port)
+    right after: then the listener is alive and it was this credential it hung up on."""
+    address = address or lab.addresses()[0]
+    return _confirmed_hang_up(lab, address, port, _request(address, port, path, context, body))
+
+
+def _request(address: str, port: int, path: str, context: ssl.SSLContext,
+             body: dict[str, object] | None = None) -> Answer:
+    connection = http.client.HTTPSConnection(address, port, context=context,
+                                             timeout=TIMEOUT_S)
     try:
         if body is None:
             connection.request("GET", path)
         else:
             connection.request("POST", path, json.dumps(body),
                                {"Content-Type": "application/json"})
-        return judge_status(connection.getresponse().status)
+        response = connection.getresponse()
+        return judge_status(response.status, response.read(2000))
     except (OSError, http.client.HTTPException) as exc:
         return judge_failure(exc)
     finally:
@@ -254,15 +289,30 @@ def _plain_http(lab: LabCluster) -> Answer:
                 response = connection.getresponse()
                 body = response.read(200)
             except (OSError, http.client.HTTPException) as exc:
-                answers.append(judge_failure(exc))
+                answers.append(_confirmed_hang_up(lab, address, port, judge_failure(exc)))
                 continue
             finally:
                 connection.close()
             # Go's TLS server answers plain http with 400 "... HTTP request to an HTTPS server".
-            refused = response.status == 400 and b"HTTPS server" in body
-            answers.append(Answer(Verdict.REFUSED if refused else Verdict.ACCEPTED,
-                                  f"{port}: HTTP {response.status}"))
+            # Any other answer in plain http means plain http is served: a hole.
+            judged = judge_status(response.status, body)
+            answers.append(judged if judged.verdict is Verdict.REFUSED
+                           else Answer(Verdict.ACCEPTED, f"{port}: {judged.detail}"))
     return _worst(answers)
+
+
+def _confirmed_hang_up(lab: LabCluster, address: str, port: int, answer: Answer) -> Answer:
+    """A hang-up on `address:port` is a refusal when the right certificate is answered
+    there right after."""
+    if not answer.detail.startswith(HANG_UP_UNCONFIRMED):
+        return answer
+    right = _context(_ca(lab), *(_admin(lab) if port == 2379 else _member(lab)))
+    control = _request(address, port, "/health" if port == 2379 else "/members", right)
+    if control.verdict is Verdict.ACCEPTED:
+        return Answer(Verdict.REFUSED, f"{answer.detail}, while the right certificate "
+                                       f"was answered")
+    return Answer(Verdict.INCONCLUSIVE, f"{port}: {answer.detail}, and the right certificate "
+                                        f"was not answered either ({control.detail})")
 
 
 def _raw_tls_without_cert(lab: LabCluster) -> Answer:
@@ -272,10 +322,11 @@ def _raw_tls_without_cert(lab: LabCluster) -> Answer:
             wrapped.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             data = wrapped.recv(100)
     except OSError as exc:
-        return judge_failure(exc)
+        return _confirmed_hang_up(lab, lab.addresses()[0], 2379, judge_failure(exc))
     if data:
         return Answer(Verdict.ACCEPTED, f"answered {data[:40]!r}")
-    return Answer(Verdict.REFUSED, "the server closed the connection without a byte")
+    return _confirmed_hang_up(lab, lab.addresses()[0], 2379, Answer(
+        Verdict.INCONCLUSIVE, f"{HANG_UP_UNCONFIRMED} without a byte"))
 
 
 def _cn_less_certificate_reads_nothing(lab: LabCluster) -> Answer:
@@ -287,6 +338,22 @@ def _cn_less_certificate_reads_nothing(lab: LabCluster) -> Answer:
 
 def _member_certificate_reads_nothing(lab: LabCluster) -> Answer:
     return _etcdctl(lab, *_member(lab), "get", CANARY_KEY, "--print-value-only")
+
+
+def _wrong_root_password(lab: LabCluster) -> Answer:
+    """The wrong root password is refused, on the same path where the right one (the
+    break-glass password in the state dir, sent in the body over TLS) is accepted: else a
+    refusal could be a gateway that refuses everyone."""
+    context = _context(_ca(lab), *_forged(lab, pki.Role.CLIENT, None, own_ca=True))
+    password = (lab.state / "secrets" / "root.password").read_text().strip()
+    right = _https(lab, 2379, "/v3/auth/authenticate", context,
+                   {"name": "root", "password": password})
+    if right.verdict is not Verdict.ACCEPTED:
+        return Answer(Verdict.INCONCLUSIVE,
+                      f"the right password was not accepted either: {right.detail}")
+    wrong = _https(lab, 2379, "/v3/auth/authenticate", context,
+                   {"name": "root", "password": "not-the-password"})
+    return Answer(wrong.verdict, f"{wrong.detail} (the right password: {right.detail})")
 
 
 def _patroni_certificate_on_the_peer_port(lab: LabCluster) -> Answer:
@@ -337,10 +404,8 @@ PROBES: tuple[Probe, ...] = (
     Probe("admin client certificate on the peer port",
           lambda lab: _https(lab, 2380, "/members", _context(_ca(lab), *_admin(lab)))),
     Probe("Patroni client certificate on the peer port", _patroni_certificate_on_the_peer_port),
-    Probe("wrong root password on the JSON gateway",
-          lambda lab: _https(lab, 2379, "/v3/auth/authenticate", _context(
-              _ca(lab), *_forged(lab, pki.Role.CLIENT, None, own_ca=True)),
-              {"name": "root", "password": "not-the-password"})),
+    Probe("wrong root password on the JSON gateway (the right one accepted first)",
+          _wrong_root_password),
     Probe("auth is on: a certificate without a user reads nothing",
           _cn_less_certificate_reads_nothing),
     Probe("a member's certificate on the client port reads no data (gRPC)",
@@ -382,10 +447,12 @@ def attempt(lab: LabCluster, probe: Probe) -> ProbeResult:
 def run_probes(lab: LabCluster, probes: Sequence[Probe] = PROBES + REVOCATION_PROBES
                ) -> ProbeRun:
     """Controls first; when one fails the probes are not run: their answers would mean
-    nothing."""
+    nothing. The controls run again at the end: a cluster that broke during the run (a
+    probe that crashed a member) would otherwise pass its later probes by silence."""
     controls = [attempt(lab, control) for control in CONTROLS]
     if not all(c.verdict is Verdict.ACCEPTED for c in controls):
         return ProbeRun(controls, [ProbeResult(p.name, Verdict.INCONCLUSIVE,
                                                "not run: a positive control failed")
                                    for p in probes])
-    return ProbeRun(controls, [attempt(lab, probe) for probe in probes])
+    results = [attempt(lab, probe) for probe in probes]
+    return ProbeRun(controls, results, [attempt(lab, control) for control in CONTROLS])

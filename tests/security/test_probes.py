@@ -20,6 +20,8 @@ from tests.security.probes import (
     _ca,
     _cn_less_certificate_reads_nothing,
     attempt,
+    judge_failure,
+    judge_status,
     run_probes,
 )
 
@@ -27,9 +29,19 @@ from tests.security.probes import (
 @pytest.mark.parametrize("probe", PROBES + REVOCATION_PROBES, ids=lambda p: p.name)
 def test_probe_is_refused(running_lab: LabCluster, probe: Probe) -> None:
     run = run_probes(running_lab, [probe])
-    assert run.valid, run.controls
+    assert run.valid, (run.controls, run.controls_after)
     [result] = run.results
     assert result.refused, f"{result.name}: {result.verdict} ({result.detail})"
+
+
+def test_only_etcds_own_no_is_a_refusal() -> None:
+    # A bare 400 (a proxy, a wrong path) and a hang-up alone (a dying server) prove nothing;
+    # etcd's reason in the body does.
+    assert judge_status(400, b"").verdict is Verdict.INCONCLUSIVE
+    assert judge_status(403, b"<html>Forbidden</html>").verdict is Verdict.INCONCLUSIVE
+    body = b'{"error":"etcdserver: authentication failed, invalid user ID or password"}'
+    assert judge_status(400, body).verdict is Verdict.REFUSED
+    assert judge_failure(ConnectionResetError()).verdict is Verdict.INCONCLUSIVE
 
 
 def test_the_controls_pass_on_a_running_cluster(running_lab: LabCluster) -> None:

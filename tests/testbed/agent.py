@@ -3,6 +3,14 @@
                                               INTERVAL s; `ack KEY` / `fail KEY ...` lines
   agent SPEC keys PREFIX                      JSON list of the keys under PREFIX (linearizable)
   agent SPEC hashes                           JSON {endpoint: hashkv} at one revision
+  agent SPEC history PREFIX PATH MAX_SECONDS  the recorded workload (tests/support/history.py)
+                                              under PREFIX: `ready` after 20 acknowledged
+                                              writes; each stdin line `wait SINCE_NS COUNT
+                                              TIMEOUT_S` answered `ok N` / `short N` (writes
+                                              called since SINCE_NS, monotonic, and acked);
+                                              stdin closed or MAX_SECONDS: the history is
+                                              written to PATH, a JSON summary printed, exit 1
+                                              if a client crashed
   agent SPEC patroni SCOPE API MAX_SECONDS    a JSON line every 0.5 s: Patroni's role (its REST
                                               API) and its leader key and lease TTL in etcd;
                                               ends when stdin closes or after MAX_SECONDS
@@ -23,6 +31,7 @@ from dcsctl.errors import DcsctlError
 from dcsctl.ops.context import Cluster
 from tests.support import SpecFileIn
 from tests.support import cluster_of as support_cluster_of
+from tests.support.history import Workload, cluster_connect
 
 
 def cluster_of(spec_file: str) -> Cluster:
@@ -55,6 +64,42 @@ def write(cluster: Cluster, prefix: str, count: int, max_seconds: float,
     finally:
         client.close()
     print("done", flush=True)
+
+
+def record_history(spec_file: str, prefix: str, path: str, max_seconds: float) -> int:
+    """Bounded in time (MAX_SECONDS) and count (the workload's own bound)."""
+    workload = Workload(cluster_connect(lambda: cluster_of(spec_file)), prefix, Path(path),
+                        max_seconds=max_seconds)
+    failure = ""
+    try:
+        workload.__enter__()
+        workload.wait_acked(20, timeout=60)
+    except (AssertionError, TimeoutError) as exc:  # reported below, with the history written
+        failure = f"not ready: {exc}"
+    else:
+        print("ready", flush=True)
+        while workload.alive():
+            ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+            if not ready:
+                continue
+            line = sys.stdin.readline()
+            if not line:
+                break
+            _, since, count, timeout = line.split()
+            try:
+                workload.wait_acked(int(count), int(since), float(timeout))
+                print("ok", workload.acked_writes(int(since)), flush=True)
+            except (TimeoutError, AssertionError):
+                print("short", workload.acked_writes(int(since)), flush=True)
+    try:
+        workload.stop()
+    except AssertionError as exc:
+        failure = failure or str(exc)
+    summary = workload.summary()
+    print(json.dumps({"operations": summary.operations, "acked_writes": summary.acked_writes,
+                      "unknown": summary.unknown, "failed": summary.failed,
+                      "error": failure}), flush=True)
+    return 1 if failure else 0
 
 
 def watch_patroni(cluster: Cluster, scope: str, api: str, max_seconds: float) -> None:
@@ -95,6 +140,8 @@ def main(argv: list[str]) -> None:
     if command == "write":
         write(cluster, rest[0], int(rest[1]), float(rest[2]), *map(float, rest[3:4]))
         return
+    if command == "history":
+        raise SystemExit(record_history(spec_file, rest[0], rest[1], float(rest[2])))
     if command == "patroni":
         watch_patroni(cluster, rest[0], rest[1], float(rest[2]))
         return

@@ -93,20 +93,6 @@ class Deployment:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ,
             cwd=str(VENV_BIN.parent.parent))
 
-    def writing(self, prefix: str, *, acks_first: int = 50, count: int = 600,
-                max_seconds: float = 60, interval: float = 0.0
-                ) -> tuple[subprocess.Popen[str], list[str]]:
-        """A bounded writer that has had `acks_first` writes acknowledged (so a fault lands
-        mid-stream), and the lines it printed so far."""
-        writer = self.writer(prefix, count, max_seconds, interval)
-        assert writer.stdout is not None
-        head: list[str] = []
-        for line in writer.stdout:  # bounded: the writer stops by itself (count, time)
-            head.append(line)
-            if sum(x.startswith("ack ") for x in head) == acks_first:
-                break
-        return writer, head
-
     def leader(self) -> str | None:
         """The leader as `dcsctl status` reports it (None: no member knows one)."""
         view = json.loads(self.dcsctl("status", "--json", check=False).stdout)
@@ -167,14 +153,6 @@ def wait_healthy(deployment: Deployment, timeout: float = 90) -> dict[str, objec
 
     return wait_until(healthy, timeout=timeout, what="the cluster did not become healthy",
                       last_error=lambda: str(seen[0]))
-
-
-def acked_and_lost(deployment: Deployment, output: str, prefix: str) -> tuple[int, int, int]:
-    """(acknowledged, failed-or-unknown, acknowledged but missing now) of a writer run."""
-    acked = [line.split()[1] for line in output.splitlines() if line.startswith("ack ")]
-    failed = [line for line in output.splitlines() if line.startswith("fail ")]
-    present = set(deployment.agent("keys", prefix))  # type: ignore[arg-type]
-    return len(acked), len(failed), len([k for k in acked if k not in present])
 
 
 def hashes_equal(deployment: Deployment) -> bool:

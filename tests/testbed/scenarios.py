@@ -5,7 +5,10 @@ Used by the testbed tests (one round, short windows) and by
 the very same code, as tests/faults/scenarios.py does for the lab. A scenario leaves the
 network healed (pass or fail) and, but for the windows (the next scenario waits for it),
 the cluster healthy; the caller asserts on the figures.
-`tag` keeps the keys of one round apart from another's.
+`tag` keeps the keys of one round apart from another's. Each scenario and window records
+the workload of tests/testbed/history.py under a prefix of its own (asserted empty before
+it starts) and has histcheck judge it; writes acknowledged after the fault took effect are
+counted from the moment it did (a new leader seen, the host cut off), not from the cut.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from dcsctl.spec import parse
 from dcsctl.targets.protocol import Check
 from dcsctl.targets.ssh.checks import rtt_check
 from tests.conftest import VENV_BIN
+from tests.faults.scenarios import MIN_ACKED_DURING, HistoryFigures
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import (
     Deployment,
-    acked_and_lost,
     hashes_equal,
     status_of,
     wait_healthy,
 )
+from tests.testbed.history import monotonic_of, recording
 
 
 def follower(cluster: Deployment) -> str:
@@ -50,10 +54,6 @@ def _member(view: dict[str, object], name: str) -> dict[str, object]:
     members = view["members"]
     assert isinstance(members, list)
     return next(m for m in members if m["name"] == name)
-
-
-def _ack_times(output: str) -> list[float]:
-    return [float(line.split()[2]) for line in output.splitlines() if line.startswith("ack ")]
 
 
 # -- host faults --
@@ -94,47 +94,55 @@ class PowerCut:
     keys: int  # of 21 written (20 before, 1 while the host was off)
     healthy_s: float  # boot to healthy
     hashes_equal: bool
+    history: HistoryFigures | None = None  # the workload's, while the host was off
 
 
 def power_cut_member(cluster: Deployment, testbed: Testbed, tag: str = "") -> PowerCut:
     host = follower(cluster)
     prefix = f"/power{tag}/"
+    assert cluster.agent("keys", prefix) == [], f"{prefix} is not fresh"
     for index in range(20):
         cluster.dcsctl("put", f"{prefix}{index:02d}", "x")
     assert etcd_pid(testbed, host) not in ("", "0")
-    testbed.kill(host)
-    try:
-        cluster.dcsctl("put", f"{prefix}while-down", "x")  # two of three: writes go on
-        view = status_of(cluster)
-        problems = view["problems"]
-        assert isinstance(problems, list)
-        reported = view["healthy"] is False and any(host in p for p in problems)
-    finally:
-        booted = time.monotonic()
-        testbed.boot(host)
+    with recording(cluster, f"power-cut{tag}") as run:
+        testbed.kill(host)
+        try:
+            run.took_effect()
+            cluster.dcsctl("put", f"{prefix}while-down", "x")  # two of three: writes go on
+            run.wait_acked(MIN_ACKED_DURING)
+            view = status_of(cluster)
+            problems = view["problems"]
+            assert isinstance(problems, list)
+            reported = view["healthy"] is False and any(host in p for p in problems)
+        finally:
+            booted = time.monotonic()
+            testbed.boot(host)
     wait_healthy(cluster)
     healthy_s = time.monotonic() - booted
     started = etcd_pid(testbed, host) not in ("", "0")
     keys = cluster.agent("keys", prefix)
     assert isinstance(keys, list)
-    return PowerCut(host, reported, started, len(keys), healthy_s, hashes_equal(cluster))
+    return PowerCut(host, reported, started, len(keys), healthy_s, hashes_equal(cluster),
+                    run.history)
 
 
 @dataclass
 class UnderWriter:
-    """A fault on the leader's host while a bounded sequential writer runs."""
+    """A fault on the leader's host under the recorded workload (tests/testbed/history.py)."""
     leader: str
-    writer_error: str  # the writer's stderr when it failed, "" when it ran to its end
-    acked_after: int  # writes acknowledged after the fault
+    writer_error: str  # the workload's error when a client crashed, "" when it ran clean
+    acked_after: int  # writes called after the new leader was seen and acknowledged while
+    # the fault lasted
     new_leader_s: float | None  # fault to a member other than the old leader naming a
     # new one (its own status, polled every 20 ms); None: not within a minute
     longest_pause_s: float  # the longest gap between two acknowledged writes
     new_leader: str | None  # during the fault (None: not asked, or no leader)
     leader_after: str | None  # once healthy again after the fault
     acked: int
-    failed: int  # failed or unknown at the client: may be committed
-    lost: int  # acknowledged and missing afterwards: must be 0
+    failed: int  # calls refused or without an answer (an unknown write may be committed)
+    linearizable: bool  # histcheck's verdict on the whole history
     hashes_equal: bool
+    history: HistoryFigures | None = None
 
 
 def _leader_watch(cluster: Deployment, old: str) -> subprocess.Popen[str]:
@@ -158,47 +166,44 @@ def _leader_seen(watch: subprocess.Popen[str], cut_at: float) -> float | None:
     return None if seen["at"] is None else float(seen["at"]) - cut_at
 
 
-def _under_writer(cluster: Deployment, leader: str, head: list[str], rest: str,
-                  errors: str, returncode: int | None, cut_at: float,
-                  new_leader: str | None, new_leader_s: float | None,
-                  prefix: str) -> UnderWriter:
+def _fault_on_leader(cluster: Deployment, name: str, cut: Callable[[str], None],
+                     undo: Callable[[str], None], *, ask_leader: bool) -> UnderWriter:
+    """`cut` the leader's host under the recorded workload; once another member names a
+    new leader, MIN_ACKED_DURING writes called from then on must be acknowledged while the
+    host is still cut; then `undo` it. `ask_leader`: the cut host still runs, so `status`
+    during the cut says who leads meanwhile."""
+    leader = leader_of(cluster)
+    new_leader = None
+    new_leader_s = None
+    with recording(cluster, name) as run:
+        watch = _leader_watch(cluster, leader)
+        cut_at = time.time()
+        cut(leader)
+        try:
+            new_leader_s = _leader_seen(watch, cut_at)
+            assert new_leader_s is not None, "no other member named a new leader within 60 s"
+            run.effective_ns = monotonic_of(cut_at + new_leader_s)
+            run.wait_acked(MIN_ACKED_DURING)
+            if ask_leader:
+                new_leader = status_of(cluster)["leader"]
+        finally:
+            undo(leader)
+    history = run.history
+    assert history is not None
     view = wait_healthy(cluster)
     leader_after = view["leader"]
     assert leader_after is None or isinstance(leader_after, str)
-    output = "".join(head) + rest
-    after = [t for t in _ack_times(rest) if t > cut_at]
-    times = _ack_times(output)
-    acked, failed, lost = acked_and_lost(cluster, output, prefix)
-    return UnderWriter(
-        leader, "" if returncode == 0 else errors, len(after), new_leader_s,
-        max((b - a for a, b in itertools.pairwise(times)), default=0.0), new_leader,
-        leader_after, acked, failed, lost, hashes_equal(cluster))
-
-
-def _fault_on_leader(cluster: Deployment, prefix: str, cut: Callable[[str], None],
-                     undo: Callable[[str], None], *, ask_leader: bool) -> UnderWriter:
-    """`cut` the leader's host under a bounded writer, measure, `undo` it. `ask_leader`:
-    the cut host still runs, so `status` during the cut says who leads meanwhile."""
-    leader = leader_of(cluster)
-    writer, head = cluster.writing(prefix, acks_first=50)
-    watch = _leader_watch(cluster, leader)
-    cut_at = time.time()
-    cut(leader)
-    new_leader = None
-    try:
-        rest, errors = writer.communicate(timeout=120)
-        new_leader_s = _leader_seen(watch, cut_at)
-        if ask_leader:
-            new_leader = status_of(cluster)["leader"]
-    finally:
-        undo(leader)
     assert new_leader is None or isinstance(new_leader, str)
-    return _under_writer(cluster, leader, head, rest, errors, writer.returncode, cut_at,
-                         new_leader, new_leader_s, prefix)
+    acks = run.acked_since(0)
+    return UnderWriter(
+        leader, run.error, history.acked_during, new_leader_s,
+        max((b - a for a, b in itertools.pairwise(acks)), default=0) / 1e9, new_leader,
+        leader_after, history.acked_writes, history.unknown + history.failed,
+        history.linearizable, hashes_equal(cluster), history)
 
 
 def leader_power_cut(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
-    return _fault_on_leader(cluster, f"/cut{tag}/", testbed.kill, testbed.boot,
+    return _fault_on_leader(cluster, f"leader-power-cut{tag}", testbed.kill, testbed.boot,
                             ask_leader=False)
 
 
@@ -215,6 +220,7 @@ class FollowerPartition:
     keys: int
     healed_s: float  # heal to healthy
     hashes_equal: bool
+    history: HistoryFigures | None = None  # the workload's, while the host was cut off
 
 
 def follower_partition(cluster: Deployment, testbed: Testbed, tag: str = "",
@@ -222,14 +228,18 @@ def follower_partition(cluster: Deployment, testbed: Testbed, tag: str = "",
     leader = leader_of(cluster)
     host = next(h for h in testbed.hosts() if h != leader)
     prefix = f"/split{tag}/"
-    testbed.net.partition(host)
-    try:
-        for index in range(writes):
-            cluster.dcsctl("put", f"{prefix}{index:02d}", "x")
-        view = status_of(cluster)
-    finally:
-        testbed.net.heal(host)
-        healed = time.monotonic()
+    assert cluster.agent("keys", prefix) == [], f"{prefix} is not fresh"
+    with recording(cluster, f"follower-partition{tag}") as run:
+        testbed.net.partition(host)
+        try:
+            run.took_effect()
+            for index in range(writes):
+                cluster.dcsctl("put", f"{prefix}{index:02d}", "x")
+            run.wait_acked(MIN_ACKED_DURING)
+            view = status_of(cluster)
+        finally:
+            testbed.net.heal(host)
+            healed = time.monotonic()
     problems = view["problems"]
     assert isinstance(problems, list)
     wait_healthy(cluster)
@@ -239,11 +249,11 @@ def follower_partition(cluster: Deployment, testbed: Testbed, tag: str = "",
     return FollowerPartition(host, writes, view["healthy"] is False, view["leader"] == leader,
                              _member(view, host)["healthy"] is False,
                              any(host in p for p in problems), len(keys), healed_s,
-                             hashes_equal(cluster))
+                             hashes_equal(cluster), run.history)
 
 
 def leader_partition(cluster: Deployment, testbed: Testbed, tag: str = "") -> UnderWriter:
-    return _fault_on_leader(cluster, f"/leader-cut{tag}/", testbed.net.partition,
+    return _fault_on_leader(cluster, f"leader-partition{tag}", testbed.net.partition,
                             testbed.net.heal, ask_leader=True)
 
 
@@ -254,9 +264,9 @@ class Window:
     fault: str  # in words, e.g. "100 ms ± 0 ms delay on dcs-01 (the leader)"
     seconds: float
     leader_changes: int  # the most any member saw during the window
-    acked: int
-    failed: int
-    lost: int
+    acked: int  # writes acknowledged by the recorded workload over the window
+    failed: int  # calls refused or without an answer
+    linearizable: bool
     # "a->b": etcd's prober (a smoothed RTT, sampled every 30 s) averaged over the window
     rtt_ms: dict[str, float] = field(default_factory=dict)
     # from the control side, before the writer: member -> median ms of a GET on an open
@@ -265,6 +275,7 @@ class Window:
     connect_ms: dict[str, float] = field(default_factory=dict)
     pair_rtt_ms: float = 0.0  # the member-to-member RTT dcsctl's rule was fed
     rtt_check: Check | None = None  # dcsctl's rule for that RTT and the spec's timeout
+    history: HistoryFigures | None = None
 
     @property
     def success_rate(self) -> float:
@@ -280,15 +291,16 @@ def _probe(cluster: Deployment, command: str) -> dict[str, dict[str, object] | N
     return answer
 
 
-def _window(cluster: Deployment, fault: str, seconds: float, prefix: str) -> Window:
-    """A bounded writer for `seconds` under the fault already in place; etcd's counters
-    before and after it."""
+def _window(cluster: Deployment, fault: str, seconds: float, name: str) -> Window:
+    """The recorded workload for `seconds` under the fault already in place, under a
+    prefix of its own; etcd's counters before and after it."""
     wait_healthy(cluster)
     before = _probe(cluster, "metrics")
-    started = time.monotonic()
     trips = _probe(cluster, "rtt")
-    writer = cluster.writer(prefix, 1_000_000, seconds - (time.monotonic() - started))
-    output, _ = writer.communicate(timeout=seconds + 120)
+    with recording(cluster, name, max_seconds=seconds, run_out=True) as run:
+        pass  # the fault is in place: the whole window counts
+    history = run.history
+    assert history is not None
     after = _probe(cluster, "metrics")
     changes, rtts = 0, {}
     for member, now in after.items():
@@ -303,11 +315,12 @@ def _window(cluster: Deployment, fault: str, seconds: float, prefix: str) -> Win
             old_total, old_count = rtt_then.get(peer, (0.0, 0.0))
             if count > old_count:
                 rtts[f"{member}->{peer}"] = (total - old_total) / (count - old_count) * 1000
-    acked, failed, lost = acked_and_lost(cluster, output, prefix)
     answered = {m: t for m, t in trips.items() if isinstance(t, dict)}
-    return Window(fault, seconds, changes, acked, failed, lost, rtts,
+    return Window(fault, seconds, changes, history.acked_writes,
+                  history.unknown + history.failed, history.linearizable, rtts,
                   {m: float(str(t["request_ms"])) for m, t in answered.items()},
-                  {m: float(str(t["connect_ms"])) for m, t in answered.items()})
+                  {m: float(str(t["connect_ms"])) for m, t in answered.items()},
+                  history=history)
 
 
 def delay_window(cluster: Deployment, testbed: Testbed, ms: float, jitter_ms: float = 0,
@@ -321,7 +334,7 @@ def delay_window(cluster: Deployment, testbed: Testbed, ms: float, jitter_ms: fl
         testbed.net.delay(host, ms, jitter_ms)
     try:
         window = _window(cluster, f"{ms:g} ms ± {jitter_ms:g} ms delay on {where}", seconds,
-                         f"/delay{tag}/")
+                         f"delay-{ms:g}ms{'-all' if every_host else ''}{tag}")
     finally:
         for host in hosts:
             testbed.net.heal(host)
@@ -345,7 +358,7 @@ def loss_window(cluster: Deployment, testbed: Testbed, percent: float, seconds: 
     testbed.net.loss(leader, percent)
     try:
         window = _window(cluster, f"{percent:g} % loss on {leader} (the leader)", seconds,
-                         f"/loss{tag}/")
+                         f"loss-{percent:g}pct{tag}")
     finally:
         testbed.net.heal(leader)
     return window

@@ -7,12 +7,9 @@ start (dcsctl's default)."""
 
 from __future__ import annotations
 
-import itertools
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,17 +17,17 @@ import yaml
 
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from tests.conftest import risks_of
+from tests.faults.scenarios import MIN_ACKED_DURING
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import (
     Deployment,
-    acked_and_lost,
     make_deployment,
     status_of,
     wait_healthy,
 )
+from tests.testbed.history import recording
 
 NEW_HOST, NEW_ADDRESS = "dcs-03", "192.168.56.13"
-WRITE_INTERVAL_S = 0.02  # 50 puts a second: flat out, the writer slows what it watches
 
 
 def _operators_known_hosts(d: Deployment, hosts: list[str]) -> Path:
@@ -60,33 +57,6 @@ def _hashes(d: Deployment) -> set[object]:
     hashes = d.agent("hashes")
     assert isinstance(hashes, dict)
     return set(hashes.values())
-
-
-def _longest_pause(lines: str) -> float:
-    """The longest time between two acknowledged writes (the writer stamps each ack)."""
-    acks = [line.split() for line in lines.splitlines() if line.startswith("ack ")]
-    stamps = [float(fields[2]) for fields in acks if len(fields) == 3]  # the last: cut off?
-    return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
-
-
-@contextmanager
-def _writing(d: Deployment, prefix: str, max_seconds: float) -> Iterator[list[str]]:
-    """A bounded, paced writer with 20 acks in, through the block; its output lines at the end.
-    Ended when the block ends (pass or fail), not at its count or deadline."""
-    writer, head = d.writing(prefix, acks_first=20, count=100_000, max_seconds=max_seconds,
-                             interval=WRITE_INTERVAL_S)
-    lines = list(head)
-    # Read as it writes: a full pipe (~2,000 lines) would stall the writer mid-test.
-    assert writer.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(writer.stdout or ()), daemon=True)
-    reader.start()
-    try:
-        yield lines
-    finally:
-        writer.terminate()
-        writer.wait(timeout=30)
-        reader.join(timeout=30)
-        writer.communicate(timeout=30)  # closes the pipes
 
 
 @pytest.fixture(scope="module")
@@ -182,16 +152,15 @@ def test_rotation_restart_and_an_upgrade_through_the_spec_lose_no_acknowledged_w
     mirror = testbed.release_mirror()
     assert mirror is not None
     wait_healthy(d)
-    with _writing(d, "/roll/", max_seconds=90) as lines:
+    with recording(d, "rotate-and-restart") as rolled:
+        rolled.took_effect()  # writes from here on count: during the rotation and restart
         _, took_rotate = _timed(d, "certs", "rotate", "--yes")
         _, took_restart = _timed(d, "restart")
-    rolled = "".join(lines)
-    acked, failed, lost = acked_and_lost(d, rolled, "/roll/")
-    pause = _longest_pause(rolled)
-    assert lost == 0, f"{lost} of {acked} acknowledged writes lost"
-    assert acked > 20
-    print(f"certs rotate {took_rotate:.1f} s, restart {took_restart:.1f} s: {acked} acked, "
-          f"{failed} failed or unknown, 0 lost, longest pause {pause:.1f} s")
+    rotation = rolled.history
+    assert rotation is not None and rolled.error == "", rolled.error
+    assert rotation.linearizable, rotation.checker
+    assert rotation.acked_during >= MIN_ACKED_DURING, rotation
+    print(f"certs rotate {took_rotate:.1f} s, restart {took_restart:.1f} s: {rotation}")
 
     # Debian's 3.5.16 -> the newest 3.5 release (`up`), then -> 3.6 (`dcsctl upgrade`),
     # each named by version alone and fetched from the site's mirror.
@@ -209,7 +178,8 @@ def test_rotation_restart_and_an_upgrade_through_the_spec_lose_no_acknowledged_w
     assert {m["status"]["version"] for m in _members(d).values()} == {  # type: ignore[index]
         "3.5.16"}
     took: list[float] = []
-    with _writing(d, "/up/", max_seconds=120) as lines:
+    with recording(d, "upgrade-through-the-spec") as upgrading:
+        upgrading.took_effect()
         for step, command in ((NEWEST["3.5"], ("up",)),
                               (NEWEST["3.6"], ("upgrade", "--to", str(NEWEST["3.6"])))):
             name_release(step)
@@ -219,22 +189,20 @@ def test_rotation_restart_and_an_upgrade_through_the_spec_lose_no_acknowledged_w
             assert "snapshot before the change" in result.stdout + result.stderr
             assert {m["status"]["version"]  # type: ignore[index]
                     for m in _members(d).values()} == {str(step)}
-    upgraded = "".join(lines)
-    acked, failed, lost = acked_and_lost(d, upgraded, "/up/")
-    pause = _longest_pause(upgraded)
-    assert lost == 0, f"{lost} of {acked} acknowledged writes lost"
+    upgraded = upgrading.history
+    assert upgraded is not None and upgrading.error == "", upgrading.error
+    assert upgraded.linearizable, upgraded.checker
+    assert upgraded.acked_during >= MIN_ACKED_DURING, upgraded
     for host in ("dcs-00", "dcs-01", "dcs-02"):
         unit = testbed.ssh(host, "systemctl cat etcd").stdout
         assert "ExecStart=/usr/local/bin/etcd\n" in unit, unit
         running = testbed.ssh(host, "sudo readlink /proc/$(systemctl show -p MainPID --value "
                               "etcd)/exe").stdout.strip()
         assert running == "/usr/local/bin/etcd"
-    assert acked_and_lost(d, rolled, "/roll/")[2] == 0  # the earlier writes kept too
     assert len(_hashes(d)) == 1
     assert "no changes" in d.dcsctl("up").stderr
     print(f"upgrade apt 3.5.16 -> {NEWEST['3.5']} (up) {took[0]:.1f} s, -> {NEWEST['3.6']} "
-          f"(upgrade) {took[1]:.1f} s: {acked} acked, {failed} failed or unknown, 0 lost, "
-          f"longest pause {pause:.1f} s")
+          f"(upgrade) {took[1]:.1f} s: {upgraded}")
 
 
 def test_the_default_release_from_the_start_on_new_machines(testbed: Testbed,

@@ -31,8 +31,8 @@ from dcsctl.etcd.errors import translate
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, KeyValue, MemberInfo
 from dcsctl.etcd.tls import ClientTls, cluster_version, metrics_text, served_certificate
 
-__all__ = ["ClientTls", "EtcdClient", "LoadRecord", "cluster_version", "metrics_text",
-           "prefix_range_end", "served_certificate"]
+__all__ = ["ClientTls", "EtcdClient", "LoadRecord", "client_loop", "cluster_version",
+           "metrics_text", "prefix_range_end", "served_certificate"]
 
 T = TypeVar("T")
 # put(): an attempt's deadline is this many typical put latencies, at least PUT_ATTEMPT_MIN_S.
@@ -128,6 +128,13 @@ class _LoopThread:
             future.cancel()
             finished.wait(STOP_GRACE_S)
             raise
+
+
+def client_loop() -> asyncio.AbstractEventLoop:
+    """The one loop every EtcdClient runs on, for code that speaks etcd3aio directly
+    beside dcsctl's clients in one process (the tests' history recorder): grpc.aio must not
+    see a second loop."""
+    return _LoopThread.shared().loop
 
 
 class EtcdClient:
