@@ -15,16 +15,16 @@ from dcsctl.patroni_node import (
     version_tuple,
 )
 
-# `ss -H -t -a -n -p` on a database host (iproute2 6.1), trailing blanks as ss prints them.
+# `ss -H -t -a -n -p` on a database host (iproute2 6.1), columns squeezed.
 SS = """\
-LISTEN 0      5          127.0.0.50:8008          0.0.0.0:*     users:(("patroni",pid=4242,fd=7))    
-LISTEN 0      244        127.0.0.50:5432          0.0.0.0:*     users:(("postgres",pid=4300,fd=6))    
-ESTAB  0      0           127.0.0.1:51000      127.0.0.10:2379  users:(("patroni",pid=4242,fd=9))    
-ESTAB  0      0           127.0.0.1:51002      127.0.0.11:2379  users:(("patroni",pid=4242,fd=11))    
-ESTAB  0      0           127.0.0.1:51004      127.0.0.10:2379  users:(("python3",pid=999,fd=3))    
-TIME-WAIT 0   0           127.0.0.1:50990      127.0.0.12:2379
-ESTAB  0      0          127.0.0.50:8008       127.0.0.1:40000  users:(("patroni",pid=4242,fd=12))    
-LISTEN 0      128              [::]:8009             [::]:*     users:(("patroni",pid=5000,fd=7))    
+LISTEN 0  5  127.0.0.50:8008  0.0.0.0:*  users:(("patroni",pid=4242,fd=7))
+LISTEN 0  244  127.0.0.50:5432  0.0.0.0:*  users:(("postgres",pid=4300,fd=6))
+ESTAB  0  0  127.0.0.1:51000  127.0.0.10:2379  users:(("patroni",pid=4242,fd=9))
+ESTAB  0  0  127.0.0.1:51002  127.0.0.11:2379  users:(("patroni",pid=4242,fd=11))
+ESTAB  0  0  127.0.0.1:51004  127.0.0.10:2379  users:(("python3",pid=999,fd=3))
+TIME-WAIT 0  0  127.0.0.1:50990  127.0.0.12:2379
+ESTAB  0  0  127.0.0.50:8008  127.0.0.1:40000  users:(("patroni",pid=4242,fd=12))
+LISTEN 0  128  [::]:8009  [::]:*  users:(("patroni",pid=5000,fd=7))
 """
 ETCD = [Endpoint("127.0.0.10", 2379), Endpoint("127.0.0.11", 2379),
         Endpoint("127.0.0.12", 2379)]
