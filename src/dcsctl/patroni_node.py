@@ -104,6 +104,28 @@ def kill_argv(connections: Sequence[Socket]) -> list[str]:
     return argv
 
 
+# -- the bundle files on the host --
+
+@dataclass(frozen=True)
+class FileState:
+    digest: str | None  # sha256 hex; None: missing
+    mode: str | None  # octal, as stat prints it (600)
+    owner: str | None  # user:group
+
+
+def parse_file_states(text: str) -> dict[str, FileState]:
+    """Lines of `<sha256> <mode> <user:group> <path>` or `- - - <path>`."""
+    found = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) != 4:
+            continue
+        digest, mode, owner, path = parts
+        found[path] = (FileState(None, None, None) if digest == "-"
+                       else FileState(digest, mode, owner))
+    return found
+
+
 # -- what Patroni says about itself (GET /patroni) --
 
 @dataclass(frozen=True)

@@ -22,6 +22,13 @@ class Answer:
     node_time: int | None  # the node's clock (its Date header), epoch seconds
 
 
+@dataclass(frozen=True)
+class Timing:
+    ttl: int
+    loop_wait: int
+    retry_timeout: int
+
+
 class PatroniApi:
     def __init__(self, node: str, url: str, ca_file: str | None = None,
                  timeout: float = 5.0) -> None:
@@ -68,6 +75,20 @@ class PatroniApi:
             raise DcsctlError(f"{self.node}: {self.url}/patroni answered {status} "
                               "with unexpected JSON", fix="check that this URL is Patroni's")
         return Answer(parse_state(data), http_date(date))
+
+    def timing(self) -> Timing:
+        """GET /config: the scope's dynamic configuration (ttl, loop_wait, retry_timeout);
+        Patroni's defaults where it has none."""
+        status, body, _ = self._request("GET", "/config")
+        try:
+            data = json.loads(body) if status == 200 else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        return Timing(*(int(data[k]) if isinstance(data.get(k), int) else default
+                        for k, default in (("ttl", 30), ("loop_wait", 10),
+                                           ("retry_timeout", 10))))
 
     def reload(self) -> None:
         """POST /reload: Patroni re-reads its configuration files (202 scheduled)."""

@@ -14,7 +14,7 @@ import secrets
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import yaml
 
@@ -353,15 +353,22 @@ def _node_identity(
     )
 
 
-def config(
-    cluster: Cluster, name: str, node: str, out: Path | None = None, *,
-    ca: Identity | None = None, trust: bytes | None = None, renew: bool = False,
-) -> Bundle:
-    """Issue the node's client certificate and write ca.crt, cert, key and etcd3.yml.
+@dataclass(frozen=True)
+class NodeCredentials:
+    """What one database node needs, for files in `directory` on its host."""
 
-    `ca` and `trust` are for a CA rotation: sign with the incoming CA, trust old + new.
-    `renew` issues a new key and certificate even when the current ones are good.
-    """
+    identity: Identity
+    trust: bytes  # ca.crt: the CA (old + new during a CA rotation)
+    etcd3: str  # etcd3.yml: the `etcd3:` section, password included
+    masked: str  # the same with the password masked
+
+
+def node_credentials(
+    cluster: Cluster, name: str, node: str, directory: PurePath, *,
+    ca: Identity | None = None, trust: bytes | None = None, renew: bool = False,
+) -> NodeCredentials:
+    """Issue (or keep) NODE's client certificate, kept in the state dir, and render its
+    etcd3.yml for files in `directory` (a path on the node's host)."""
     scope = _scope(cluster, name)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", node):
         raise DcsctlError(f"node name {node!r} is not a valid file name",
@@ -372,16 +379,57 @@ def config(
     if ca is None:
         raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
     identity = _node_identity(cluster, scope, node, kept, ca, renew=renew)
-    targets = [kept] + ([private_dir(out)] if out is not None else [])
-    final = targets[-1]
+    cluster.dir.save_identity(identity, kept / f"{node}.crt", kept / f"{node}.key")
     section = render.patroni_etcd3_section(
-        cluster.spec, ca_cert=final / "ca.crt", cert=final / f"{node}.crt",
-        key=final / f"{node}.key", username=scope.user, password=password,
+        cluster.spec, ca_cert=directory / "ca.crt", cert=directory / f"{node}.crt",
+        key=directory / f"{node}.key", username=scope.user, password=password,
     )
     text = yaml.safe_dump(section, sort_keys=False)
     masked = text.replace(password, "'********'  # in etcd3.yml (0600)")
-    for directory in targets:
-        cluster.dir.save_identity(identity, directory / f"{node}.crt", directory / f"{node}.key")
-        atomic_write(directory / "ca.crt", trust or ca.cert_pem, PUBLIC)
-        atomic_write(directory / "etcd3.yml", text.encode(), PRIVATE)  # holds the password
-    return Bundle(final, text, masked, tuple(render.patroni_timing_advice(cluster.spec)))
+    return NodeCredentials(identity, trust or ca.cert_pem, text, masked)
+
+
+def current_credentials(cluster: Cluster, name: str, node: str, directory: PurePath
+                        ) -> NodeCredentials | None:
+    """What node_credentials would give without issuing anything (for `up --plan`):
+    None when a new certificate would be issued."""
+    scope = registered(cluster).get(name)
+    ca = cluster.dir.ca()
+    password_file = _password_path(cluster, scope) if scope else None
+    if scope is None or ca is None or password_file is None or not password_file.exists():
+        return None
+    kept = cluster.dir.root / "patroni" / name / node
+    current = cluster.dir.load_identity(kept / f"{node}.crt", kept / f"{node}.key")
+    if current is None or not pki.is_issued_by(current.cert_pem, ca.cert_pem) or (
+        pki.inspect(current.cert_pem).not_after - cluster.context.clock() <= RENEW_BEFORE
+    ):
+        return None
+    password = password_file.read_text().strip()
+    section = render.patroni_etcd3_section(
+        cluster.spec, ca_cert=directory / "ca.crt", cert=directory / f"{node}.crt",
+        key=directory / f"{node}.key", username=scope.user, password=password,
+    )
+    text = yaml.safe_dump(section, sort_keys=False)
+    return NodeCredentials(current, ca.cert_pem, text,
+                           text.replace(password, "'********'"))
+
+
+def config(
+    cluster: Cluster, name: str, node: str, out: Path | None = None, *,
+    ca: Identity | None = None, trust: bytes | None = None, renew: bool = False,
+) -> Bundle:
+    """Issue the node's client certificate and write ca.crt, cert, key and etcd3.yml.
+
+    `ca` and `trust` are for a CA rotation: sign with the incoming CA, trust old + new.
+    `renew` issues a new key and certificate even when the current ones are good.
+    """
+    kept = cluster.dir.root / "patroni" / name / node
+    final = private_dir(out) if out is not None else kept
+    made = node_credentials(cluster, name, node, final, ca=ca, trust=trust, renew=renew)
+    for directory in dict.fromkeys([kept, final]):
+        cluster.dir.save_identity(made.identity, directory / f"{node}.crt",
+                                  directory / f"{node}.key")
+        atomic_write(directory / "ca.crt", made.trust, PUBLIC)
+        atomic_write(directory / "etcd3.yml", made.etcd3.encode(), PRIVATE)  # the password
+    return Bundle(final, made.etcd3, made.masked,
+                  tuple(render.patroni_timing_advice(cluster.spec)))

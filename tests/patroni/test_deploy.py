@@ -1,0 +1,145 @@
+"""`up` deploys each Patroni node's bundle over SSH, and a renewed certificate is revoked
+only once the node has reached etcd with the new one.
+
+The database host is a real sshd on a loopback address with a real Patroni + PostgreSQL
+listening on the same address; etcd is a lab cluster. Patroni runs on a configuration
+directory that links the deployed etcd3.yml, as on a database host.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcsctl import pki
+from dcsctl.hosts.local import LocalHost
+from dcsctl.ops.patroni_nodes import reconnect, seen_after
+from dcsctl.patroni_node import Endpoint
+from dcsctl.patroni_rest import PatroniApi
+from tests.conftest import LabCluster
+from tests.patroni.harness import PATRONI_BIN, patroni_node
+from tests.patroni.test_node_credentials import TIMING, RoleSampler
+from tests.ssh.sshd import SshLab, start_ssh_lab
+
+SCOPE, NODE = "demo", "db-00"
+
+
+@dataclass
+class DbHost:
+    address: str
+    bundle_dir: Path
+    ssh: SshLab
+
+
+@pytest.fixture
+def db_host(lab: LabCluster, tmp_path: Path) -> Iterator[DbHost]:
+    """db-00: an sshd on .50 of the lab cluster's /24, and a bundle dir Patroni (the
+    postgres user) can reach (outside pytest's 0700 tmp dirs)."""
+    address = lab.addresses()[0].rsplit(".", 1)[0] + ".50"
+    root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
+    root.chmod(0o755)
+    ssh = start_ssh_lab(tmp_path / "ssh", {NODE: address})
+    try:
+        yield DbHost(address, root / "etcd", ssh)
+    finally:
+        ssh.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _with_patroni(lab: LabCluster, db: DbHost, **node: object) -> None:
+    document = lab.document()
+    document["ssh"] = {"config_file": str(db.ssh.ssh_config), "sudo": False}
+    document["patroni"] = {"scopes": [{"name": SCOPE, "nodes": [
+        {"name": NODE, "address": db.address, "ssh": NODE,
+         "bundle_dir": str(db.bundle_dir), **node}]}]}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+
+
+def _revoked(lab: LabCluster) -> set[int]:
+    path = lab.state / "pki" / "revoked.json"
+    return {int(e["serial"]) for e in json.loads(path.read_text())} if path.exists() else set()
+
+
+def _owner(path: Path) -> str:
+    return pwd.getpwuid(path.stat().st_uid).pw_name
+
+
+def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_verified(
+    lab: LabCluster, db_host: DbHost
+) -> None:
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    _with_patroni(lab, db_host)
+    planned = lab.ok("up", "--plan").out
+    assert f"patroni {SCOPE}/{NODE} ({NODE})" in planned
+    assert f"+ {db_host.bundle_dir}/etcd3.yml" in planned
+
+    first = lab.ok("up", "--json").json()
+    phases = {o["name"]: o for o in first["phases"]}  # type: ignore[union-attr]
+    assert "Patroni does not answer" in str(phases["patroni"]["note"])
+    key, cert = db_host.bundle_dir / f"{NODE}.key", db_host.bundle_dir / f"{NODE}.crt"
+    etcd3 = db_host.bundle_dir / "etcd3.yml"
+    assert {p.name: (oct(p.stat().st_mode & 0o777), _owner(p))
+            for p in db_host.bundle_dir.iterdir()} == {
+        "ca.crt": ("0o644", "postgres"), f"{NODE}.crt": ("0o644", "postgres"),
+        f"{NODE}.key": ("0o600", "postgres"), "etcd3.yml": ("0o600", "postgres")}
+    section = yaml.safe_load(etcd3.read_text())["etcd3"]
+    assert section["cert"] == str(cert) and section["username"] == f"patroni-{SCOPE}"
+    password = section["password"]
+    assert password not in db_host.ssh.commands.read_text()  # it travelled on stdin
+    assert "= " + str(etcd3) in lab.ok("up", "--plan").out
+    again = lab.ok("up", "--json").json()
+    assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
+
+    etcd = [Endpoint(a, 2379) for a in lab.addresses()]
+    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
+                      timing=TIMING) as node:
+        try:
+            node.wait_primary()
+        except TimeoutError:
+            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        api = PatroniApi(NODE, node.api)
+        started = api.state().state.postmaster_start_time
+        kept = lab.state / "patroni" / SCOPE / NODE
+        with RoleSampler(node) as sampler:
+            # A renewal: the control machine's certificate gone, `up` issues another.
+            first_cert = cert.read_bytes()
+            (kept / f"{NODE}.crt").unlink()
+            renewed = lab.ok("up", "--json").json()
+            note = {o["name"]: o["note"] for o in renewed["phases"]}["patroni"]  # type: ignore[union-attr]
+            second_cert = cert.read_bytes()
+            assert second_cert != first_cert
+            assert "reached etcd on new connections" in str(note), note
+            assert pki.serial_number(first_cert) in _revoked(lab)
+            # The positive control: with the first certificate revoked, a fresh
+            # connection still works, so Patroni presents the second.
+            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
+            seen_after(api, done.node_time, timeout=20)
+
+            # A node that cannot read its new key (owner: not Patroni's user) does not
+            # come back: dcsctl puts the previous files back and revokes nothing.
+            _with_patroni(lab, db_host, owner="nobody", group="nogroup")
+            (kept / f"{NODE}.crt").unlink()
+            failed = lab.dcsctl("up")
+            assert failed.code == 4, failed.err
+            assert f"{SCOPE}/{NODE}" in failed.err and "nothing was revoked" in failed.err
+            assert cert.read_bytes() == second_cert and _owner(key) == "postgres"
+            assert pki.serial_number(second_cert) not in _revoked(lab)
+            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
+            seen_after(api, done.node_time, timeout=20)
+
+            # The owner corrected: the certificate issued by the failed run goes out.
+            _with_patroni(lab, db_host)
+            lab.ok("up")
+            assert cert.read_bytes() not in (first_cert, second_cert)
+            assert pki.serial_number(second_cert) in _revoked(lab)
+        assert set(sampler.roles) == {"primary"}, sampler.roles
+        assert api.state().state.postmaster_start_time == started  # never restarted
