@@ -808,7 +808,10 @@ def render_annotated(spec: ClusterSpec,
     data = digest_source(spec)
     lab = spec.target is Target.LAB
     if lab:
-        data = {k: v for k, v in data.items() if k not in SSH_ONLY}
+        # Patroni's database nodes are reached over SSH whatever runs the members.
+        nodes = spec.patroni is not None and any(s.nodes for s in spec.patroni.scopes)
+        data = {k: v for k, v in data.items()
+                if k not in SSH_ONLY or (k == "ssh" and nodes)}
     for member in data["members"]:
         # a prefix for paths on SSH hosts: nothing in the lab, and "/" is the default
         if lab or member.get("remote_root") == "/":

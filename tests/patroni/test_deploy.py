@@ -143,3 +143,39 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             assert pki.serial_number(second_cert) in _revoked(lab)
         assert set(sampler.roles) == {"primary"}, sampler.roles
         assert api.state().state.postmaster_start_time == started  # never restarted
+
+
+def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked(
+    lab: LabCluster, db_host: DbHost
+) -> None:
+    """The issue's measured outage: revoked, Patroni stays primary on its open connection;
+    a routine `dcsctl restart` made it reconnect and it demoted 21.6 s later. Now the
+    restart refuses, naming the node; `up` deploys a good certificate; then it runs."""
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    _with_patroni(lab, db_host)
+    lab.ok("up")
+    etcd3 = db_host.bundle_dir / "etcd3.yml"
+    cert = db_host.bundle_dir / f"{NODE}.crt"
+    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
+                      timing=TIMING) as node:
+        try:
+            node.wait_primary()
+        except TimeoutError:
+            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        api = PatroniApi(NODE, node.api)
+        with RoleSampler(node) as sampler:
+            lab.ok("certs", "revoke", str(cert), "--yes")
+            refused = lab.dcsctl("restart")
+            assert refused.code == 4, refused.err
+            assert f"{SCOPE}/{NODE}" in refused.err and "is revoked" in refused.err, refused.err
+            assert "dcsctl up" in refused.err and "--accept-patroni-risk" in refused.err
+            # Consent names the node: another name does not open the door.
+            assert lab.dcsctl("restart", "--accept-patroni-risk", f"{SCOPE}/db-99").code == 4
+
+            lab.ok("up")  # a new certificate, deployed and verified
+            assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
+            lab.ok("restart")
+            after = api.state().node_time or 0
+            seen_after(api, after, timeout=30)  # it reached etcd after the restart
+        assert set(sampler.roles) == {"primary"}, sampler.roles

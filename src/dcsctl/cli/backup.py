@@ -14,10 +14,12 @@ from dcsctl.cli.common import (
     PROTECT,
     ClusterOption,
     JsonOption,
+    PatroniRiskOption,
     SpecOption,
     app,
     cluster_of,
     clusters_of,
+    guard_patroni,
     session_of,
 )
 from dcsctl.errors import DcsctlError
@@ -188,6 +190,7 @@ def restore(
         help="allow a snapshot without a (signed) manifest: only etcd's hash is checked")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Disaster recovery: rebuild every member from one verified snapshot."""
     # Here, not at the top: restore brings in deployment and the lifecycle, which a
@@ -196,6 +199,7 @@ def restore(
 
     target, running = clusters_of(ctx, spec_file, cluster)
     restore_ops.check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
+    guard_patroni(ctx, running, "restore", accept_patroni_risk)
     preview = restore_preview.preview(target, file, from_other_cluster=from_other_cluster,
                                       without_manifest=without_manifest)
     out = session_of(ctx).out

@@ -25,6 +25,7 @@ from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.versions import Advisory, Version, cross_scope, upgrade_advice
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
+from dcsctl.ops import revocation
 from dcsctl.ops.certs import RENEW_BEFORE
 from dcsctl.ops.context import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
@@ -334,6 +335,14 @@ class Bundle:
     advice: tuple[str, ...]
 
 
+def _still_good(cluster: Cluster, current: Identity, ca: Identity) -> bool:
+    """Issued by `ca`, not revoked, and not within RENEW_BEFORE of its end."""
+    revoked = {entry.serial for entry in revocation.revoked(cluster.dir)}
+    return (pki.is_issued_by(current.cert_pem, ca.cert_pem)
+            and pki.serial_number(current.cert_pem) not in revoked
+            and pki.inspect(current.cert_pem).not_after - cluster.context.clock() > RENEW_BEFORE)
+
+
 def _node_identity(
     cluster: Cluster, scope: Scope, node: str, directory: Path, ca: Identity, *,
     renew: bool = False,
@@ -341,9 +350,7 @@ def _node_identity(
     cert, key = directory / f"{node}.crt", directory / f"{node}.key"
     current = cluster.dir.load_identity(cert, key)
     now = cluster.context.clock()
-    if not renew and current is not None and pki.is_issued_by(current.cert_pem, ca.cert_pem) and (
-        pki.inspect(current.cert_pem).not_after - now > RENEW_BEFORE
-    ):
+    if not renew and current is not None and _still_good(cluster, current, ca):
         return current
     policy = cluster.spec.tls
     # No CN: the gateway rejects CN-bearing client certs once auth is on.
@@ -400,9 +407,7 @@ def current_credentials(cluster: Cluster, name: str, node: str, directory: PureP
         return None
     kept = cluster.dir.root / "patroni" / name / node
     current = cluster.dir.load_identity(kept / f"{node}.crt", kept / f"{node}.key")
-    if current is None or not pki.is_issued_by(current.cert_pem, ca.cert_pem) or (
-        pki.inspect(current.cert_pem).not_after - cluster.context.clock() <= RENEW_BEFORE
-    ):
+    if current is None or not _still_good(cluster, current, ca):
         return None
     password = password_file.read_text().strip()
     section = render.patroni_etcd3_section(
