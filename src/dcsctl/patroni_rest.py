@@ -76,19 +76,29 @@ class PatroniApi:
                               "with unexpected JSON", fix="check that this URL is Patroni's")
         return Answer(parse_state(data), http_date(date))
 
-    def timing(self) -> Timing:
-        """GET /config: the scope's dynamic configuration (ttl, loop_wait, retry_timeout);
-        Patroni's defaults where it has none."""
+    def _config(self) -> dict[str, object]:
         status, body, _ = self._request("GET", "/config")
         try:
             data = json.loads(body) if status == 200 else {}
         except ValueError:
             data = {}
-        if not isinstance(data, dict):
-            data = {}
-        return Timing(*(int(data[k]) if isinstance(data.get(k), int) else default
-                        for k, default in (("ttl", 30), ("loop_wait", 10),
-                                           ("retry_timeout", 10))))
+        return data if isinstance(data, dict) else {}
+
+    def failsafe(self) -> bool | None:
+        """The scope's `failsafe_mode` (None: not set)."""
+        value = self._config().get("failsafe_mode")
+        return value if isinstance(value, bool) else None
+
+    def timing(self) -> Timing:
+        """GET /config: the scope's dynamic configuration (ttl, loop_wait, retry_timeout);
+        Patroni's defaults where it has none."""
+        data = self._config()
+
+        def number(key: str, default: int) -> int:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+        return Timing(number("ttl", 30), number("loop_wait", 10), number("retry_timeout", 10))
 
     def reload(self) -> None:
         """POST /reload: Patroni re-reads its configuration files (202 scheduled)."""

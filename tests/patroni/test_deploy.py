@@ -164,8 +164,22 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
         except TimeoutError:
             pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
         api = PatroniApi(NODE, node.api)
+        seen_after(api, api.state().node_time or 0, timeout=30)
+        # What the node itself says, and what is on its host.
+        (found,) = lab.ok("patroni", "status", SCOPE, "--json").json()["nodes"]  # type: ignore[misc]
+        assert (found["name"], found["role"], found["reachable"], found["version"]) == (
+            NODE, "primary", True, "4.1.5")
+        assert found["serial_deployed"] == found["serial_issued"] is not None
+        assert 0 <= found["dcs_last_seen_age_s"] <= 30 and found["days_left"] > 300
+        healthy = lab.ok("patroni", "doctor", SCOPE, "--json").json()
+        verdicts = {c["check"]: c["verdict"] for c in healthy["checks"]}  # type: ignore[union-attr]
+        assert verdicts == {"reachable": "ok", "version": "ok", "dcs": "ok",
+                            "certificate": "ok", "etcd3.yml": "ok", "ttl": "ok",
+                            "retry_timeout": "ok", "failsafe_mode": "warn", "access": "ok"}
         with RoleSampler(node) as sampler:
             lab.ok("certs", "revoke", str(cert), "--yes")
+            sick = lab.dcsctl("patroni", "doctor", SCOPE)
+            assert sick.code == 4 and "revoked" in sick.out + sick.err, sick.err
             refused = lab.dcsctl("restart")
             assert refused.code == 4, refused.err
             assert f"{SCOPE}/{NODE}" in refused.err and "is revoked" in refused.err, refused.err

@@ -97,6 +97,13 @@ def _password_path(cluster: Cluster, scope: Scope) -> Path:
     return cluster.dir.root / "secrets" / f"{scope.user}.password"
 
 
+def stored_password(cluster: Cluster, name: str) -> str | None:
+    """The scope's user's password as dcsctl keeps it (0600), if it does."""
+    scope = registered(cluster).get(name)
+    path = _password_path(cluster, scope) if scope else None
+    return path.read_text().strip() if path and path.exists() else None
+
+
 def _scope(cluster: Cluster, name: str) -> Scope:
     scopes = registered(cluster)
     if name not in scopes:

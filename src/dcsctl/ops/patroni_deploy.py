@@ -290,6 +290,12 @@ def _files(node: PatroniNode, made: patroni_ops.NodeCredentials) -> tuple[NodeFi
     )
 
 
+def bundle_paths(node: PatroniNode) -> list[PurePosixPath]:
+    directory = PurePosixPath(node.bundle_dir)
+    return [directory / f"{node.name}.key", directory / f"{node.name}.crt",
+            directory / "ca.crt", directory / "etcd3.yml"]
+
+
 @dataclass(frozen=True)
 class NodePlan:
     scope: str
