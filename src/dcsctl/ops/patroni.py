@@ -403,6 +403,19 @@ def node_credentials(
     return NodeCredentials(identity, trust or ca.cert_pem, text, masked)
 
 
+def node_etcd3(cluster: Cluster, name: str, node: str, directory: PurePath) -> str | None:
+    """The etcd3.yml dcsctl renders for NODE (None: the scope has no stored password)."""
+    scope = registered(cluster).get(name)
+    password = stored_password(cluster, name)
+    if scope is None or password is None:
+        return None
+    section = render.patroni_etcd3_section(
+        cluster.spec, ca_cert=directory / "ca.crt", cert=directory / f"{node}.crt",
+        key=directory / f"{node}.key", username=scope.user, password=password,
+    )
+    return yaml.safe_dump(section, sort_keys=False)
+
+
 def current_credentials(cluster: Cluster, name: str, node: str, directory: PurePath
                         ) -> NodeCredentials | None:
     """What node_credentials would give without issuing anything (for `up --plan`):

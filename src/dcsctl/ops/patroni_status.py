@@ -245,11 +245,11 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
                        "" if verdict is Verdict.OK else "run `dcsctl up`: it renews and "
                        "deploys the node's certificate, verified before the old one is "
                        "revoked"))
-    current = patroni_ops.current_credentials(cluster, scope.name, name,
-                                              PurePosixPath(node.bundle_dir))
+    rendered = patroni_ops.node_etcd3(cluster, scope.name, name,
+                                      PurePosixPath(node.bundle_dir))
     states = file_states(host, bundle_paths(node))
     etcd3 = states.get(str(PurePosixPath(node.bundle_dir) / "etcd3.yml"))
-    wanted = (current.etcd3.encode() if current else None)
+    wanted = rendered.encode() if rendered else None
     hosts_ok = (etcd3 is not None and wanted is not None
                 and etcd3.digest == hashlib.sha256(wanted).hexdigest())
     members = ", ".join(f"{m.address}:{cluster.spec.client_port(m)}"
