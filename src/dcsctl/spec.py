@@ -268,7 +268,11 @@ class EtcdSettings(_Strict):
     auto_compaction_mode: CompactionMode = CompactionMode.PERIODIC
     auto_compaction_retention: str = "1h"
     quota_backend_bytes: Annotated[int, Field(ge=16 * 2**20, le=8 * 2**30)] = 2 * 2**30
-    auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 600
+    # Patroni logs `Invalid auth token` at ERROR each time its JWT expires (then logs in
+    # again): 600 s meant 3 ERROR lines per node per 30 minutes. Any user or role change
+    # invalidates every token anyway (JWTs carry the auth revision), so a day costs little
+    # (tests/patroni/test_token_noise.py).
+    auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 86400
     log_level: str = "warn"
 
     @field_validator("auto_compaction_retention")
