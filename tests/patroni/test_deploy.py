@@ -193,3 +193,47 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             after = api.state().node_time or 0
             seen_after(api, after, timeout=30)  # it reached etcd after the restart
         assert set(sampler.roles) == {"primary"}, sampler.roles
+
+
+def test_key_and_ca_rotations_deploy_to_a_running_primary_with_no_manual_step(
+    lab: LabCluster, db_host: DbHost
+) -> None:
+    """`certs rotate --patroni` and `certs rotate --ca` put the new bundles on the node
+    themselves, verify, and revoke what they replaced; the primary never notices."""
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    _with_patroni(lab, db_host)
+    lab.ok("up")
+    etcd3 = db_host.bundle_dir / "etcd3.yml"
+    key, cert = db_host.bundle_dir / f"{NODE}.key", db_host.bundle_dir / f"{NODE}.crt"
+    etcd = [Endpoint(a, 2379) for a in lab.addresses()]
+    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
+                      timing=TIMING) as node:
+        try:
+            node.wait_primary()
+        except TimeoutError:
+            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        api = PatroniApi(NODE, node.api)
+        started = api.state().state.postmaster_start_time
+        with RoleSampler(node) as sampler:
+            first_key, first_cert = key.read_bytes(), cert.read_bytes()
+            keys = lab.ok("certs", "rotate", "--patroni").out
+            assert f"{SCOPE}/{NODE}: new bundles deployed and verified" in keys, keys
+            assert "certs revoke --superseded" not in keys  # nothing left by hand
+            assert key.read_bytes() != first_key
+            assert pki.serial_number(first_cert) in _revoked(lab)
+            assert not list((lab.state / "pki").glob("superseded/*.crt"))
+
+            second_cert = cert.read_bytes()
+            old_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+            rotated = lab.ok("certs", "rotate", "--ca").out
+            assert "old CA dropped" in rotated, rotated
+            new_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+            assert new_ca != old_ca
+            assert (db_host.bundle_dir / "ca.crt").read_bytes() == new_ca
+            assert pki.is_issued_by(cert.read_bytes(), new_ca)
+            assert pki.serial_number(second_cert) in _revoked(lab)
+            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
+            seen_after(api, done.node_time, timeout=20)  # new CA end to end
+        assert set(sampler.roles) == {"primary"}, sampler.roles
+        assert api.state().state.postmaster_start_time == started

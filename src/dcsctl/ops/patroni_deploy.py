@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.hosts.protocol import Host
+from dcsctl.identity import Identity
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
 from dcsctl.ops.context import Cluster
@@ -89,10 +90,12 @@ class NodeBundle:
         return PurePosixPath(self.node.bundle_dir) / f"{self.node.name}.crt"
 
 
-def bundle(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> NodeBundle:
-    """The node's four files as values (its certificate issued, or kept while good)."""
+def bundle(cluster: Cluster, scope: PatroniScope, node: PatroniNode, *,
+           ca: Identity | None = None, trust: bytes | None = None) -> NodeBundle:
+    """The node's four files as values (its certificate issued, or kept while good);
+    `ca` and `trust` during a CA rotation (sign with the incoming CA, trust both)."""
     made = patroni_ops.node_credentials(cluster, scope.name, node.name,
-                                        PurePosixPath(node.bundle_dir))
+                                        PurePosixPath(node.bundle_dir), ca=ca, trust=trust)
     return NodeBundle(scope, node, _files(node, made), made.identity.cert_pem)
 
 
@@ -254,6 +257,39 @@ class Deployed:
         return "; ".join(parts) or "unchanged"
 
 
+def managed(cluster: Cluster) -> set[tuple[str, str]]:
+    """(scope, node) of every database node the spec lists."""
+    settings = cluster.spec.patroni
+    return {(s.name, n.name) for s in (settings.scopes if settings else []) for n in s.nodes}
+
+
+def unmanaged_bundles(cluster: Cluster) -> list[str]:
+    """Bundles kept on the control machine for nodes the spec does not list: a human
+    deploys those."""
+    nodes = managed(cluster)
+    return [f"{d.parent.name}/{d.name}"
+            for d in sorted((cluster.dir.root / "patroni").glob("*/*"))
+            if d.is_dir() and (d.parent.name, d.name) not in nodes]
+
+
+def deploy_nodes(cluster: Cluster, *, ca: Identity | None = None,
+                 trust: bytes | None = None) -> Deployed:
+    """Every spec node's bundle deployed and verified, replicas first; then the
+    certificates they replaced revoked (and forgotten as superseded)."""
+    settings = cluster.spec.patroni
+    outcomes = []
+    for scope in settings.scopes if settings else []:
+        for node in _primary_last(cluster, scope):
+            made = bundle(cluster, scope, node, ca=ca, trust=trust)
+            outcomes.append(deploy_node(cluster, made))
+    # Every node reached etcd with its new certificate: the old ones are no one's now.
+    replaced = [o.replaced for o in outcomes if o.replaced is not None and o.verified]
+    revoked = revocation.revoke(cluster, replaced) if replaced else None
+    revocation.forget_revoked_superseded(cluster)
+    return Deployed((), tuple(outcomes),
+                    tuple(r.serial for r in revoked.added) if revoked else ())
+
+
 def deploy(cluster: Cluster) -> Deployed:
     """`up`'s patroni phase: every spec scope's role and user, every node's bundle."""
     settings = cluster.spec.patroni
@@ -264,15 +300,8 @@ def deploy(cluster: Cluster) -> Deployed:
         change = patroni_ops.add(cluster, scope.name, scope.namespace)
         if change.changes:
             scope_changes.append(f"scope {scope.name}: {', '.join(change.changes)}")
-    outcomes = []
-    for scope in settings.scopes:
-        for node in _primary_last(cluster, scope):
-            outcomes.append(deploy_node(cluster, bundle(cluster, scope, node)))
-    # Every node reached etcd with its new certificate: the old ones are no one's now.
-    replaced = [o.replaced for o in outcomes if o.replaced is not None and o.verified]
-    revoked = revocation.revoke(cluster, replaced) if replaced else None
-    return Deployed(tuple(scope_changes), tuple(outcomes),
-                    tuple(r.serial for r in revoked.added) if revoked else ())
+    nodes = deploy_nodes(cluster)
+    return Deployed(tuple(scope_changes), nodes.nodes, nodes.revoked)
 
 
 def _files(node: PatroniNode, made: patroni_ops.NodeCredentials) -> tuple[NodeFile, ...]:
