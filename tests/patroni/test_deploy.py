@@ -192,6 +192,17 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             lab.ok("restart")
             after = api.state().node_time or 0
             seen_after(api, after, timeout=30)  # it reached etcd after the restart
+
+            # Membership changes keep the node's etcd3.yml hosts list right.
+            spare = lab.addresses()[0].rsplit(".", 1)[0] + ".13"
+            lab.ok("member", "add", f"{lab.name}-3", "--address", spare)
+            hosts = yaml.safe_load(etcd3.read_text())["etcd3"]["hosts"]
+            assert f"{spare}:2379" in hosts and len(hosts) == 4
+            gone = lab.addresses()[0]
+            lab.ok("member", "remove", f"{lab.name}-0", "--yes")
+            hosts = yaml.safe_load(etcd3.read_text())["etcd3"]["hosts"]
+            assert len(hosts) == 3 and f"{gone}:2379" not in hosts
+            seen_after(api, api.state().node_time or 0, timeout=30)
         assert set(sampler.roles) == {"primary"}, sampler.roles
 
 
