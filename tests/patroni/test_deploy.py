@@ -136,9 +136,18 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
             seen_after(api, done.node_time, timeout=20)
 
+            # `certs check` reads what the node holds: not what dcsctl issued last.
+            checked = lab.dcsctl("certs", "check", "--json")
+            row = next(r for r in json.loads(checked.out) if r["holder"] == f"{SCOPE}/{NODE}")
+            assert checked.code == 5 and row["verdict"] == "drift", row
+            assert row["path"] == str(cert)
+
             # The owner corrected: the certificate issued by the failed run goes out.
             _with_patroni(lab, db_host)
             lab.ok("up")
+            checked = lab.ok("certs", "check", "--json")
+            row = next(r for r in json.loads(checked.out) if r["holder"] == f"{SCOPE}/{NODE}")
+            assert row["verdict"] == "ok", row
             assert cert.read_bytes() not in (first_cert, second_cert)
             assert pki.serial_number(second_cert) in _revoked(lab)
         assert set(sampler.roles) == {"primary"}, sampler.roles

@@ -17,7 +17,7 @@ import datetime as dt
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dcsctl import pki
@@ -41,6 +41,10 @@ class Verdict(enum.StrEnum):
     OK = "ok"
     EXPIRING = "expiring"
     EXPIRED = "expired"
+    # A Patroni node of the spec: what its host holds is not what dcsctl issued last.
+    DRIFT = "drift"
+    NOT_DEPLOYED = "not deployed"
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,36 @@ class CertificateRow:
     verdict: Verdict
 
 
-def _row(holder: str, role: str, path: Path, now: dt.datetime, warn_days: int) -> CertificateRow:
-    facts = pki.inspect(path.read_bytes())
+def _row(holder: str, role: str, path: Path, now: dt.datetime, warn_days: int, *,
+         pem: bytes | None = None) -> CertificateRow:
+    facts = pki.inspect(pem if pem is not None else path.read_bytes())
     days = facts.days_left(now)
     verdict = (Verdict.EXPIRED if facts.not_after <= now
                else Verdict.EXPIRING if days < warn_days else Verdict.OK)
     return CertificateRow(holder, role, path, facts.subject, facts.not_after, days, verdict)
+
+
+def _deployed_row(cluster: Cluster, scope: str, node: str, issued: Path, *,
+                  now: dt.datetime, warn_days: int) -> CertificateRow:
+    """A spec node's certificate as its host holds it, not the control machine's copy."""
+    found = cluster.spec.patroni.scope(scope) if cluster.spec.patroni else None
+    if found is None:
+        return _row(f"{scope}/{node}", "patroni client", issued, now, warn_days)
+    spec_node = found.node(node)
+    remote = Path(spec_node.bundle_dir) / f"{node}.crt"
+    holder = f"{scope}/{node}"
+    role = f"patroni client (on {spec_node.ssh or spec_node.address})"
+    try:
+        deployed = cluster.database_host(scope, node).read(remote)
+    except DcsctlError:
+        return replace(_row(holder, role, issued, now, warn_days), path=remote,
+                       verdict=Verdict.UNREACHABLE)
+    if deployed is None:
+        return replace(_row(holder, role, issued, now, warn_days), path=remote,
+                       verdict=Verdict.NOT_DEPLOYED)
+    row = _row(holder, role, remote, now, warn_days, pem=deployed)
+    same = pki.serial_number(deployed) == pki.serial_number(issued.read_bytes())
+    return row if same or row.verdict is not Verdict.OK else replace(row, verdict=Verdict.DRIFT)
 
 
 def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateRow]:
@@ -77,10 +105,16 @@ def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateR
         path = Path(directory.layout(member.name).cert)
         if path.exists():
             rows.append(_row(member.name, "member", path, now, warn_days))
+    nodes = patroni_deploy.managed(cluster)
     for cert in sorted((directory.root / "patroni").glob("*/*/*.crt")):
-        if cert.name != "ca.crt":
-            rows.append(_row(f"{cert.parent.parent.name}/{cert.parent.name}", "patroni client",
-                             cert, now, warn_days))
+        scope, node = cert.parent.parent.name, cert.parent.name
+        if cert.name == "ca.crt":
+            continue
+        if (scope, node) in nodes:
+            rows.append(_deployed_row(cluster, scope, node, cert, now=now,
+                                      warn_days=warn_days))
+        else:
+            rows.append(_row(f"{scope}/{node}", "patroni client", cert, now, warn_days))
     return rows
 
 
