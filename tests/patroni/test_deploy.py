@@ -152,6 +152,10 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             assert pki.serial_number(second_cert) in _revoked(lab)
         assert set(sampler.roles) == {"primary"}, sampler.roles
         assert api.state().state.postmaster_start_time == started  # never restarted
+    removed = lab.ok("patroni", "remove", SCOPE, "--yes")
+    assert f"bundle removed from {NODE}" in removed.out
+    assert not list(db_host.bundle_dir.iterdir())
+    assert "still in the spec" in removed.err
 
 
 def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked(

@@ -63,15 +63,25 @@ def remove(
     yes: YesOption = False,
 ) -> None:
     """Delete SCOPE's etcd user and role, its password and bundles (its keys stay)."""
+    from dcsctl.ops import patroni_deploy
+
     target = cluster_of(ctx, spec_file, cluster)
-    confirm(f"Delete Patroni scope {scope}'s etcd user and role, password and bundles? Its "
-            "Patroni nodes lose access to the DCS and their primary demotes.",
-            yes=yes, action="patroni remove")
+    listed = target.spec.patroni.scope(scope) if target.spec.patroni else None
+    nodes = ", ".join(n.name for n in listed.nodes) if listed else ""
+    confirm(f"Delete Patroni scope {scope}'s etcd user and role, password and bundles"
+            + (f" (also from {nodes})" if nodes else "") + "? Its Patroni nodes lose access "
+            "to the DCS and their primary demotes.", yes=yes, action="patroni remove")
     result = patroni_ops.remove(target, scope)
-    session_of(ctx).out.print(
-        f"removed {', '.join(result.changes) or 'nothing left in etcd'} for scope {scope}",
+    taken = patroni_deploy.take_off(target, scope)
+    session = session_of(ctx)
+    session.out.print(
+        f"removed {', '.join(result.changes) or 'nothing left in etcd'} for scope {scope}"
+        + (f"; bundle removed from {', '.join(taken)}" if taken else ""),
         highlight=False,
     )
+    if listed is not None:
+        session.warnings.append(f"scope {scope} is still in the spec's patroni: section: the "
+                                "next `dcsctl up` creates it again; remove it from the spec")
 
 
 @patroni_app.command("list")

@@ -290,6 +290,25 @@ def deploy_nodes(cluster: Cluster, *, ca: Identity | None = None,
                     tuple(r.serial for r in revoked.added) if revoked else ())
 
 
+def take_off(cluster: Cluster, scope_name: str) -> tuple[str, ...]:
+    """`patroni remove`: the scope's bundle files off every node the spec lists for it
+    (the node's Patroni loses the DCS at its next reconnect: the caller asked first)."""
+    settings = cluster.spec.patroni
+    scope = settings.scope(scope_name) if settings else None
+    removed = []
+    for node in scope.nodes if scope else []:
+        host = cluster.database_host(scope_name, node.name)
+        paths = [str(p) for p in bundle_paths(node)]
+        result = host.run(["rm", "-f", "--", *paths, *(p + PREVIOUS for p in paths)],
+                          timeout=60)
+        if not result.ok:
+            raise DcsctlError(f"{scope_name}/{node.name}: could not remove the bundle from "
+                              f"{node.bundle_dir} ({result.stderr.strip()[-200:]})",
+                              fix="check sudo on that host, then run again")
+        removed.append(node.name)
+    return tuple(removed)
+
+
 def deploy(cluster: Cluster) -> Deployed:
     """`up`'s patroni phase: every spec scope's role and user, every node's bundle."""
     settings = cluster.spec.patroni
