@@ -66,6 +66,8 @@ sys.path.insert(0, str(REPO))
 from tests.testbed import rootfs
 from tests.testbed.bed import Testbed
 
+from dcsctl.etcd.versions import RECOMMENDED
+
 SIDE_TIMEOUT_S = 600.0
 HOSTS = 3
 
@@ -97,12 +99,15 @@ def fresh(bed: Testbed) -> None:
     if left:
         raise RuntimeError(f"testbed down left {left}")
     bed.up(hosts=HOSTS, suite="bookworm")
+    bed.serve_releases([RECOMMENDED])  # the hosts' etcd, as init's spec names it
 
 
 def dcsctl_side(bed: Testbed, scratch: Path) -> dict[str, object]:
     spec_file = scratch / "spec.yaml"
     spec_file.write_text(bed.spec())
-    env = clean_environ() | {"DCSCTL_HOME": str(scratch / "home")}
+    mirror = bed.release_mirror()
+    env = clean_environ() | {"DCSCTL_HOME": str(scratch / "home")} | (
+        mirror.environ() if mirror else {})
     dcsctl = str(BIN / "dcsctl")
     first, up_s = timed(bed, [dcsctl, "up", "-f", str(spec_file)], env)
     again, rerun_s = timed(bed, [dcsctl, "up", "-f", str(spec_file)], env)

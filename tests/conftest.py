@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from dcsctl.cli import main
-from dcsctl.etcd.versions import Version, advisories
+from dcsctl.etcd.versions import Version, advisories, unaccepted_risks
 from tests.support import start_ticks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,6 +55,16 @@ def debian_etcd(affected_by: str | None = None) -> Version:
 # with a developer's own `dcsctl up` on 127.0.0.10-12.
 _subnets = itertools.count(1)
 _BASE = 40 + os.getpid() % 150
+
+
+def risks_of(version: Version) -> list[str]:
+    """What a spec must accept (etcd.accept_risks) to deploy `version`."""
+    return [a.ident for a in unaccepted_risks(version, ())]
+
+
+def free_loopback_address() -> str:
+    """A loopback address no other test cluster of this run uses."""
+    return f"127.{_BASE}.{next(_subnets)}.10"
 
 
 @dataclass(frozen=True)
@@ -154,12 +164,16 @@ def lab_clusters(workdir: Path) -> Iterator[Callable[..., LabCluster]]:
     made: list[LabCluster] = []
 
     def make(members: int = 3, name: str | None = None,
-             etcd: Version | None = None) -> LabCluster:
-        """A cluster spec; `etcd` picks a version from .tools (default: dcsctl's)."""
+             etcd: Version | None = None, accept_risks: bool = True) -> LabCluster:
+        """A cluster spec; `etcd` picks a version from .tools (default: dcsctl's), and the
+        spec accepts that version's advisories by name unless `accept_risks` is False."""
         subnet = next(_subnets)
         cluster_name = name or f"t{subnet}"
         spec_file = workdir / f"{cluster_name}-{subnet}.yaml"
-        spec_file.write_text(yaml.safe_dump(lab_document(cluster_name, members, subnet)))
+        document = lab_document(cluster_name, members, subnet)
+        if etcd is not None and accept_risks and (names := risks_of(etcd)):
+            document["etcd"] = {"accept_risks": names}
+        spec_file.write_text(yaml.safe_dump(document))
         environ = base_environ(home)
         if etcd is not None:
             environ["DCSCTL_ETCD_BIN_DIR"] = str(etcd_bin_dir(etcd))

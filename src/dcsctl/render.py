@@ -272,6 +272,9 @@ def etcd_settings(
         # and tests/security/test_tls_version.py.
         "tls-min-version": "TLS1.3",
         **capability_settings(version),
+        # The gRPC handling-time histogram (etcd registers it only with extensive
+        # metrics): what the slow-request alert reads (prometheus.RULES).
+        "metrics": "extensive",
         "logger": "zap",
         "log-outputs": "stderr",
         "log-level": settings.log_level,
@@ -349,15 +352,22 @@ def parse_env_file(content: bytes) -> dict[str, str]:
     return found
 
 
+# etcdctl 3.6 dropped the v2 API and with it ETCDCTL_API: it warns "unrecognized
+# environment variable" on every command that finds it set.
+ETCDCTL_API_UNTIL = Version(3, 6, 0)
+
+
 def etcdctl_environment(
-    spec: ClusterSpec, *, ca_cert: PurePath, cert: PurePath, key: PurePath
+    spec: ClusterSpec, *, ca_cert: PurePath, cert: PurePath, key: PurePath,
+    etcdctl: Version,
 ) -> dict[str, str]:
-    """What etcdctl needs to act as admin: endpoints and the CN=root client cert.
+    """What the `etcdctl` of version `etcdctl` needs to act as admin: endpoints and the
+    CN=root client cert (and the guide's ETCDCTL_API=3 where that etcdctl knows it).
 
     No ETCDCTL_USER/PASSWORD: the certificate's CN is the identity (docs/guide-defects.md 13).
     """
-    return {
-        "ETCDCTL_API": "3",
+    api = {"ETCDCTL_API": "3"} if etcdctl < ETCDCTL_API_UNTIL else {}
+    return api | {
         "ETCDCTL_ENDPOINTS": ",".join(spec.client_url(m) for m in spec.members),
         "ETCDCTL_CACERT": str(ca_cert),
         "ETCDCTL_CERT": str(cert),

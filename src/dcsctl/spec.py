@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dcsctl.errors import SpecError
+from dcsctl.etcd.versions import risk_names
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
@@ -204,9 +205,29 @@ class SshSettings(_Strict):
 
 class InstallSettings(_Strict):
     method: InstallMethod = InstallMethod.APT
-    version: str | None = None  # release: e.g. 3.5.30
+    # release: e.g. 3.6.17; with no tarball, dcsctl's release data gives the official URL
+    # and the published sha256 for each host's architecture.
+    version: str | None = None
     tarball: str | None = None  # release: a local path or https:// URL of etcd-v*-linux-*.tar.gz
     sha256: str | None = None  # release: the tarball's published checksum
+    # release: a mirror laid out like etcd's release downloads (MIRROR/vX.Y.Z/etcd-vX.Y.Z-
+    # linux-ARCH.tar.gz), for sites without internet; the pinned sha256 still decides.
+    mirror: str | None = None
+    ca_file: str | None = None  # the CA that signed the mirror's HTTPS certificate
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+\.\d+\.\d+", value):
+            raise ValueError("must be a release number such as 3.6.17")
+        return value
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?://|/)", value):
+            raise ValueError("must be an http(s):// URL or an absolute folder")
+        return value.rstrip("/") if value else value
 
     @field_validator("sha256")
     @classmethod
@@ -274,6 +295,18 @@ class EtcdSettings(_Strict):
     # (tests/patroni/test_token_noise.py).
     auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 86400
     log_level: str = "warn"
+    # Advisories (CVE or GHSA names) the user accepts by name, so that a version affected
+    # by them may be deployed; see `dcsctl status` and the README's advisory table.
+    accept_risks: list[str] = Field(default_factory=list)
+
+    @field_validator("accept_risks")
+    @classmethod
+    def _known_risks(cls, value: list[str]) -> list[str]:
+        known = risk_names()
+        if unknown := [name for name in value if name not in known]:
+            raise ValueError(f"unknown advisory {', '.join(unknown)}; dcsctl knows "
+                             + ", ".join(sorted(known)))
+        return value
 
     @field_validator("auto_compaction_retention")
     @classmethod
@@ -288,6 +321,57 @@ class EtcdSettings(_Strict):
         if value not in {"debug", "info", "warn", "error", "panic", "fatal"}:
             raise ValueError("must be one of debug, info, warn, error, panic, fatal")
         return value
+
+
+S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class S3Store(_Strict):
+    """An S3-compatible object store for backups and escrows (AWS, Ceph RGW, versitygw...).
+
+    Credentials are not in the spec (which is saved, printed and diffed): they are read
+    from `credentials_file`, in the AWS shared-credentials format, which must be 0600."""
+
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    path_style: bool = True  # most on-premises stores have no wildcard DNS for buckets
+    ca_file: str | None = None  # verify the endpoint against this CA (default: the system's)
+    credentials_file: str = "~/.config/dcsctl/s3"
+    profile: str = "default"  # the section of credentials_file to use
+    timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60  # per request (connect, read)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/@]+(:[0-9]+)?/?$", value):
+            raise ValueError("must be a URL like https://s3.internal:7070 (no path, no user)")
+        return value.rstrip("/")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not S3_BUCKET.match(value) or ".." in value:
+            raise ValueError("must be an S3 bucket name: 3-63 lowercase letters, digits, '.', '-'")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or any(c in value for c in "\n\\"):
+            raise ValueError(
+                "must be a relative key prefix such as prod/ (no leading '/', no '..')")
+        return value if not value or value.endswith("/") else value + "/"
+
+
+class BackupStore(_Strict):
+    s3: S3Store
+
+
+class BackupSettings(_Strict):
+    # Where `dcsctl backup` sends snapshots (sealed) instead of the state dir's backups/.
+    store: BackupStore | None = None
 
 
 PATRONI_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -458,17 +542,24 @@ class ClusterSpec(_Strict):
     service: ServiceSettings = ServiceSettings()
     paths: RemotePaths = RemotePaths()
     manage_etc_hosts: bool = False  # a managed block in /etc/hosts naming every member
+    backup: BackupSettings | None = None  # off-site backups (an S3 store); None: local only
     # Patroni scopes and, for each, the database hosts dcsctl deploys bundles to.
     patroni: PatroniSettings | None = None
 
     @model_validator(mode="after")
     def _release_is_pinned(self) -> ClusterSpec:
-        if self.install.method is InstallMethod.RELEASE and not (
-            self.install.tarball and self.install.sha256
-        ):
+        settings = self.install
+        if settings.method is not InstallMethod.RELEASE:
+            return self
+        if settings.tarball and not settings.sha256:
             raise ValueError(
-                "install: method release needs tarball (path or URL) and sha256, so every "
-                "host runs exactly the binary that was checked"
+                "install: a release tarball needs its sha256, so every host runs exactly "
+                "the binary that was checked"
+            )
+        if not (settings.tarball or settings.version):
+            raise ValueError(
+                "install: method release needs a version (e.g. 3.6.17), or a tarball and "
+                "its sha256"
             )
         return self
 
@@ -761,12 +852,14 @@ def _guide_db_nodes(network: str) -> list[dict[str, str]]:
              "ssh": f"db-{index:02d}"} for index in range(GUIDE_DB_HOSTS)]
 
 
-def ssh_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
-    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH, and
-    its database hosts db-00..02 (192.168.56.70..) for one Patroni scope."""
+def ssh_spec(members: int = 3, name: str = "dcs", *, release: str) -> ClusterSpec:
+    """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH, running
+    the official etcd `release` (not Debian's package: see `install` below), and its
+    database hosts db-00..02 (192.168.56.70..) for one Patroni scope."""
     return from_mapping(
         {"name": name, "domain": "patroni.mydomain", "target": "ssh",
          "ssh": {"user": "admin", "sudo": True}, "manage_etc_hosts": True,
+         "install": {"method": "release", "version": release},
          "members": _guide_members(members, "192.168.56", ssh=True),
          "patroni": {"scopes": [{"name": GUIDE_SCOPE,
                                  "nodes": _guide_db_nodes("192.168.56")}]}},
@@ -789,8 +882,10 @@ _ANNOTATIONS = {
     "ssh = real hosts",
     "ssh": "how every host is reached: the system's OpenSSH (your ~/.ssh/config and agent "
     "work); strict host keys; privileged commands via `sudo -n`",
-    "install": "apt (Debian's etcd-server/etcd-client, as the guide) | release (tarball + "
-    "sha256, pushed over SSH) | none",
+    "install": "release: etcd's official tarball of `version`, checked against the sha256 "
+    "dcsctl records and pushed over SSH (`mirror: URL` for a site's own copy) | apt: "
+    "Debian's etcd-server/etcd-client as in the guide (3.4.23 on Debian 12, 3.5.16 on 13: "
+    "refused unless etcd.accept_risks names their advisories) | none",
     "service": "systemd (a unit dcsctl writes) | process (hosts without systemd); etcd "
     "runs as `user`",
     "paths": "where things live on the hosts (the guide's places)",
@@ -799,6 +894,8 @@ _ANNOTATIONS = {
     "ports": "default ports for every member (a member may override client_port/peer_port)",
     "tls": "one key type and one lifetime policy for every certificate",
     "etcd": "etcd settings; auto-compaction is on so history never fills the space quota",
+    "backup": "backups off the control machine: an S3 store (snapshots sealed with the "
+    "state dir's backup key; credentials only in credentials_file, 0600)",
     "patroni": "Patroni scopes (role + user each) and their database hosts: `up` deploys "
     "each node's bundle (ca.crt, cert, key, etcd3.yml) to bundle_dir over SSH, reloads "
     "Patroni and checks it reached etcd with them; scopes without nodes keep bundles here",

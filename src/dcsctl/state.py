@@ -5,7 +5,8 @@
                      pki/            ca.key (0600, never leaves), ca.crt, admin (CN=root), jwt,
                                      ca.crl + revoked.json (revocations)
                      secrets/        root.password (0600, break-glass only), manifest.key
-                                     (0600: signs backup manifests)
+                                     (0600: signs backup manifests), backup.key (0600:
+                                     seals what goes to a backup store)
                      members/<name>/ etcd.env, tls/, data/, etcd.log, etcd.pid (lab runtime)
 """
 
@@ -264,10 +265,21 @@ class ClusterDir:
         backups starting at once agree on one key, and no reader sees a half-written one.
         Without `create`, a cluster that never signed anything has no key (None).
         """
-        path = self.manifest_key_path
+        return self._secret_key(self.manifest_key_path, create=create)
+
+    @property
+    def backup_key_path(self) -> Path:
+        return self.root / "secrets" / "backup.key"
+
+    def backup_key(self, *, create: bool) -> bytes | None:
+        """The key that seals what goes to a backup store (0600): snapshots and manifests
+        are encrypted with it before they leave this machine. Part of the escrow."""
+        return self._secret_key(self.backup_key_path, create=create)
+
+    def _secret_key(self, path: Path, *, create: bool) -> bytes | None:
         if create and not path.exists():
             private_dir(path.parent)
-            fd, tmp_name = tempfile.mkstemp(prefix=".manifest.key.", dir=path.parent)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             try:
                 os.fchmod(fd, PRIVATE)
                 with os.fdopen(fd, "wb") as handle:

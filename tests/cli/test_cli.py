@@ -220,3 +220,17 @@ def test_init_for_the_lab_writes_no_remote_root(environ: dict[str, str]) -> None
     lab = cli(environ, "init")
     assert lab.code == 0 and "members:" in lab.out
     assert "remote_root" not in lab.out
+
+
+def test_help_text_flows_instead_of_keeping_the_docstrings_line_breaks(
+    environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command list shows each command's whole first paragraph, wrapped to the
+    terminal, not cut at the docstring's first line break."""
+    cli(environ, "--help")
+    listing = capsys.readouterr().out
+    text = " ".join(row.strip("│ ") for row in listing.splitlines())
+    entry = text.split(" preflight ", 1)[1].split(" down ", 1)[0]
+    assert " ".join(entry.split()).endswith(
+        "init system, clock, free space, ports, fsync, round trip, etcd; lab: etcd, ports)."
+    ), entry

@@ -82,7 +82,7 @@ def test_too_old_etcd_is_refused(lab: LabCluster, tmp_path: Path) -> None:
 
 def test_member_that_dies_at_start_shows_its_log(lab: LabCluster, tmp_path: Path) -> None:
     behaviour = 'echo "fatal: simulated start-up failure of $ETCD_NAME" >&2; exit 1'
-    lab.environ["DCSCTL_ETCD_BIN_DIR"] = str(_fake_etcd(tmp_path / "bad", "3.5.30", behaviour))
+    lab.environ["DCSCTL_ETCD_BIN_DIR"] = str(_fake_etcd(tmp_path / "bad", "3.5.36", behaviour))
     result = lab.dcsctl("up")
     assert result.code == 5
     assert "simulated start-up failure" in result.err
@@ -93,7 +93,7 @@ def test_member_that_never_gets_healthy_times_out_with_a_deadline(
     lab: LabCluster, tmp_path: Path
 ) -> None:
     behaviour = 'echo "waiting forever" >&2; exec sleep 60'
-    lab.environ["DCSCTL_ETCD_BIN_DIR"] = str(_fake_etcd(tmp_path / "hang", "3.5.30", behaviour))
+    lab.environ["DCSCTL_ETCD_BIN_DIR"] = str(_fake_etcd(tmp_path / "hang", "3.5.36", behaviour))
     lab.environ["DCSCTL_TIMEOUT_SCALE"] = "0.1"
     result = lab.dcsctl("up")
     assert result.code == 5

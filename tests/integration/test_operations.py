@@ -19,8 +19,8 @@ from cryptography import x509
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError
-from dcsctl.etcd.versions import NEWEST
-from tests.conftest import REPO, LabCluster, etcd_bin_dir
+from dcsctl.etcd.versions import NEWEST, Version
+from tests.conftest import REPO, LabCluster, etcd_bin_dir, risks_of
 from tests.integration.writer import BackgroundWriter
 from tests.support import cluster_of
 
@@ -36,18 +36,27 @@ def _neighbour(lab: LabCluster, last_octet: int) -> str:
 
 
 def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
+    # The user's own file: a comment of theirs, and a mode of their choosing.
+    users = lab.spec_file.read_text() + "# billing DCS: ask the DBA on call before changes\n"
+    lab.spec_file.write_text(users)
+    lab.spec_file.chmod(0o600)
     lab.ok("up")
     lab.ok("put", "/k", "before")
     for name, octet in (("extra-3", 13), ("extra-4", 14)):
-        lab.ok("member", "add", name, "--address", _neighbour(lab, octet))
+        added = lab.ok("member", "add", name, "--address", _neighbour(lab, octet))
+        assert f"+- name: {name}" in added.err  # the change to the file, as a diff
     members = _members(lab)
     assert len(members) == 5
     assert all(m["healthy"] and m["is_learner"] is False for m in members)
-    assert "extra-4" in lab.spec_file.read_text()  # the -f file follows the membership
+    text = lab.spec_file.read_text()
+    assert "extra-4" in text  # the -f file follows the membership, in place:
+    assert "# billing DCS: ask the DBA on call before changes" in text
+    assert lab.spec_file.stat().st_mode & 0o777 == 0o600
     for name in ("extra-4", "extra-3"):
         lab.ok("member", "remove", name, "--yes")
     assert [m["name"] for m in _members(lab)] == [f"{lab.name}-{i}" for i in range(3)]
     assert lab.ok("get", "/k").out == "before\n"
+    assert lab.spec_file.read_text() == users  # back to exactly the user's file
 
 
 def test_removing_the_leader_hands_over_first_and_ends_healthy(lab: LabCluster) -> None:
@@ -233,7 +242,7 @@ OLD_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"
 
 def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster) -> None:
     document = lab.document()
-    document["etcd"] = {"bin_dir": str(OLD_ETCD)}
+    document["etcd"] = {"bin_dir": str(OLD_ETCD), "accept_risks": risks_of(Version(3, 5, 16))}
     lab.spec_file.write_text(yaml.safe_dump(document))
     lab.ok("up")
     lab.ok("put", "/k", "survives")

@@ -18,9 +18,17 @@ from dcsctl import render, spec
 from dcsctl.errors import ExitCode
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from dcsctl.wait import wait_until
-from tests.conftest import VENV_BIN, LabCluster, etcd_bin_dir, etcd_builds
+from tests.conftest import (
+    VENV_BIN,
+    LabCluster,
+    debian_etcd,
+    etcd_bin_dir,
+    etcd_builds,
+    risks_of,
+)
 from tests.integration.writer import BackgroundWriter
 from tests.support import cluster_of, pack_release
+from tests.support.mirror import release_mirror
 
 GUIDE = Version(3, 5, 16)
 LINES = sorted(NEWEST)
@@ -92,6 +100,9 @@ def test_core_flow_on_each_release_line(
         done = subprocess.run([etcdctl, *argv], capture_output=True, text=True, env=environ,
                               timeout=30, check=False)
         assert done.returncode == 0, (argv, done.stderr)
+        # `dcsctl env` exports only what this etcdctl knows (3.6+ warn on ETCDCTL_API)
+        assert "unrecognized environment variable" not in done.stderr, done.stderr
+    assert ("ETCDCTL_API" in environ) is (line == "3.5")
     assert lab.ok("get", "foo").out == "bar\n"
 
     backup = lab.ok("backup", "--dir", str(tmp_path / "backups"))
@@ -176,7 +187,8 @@ def test_version_mistakes_are_refused_with_a_fix(
     lab.spec_file.write_text(yaml.safe_dump(document))
     mislabeled = lab.dcsctl("up")
     assert mislabeled.code == ExitCode.ENVIRONMENT
-    assert "3.7.3" in mislabeled.err and "3.6.16" in mislabeled.err and "fix:" in mislabeled.err
+    assert str(NEWEST["3.7"]) in mislabeled.err and "3.6.16" in mislabeled.err
+    assert "fix:" in mislabeled.err
 
 
 def test_status_shows_a_mixed_version_cluster(lab_factory: Callable[..., LabCluster]) -> None:
@@ -217,4 +229,89 @@ def test_a_lab_member_runs_a_release_tarball_like_an_ssh_host(
     del document["install"]["version"]
     lab.spec_file.write_text(yaml.safe_dump(document))
     lab.ok("up")
+    assert _versions(lab) == {str(version)}
+
+
+def test_a_lab_up_on_debians_etcd_is_refused_until_the_spec_accepts_each_risk(
+    lab_factory: Callable[..., LabCluster],
+) -> None:
+    """Debian trixie's 3.5.16 has advisories that break dcsctl's security model: `up`
+    names every one and both ways out, writes nothing, and deploys once the spec accepts
+    each by name; `status` then keeps naming the risk as a problem."""
+    lab = lab_factory(members=1, etcd=GUIDE, accept_risks=False)
+    refused = lab.dcsctl("up")
+    assert refused.code == ExitCode.ENVIRONMENT, refused.err
+    for name in ("CVE-2026-33413", "CVE-2026-73499", "CVE-2026-59818"):
+        assert name in refused.err
+    assert "3.5.28, 3.6.9" in refused.err  # CVE-2026-33413's fixed releases
+    assert f"version: {RECOMMENDED}" in refused.err and "accept_risks: [" in refused.err
+    assert not lab.state.exists(), "refused before anything was written"
+
+    named = refused.err.split("security model", 1)[1].split("\n", 1)[0]
+    accepted = [word.strip(",") for word in named.split(": ", 1)[1].split()]
+    assert set(accepted) == set(risks_of(GUIDE))
+    partly = lab.document()
+    partly["etcd"] = {"accept_risks": accepted[1:]}  # one left out: still refused
+    lab.spec_file.write_text(yaml.safe_dump(partly))
+    still = lab.dcsctl("up")
+    assert still.code == ExitCode.ENVIRONMENT and accepted[0] in still.err
+
+    partly["etcd"] = {"accept_risks": accepted}
+    lab.spec_file.write_text(yaml.safe_dump(partly))
+    lab.ok("up")
+    assert _versions(lab) == {str(GUIDE)}
+    view = json.loads(lab.dcsctl("status", "--json").out)
+    running = [p for p in view["problems"] if p.startswith(f"running etcd {GUIDE}")]
+    assert running and "CVE-2026-33413" in running[0] and "fix:" in running[0], view
+
+
+def test_an_upgrade_to_a_version_with_an_unaccepted_advisory_is_refused_before_any_change(
+    lab_factory: Callable[..., LabCluster],
+) -> None:
+    lab = lab_factory(members=1, etcd=GUIDE)
+    lab.ok("up")
+    target = debian_etcd(affected_by="CVE-2026-73499")  # Debian's newest 3.5 (3.5.30)
+    document = lab.document()
+    document["etcd"] = {"accept_risks": [r for r in risks_of(GUIDE) if r != "CVE-2026-73499"]}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    refused = lab.dcsctl("upgrade", "--to", str(target), "--bin-dir", str(etcd_bin_dir(target)))
+    assert refused.code == ExitCode.ENVIRONMENT, refused.err
+    assert "CVE-2026-73499" in refused.err and "3.5.33" in refused.err
+    assert _versions(lab) == {str(GUIDE)}
+    assert not list((lab.state / "backups").glob("*.db")), "refused before the snapshot"
+
+
+def test_a_release_by_version_alone_comes_from_a_mirror_and_is_checked(
+    lab_factory: Callable[..., LabCluster], tmp_path: Path
+) -> None:
+    """install: {method: release, version: X, mirror: URL}: the tarball from an internal
+    mirror over HTTPS, checked against the release data's sha256."""
+    version = NEWEST["3.6"]
+    with release_mirror([version], tmp_path) as mirror:
+        lab = lab_factory(members=1)
+        document = lab.document()
+        document["install"] = mirror.install(version)
+        lab.spec_file.write_text(yaml.safe_dump(document))
+        # The packaged data has no published digest for builds of this machine: refused,
+        # naming the two ways to pin one.
+        unpinned = lab.dcsctl("up")
+        assert unpinned.code == ExitCode.ENVIRONMENT, unpinned.err
+        assert "install.sha256" in unpinned.err and "fix:" in unpinned.err
+        assert not lab.state.exists()
+
+        lab.environ.update(mirror.environ())  # the site's own release data
+        tarball = mirror.root / f"v{version}" / f"etcd-v{version}-linux-amd64.tar.gz"
+        good = tarball.read_bytes()
+        tarball.write_bytes(good[:-100])  # a mirror serving a damaged file
+        damaged = lab.dcsctl("up")
+        assert damaged.code == ExitCode.ENVIRONMENT and "sha256" in damaged.err, damaged.err
+        tarball.write_bytes(good)
+
+        untrusted = dict(document, install={**mirror.install(version), "ca_file": None})
+        lab.spec_file.write_text(yaml.safe_dump(untrusted))
+        refused = lab.dcsctl("up")  # the mirror's certificate chains to no CA it knows
+        assert refused.code == ExitCode.ENVIRONMENT and "certificate" in refused.err
+
+        lab.spec_file.write_text(yaml.safe_dump(document))
+        lab.ok("up")
     assert _versions(lab) == {str(version)}

@@ -61,3 +61,27 @@ def test_watch_refreshes_in_place_and_exits_cleanly_on_ctrl_c(lab: LabCluster,
     finally:
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True,
                        timeout=10, check=False)
+
+
+def test_watch_into_a_pipe_writes_each_view_as_it_is_taken(lab: LabCluster,
+                                                          tmp_path: Path) -> None:
+    """`dcsctl status --watch | tee watch.log`: no terminal to redraw on, so each view is
+    appended while the watch runs (not one view at Ctrl-C), and Ctrl-C still exits 0."""
+    lab.ok("up")
+    log = tmp_path / "watch.log"
+    with log.open("w") as sink:
+        watcher = subprocess.Popen(
+            [str(VENV_BIN / "dcsctl"), "status", "-f", str(lab.spec_file), "--watch",
+             "--interval", "0.5"], stdout=sink, stderr=subprocess.PIPE, text=True,
+            env=lab.environ)
+    try:
+        # Three views in the file while it still runs: written as they were taken.
+        wait_until(lambda: log.read_text().count("INDEX/S") >= 3, timeout=30,
+                   what="the views were not written as they were taken",
+                   last_error=lambda: log.read_text()[-500:])
+        assert watcher.poll() is None
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        _, errors = watcher.communicate(timeout=15)
+    assert watcher.returncode == 0, errors
+    assert "Traceback" not in errors

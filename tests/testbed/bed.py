@@ -27,7 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcsctl.etcd.versions import Version
 from dcsctl.wait import wait_until
+from tests.support import mirror as mirror_module
+from tests.support.mirror import Mirror
 from tests.testbed import rootfs
 from tests.testbed.net import HOST_IF, Net, run
 
@@ -327,13 +330,34 @@ class Testbed:
 
     # -- the spec and the status --
 
+    def serve_releases(self, versions: Sequence[Version]) -> Mirror:
+        """etcd's release tarballs of `versions` (the builds of scripts/setup) on an HTTPS
+        mirror on the control side, as a site without internet keeps one; the server lives
+        in the control namespace until `down`, and `spec` names it from then on."""
+        mirror, _ = mirror_module.start(versions, self.dir / "releases", self.net.control_ns)
+        (self.dir / "mirror.json").write_text(json.dumps(
+            {"url": mirror.url, "ca_file": str(mirror.ca_file),
+             "data_file": str(mirror.data_file), "root": str(mirror.root)}))
+        return mirror
+
+    def release_mirror(self) -> Mirror | None:
+        path = self.dir / "mirror.json"
+        if not path.exists():
+            return None
+        found = json.loads(path.read_text())
+        return Mirror(found["url"], Path(found["ca_file"]), Path(found["data_file"]),
+                      Path(found["root"]))
+
     def spec(self, dcsctl: str = str(REPO / ".venv" / "bin" / "dcsctl")) -> str:
         """What `dcsctl init --target ssh` writes, with the testbed's SSH identity and
-        known_hosts added under `ssh:` (nothing else changed)."""
+        known_hosts added under `ssh:`, and its release mirror under `install:` (the
+        releases it serves are the ones the release data names): nothing else changed."""
+        mirror = self.release_mirror()
+        environ = {**os.environ, **(mirror.environ() if mirror else {})}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "spec.yaml"
             subprocess.run([dcsctl, "init", "--target", "ssh", "-o", str(out)], check=True,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, env=environ)
             text = out.read_text()
         # The guide's database hosts (db-00..) are not booted here: their `patroni:`
         # section (the last one init writes) would send `up` to hosts that do not exist.
@@ -341,8 +365,15 @@ class Testbed:
         anchor = f"ssh:\n  user: {rootfs.USER}\n"
         if anchor not in text:
             raise TestbedError(f"`dcsctl init --target ssh` no longer writes {anchor!r}")
-        return text.replace(anchor, anchor + f"  identity_file: {self.key}\n"
+        text = text.replace(anchor, anchor + f"  identity_file: {self.key}\n"
                             f"  known_hosts_file: {self.known_hosts}\n")
+        release = "install:\n  method: release\n"
+        if mirror:
+            if release not in text:
+                raise TestbedError(f"`dcsctl init --target ssh` no longer writes {release!r}")
+            text = text.replace(release, release + f"  mirror: {mirror.url}\n"
+                                f"  ca_file: {mirror.ca_file}\n")
+        return text
 
     def status(self) -> list[HostStatus]:
         found = []

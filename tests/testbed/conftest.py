@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dcsctl.etcd.versions import NEWEST
 from dcsctl.wait import wait_until
 from tests.conftest import VENV_BIN, base_environ
 from tests.testbed.bed import Testbed
@@ -43,6 +44,8 @@ def testbed() -> Iterator[Testbed]:
     bed = Testbed(prefix=os.environ.get("DCSCTL_TESTBED_PREFIX", "dcstbt"))
     try:
         bed.up(hosts=3, suite="bookworm")
+        # the hosts' etcd comes from a release mirror, as at a site without internet
+        bed.serve_releases(sorted(NEWEST.values()))
         yield bed
     finally:
         bed.down()
@@ -63,6 +66,8 @@ class Deployment:
     def environ(self) -> dict[str, str]:
         environ = base_environ(self.home)
         environ["TMPDIR"] = str(self.tmp)  # ssh master sockets of this deployment only
+        if mirror := self.bed.release_mirror():
+            environ |= mirror.environ()  # the release data of the mirror's builds
         return environ
 
     def dcsctl(self, *argv: str, check: bool = True, timeout: float = 180
@@ -109,8 +114,9 @@ class Deployment:
 
 
 def make_deployment(bed: Testbed, workdir: Path) -> Deployment:
-    """The spec `dcsctl init --target ssh` writes (the guide's hosts, install: apt,
-    service: systemd) with only the testbed's SSH identity and known_hosts added."""
+    """The spec `dcsctl init --target ssh` writes (the guide's hosts, install: release of
+    the recommended etcd, service: systemd) with only the testbed's SSH identity,
+    known_hosts and release mirror added."""
     home = workdir / "home"
     tmp = bed.dir / "t" / str(next(_deployments))  # removed with the testbed
     tmp.mkdir(parents=True)

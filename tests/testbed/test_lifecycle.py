@@ -1,8 +1,9 @@
 """The guide's cluster through its life on real hosts: a fourth host added and removed, a
 host replaced by a new machine of the same name (new disk, new SSH host key), certificate
 rotation and a rolling restart under a writer, an upgrade through the spec from Debian's
-package to release tarballs (3.5.16 -> 3.5.35 -> 3.6.16) under a writer, and a cluster on
-release tarballs from the start (3.7.3, dcsctl's default)."""
+package (3.5.16, its advisories accepted by name) to releases from the site's mirror
+(-> newest 3.5 -> 3.6) under a writer, and a cluster on the recommended release from the
+start (dcsctl's default)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,8 +19,7 @@ import pytest
 import yaml
 
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
-from tests.conftest import etcd_bin_dir
-from tests.support import pack_release
+from tests.conftest import risks_of
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import (
     Deployment,
@@ -92,9 +91,14 @@ def _writing(d: Deployment, prefix: str, max_seconds: float) -> Iterator[list[st
 
 @pytest.fixture(scope="module")
 def life(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """The guide's spec (install: apt, service: systemd) up on dcs-00..02, with the
-    operator's own known_hosts; destroyed after the module, the testbed back to 3 hosts."""
+    """The guide's own spec (install: apt, Debian's 3.5.16 with its advisories accepted by
+    name; service: systemd) up on dcs-00..02, with the operator's own known_hosts;
+    destroyed after the module, the testbed back to 3 hosts."""
     d = make_deployment(testbed, tmp_path_factory.mktemp("testbed-life"))
+    document = yaml.safe_load(d.spec_file.read_text())
+    document["install"] = {"method": "apt"}
+    document["etcd"]["accept_risks"] = risks_of(Version(3, 5, 16))
+    d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
     _operators_known_hosts(d, list(testbed.hosts()))
     _, took = _timed(d, "up")
     print(f"up: {took:.1f} s")
@@ -173,16 +177,10 @@ def test_a_fourth_host_added_and_removed_and_a_host_replaced_by_a_new_machine(
 
 
 def test_rotation_restart_and_an_upgrade_through_the_spec_lose_no_acknowledged_write(
-        life: Deployment, testbed: Testbed, tmp_path: Path) -> None:
+        life: Deployment, testbed: Testbed) -> None:
     d = life
-    with ThreadPoolExecutor() as pool:  # packed (zlib lets go of the GIL) while etcd rolls
-        packing = {step: pool.submit(pack_release, etcd_bin_dir(step), tmp_path)
-                   for step in (NEWEST["3.5"], NEWEST["3.6"])}
-        _rotate_restart_and_upgrade(d, testbed, packing)
-
-
-def _rotate_restart_and_upgrade(d: Deployment, testbed: Testbed,
-                                packing: dict[Version, Future[tuple[Path, str]]]) -> None:
+    mirror = testbed.release_mirror()
+    assert mirror is not None
     wait_healthy(d)
     with _writing(d, "/roll/", max_seconds=90) as lines:
         _, took_rotate = _timed(d, "certs", "rotate", "--yes")
@@ -195,14 +193,11 @@ def _rotate_restart_and_upgrade(d: Deployment, testbed: Testbed,
     print(f"certs rotate {took_rotate:.1f} s, restart {took_restart:.1f} s: {acked} acked, "
           f"{failed} failed or unknown, 0 lost, longest pause {pause:.1f} s")
 
-    # Debian's 3.5.16 -> release 3.5.35 (`up`), then -> 3.6.16 (`dcsctl upgrade`).
-    releases = {step: packing[step].result(timeout=120) for step in packing}
-
+    # Debian's 3.5.16 -> the newest 3.5 release (`up`), then -> 3.6 (`dcsctl upgrade`),
+    # each named by version alone and fetched from the site's mirror.
     def name_release(step: Version) -> None:
-        tarball, sha256 = releases[step]
         document = yaml.safe_load(d.spec_file.read_text())
-        document["install"] = {"method": "release", "tarball": str(tarball),
-                               "sha256": sha256}
+        document["install"] = mirror.install(step)
         d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
     # Positive control: straight from Debian's 3.5.16 to 3.6 is not a supported path, and
@@ -242,17 +237,13 @@ def _rotate_restart_and_upgrade(d: Deployment, testbed: Testbed,
           f"longest pause {pause:.1f} s")
 
 
-def test_release_tarballs_from_the_start_on_new_machines(testbed: Testbed,
-                                                          tmp_path: Path) -> None:
+def test_the_default_release_from_the_start_on_new_machines(testbed: Testbed,
+                                                            tmp_path: Path) -> None:
     hosts = ["dcs-00", "dcs-01", "dcs-02"]
     start = time.monotonic()
     testbed.rebuild(*hosts)
     took_rebuild = time.monotonic() - start
-    d = make_deployment(testbed, tmp_path)
-    tarball, sha256 = pack_release(etcd_bin_dir(RECOMMENDED), tmp_path)
-    document = yaml.safe_load(d.spec_file.read_text())
-    document["install"] = {"method": "release", "tarball": str(tarball), "sha256": sha256}
-    d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    d = make_deployment(testbed, tmp_path)  # init's spec: the recommended release
     try:
         up, took_up = _timed(d, "up")
         assert "healthy: 3/3 members healthy" in up.stdout

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from dcsctl import render, spec
+from dcsctl.hosts.local import LocalHost
 from dcsctl.hosts.ssh import Destination, unreachable
 from dcsctl.spec import ServiceManager
 from dcsctl.targets.disk import MIN_DATA_FREE_BYTES, disk_check
 from dcsctl.targets.protocol import Check, PreflightReport, Verdict
-from dcsctl.targets.ssh.checks import clock_check, init_check
+from dcsctl.targets.ssh.checks import clock_check
+from dcsctl.targets.ssh.init_systems import init_system
+from dcsctl.targets.ssh.place import Place
 
 # What OpenSSH 9.2 prints (LogLevel=ERROR) when a known host presents another key.
 CHANGED = """\
@@ -39,7 +43,13 @@ UNKNOWN = ("No ED25519 host key is known for dcs-02 and you have requested stric
 ])
 def test_service_systemd_needs_systemd_as_pid_1(manager: ServiceManager, init: str,
                                                 verdict: Verdict) -> None:
-    check = init_check("dcs-02", manager, init)
+    cluster = spec.from_mapping({**spec.digest_source(spec.ssh_spec(3, release="3.7.4")),
+                                 "service": {"manager": str(manager)}}, source="test")
+    member = cluster.member("dcs-02")
+    layout = render.remote_layout(cluster, member)
+    place = Place(cluster, member, LocalHost(), layout, render.HostPaths.of(cluster, member),
+                  layout)
+    check = init_system(place).host_check(init)
     assert check.verdict is verdict
     if verdict is Verdict.FAIL:
         assert "not systemd" in check.detail

@@ -11,7 +11,7 @@ from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from dcsctl.hosts.ssh import Destination
 
 LAB = spec.lab_spec(3)
-SSH = spec.ssh_spec(3)
+SSH = spec.ssh_spec(3, release="3.7.4")
 
 
 def _settings(cluster: spec.ClusterSpec, state: render.ClusterState,
@@ -57,7 +57,7 @@ def test_remote_root_prefixes_every_host_path() -> None:
     assert layout.key == PurePosixPath("/srv/host0/etc/dcs/cert/dcs-00.key")
     assert paths.unit == PurePosixPath("/srv/host0/etc/systemd/system/etcd.service")
     assert paths.env_link == PurePosixPath("/srv/host0/etc/default/etcd")
-    assert paths.etcd == PurePosixPath("/srv/host0/usr/bin/etcd")
+    assert paths.etcd == PurePosixPath("/srv/host0/usr/local/bin/etcd")  # a release
 
 
 def test_systemd_unit_runs_etcd_as_its_user_from_the_env_file() -> None:
@@ -119,7 +119,7 @@ COMMON_FLAGS = {
     "auto-compaction-retention", "quota-backend-bytes", "auth-token", "cert-file", "key-file",
     "trusted-ca-file", "client-cert-auth", "peer-cert-file", "peer-key-file",
     "peer-trusted-ca-file", "peer-client-cert-auth", "peer-cert-allowed-hostname",
-    "tls-min-version", "logger", "log-outputs", "log-level",
+    "tls-min-version", "metrics", "logger", "log-outputs", "log-level",
 }
 
 

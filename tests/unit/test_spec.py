@@ -57,7 +57,20 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
      ["members[0].remote_root: must be an absolute path"]),
     ("release without a checksum", {"target": "ssh", "members": GOOD_MEMBERS,
                                     "install": {"method": "release", "tarball": "/x.tgz"}},
-     ["(top level): install: method release needs tarball (path or URL) and sha256"]),
+     ["(top level): install: a release tarball needs its sha256"]),
+    ("release naming nothing", {"target": "ssh", "members": GOOD_MEMBERS,
+                                "install": {"method": "release"}},
+     ["(top level): install: method release needs a version"]),
+    ("release version not a number", {"target": "ssh", "members": GOOD_MEMBERS,
+                                      "install": {"method": "release", "version": "latest"}},
+     ["install.version: must be a release number such as 3.6.17"]),
+    ("mirror not a URL", {"target": "ssh", "members": GOOD_MEMBERS,
+                          "install": {"method": "release", "version": "3.6.17",
+                                      "mirror": "mirror.internal"}},
+     ["install.mirror: must be an http(s):// URL or an absolute folder"]),
+    ("accepting an advisory dcsctl does not know", {
+        "members": GOOD_MEMBERS, "etcd": {"accept_risks": ["CVE-2026-33413", "CVE-1999-1"]}},
+     ["etcd.accept_risks: unknown advisory CVE-1999-1; dcsctl knows"]),
     ("sha256 not hex", {"target": "ssh", "members": GOOD_MEMBERS,
                         "install": {"method": "release", "tarball": "/x", "sha256": "abc"}},
      ["install.sha256: must be 64 lowercase hex digits"]),
@@ -148,12 +161,12 @@ def test_usual_places_are_accepted() -> None:
                      "remote_root": "/tmp/hosts/dcs-00"}],
     })
     assert cluster.paths.data_dir == "/srv/etcd/data"
-    assert spec.ssh_spec(3).paths == spec.RemotePaths()
+    assert spec.ssh_spec(3, release="3.7.4").paths == spec.RemotePaths()
 
 
 @pytest.mark.parametrize("members", [1, 3, 5, 7])
 def test_built_in_specs_round_trip_through_their_annotated_yaml(members: int) -> None:
-    for built in (spec.lab_spec(members), spec.ssh_spec(members)):
+    for built in (spec.lab_spec(members), spec.ssh_spec(members, release="3.7.4")):
         text = spec.render_annotated(built)
         assert spec.parse(text) == built
         assert ("ssh:" in text) is (built.target is spec.Target.SSH)
@@ -173,7 +186,7 @@ def test_invalid_yaml_says_where() -> None:
 def test_the_fixed_places_checked_here_are_where_render_puts_them() -> None:
     from dcsctl import render
 
-    cluster = spec.ssh_spec(1)
+    cluster = spec.ssh_spec(1, release="3.7.4")
     places = render.HostPaths.of(cluster, cluster.members[0])
     assert (str(places.unit), str(places.pidfile), str(places.hosts_file),
             str(places.tarball_cache)) == (spec.SYSTEMD_UNIT, spec.PIDFILE, spec.HOSTS_FILE,

@@ -81,7 +81,7 @@ def test_bad_patroni_sections_are_refused_with_their_path(
 
 
 def test_init_for_ssh_writes_the_guides_database_hosts() -> None:
-    spec = ssh_spec()
+    spec = ssh_spec(release="3.7.4")
     assert spec.patroni is not None
     (scope,) = spec.patroni.scopes
     assert [(n.name, str(n.address), n.ssh) for n in scope.nodes] == [

@@ -12,6 +12,7 @@ from dcsctl.etcd.versions import (
     Version,
     advisories,
     cross_scope,
+    deploy_refusal,
     downgrade_problem,
     refusal,
     upgrade_problem,
@@ -27,12 +28,12 @@ V = Version.parse
         ("3.5.16", "3.5.30", None, None),  # patch upgrade
         ("3.5.30", "3.5.30", None, None),  # nothing to do
         ("3.5.32", "3.6.0", None, None),  # minor upgrade from the required patch release
-        ("3.5.31", "3.6.16", "3.5.32 or later", "3.5.35 -> 3.6.16"),
-        ("3.5.16", "3.6.16", "upgrade to 3.5.x first", "3.5.35 -> 3.6.16"),
-        ("3.5.16", "3.7.3", "skips a minor version", "3.5.35 -> 3.6.16 -> 3.7.3"),
-        ("3.5.35", "3.7.3", "skips a minor version", "3.6.16 -> 3.7.3"),
+        ("3.5.31", "3.6.17", "3.5.32 or later", "3.5.36 -> 3.6.17"),
+        ("3.5.16", "3.6.17", "upgrade to 3.5.x first", "3.5.36 -> 3.6.17"),
+        ("3.5.16", "3.7.4", "skips a minor version", "3.5.36 -> 3.6.17 -> 3.7.4"),
+        ("3.5.36", "3.7.4", "skips a minor version", "3.6.17 -> 3.7.4"),
         ("3.6.11", "3.7.3", None, None),
-        ("3.6.10", "3.7.3", "3.6.11 or later", "3.6.16 -> 3.7.3"),
+        ("3.6.10", "3.7.4", "3.6.11 or later", "3.6.17 -> 3.7.4"),
         ("3.4.23", "3.5.30", None, None),
         ("3.5.30", "3.5.16", "downgrade", None),
         ("3.7.3", "3.6.16", "dcsctl downgrade", None),
@@ -98,14 +99,57 @@ def test_newest_patches_have_no_cross_scope_advisory() -> None:
 
 def test_each_advisory_names_its_fixes_and_what_it_breaks() -> None:
     found = advisories(V("3.5.16"))
-    assert {a.impact for a in found} == {Impact.CROSS_SCOPE, Impact.WARN}
+    assert {a.impact for a in found} == {Impact.AUTH_BYPASS, Impact.CROSS_SCOPE,
+                                         Impact.CRL_BYPASS, Impact.WARN}
     assert Impact.WARN in {a.impact for a in advisories(V("3.5.2"))}
     leak = next(a for a in found if a.ident == WATCH_LEAK)
     assert leak.fixed_text() == "3.5.33, 3.6.14, 3.7.1"
     assert "GHSA-xg4h-6gfc-h4m8" in leak.describe()
-    assert any("upgrade to 3.5.35" in line for line in warnings(V("3.5.16")))
+    assert any("upgrade to 3.5.36" in line for line in warnings(V("3.5.16")))
 
 
 def test_too_old_a_version_is_refused() -> None:
     refused = refusal(V("3.3.27"))
     assert refused is not None and refused.impact is Impact.UNUSABLE
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [
+        # Debian trixie's etcd: auth bypass, cross-scope reads, CRL bypass
+        ("3.5.16", ["CVE-2026-33413", "CVE-2026-33343", "CVE-2026-44283", "CVE-2026-59818",
+                    "CVE-2026-73499"]),
+        ("3.4.23", ["etcd-3.4-eol"]),  # Debian bookworm's: an unsupported line first of all
+        ("3.5.32", ["CVE-2026-73499"]),
+        ("3.5.33", []),  # CVE-2026-73500 (handshake pile-up) is availability: a warning
+        ("3.6.13", ["CVE-2026-73499"]),
+        ("3.7.0", ["CVE-2026-73499"]),
+        ("3.5.36", []), ("3.6.17", []), ("3.7.4", []),
+    ],
+)
+def test_versions_that_break_the_security_model_are_refused_by_name(
+        version: str, refused: list[str]) -> None:
+    problem = deploy_refusal({V(version): ["dcs-00", "dcs-01"]}, accepted=[])
+    if not refused:
+        assert problem is None
+        return
+    assert problem is not None
+    named = problem.message.split(": ")[-1].split(", ")
+    assert set(refused) <= set(named), named
+    assert problem.exit_code == 4
+    assert f"etcd {version} on dcs-00, dcs-01" in problem.message
+    assert "version: 3." in problem.fix and "accept_risks: [" in problem.fix
+    # each advisory's fixed releases are in the details
+    assert all("fixed in" in line for line in problem.details)
+
+
+def test_accepting_every_named_risk_and_only_then_lets_a_version_deploy() -> None:
+    problem = deploy_refusal({V("3.5.16"): ["dcs-00"]}, accepted=[])
+    assert problem is not None
+    names = problem.message.split(": ")[-1].split(", ")
+    assert deploy_refusal({V("3.5.16"): ["dcs-00"]}, accepted=names) is None
+    # an alias counts as the advisory's name; one left out keeps the refusal
+    aliases = ["GHSA-q8m4-xhhv-38mg", *names[1:]]
+    assert deploy_refusal({V("3.5.16"): ["dcs-00"]}, accepted=aliases) is None
+    still = deploy_refusal({V("3.5.16"): ["dcs-00"]}, accepted=names[1:])
+    assert still is not None and still.message.endswith(names[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -27,7 +28,7 @@ __all__ = ["COMMAND_MODULES", "app", "main", "run"]
 # first word (--help, a typo, a command not listed here) imports every module, in the
 # order `--help` shows them (set up, look, protect, change, Patroni); `--version` none.
 COMMAND_MODULES = {
-    "backup": "backup", "restore": "backup",
+    "backup": "backup", "restore": "backup", "state": "state",
     "check": "checks",
     "init": "cluster", "up": "cluster", "preflight": "cluster", "down": "cluster",
     "destroy": "cluster", "status": "cluster", "env": "cluster", "put": "cluster",
@@ -39,7 +40,7 @@ COMMAND_MODULES = {
 }
 
 
-HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "operate", "patroni")
+HELP_ORDER = ("cluster", "checks", "monitoring", "backup", "state", "operate", "patroni")
 
 
 def register_commands(argv: Sequence[str]) -> None:
@@ -50,6 +51,25 @@ def register_commands(argv: Sequence[str]) -> None:
     needed = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else HELP_ORDER
     for module in needed:
         importlib.import_module(f"dcsctl.cli.{module}")
+    flow_help(app)
+
+
+def flow_help(commands: typer.Typer) -> None:
+    """Each command's help is its docstring with the source's line breaks taken out of
+    the paragraphs: rich wraps the text to the terminal, and the command list shows the
+    whole first paragraph instead of stopping at the docstring's first line break."""
+    for info in commands.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = flowed(inspect.getdoc(info.callback) or "")
+    for group in commands.registered_groups:
+        if group.typer_instance is not None:
+            flow_help(group.typer_instance)
+
+
+def flowed(text: str) -> str:
+    """Paragraphs (blank-line separated) kept; the line breaks inside each joined."""
+    return "\n\n".join(" ".join(line.strip() for line in paragraph.splitlines())
+                       for paragraph in text.split("\n\n"))
 
 
 def main(

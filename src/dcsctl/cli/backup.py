@@ -22,10 +22,11 @@ from dcsctl.cli.common import (
     guard_patroni,
     session_of,
 )
-from dcsctl.errors import DcsctlError
+from dcsctl.errors import DcsctlError, UsageError
 from dcsctl.ops import backup as backup_ops
 from dcsctl.ops import facts, restore_preview
 from dcsctl.ops import schedule as schedule_ops
+from dcsctl.ops.context import Cluster
 from dcsctl.ops.restore_preview import RestorePreview, Side
 from dcsctl.snapshots import parse_age
 
@@ -67,6 +68,10 @@ def backup(
         return
     session = session_of(ctx)
     target, running = clusters_of(ctx, spec_file, cluster)
+    if directory is None and target.spec.backup and target.spec.backup.store:
+        _backup_to_store(ctx, target, running, keep=keep, max_age=_age(max_age),
+                         json_output=json_output)
+        return
     try:
         result = backup_ops.take(target, directory=directory, keep=keep, max_age=_age(max_age))
     except DcsctlError:
@@ -100,6 +105,54 @@ def backup(
         session.out.print(f"removed old backup {path}", highlight=False)
 
 
+def _backup_to_store(ctx: typer.Context, target: Cluster, running: Cluster, *,
+                     keep: int | None, max_age: dt.timedelta | None, json_output: bool) -> None:
+    # Here, not at the top: the store brings in boto3 (~150 ms), which no other command needs.
+    from dcsctl.ops import offsite, rotation
+
+    session = session_of(ctx)
+    try:
+        result = offsite.take(target, keep=keep, max_age=max_age)
+    except DcsctlError:
+        session.warnings += filter(None, [facts.best_effort(
+            lambda: facts.record_backup_failure(target))])
+        raise
+    manifest = result.backup.manifest
+    local = backup_ops.BackupResult(backup_ops.Backup(Path(result.backup.name), manifest),
+                                    result.seconds, ())
+    session.warnings += filter(None, [
+        facts.best_effort(lambda: facts.record_backup(target, local)),
+        facts.best_effort(lambda: facts.record_certificates(target, rotation.inventory(running))),
+    ])
+    s3 = offsite.open_settings(target)
+    where = f"{s3.endpoint}/{s3.bucket}/{s3.prefix}{target.spec.name}/{result.backup.object}"
+    if json_output:
+        session.out.print_json(report.dump_json({
+            "object": result.backup.object, "url": where, "seconds": round(result.seconds, 3),
+            "upload_seconds": round(result.upload_seconds, 3), "pruned": list(result.pruned),
+            "aborted_uploads": result.aborted_uploads, "manifest": manifest.__dict__,
+        }))
+        return
+    if result.aborted_uploads:
+        session.err.print(f"aborted {result.aborted_uploads} unfinished upload(s) of an "
+                          "earlier, interrupted backup", highlight=False)
+    session.out.print(
+        f"Snapshot sealed and stored at {where}\n"
+        f"  from {manifest.member}, revision {manifest.revision}, "
+        f"{manifest.key_count if manifest.key_count is not None else '?'} keys, "
+        f"{report.human_bytes(manifest.db_size)} in {result.seconds:.2f} s "
+        f"(upload {result.upload_seconds:.2f} s), sha256 {manifest.sha256[:16]}…",
+        highlight=False,
+    )
+    for name in result.pruned:
+        session.out.print(f"removed old backup {name} from the store", highlight=False)
+
+
+def _uses_store(target: Cluster, directory: Path | None) -> bool:
+    return directory is None and target.spec.backup is not None \
+        and target.spec.backup.store is not None
+
+
 @backup_app.command("list")
 def list_(
     ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
@@ -107,7 +160,11 @@ def list_(
 ) -> None:
     """Backups with their manifests, oldest first."""
     session = session_of(ctx)
-    listing = backup_ops.scan(cluster_of(ctx, spec_file, cluster), directory)
+    target = cluster_of(ctx, spec_file, cluster)
+    if _uses_store(target, directory):
+        _list_store(ctx, target, json_output=json_output)
+        return
+    listing = backup_ops.scan(target, directory)
     backups = listing.ours
     if json_output:
         session.out.print_json(report.dump_json(
@@ -128,12 +185,48 @@ def list_(
             "pruned", highlight=False)
 
 
+def _list_store(ctx: typer.Context, target: Cluster, *, json_output: bool) -> None:
+    from dcsctl.ops import offsite
+
+    session = session_of(ctx)
+    listing = offsite.scan(target)
+    if json_output:
+        session.out.print_json(report.dump_json(
+            [{"object": b.object, **b.manifest.__dict__} for b in listing.ours]))
+        return
+    table = Table("BACKUP", "TAKEN", "MEMBER", "REVISION", "KEYS", "SIZE", "ETCD")
+    for item in listing.ours:
+        m = item.manifest
+        table.add_row(item.name, m.taken_at, m.member, str(m.revision),
+                      str(m.key_count if m.key_count is not None else "?"),
+                      report.human_bytes(m.db_size), m.etcd_version)
+    session.out.print(table)
+    for item in listing.damaged:
+        session.err.print(f"damaged: {item.name} (its snapshot object is missing or cut "
+                          "short; never restored)", highlight=False)
+    if listing.others:
+        session.err.print(
+            f"{len(listing.others)} other object(s) below {target.spec.name}/ in the store are "
+            "not a complete backup of this cluster (another key's, altered, or an upload "
+            "without its manifest): not listed, never pruned", highlight=False)
+
+
 @backup_app.command("verify")
 def verify_(
-    ctx: typer.Context, file: Path, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="a snapshot file, or a backup in the store "
+                                        "(a name from `dcsctl backup list`)")],
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
 ) -> None:
-    """Check a snapshot: etcd's hash, the manifest's sha256, `etcdutl snapshot status`."""
-    verified = backup_ops.verify(cluster_of(ctx, spec_file, cluster), file)
+    """Check a snapshot: etcd's hash, the manifest's sha256, `etcdutl snapshot status`;
+    a stored backup is fetched and opened first (every chunk authenticated)."""
+    target = cluster_of(ctx, spec_file, cluster)
+    if _uses_store(target, None) and not Path(file).exists():
+        from dcsctl.ops import offsite
+
+        verified = offsite.verify(target, file)
+    else:
+        verified = backup_ops.verify(target, Path(file))
     session_of(ctx).out.print(
         f"OK: {file} — revision {verified.facts.revision}, {verified.facts.total_keys} "
         f"keys in the db, {report.human_bytes(verified.facts.total_size)}"
@@ -171,9 +264,12 @@ def _preview_text(target: str, preview: RestorePreview, file: Path) -> str:
 @app.command(rich_help_panel=PROTECT)
 def restore(
     ctx: typer.Context,
-    file: Path,
+    file: Annotated[str | None, typer.Argument(
+        help="a snapshot file, or a backup in the store (see `dcsctl backup list`)")] = None,
     spec_file: SpecOption = None,
     cluster: ClusterOption = None,
+    latest: Annotated[bool, typer.Option(
+        "--latest", help="the newest backup of this cluster in the store")] = False,
     keep_old: Annotated[bool, typer.Option("--keep-old",
                                            help="keep the old data dirs afterwards")] = False,
     bump_revision: Annotated[int, typer.Option(
@@ -200,18 +296,32 @@ def restore(
     target, running = clusters_of(ctx, spec_file, cluster)
     restore_ops.check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
     guard_patroni(ctx, running, "restore", accept_patroni_risk)
-    preview = restore_preview.preview(target, file, from_other_cluster=from_other_cluster,
+    if (file is None) == (not latest):
+        raise UsageError("name one snapshot: a file, a backup in the store, or --latest",
+                         fix="e.g. `dcsctl restore --latest` or `dcsctl restore FILE`")
+    fetched = None
+    if latest or (file is not None and _uses_store(target, None) and not Path(file).exists()):
+        from dcsctl.ops import offsite
+
+        # Opened and checked in full before the preview: a tampered object touches nothing.
+        fetched = offsite.fetch(target, None if latest else file)
+    path = fetched or Path(file or "")
+    preview = restore_preview.preview(target, path, from_other_cluster=from_other_cluster,
                                       without_manifest=without_manifest)
     out = session_of(ctx).out
-    out.print(_preview_text(target.spec.name, preview, file), highlight=False)
+    out.print(_preview_text(target.spec.name, preview, path), highlight=False)
     if not yes and not typer.confirm(
         f"Replace the data of every member of {target.spec.name!r} with this snapshot?"
     ):
         raise DcsctlError("restore cancelled", fix="pass --yes to skip the question")
     result = restore_ops.restore(target, running, preview, keep_old=keep_old,
                                  bump_revision=bump_revision, mark_compacted=mark_compacted)
+    if fetched is not None:
+        from dcsctl.ops import offsite
+
+        offsite.forget(fetched)  # kept until now: an interrupted restore resumes from it
     out.print(
-        f"restored {result.cluster} ({result.cluster_id}) from {file}: "
+        f"restored {result.cluster} ({result.cluster_id}) from {path.name}: "
         f"revision {result.revision}, {result.key_count} keys",
         highlight=False,
     )

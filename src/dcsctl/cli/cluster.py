@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dcsctl import report, spec, tuning
+from dcsctl import releases, report, spec, tuning
 from dcsctl.cli.common import (
     LOOK,
     SET_UP,
@@ -43,7 +43,7 @@ def init(
     """Write an annotated cluster spec (to stdout, or to -o FILE)."""
     session = session_of(ctx)
     lab = spec.lab_spec(members, name) if target is spec.Target.LAB else spec.ssh_spec(
-        members, name)
+        members, name, release=str(releases.default_release(session.context.environ)))
     notes: dict[str, list[str]] = {}
     if rtt_ms is not None:
         timings = tuning.suggest(rtt_ms)
@@ -164,6 +164,10 @@ def status(
             watch_cli.watch(session, target, interval)
         return
     view = status_ops.status(target)
+    from dcsctl.ops import escrow_status
+
+    session.warnings += filter(None, [escrow_status.staleness(
+        target.dir, store_configured=bool(target.spec.backup and target.spec.backup.store))])
     if json_output:
         session.out.print_json(report.dump_json(report.status_json(view)))
     else:

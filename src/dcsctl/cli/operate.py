@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from dcsctl import report, spec
+from dcsctl import report
+from dcsctl import spec_file as spec_file_module
 from dcsctl.cli.common import (
     CHANGE,
     ClusterOption,
@@ -37,11 +39,17 @@ app.add_typer(certs_app, name="certs", rich_help_panel=CHANGE)
 
 
 def _refresh_spec_file(session: Session, target: Cluster, spec_file: Path | None) -> None:
-    """After a membership change, a -f spec file says the old membership: rewrite it."""
-    saved = target.dir.load_spec()
-    if spec_file is not None:
-        atomic_write(spec_file, spec.render_annotated(saved).encode(), 0o644)
-        session.err.print(f"updated {spec_file} to the new membership", highlight=False)
+    """After a membership (or lab binaries) change, a -f spec file says the old one: the
+    changed values only are written into it, in place, keeping its comments, layout and
+    mode; the change is shown as a diff."""
+    if spec_file is None:
+        return
+    change = spec_file_module.updated(spec_file.read_text(), target.dir.load_spec(),
+                                      name=str(spec_file))
+    if change.changed:
+        atomic_write(spec_file, change.text.encode(), stat.S_IMODE(spec_file.stat().st_mode))
+        session.err.print(f"updated {spec_file}:\n{change.diff.rstrip()}", highlight=False,
+                          markup=False)
 
 
 @member_app.command("add")

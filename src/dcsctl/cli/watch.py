@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from dcsctl import live
@@ -18,18 +18,30 @@ from dcsctl.wait import ticks
 def watch(session: Session, cluster: Cluster, interval: float) -> None:
     """Refresh the view every `interval` seconds until Ctrl-C, which ends it cleanly.
 
-    rich's Live redraws in place (cursor moves, no screen clears): no flicker, and the
-    last view stays on the terminal after Ctrl-C."""
-    # The session's console has a fixed width for pipes; a live view fits the terminal.
-    console = Console() if sys.stdout.isatty() else session.out
+    On a terminal rich's Live redraws in place (cursor moves, no screen clears): no
+    flicker, and the last view stays after Ctrl-C. Into a pipe or a file (`| tee
+    watch.log`) there is no place to redraw: each view is printed as it is taken, one
+    after the other, so the log grows while it runs."""
     previous: live.Sample | None = None
+
+    def frames() -> Iterator[RenderableType]:
+        nonlocal previous
+        for started in ticks(interval):
+            current = live.Sample(status_ops.status(cluster), started,
+                                  cluster.context.clock())
+            yield live.frame(current, previous, interval)
+            previous = current
+
     try:
-        with Live(console=console, auto_refresh=False, transient=False) as view:
-            for started in ticks(interval):
-                current = live.Sample(status_ops.status(cluster), started,
-                                      cluster.context.clock())
-                view.update(live.frame(current, previous, interval), refresh=True)
-                previous = current
+        if not session.out.is_terminal:
+            for frame in frames():
+                session.out.print(frame)
+                session.out.file.flush()
+            return
+        # The session's console has a fixed width for pipes; a live view fits the terminal.
+        with Live(console=Console(), auto_refresh=False, transient=False) as view:
+            for frame in frames():
+                view.update(frame, refresh=True)
     except KeyboardInterrupt:
         return
 

@@ -1,8 +1,10 @@
-"""The only module that talks to etcd: TLS + client-cert identity, answers as model values.
+"""The module that speaks etcd's gRPC API: TLS + client-cert identity, answers as model
+values (`etcd/tls.py` does the HTTPS probes).
 
-A thin synchronous facade over etcd3aio (chosen by measurement, ARCHITECTURE.md). It adds
-what the library lacks: one connection per member for per-member questions (status,
-health — round-robin would pick any member), single attempts for non-idempotent changes,
+A thin synchronous facade over etcd3aio (chosen by measurement: docs/architecture.md,
+"Dependencies"). It adds what the library lacks: one connection per member for
+per-member questions (status, health — round-robin would pick any member), single
+attempts for non-idempotent changes,
 and etcd's errors mapped to dcsctl errors. Sections, in order: plumbing (one loop, one
 call helper), cluster, keys, maintenance, membership, auth, load. The TLS context and the
 HTTPS probes (/metrics, /version, the served certificate) are in `etcd/tls.py`.

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from dcsctl.errors import EnvironmentProblem
 
 
 class Version(NamedTuple):
@@ -33,9 +36,9 @@ class Version(NamedTuple):
 # The newest patch release of each line dcsctl supports, tested by the suite (the binaries
 # scripts/setup builds from etcd's Go modules: tools/etcd-build/v*).
 NEWEST: dict[str, Version] = {
-    "3.5": Version(3, 5, 35),
-    "3.6": Version(3, 6, 16),
-    "3.7": Version(3, 7, 3),
+    "3.5": Version(3, 5, 36),
+    "3.6": Version(3, 6, 17),
+    "3.7": Version(3, 7, 4),
 }
 # The lab default: the newest patch of the newest line that passes the whole suite,
 # real Patroni included.
@@ -47,11 +50,25 @@ def newest_patch(version: Version) -> Version | None:
 
 
 class Impact(enum.StrEnum):
-    UNUSABLE = "unusable"  # dcsctl refuses to run it
+    UNUSABLE = "unusable"  # dcsctl refuses to run it, whatever the spec says
+    # A caller without a permission is served anyway: RBAC, the point of the users and
+    # roles dcsctl sets up, does not hold.
+    AUTH_BYPASS = "auth-bypass"
     # One etcd user can read or write outside its grants: Patroni scopes sharing the
     # cluster are not isolated from each other.
     CROSS_SCOPE = "cross-scope"
+    # A revoked certificate still gets in: `certs revoke` does not lock anyone out.
+    CRL_BYPASS = "crl-bypass"
+    # The line gets no more fixes: the next advisory will not be fixed in it.
+    UNSUPPORTED = "unsupported"
     WARN = "warn"
+
+
+# What breaks dcsctl's security model: `up`, `member add/replace` and `upgrade` refuse to
+# deploy a version with one of these unless the spec accepts each by name
+# (etcd.accept_risks). Availability bugs stay warnings: they do not let anyone in.
+BREAKS_SECURITY_MODEL: frozenset[Impact] = frozenset(
+    {Impact.AUTH_BYPASS, Impact.CROSS_SCOPE, Impact.CRL_BYPASS, Impact.UNSUPPORTED})
 
 
 @dataclass(frozen=True)
@@ -100,12 +117,12 @@ ADVISORIES: tuple[Advisory, ...] = (
     Advisory("etcd-3.3-or-older", (), Impact.UNUSABLE,
              "is older than 3.4: no v3 auth features dcsctl relies on",
              (Affected(V(0, 0, 0), V(3, 4, 0)),)),
-    Advisory("etcd-3.4-eol", (), Impact.WARN, "3.4 is end of life and gets no more fixes",
+    Advisory("etcd-3.4-eol", (), Impact.UNSUPPORTED, "3.4 is end of life and gets no more fixes",
              (Affected(V(3, 4, 0), None),)),
     Advisory("etcd-3.5-data-inconsistency", (), Impact.WARN,
              "can lose data after SIGKILL (data-inconsistency bug)",
              (Affected(V(3, 5, 0), V(3, 5, 3)),)),
-    Advisory("CVE-2026-33413", ("GHSA-q8m4-xhhv-38mg",), Impact.CROSS_SCOPE,
+    Advisory("CVE-2026-33413", ("GHSA-q8m4-xhhv-38mg",), Impact.AUTH_BYPASS,
              "with auth on, callers without a permission can use the member list, alarm and "
              "lease APIs and compact: one user can revoke another scope's leader lease",
              (Affected(V(3, 4, 0), V(3, 4, 42)), Affected(V(3, 5, 0), V(3, 5, 28)),
@@ -120,9 +137,10 @@ ADVISORIES: tuple[Advisory, ...] = (
              "can read another scope's values or attach its keys to a lease it controls",
              (Affected(V(3, 4, 0), V(3, 4, 44)), Affected(V(3, 5, 0), V(3, 5, 30)),
               Affected(V(3, 6, 0), V(3, 6, 11)))),
-    Advisory("CVE-2026-59818", ("GHSA-3wh4-j44w-pg92",), Impact.WARN,
+    Advisory("CVE-2026-59818", ("GHSA-3wh4-j44w-pg92",), Impact.CRL_BYPASS,
              "the client CRL is not enforced on the gRPC listener when "
-             "--listen-client-http-urls splits the listeners (dcsctl does not split them)",
+             "--listen-client-http-urls splits the listeners: a revoked certificate still "
+             "gets in on a member configured that way by hand",
              (Affected(V(3, 4, 0), None), Affected(V(3, 5, 0), V(3, 5, 32)),
               Affected(V(3, 6, 0), V(3, 6, 13)), Affected(V(3, 7, 0), V(3, 7, 0)))),
     Advisory("CVE-2026-73499", ("GHSA-xg4h-6gfc-h4m8",), Impact.CROSS_SCOPE,
@@ -153,7 +171,48 @@ def refusal(version: Version) -> Advisory | None:
 
 def cross_scope(version: Version) -> list[Advisory]:
     """Advisories that break the isolation between two etcd users (two Patroni scopes)."""
-    return [a for a in advisories(version) if a.impact is Impact.CROSS_SCOPE]
+    return [a for a in advisories(version)
+            if a.impact in (Impact.CROSS_SCOPE, Impact.AUTH_BYPASS)]
+
+
+def risk_names() -> frozenset[str]:
+    """Every name an advisory goes by: what `etcd.accept_risks` may list."""
+    return frozenset(name for a in ADVISORIES if a.impact is not Impact.UNUSABLE
+                     for name in (a.ident, *a.aliases))
+
+
+def unaccepted_risks(version: Version, accepted: Iterable[str]) -> list[Advisory]:
+    """The advisories that rule out deploying `version`, less those accepted by name."""
+    named = set(accepted)
+    return [a for a in advisories(version) if a.impact in BREAKS_SECURITY_MODEL
+            and not named & {a.ident, *a.aliases}]
+
+
+def deploy_refusal(running: Mapping[Version, Sequence[str]],
+                   accepted: Iterable[str]) -> EnvironmentProblem | None:
+    """Why these versions (each with the members that would run it) may not be deployed,
+    or None. Every advisory is named at once, so one edit of the spec settles them all."""
+    accepted = tuple(accepted)
+    found: dict[Advisory, list[Version]] = {}
+    for version in sorted(running):
+        for advisory in unaccepted_risks(version, accepted):
+            found.setdefault(advisory, []).append(version)
+    if not found:
+        return None
+    where = "; ".join(f"{v} on {', '.join(running[v])}" for v in sorted(
+        {v for versions in found.values() for v in versions}))
+    lines = tuple(f"{a.describe()}" for a in found)
+    names = ", ".join(a.ident for a in found)
+    target = max((RECOMMENDED, *(newest_patch(v) or RECOMMENDED for v in running)))
+    return EnvironmentProblem(
+        f"refusing to deploy etcd {where}: affected by {len(found)} "
+        f"advisor{'y' if len(found) == 1 else 'ies'} that break dcsctl's security model "
+        f"(auth bypass, cross-scope read, CRL bypass, unsupported line): {names}",
+        fix=f"deploy a fixed release — install: {{method: release, version: {target}}} on "
+        f"SSH hosts, etcd.bin_dir or DCSCTL_ETCD_BIN_DIR with etcd {target} in the lab — "
+        f"or accept each risk by name in the spec: etcd: {{accept_risks: [{names}]}}",
+        details=lines,
+    )
 
 
 def upgrade_advice(version: Version) -> str:
@@ -180,11 +239,17 @@ MINOR_UPGRADE_FLOOR: dict[str, Version] = {
 }
 # `etcdutl check v2store` (a 3.5 tool) must pass on a data dir before 3.6 may open it.
 V2STORE_CHECK_BEFORE = Version(3, 6, 0)
-# etcd 3.7 cannot replay the raft entries 3.5 wrote (its v2 requests: it panics with
-# "unmarshal should never fail"); 3.6 still can. Before a member meets 3.7 its WAL must
-# start after them: a raft snapshot taken on 3.6 (found the hard way: 3.5.35 -> 3.6.16 ->
-# 3.7.3 in one afternoon, with fewer than snapshot-count entries in between).
-SNAPSHOT_ON_3_6_BEFORE = Version(3, 7, 0)
+# etcd 3.7.0-3.7.3 cannot replay the raft entries 3.5 wrote (its v2 requests: they panic
+# with "unmarshal should never fail"); 3.6 still can, and 3.7.4 skips them. Before a member
+# meets such a 3.7 its WAL must start after them: a raft snapshot taken on 3.6 (found the
+# hard way: 3.5.35 -> 3.6.16 -> 3.7.3 in one afternoon, with fewer than snapshot-count
+# entries in between). Proven both ways by tests/integration/test_v2_wal_replay.py.
+V2_WAL_REPLAY_PANICS = Affected(Version(3, 7, 0), Version(3, 7, 4))
+
+
+def needs_snapshot_on_3_6(current: Version, wanted: Version) -> bool:
+    """Must a member moving from `current` to `wanted` take a raft snapshot on 3.6 first?"""
+    return current < V2_WAL_REPLAY_PANICS.first_bad and wanted in V2_WAL_REPLAY_PANICS
 # Lines that can go back one minor through etcd's downgrade API (3.7 -> 3.6, 3.6 -> 3.5).
 DOWNGRADE_FROM: frozenset[str] = frozenset({"3.6", "3.7"})
 

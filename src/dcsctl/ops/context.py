@@ -7,6 +7,7 @@ own DCSCTL_HOME, so both exercise the same code.
 from __future__ import annotations
 
 import datetime as dt
+import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -108,14 +109,17 @@ class Cluster:
         A release tarball the spec pins (unpacked in the cache), else etcd.bin_dir,
         DCSCTL_ETCD_BIN_DIR, PATH, dcsctl's bin dir."""
         install = self.spec.install
-        if install.method is InstallMethod.RELEASE and install.tarball and install.sha256:
-            tarball = releases.fetch(install.tarball, install.sha256,
-                                     self.context.home / ".cache" / "releases")
+        if install.method is InstallMethod.RELEASE:
+            located = releases.locate(install, releases.arch_of(platform.machine()),
+                                      self.context.environ)
+            tarball = releases.fetch(located.source, located.sha256,
+                                     self.context.home / ".cache" / "releases",
+                                     located.ca_file)
             found = binaries.find(str(releases.unpacked(tarball)), self.context.environ)
-            named = install.version or releases.named_version(install.tarball)
+            named = install.version or releases.named_version(located.source)
             if named and Version.parse(named) != found.version:
                 raise EnvironmentProblem(
-                    f"{install.tarball} holds etcd {found.version}, but the spec says {named}",
+                    f"{located.source} holds etcd {found.version}, but the spec says {named}",
                     fix="correct install.version, or point install.tarball and install.sha256 "
                     f"at etcd {named}'s release")
             return found

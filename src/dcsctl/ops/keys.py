@@ -39,11 +39,12 @@ def etcdctl_env(cluster: Cluster) -> ShellEnvironment:
             f"cluster {cluster.spec.name!r} has no admin certificate yet",
             fix="run `dcsctl up` first",
         )
+    found = cluster.binaries  # the etcdctl the exports put on PATH (or find there)
     variables = render.etcdctl_environment(
         cluster.spec, ca_cert=directory.ca_cert, cert=directory.admin_cert,
-        key=directory.admin_key,
+        key=directory.admin_key, etcdctl=found.version,
     )
-    bin_dir = str(cluster.binaries.bin_dir)
+    bin_dir = str(found.bin_dir)
     on_path = bin_dir in cluster.context.environ.get("PATH", "").split(os.pathsep)
     return ShellEnvironment(variables, None if on_path else bin_dir)
 

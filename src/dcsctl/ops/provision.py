@@ -8,11 +8,12 @@ object for a later step to find.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dcsctl import render, spec
 from dcsctl.etcd.model import hex_id
+from dcsctl.etcd.versions import Version, deploy_refusal
 from dcsctl.ops.context import Cluster
 from dcsctl.pki import jwt_sign_method
 from dcsctl.state import ClusterRecord
@@ -39,8 +40,14 @@ def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord
 
 
 def check(cluster: Cluster, members: Sequence[spec.Member]) -> str:
-    """The target's checks before anything is written; every failure at once."""
-    report = cluster.target.preflight(members, thorough=False)
+    """The target's checks before anything is written; every failure at once. An etcd
+    the spec names (lab binaries, a release) is checked against the advisories here, before
+    anything is fetched or written; what apt brings is known only after the install."""
+    target = cluster.target
+    if (wanted := target.wanted_version()) is not None:
+        refuse_risky(cluster, {wanted: [m.name for m in members
+                                        if target.installed_version(m.name) != wanted]})
+    report = target.preflight(members, thorough=False)
     if problem := report.problem():
         raise problem
     return report.summary
@@ -53,16 +60,36 @@ class Installs:
     warnings: tuple[str, ...]
 
 
+def refuse_risky(cluster: Cluster, deploying: Mapping[Version, Sequence[str]]) -> None:
+    """Deploying an etcd with an advisory that breaks dcsctl's security model needs the
+    spec to accept each advisory by name (etcd.accept_risks); a member that already runs
+    such a version is left alone (`status` names it)."""
+    wanted = {version: members for version, members in deploying.items() if members}
+    if problem := deploy_refusal(wanted, cluster.spec.etcd.accept_risks):
+        raise problem
+
+
 def install(cluster: Cluster, members: Sequence[spec.Member]) -> Installs:
     target = cluster.target
     target.prepare_install()
     done = in_parallel(members, lambda m: target.install(m.name))
+    # what apt installed is known only now; it is not started
+    refuse_risky(cluster, _by_version((m.name, outcome.version)
+                                      for m, outcome in zip(members, done, strict=True)
+                                      if outcome.replaced))
     notes = [outcome.note for outcome in done if outcome.note]
     # A running member keeps the old binary until it restarts: one at a time.
     restart = frozenset(m.name for m, outcome in zip(members, done, strict=True)
                         if outcome.replaced and cluster.service(m.name).is_active())
     warnings = tuple(dict.fromkeys(w for outcome in done for w in outcome.warnings))
     return Installs("; ".join(notes) if notes else UNCHANGED, restart, warnings)
+
+
+def _by_version(pairs: Iterable[tuple[str, Version]]) -> dict[Version, list[str]]:
+    found: dict[Version, list[str]] = {}
+    for name, version in pairs:
+        found.setdefault(version, []).append(name)
+    return found
 
 
 def _runtime_settings(content: bytes) -> dict[str, str]:

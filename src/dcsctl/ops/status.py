@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo, hex_id
-from dcsctl.etcd.versions import Advisory, Version, advisories
+from dcsctl.etcd.versions import Advisory, Version, advisories, deploy_refusal
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 from dcsctl.targets.disk import member_disk
@@ -172,6 +172,15 @@ def status(cluster: Cluster) -> ClusterView:
         problems.append("members run different etcd versions ("
                         + ", ".join(f"{n} {v}" for n, v in running.items())
                         + "): finish the upgrade or downgrade")
+    by_version: dict[Version, list[str]] = {}
+    for name, version in running.items():
+        by_version.setdefault(Version.parse(version), []).append(name)
+    if refused := deploy_refusal(by_version, accepted=()):
+        # It keeps running, accepted or not: the risk is there all the same.
+        accepted = ", ".join(spec.etcd.accept_risks)
+        problems.append(refused.message.replace("refusing to deploy", "running")
+                        + (f" (accepted in the spec: {accepted})" if accepted else "")
+                        + f"; fix: {refused.fix}")
     known = {m.name for m in spec.members}
     for name, info in infos.items():
         if name not in known:

@@ -25,13 +25,13 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, Usa
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.tls import cluster_version, metrics_text
 from dcsctl.etcd.versions import (
-    SNAPSHOT_ON_3_6_BEFORE,
     V2STORE_CHECK_BEFORE,
     Version,
     downgrade_problem,
+    needs_snapshot_on_3_6,
     upgrade_problem,
 )
-from dcsctl.ops import backup
+from dcsctl.ops import backup, provision
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.provision import member_settings
 from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership, ordered_members
@@ -204,7 +204,7 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version) -> tuple[
             hand_over_leadership(before, member, ordered[0][1].member_id)
         executable = before.target.running_executable(member.name)
         before.service(member.name).stop()
-        if current < SNAPSHOT_ON_3_6_BEFORE <= wanted:
+        if needs_snapshot_on_3_6(current, wanted):
             _snapshot_on_current_version(before, member, executable, record)
         if current < V2STORE_CHECK_BEFORE <= wanted:
             try:
@@ -228,6 +228,7 @@ def roll(before: Cluster, after: Cluster, wanted: Version, *,
     running = running_versions(before)
     if not downgrading:
         check_upgrade_path(running, wanted)
+    provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
     after.target.prepare_install()  # e.g. a release fetched and checked before any stop
     oldest = min(running.values())
     snapshot = None
@@ -246,7 +247,7 @@ def parse_version(text: str) -> Version:
         return Version.parse(text)
     except ValueError as exc:
         raise UsageError(f"{text!r} is not an etcd version",
-                         fix="name a release such as 3.6.16 (see `dcsctl status`)") from exc
+                         fix="name a release such as 3.6.17 (see `dcsctl status`)") from exc
 
 
 def _changed(desired: Cluster, before: Cluster, wanted: Version, bin_dir: Path | None,
@@ -286,6 +287,7 @@ def downgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | Non
     after = _changed(desired, before, wanted, bin_dir,
                      lambda found: found.line == target_line)
     wanted = after.target.wanted_version() or wanted  # --to 3.6: whichever 3.6 it names
+    provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
     with locked(before.dir):
         snapshot = backup.take(before).backup.path
         before.context.progress.message(f"snapshot before the downgrade: {snapshot}")

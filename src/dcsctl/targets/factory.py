@@ -43,7 +43,7 @@ def _lab(spec: ClusterSpec, around: Surroundings) -> Target:
 def _ssh(spec: ClusterSpec, around: Surroundings) -> Target:
     from dcsctl.targets.ssh.target import SshTarget
 
-    return SshTarget(spec, around.directory, around.release_cache)
+    return SshTarget(spec, around.directory, around.release_cache, around.environ)
 
 
 _KINDS: dict[TargetKind, Callable[[ClusterSpec, Surroundings], Target]] = {

@@ -118,6 +118,8 @@ class LabTarget:
                                      fix=f"point --bin-dir at an etcd {wanted} install")
         raw = spec.digest_source(self.spec)
         raw.setdefault("etcd", {})["bin_dir"] = str(directory)
+        # which advisories the user accepts is the given spec's say, not the saved one's
+        raw["etcd"]["accept_risks"] = list(given.etcd.accept_risks)
         return spec.from_mapping(raw, source="the changed spec")
 
     # -- checks --

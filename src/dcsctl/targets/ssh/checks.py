@@ -12,15 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from dcsctl import spec, tuning
+from dcsctl import tuning
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import advisories, upgrade_advice
 from dcsctl.hosts.ssh import SshHost
 from dcsctl.services.protocol import Service
 from dcsctl.targets.disk import DISK_PROBE, data_disk, disk_check
 from dcsctl.targets.protocol import Check, Verdict
-from dcsctl.targets.ssh.files import Place
+from dcsctl.targets.ssh.init_systems import init_system
 from dcsctl.targets.ssh.install import InstallState, superseded_package
+from dcsctl.targets.ssh.place import Place
 from dcsctl.tuning import ELECTION_RTT_FACTOR
 
 MAX_CLOCK_SKEW_S = 0.5  # beyond this, lease and token expiry drift noticeably
@@ -180,22 +181,9 @@ def reach(place: Place, host: SshHost) -> list[Check]:
     how = "sudo" if place.spec.ssh.sudo else "login"
     return [Check(name, "ssh", Verdict.OK, f"reached {host.destination}"),
             Check(name, "privileges", Verdict.OK, f"root via {how}"),
-            init_check(name, place.spec.service.manager, init),
+            init_system(place).host_check(init),
             _clock_check(name, host),
             disk_check(name, data_dir, df_line)]
-
-
-def init_check(member: str, manager: spec.ServiceManager, init: str) -> Check:
-    """`service: {manager: systemd}` needs systemd as PID 1 (a container or a host booted
-    with another init has none, and `systemctl` cannot start anything there)."""
-    if manager is spec.ServiceManager.SYSTEMD and init != "systemd":
-        return Check(member, "init", Verdict.FAIL,
-                     f"PID 1 is {init or 'unknown'}, not systemd, and the spec says "
-                     "`service: {manager: systemd}`",
-                     fix="set `service: {manager: process}` in the spec for hosts without "
-                     "systemd (etcd then runs as a detached process), or boot the host "
-                     "with systemd")
-    return Check(member, "init", Verdict.OK, f"PID 1 is {init}; etcd runs as {manager}")
 
 
 def clock_check(member: str, remote_clock: str, before: float, after: float) -> Check:
@@ -246,7 +234,7 @@ def host_checks(place: Place, host: SshHost, service: Service,
                             "(passwordless sudo, or log in as root)"))
     checks.append(Check(name, "os", Verdict.OK if os_name else Verdict.WARN,
                         os_name or "no /etc/os-release"))
-    checks.append(init_check(name, place.spec.service.manager, init))
+    checks.append(init_system(place).host_check(init))
     checks.append(clock)
     checks.append(data_disk(host, name, place.layout.data_dir))
     checks.append(_ports_check(place, service))

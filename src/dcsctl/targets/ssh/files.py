@@ -18,10 +18,11 @@ from pathlib import Path, PurePath
 from dcsctl import render
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.hosts.protocol import UNCHANGED_EXIT, Host
-from dcsctl.spec import ClusterSpec, Member, ServiceManager
 from dcsctl.state import PRIVATE, PUBLIC
 from dcsctl.targets.data_dir import DATA_DIR_MODE, ensure_dir, raise_unless_ok
 from dcsctl.targets.protocol import FileChange, Written
+from dcsctl.targets.ssh.init_systems import init_system
+from dcsctl.targets.ssh.place import DesiredFile, Place
 
 CERT_DIR_MODE = 0o750
 
@@ -33,33 +34,7 @@ ln -sfn "$1" "$2"
 """
 
 
-@dataclass(frozen=True)
-class Place:
-    """One member on its host: what `push` and `remove` need to know."""
-
-    spec: ClusterSpec
-    member: Member
-    host: Host
-    layout: render.MemberLayout  # on the host
-    paths: render.HostPaths
-    staged: render.MemberLayout  # on the control machine, where dcsctl issued the files
-
-    @property
-    def owner(self) -> str:
-        user = self.spec.service.user
-        return f"{user}:{user}"
-
-
 # -- what a host must hold --
-
-@dataclass(frozen=True)
-class DesiredFile:
-    path: PurePath
-    content: bytes | None  # None: not issued yet (a plan before the first `up`)
-    mode: int
-    owner: str | None
-    secret: bool = False  # a plan never shows its content
-
 
 @dataclass(frozen=True)
 class DesiredDir:
@@ -97,10 +72,7 @@ def desired_files(place: Place, settings: bytes) -> list[DesiredFile]:
         DesiredFile(on_host.jwt_private, _issued(staged.jwt_private), PRIVATE, private,
                     secret=True),
     ]
-    if place.spec.service.manager is ServiceManager.SYSTEMD:
-        unit = render.systemd_unit(place.spec, on_host, place.paths.etcd)
-        files.append(DesiredFile(place.paths.unit, unit, PUBLIC, public))
-    return files
+    return files + init_system(place).files()
 
 
 def hosts_file(place: Place) -> DesiredFile | None:
@@ -261,12 +233,10 @@ def remove(place: Place) -> None:
     """Take back what `push` put on the host (destroy): keys, config, unit, data."""
     layout, paths, host = place.layout, place.paths, place.host
     doomed = [layout.key, layout.jwt_private, layout.cert, layout.jwt_public, layout.ca_cert,
-              layout.crl, layout.config, paths.pidfile, founding_marker(place)]
+              layout.crl, layout.config, founding_marker(place),
+              *init_system(place).teardown()]
     if paths.env_link is not None:
         doomed.append(paths.env_link)
-    if place.spec.service.manager is ServiceManager.SYSTEMD:
-        host.run(["systemctl", "disable", "etcd.service"])
-        doomed.append(paths.unit)
     result = host.run(["rm", "-rf", "--", *map(str, doomed), str(layout.data_dir)])
     raise_unless_ok(host, result.ok, "removing the member's files", result.stderr)
     # The folders dcsctl made for them go too, but only when empty (/etc/dcs/cert stayed

@@ -4,6 +4,7 @@ checked by sha256, or what is already there — and the service user it runs as.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from dcsctl.spec import InstallMethod
 from dcsctl.state import PUBLIC
 from dcsctl.targets.data_dir import raise_unless_ok
 from dcsctl.targets.protocol import Installed
-from dcsctl.targets.ssh.files import Place
+from dcsctl.targets.ssh.place import Place
 
 # Debian starts a package's service on install; policy-rc.d answering 101 forbids it, so
 # the package's own etcd (with its own data dir) never runs next to ours.
@@ -51,8 +52,9 @@ for tool in etcd etcdctl etcdutl; do
 done
 """
 
-# etcd's version line (or nothing), whether the service user exists, and the version of
-# Debian's etcd-server package if one is installed: one round trip.
+# etcd's version line (or nothing), whether the service user exists, the version of
+# Debian's etcd-server package if one is installed, and the machine's architecture: one
+# round trip.
 INSTALL_PROBE = r"""
 "$1" --version 2>/dev/null | head -n 1
 echo --
@@ -60,6 +62,8 @@ id -u "$2" >/dev/null 2>&1 && echo user || echo no-user
 echo --
 dpkg-query -W -f='${Status} ${Version}\n' etcd-server 2>/dev/null \
   | sed -n 's/^install ok installed //p'
+echo --
+uname -m
 """
 
 USER_SCRIPT = r"""
@@ -76,6 +80,7 @@ class InstallState:
     version: Version | None
     user_exists: bool
     package: str = ""  # the version of Debian's etcd-server package, if installed
+    machine: str = "x86_64"  # `uname -m`
 
 
 def superseded_package(place: Place, state: InstallState) -> str:
@@ -92,13 +97,13 @@ def superseded_package(place: Place, state: InstallState) -> str:
 def install_state(place: Place) -> InstallState:
     result = place.host.run(
         ["sh", "-c", INSTALL_PROBE, "sh", str(place.paths.etcd), place.spec.service.user])
-    version_line, _, rest = result.stdout.partition("--\n")
-    user, _, package = rest.partition("--\n")
+    version_line, user, package, machine = [*result.stdout.split("--\n"), "", "", ""][:4]
     try:
         version: Version | None = Version.parse(version_line)
     except ValueError:
         version = None
-    return InstallState(version, user.strip() == "user", package.strip())
+    return InstallState(version, user.strip() == "user", package.strip(),
+                        machine.strip() or "x86_64")
 
 
 def release_version(settings: spec.InstallSettings) -> Version:
@@ -117,12 +122,12 @@ def wanted_version(cluster_spec: spec.ClusterSpec) -> Version | None:
     return None
 
 
-def release_tarball(settings: spec.InstallSettings, cache: Path) -> Path:
-    """The release tarball in the control machine's cache, checked against its sha256."""
-    if settings.tarball is None or settings.sha256 is None:
-        raise DcsctlError("install.method release names no tarball and sha256",
-                          fix="set install.tarball and install.sha256 in the spec")
-    return releases.fetch(settings.tarball, settings.sha256, cache)
+def release_tarball(settings: spec.InstallSettings, machine: str,
+                    environ: Mapping[str, str], cache: Path) -> Path:
+    """The release tarball for a host of this `uname -m` in the control machine's cache,
+    checked against its sha256."""
+    located = releases.locate(settings, releases.arch_of(machine), environ)
+    return releases.fetch(located.source, located.sha256, cache, located.ca_file)
 
 
 def _check(host: Host, argv: list[str]) -> None:
@@ -131,7 +136,7 @@ def _check(host: Host, argv: list[str]) -> None:
     raise_unless_ok(host, result.ok, f"`{' '.join(argv[:2])} …`", result.stderr)
 
 
-def ensure_installed(place: Place, cache: Path,
+def ensure_installed(place: Place, cache: Path, environ: Mapping[str, str],
                      state: InstallState) -> tuple[Installed, InstallState]:
     """etcd present (per install method) and the service user existing; and the host's
     state afterwards."""
@@ -143,7 +148,7 @@ def ensure_installed(place: Place, cache: Path,
         _check(host, ["sh", "-c", APT_SCRIPT, "sh", "etcd-server", "etcd-client"])
         notes.append("apt etcd-server etcd-client")
     elif method is InstallMethod.RELEASE and state.version != wanted:
-        tarball = release_tarball(place.spec.install, cache)
+        tarball = release_tarball(place.spec.install, state.machine, environ, cache)
         remote = place.paths.tarball_cache / tarball.name
         host.write(remote, tarball.read_bytes(), PUBLIC, "root:root")
         _check(host, ["sh", "-c", RELEASE_SCRIPT, "sh", str(remote), str(place.paths.etcd.parent)])

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 
 from dcsctl import render, spec
@@ -11,8 +11,7 @@ from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import Version
 from dcsctl.hosts.ssh import Destination, SshHost, SshOptions, control_dir
 from dcsctl.services.protocol import Service
-from dcsctl.services.remote import RemoteProcessService, SystemdService
-from dcsctl.spec import ClusterSpec, InstallMethod, ServiceManager
+from dcsctl.spec import ClusterSpec, InstallMethod
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
 from dcsctl.targets import data_dir
 from dcsctl.targets.protocol import (
@@ -24,17 +23,10 @@ from dcsctl.targets.protocol import (
     Written,
 )
 from dcsctl.targets.ssh import checks, files, install
-from dcsctl.targets.ssh.files import Place
+from dcsctl.targets.ssh.init_systems import init_system
 from dcsctl.targets.ssh.install import InstallState
+from dcsctl.targets.ssh.place import Place
 from dcsctl.workflow import in_parallel
-
-# What runs etcd on a host, per `service.manager`: a new init system (OpenRC, say) is one
-# Service class in services/ and one row here.
-SERVICES: dict[ServiceManager, Callable[[SshHost, render.HostPaths, str], Service]] = {
-    ServiceManager.SYSTEMD: lambda host, paths, user: SystemdService(host),
-    ServiceManager.PROCESS: lambda host, paths, user: RemoteProcessService(
-        host, paths.pidfile, paths.log, user),
-}
 
 # Before apt has installed etcd its version is unknown; Debian packages the 3.5 line.
 APT_LINE_GUESS = Version(3, 5, 0)
@@ -45,10 +37,12 @@ class SshTarget:
 
     preflight_scope = "SSH, sudo, init system, clock, free space"
 
-    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path) -> None:
+    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path,
+                 environ: Mapping[str, str]) -> None:
         self.spec = cluster_spec
         self.dir = directory
         self._cache = cache  # release tarballs on the control machine
+        self._environ = environ
         self._hosts: dict[str, SshHost] = {}
         self._versions: dict[str, Version] = {}
         self._states: dict[str, InstallState] = {}
@@ -80,8 +74,7 @@ class SshTarget:
                      self.layout(member), self.paths(member), self.dir.layout(member))
 
     def service(self, member: str) -> Service:
-        return SERVICES[self.spec.service.manager](
-            self.host(member), self.paths(member), self.spec.service.user)
+        return init_system(self.place(member)).service()
 
     # -- etcd binaries: installed on each host --
     def _state(self, member: str) -> InstallState:
@@ -118,12 +111,15 @@ class SshTarget:
 
     def prepare_install(self) -> None:
         if self.spec.install.method is InstallMethod.RELEASE:
-            # fetched and checked once, for every host, before any member stops
-            install.release_tarball(self.spec.install, self._cache)
+            # fetched and checked once per architecture, before any member stops
+            machines = {self._state(m.name).machine for m in self.spec.members}
+            for machine in sorted(machines):
+                install.release_tarball(self.spec.install, machine, self._environ,
+                                        self._cache)
 
     def install(self, member: str) -> Installed:
         done, state = install.ensure_installed(self.place(member), self._cache,
-                                               self._state(member))
+                                               self._environ, self._state(member))
         self._states[member] = state
         self._versions[member] = done.version
         return done
@@ -137,8 +133,8 @@ class SshTarget:
                 install.release_version(settings)):
             raise DcsctlError(
                 f"the spec does not name etcd {wanted}'s release",
-                fix=f"set install: {{method: release, tarball: <etcd-v{wanted}-linux-amd64"
-                ".tar.gz>, sha256: <from SHA256SUMS>}} in the spec and pass it with -f",
+                fix=f"set install: {{method: release, version: {wanted}}} in the spec and pass "
+                "it with -f",
             )
         return given
 
@@ -194,12 +190,12 @@ class SshTarget:
     def write_config(self, member: str, settings: bytes) -> bool:
         host = self.host(member)
         changed = host.write(self.layout(member).config, settings, PUBLIC, "root:root")
-        if self.spec.service.manager is ServiceManager.SYSTEMD:
-            # The unit names the binary: a version change that moves it (install: apt ->
-            # release) must start the new one (the service's start reloads systemd).
-            paths = self.paths(member)
-            unit = render.systemd_unit(self.spec, self.layout(member), paths.etcd)
-            changed = host.write(paths.unit, unit, PUBLIC, "root:root") or changed
+        # What the init system keeps on the host may name the binary (a unit): a version
+        # change that moves it (install: apt -> release) must start the new one.
+        for needed in init_system(self.place(member)).files():
+            if needed.content is not None:
+                changed = host.write(needed.path, needed.content, needed.mode,
+                                     needed.owner) or changed
         return changed
 
     def sync_tls(self, member: str) -> list[str]:

@@ -1,4 +1,4 @@
-module dcsctl.tools/etcd-build/v3.5.35
+module dcsctl.tools/etcd-build/v3.5.36
 
 go 1.26.0
 
@@ -52,15 +52,15 @@ require (
 	github.com/urfave/cli v1.22.4 // indirect
 	github.com/xiang90/probing v0.0.0-20190116061207-43a291ad63a2 // indirect
 	go.etcd.io/bbolt v1.3.12 // indirect
-	go.etcd.io/etcd/api/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/client/pkg/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/client/v2 v2.305.35 // indirect
-	go.etcd.io/etcd/client/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/etcdctl/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/etcdutl/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/pkg/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/raft/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/server/v3 v3.5.35 // indirect
+	go.etcd.io/etcd/api/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/client/pkg/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/client/v2 v2.305.36 // indirect
+	go.etcd.io/etcd/client/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/etcdctl/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/etcdutl/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/pkg/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/raft/v3 v3.5.36 // indirect
+	go.etcd.io/etcd/server/v3 v3.5.36 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.46.0 // indirect
 	go.opentelemetry.io/otel v1.45.0 // indirect

@@ -1,0 +1,82 @@
+"""The init-system seam: a new init system is one class and one registry entry in
+`dcsctl.targets.ssh.init_systems`, and nothing else in dcsctl asks which one a host runs.
+Proven with an init system that exists only here — runit's shape: a run file per
+service that the init system keeps on the host — plugged in for `service.manager`, then
+the SSH core flow on real sshd hosts: preflight asks it about the host, `up` writes its
+file and starts etcd through its service, `status` sees the members healthy, `destroy`
+takes its file back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import PurePath
+from typing import ClassVar
+
+import pytest
+
+from dcsctl.services.protocol import Service
+from dcsctl.spec import ServiceManager
+from dcsctl.state import PUBLIC
+from dcsctl.targets.protocol import Check, Verdict
+from dcsctl.targets.ssh import init_systems
+from dcsctl.targets.ssh.place import DesiredFile, Place
+from tests.ssh.conftest import SshCluster
+
+RUN_FILE = "dcsctl-test-init-etcd.run"  # beside the pidfile, in the host's /run
+
+
+class RunFileInit:
+    """Test-only: etcd started detached like `process`, with a run file of its own."""
+
+    name = "run-file"
+    services_made: ClassVar[list[str]] = []
+
+    def __init__(self, place: Place) -> None:
+        self.place = place
+        self.detached = init_systems.DetachedProcess(place)
+
+    def _run_file(self) -> PurePath:
+        return self.place.paths.pidfile.parent / RUN_FILE
+
+    def service(self) -> Service:
+        RunFileInit.services_made.append(self.place.member.name)
+        return self.detached.service()
+
+    def files(self) -> list[DesiredFile]:
+        script = f"#!/bin/sh\nexec {self.place.paths.etcd}\n".encode()
+        return [DesiredFile(self._run_file(), script, PUBLIC, None)]
+
+    def teardown(self) -> list[PurePath]:
+        return [self._run_file(), *self.detached.teardown()]
+
+    def host_check(self, pid1: str) -> Check:
+        return Check(self.place.member.name, "init", Verdict.OK,
+                     f"run-file init (test): PID 1 is {pid1}")
+
+
+def test_a_new_init_system_is_one_class_and_one_registry_entry(
+        ssh_cluster_factory: Callable[..., SshCluster],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(init_systems.INIT_SYSTEMS, ServiceManager.PROCESS, RunFileInit)
+    RunFileInit.services_made.clear()
+    cluster = ssh_cluster_factory()
+    members = list(cluster.roots)
+
+    checks = json.loads(cluster.ok("preflight", "--json").out)["checks"]
+    init = {c["member"]: c["detail"] for c in checks if c["check"] == "init"}
+    assert set(init) == set(members)
+    assert all(detail.startswith("run-file init (test): PID 1 is") for detail in init.values())
+
+    plan = cluster.ok("up", "--plan").out
+    assert RUN_FILE in plan  # its file is part of what `up` would write
+    cluster.ok("up")
+    status = json.loads(cluster.ok("status", "--json").out)
+    assert status["healthy"] is True and len(status["members"]) == 3
+    for member, root in cluster.roots.items():
+        run_file = root / "run" / RUN_FILE
+        assert run_file.read_text().startswith("#!/bin/sh\nexec "), member
+    assert set(RunFileInit.services_made) >= set(members)  # etcd went through its service
+
+    cluster.ok("destroy", "--yes")
+    assert not any((root / "run" / RUN_FILE).exists() for root in cluster.roots.values())
