@@ -98,6 +98,13 @@ class RoleSampler:
         self._done.set()
         self._thread.join(timeout=10)
 
+    def never_demoted(self) -> bool:
+        """Every answer was `primary`. A REST API too slow to answer within 2 s on a busy
+        machine counts as no answer, not as a demotion (a demotion also restarts
+        PostgreSQL, which the tests check by its start time)."""
+        answered = [role for role in self.roles if role != "unreachable"]
+        return len(answered) >= len(self.roles) / 2 and set(answered) == {"primary"}
+
 
 def _log_since(node: PatroniNode, start: int) -> list[str]:
     return node.log_tail(100_000).splitlines()[start:]
@@ -194,6 +201,6 @@ def test_patroni_reads_tls_files_per_new_connection_not_on_reload(
         assert refused, f"the foreign certificate was never presented:\n{log}"
         assert stalled is not None and back.state.dcs_last_seen is not None
         assert refused_again, f"the reload took the new path:\n{log}"
-        assert set(sampler.roles) == {"primary"}, sampler.roles
+        assert sampler.never_demoted(), sampler.roles
         assert node.process.pid == pid and node.process.poll() is None
         assert api.state().state.postmaster_start_time == started  # PostgreSQL never restarted
