@@ -202,6 +202,11 @@ def plan_text(plan: Plan) -> list[str]:
             lines.append(f"  file     {mark} {change.path}")
             lines += [f"             {line}" for line in change.diff]
         lines.append(f"  service  {host.service}")
+    for node in plan.nodes:
+        lines.append(f"patroni {node.scope}/{node.node} ({node.destination})")
+        for path, action in node.files:
+            mark = {"create": "+", "update": "~", "unchanged": "="}[action]
+            lines.append(f"  file     {mark} {path}")
     lines.append("changes would be made: run `dcsctl up` to apply" if plan.changes
                  else "no changes")
     return lines
@@ -220,6 +225,11 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                           for f in h.files],
             }
             for h in plan.hosts
+        ],
+        "patroni_nodes": [
+            {"scope": n.scope, "node": n.node, "destination": n.destination,
+             "files": [{"path": path, "action": action} for path, action in n.files]}
+            for n in plan.nodes
         ],
     }
 

@@ -289,7 +289,11 @@ class EtcdSettings(_Strict):
     auto_compaction_mode: CompactionMode = CompactionMode.PERIODIC
     auto_compaction_retention: str = "1h"
     quota_backend_bytes: Annotated[int, Field(ge=16 * 2**20, le=8 * 2**30)] = 2 * 2**30
-    auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 600
+    # Patroni logs `Invalid auth token` at ERROR each time its JWT expires (then logs in
+    # again): 600 s meant 3 ERROR lines per node per 30 minutes. Any user or role change
+    # invalidates every token anyway (JWTs carry the auth revision), so a day costs little
+    # (tests/patroni/test_token_noise.py).
+    auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 86400
     log_level: str = "warn"
     # Advisories (CVE or GHSA names) the user accepts by name, so that a version affected
     # by them may be deployed; see `dcsctl status` and the README's advisory table.
@@ -370,6 +374,160 @@ class BackupSettings(_Strict):
     store: BackupStore | None = None
 
 
+PATRONI_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+PATRONI_NAMESPACE = re.compile(r"^/([A-Za-z0-9._-]+/)*$")
+PATRONI_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # also a file name
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+REST_API = re.compile(r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\])"
+                      r"(?::(?P<port>[0-9]{1,5}))?/?$")
+PATRONI_REST_PORT = 8008
+
+
+class ReloadMethod(enum.StrEnum):
+    REST = "rest"  # POST <rest_api>/reload: what `patronictl reload` sends
+    SYSTEMD = "systemd"  # `systemctl reload <systemd_unit>`: Debian's unit sends SIGHUP
+
+
+class PatroniNode(_Strict):
+    """A database host running Patroni for one scope: where its etcd bundle goes."""
+
+    name: str
+    address: ipaddress.IPv4Address
+    ssh: str | None = None  # [user@]host[:port] or an ssh_config alias; default: address
+    bundle_dir: str = "/etc/patroni/etcd"
+    owner: str = "postgres"  # Patroni's user: owns the key and etcd3.yml (0600)
+    group: str | None = None  # default: the owner's name
+    rest_api: str | None = None  # default: http://<address>:8008
+    rest_api_ca_file: str | None = None  # https: the CA (on the control machine)
+    reload: ReloadMethod = ReloadMethod.REST
+    systemd_unit: str = "patroni"
+
+    @field_validator("name")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if not PATRONI_NODE.match(value):
+            raise ValueError("must be the database host's short name (letters, digits, "
+                             "'.', '_', '-'), e.g. db-00")
+        return value
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError("must be an IPv4 address written as text, e.g. 192.168.56.70")
+        return value
+
+    @field_validator("ssh")
+    @classmethod
+    def _ssh_destination(cls, value: str | None) -> str | None:
+        if value is not None and not SSH_DESTINATION.match(value):
+            raise ValueError("must be [user@]host[:port] or an alias from ~/.ssh/config")
+        return value
+
+    @field_validator("bundle_dir", mode="before")
+    @classmethod
+    def _bundle_dir(cls, value: object) -> object:
+        # The issue and Patroni's docs write it with a trailing slash: accept that.
+        if isinstance(value, str) and len(value) > 1:
+            value = value.rstrip("/")
+        return _managed_path(str(value))
+
+    @field_validator("owner", "group")
+    @classmethod
+    def _posix_user(cls, value: str | None) -> str | None:
+        if value is not None and not POSIX_USER.match(value):
+            raise ValueError("must be a POSIX user or group name such as postgres")
+        return value
+
+    @field_validator("rest_api")
+    @classmethod
+    def _rest_api(cls, value: str | None) -> str | None:
+        if value is not None and not REST_API.match(value):
+            raise ValueError("must be http://HOST:PORT or https://HOST:PORT (Patroni's "
+                             "restapi.connect_address)")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("systemd_unit")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9@_.:-]{1,200}", value):
+            raise ValueError("must be a systemd unit name such as patroni or patroni@main")
+        return value
+
+    @property
+    def rest_url(self) -> str:
+        return self.rest_api or f"http://{self.address}:{PATRONI_REST_PORT}"
+
+    @property
+    def file_owner(self) -> str:
+        return f"{self.owner}:{self.group or self.owner}"
+
+
+class PatroniScope(_Strict):
+    name: str
+    namespace: str = "/service/"
+    # Database hosts dcsctl deploys the scope's bundles to; none: bundles stay on the
+    # control machine (`dcsctl patroni config --out`), as before.
+    nodes: list[PatroniNode] = []
+
+    @field_validator("name")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        if not PATRONI_SCOPE.match(value):
+            raise ValueError("must be a Patroni scope name: letters, digits, '.', '_', '-'")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not PATRONI_NAMESPACE.match(value):
+            raise ValueError("must start and end with '/' (Patroni's default is /service/)")
+        return value
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}{self.name}/"
+
+    def node(self, name: str) -> PatroniNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+class PatroniSettings(_Strict):
+    scopes: list[PatroniScope] = []
+
+    @model_validator(mode="after")
+    def _apart(self) -> PatroniSettings:
+        problems = []
+        names = Counter(s.name for s in self.scopes)
+        problems += [f"scope {n!r} is listed {c} times" for n, c in names.items() if c > 1]
+        for a, b in itertools.combinations(self.scopes, 2):
+            if a.name != b.name and (a.prefix.startswith(b.prefix)
+                                     or b.prefix.startswith(a.prefix)):
+                problems.append(f"scopes {a.name!r} and {b.name!r} have overlapping prefixes "
+                                f"({a.prefix}, {b.prefix}): one user could write the other's "
+                                "leader key")
+        places: Counter[tuple[str, str]] = Counter()
+        for scope in self.scopes:
+            nodes = Counter(n.name for n in scope.nodes)
+            problems += [f"scope {scope.name!r}: node {n!r} is listed {c} times"
+                         for n, c in nodes.items() if c > 1]
+            places.update((n.ssh or str(n.address), n.bundle_dir) for n in scope.nodes)
+        problems += [f"two nodes put their bundle in {where}:{path}: give each scope's node "
+                     "its own bundle_dir" for (where, path), c in places.items() if c > 1]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def scope(self, name: str) -> PatroniScope | None:
+        for scope in self.scopes:
+            if scope.name == name:
+                return scope
+        return None
+
+
 class ClusterSpec(_Strict):
     name: str = "dcs"
     domain: str | None = None
@@ -385,6 +543,8 @@ class ClusterSpec(_Strict):
     paths: RemotePaths = RemotePaths()
     manage_etc_hosts: bool = False  # a managed block in /etc/hosts naming every member
     backup: BackupSettings | None = None  # off-site backups (an S3 store); None: local only
+    # Patroni scopes and, for each, the database hosts dcsctl deploys bundles to.
+    patroni: PatroniSettings | None = None
 
     @model_validator(mode="after")
     def _release_is_pinned(self) -> ClusterSpec:
@@ -682,14 +842,27 @@ def lab_spec(members: int = 3, name: str = "dcs") -> ClusterSpec:
     )
 
 
+GUIDE_SCOPE = "demo"
+GUIDE_DB_HOSTS = 3
+
+
+def _guide_db_nodes(network: str) -> list[dict[str, str]]:
+    """db-00, db-01, db-02 on <network>.70, .71, .72: the guide's database hosts."""
+    return [{"name": f"db-{index:02d}", "address": f"{network}.{70 + index}",
+             "ssh": f"db-{index:02d}"} for index in range(GUIDE_DB_HOSTS)]
+
+
 def ssh_spec(members: int = 3, name: str = "dcs", *, release: str) -> ClusterSpec:
     """The guide's three machines (dcs-00.. on 192.168.56.10..), reached over SSH, running
-    the official etcd `release` (not Debian's package: see `install` below)."""
+    the official etcd `release` (not Debian's package: see `install` below), and its
+    database hosts db-00..02 (192.168.56.70..) for one Patroni scope."""
     return from_mapping(
         {"name": name, "domain": "patroni.mydomain", "target": "ssh",
          "ssh": {"user": "admin", "sudo": True}, "manage_etc_hosts": True,
          "install": {"method": "release", "version": release},
-         "members": _guide_members(members, "192.168.56", ssh=True)},
+         "members": _guide_members(members, "192.168.56", ssh=True),
+         "patroni": {"scopes": [{"name": GUIDE_SCOPE,
+                                 "nodes": _guide_db_nodes("192.168.56")}]}},
         source="the built-in SSH spec",
     )
 
@@ -723,6 +896,9 @@ _ANNOTATIONS = {
     "etcd": "etcd settings; auto-compaction is on so history never fills the space quota",
     "backup": "backups off the control machine: an S3 store (snapshots sealed with the "
     "state dir's backup key; credentials only in credentials_file, 0600)",
+    "patroni": "Patroni scopes (role + user each) and their database hosts: `up` deploys "
+    "each node's bundle (ca.crt, cert, key, etcd3.yml) to bundle_dir over SSH, reloads "
+    "Patroni and checks it reached etcd with them; scopes without nodes keep bundles here",
 }
 
 
@@ -733,7 +909,10 @@ def render_annotated(spec: ClusterSpec,
     data = digest_source(spec)
     lab = spec.target is Target.LAB
     if lab:
-        data = {k: v for k, v in data.items() if k not in SSH_ONLY}
+        # Patroni's database nodes are reached over SSH whatever runs the members.
+        nodes = spec.patroni is not None and any(s.nodes for s in spec.patroni.scopes)
+        data = {k: v for k, v in data.items()
+                if k not in SSH_ONLY or (k == "ssh" and nodes)}
     for member in data["members"]:
         # a prefix for paths on SSH hosts: nothing in the lab, and "/" is the default
         if lab or member.get("remote_root") == "/":

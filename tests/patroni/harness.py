@@ -116,27 +116,36 @@ def _tool(name: str) -> str:
 
 @contextlib.contextmanager
 def patroni_node(
-    scope: str, name: str, address: str, etcd3_section: dict[str, object], bundle: Path,
-    namespace: str = "/service/", netns: str | None = None,
+    scope: str, name: str, address: str, etcd3_section: dict[str, object] | None,
+    bundle: Path | None, namespace: str = "/service/", netns: str | None = None, *,
+    etcd3_file: Path | None = None, timing: tuple[int, int, int] = (30, 10, 10),
 ) -> Iterator[PatroniNode]:
-    """Write a patroni.yml around dcsctl's `etcd3:` section, start Patroni, stop it after."""
+    """Write a patroni.yml around dcsctl's `etcd3:` section, start Patroni, stop it after.
+
+    With `etcd3_file` (a deployed bundle's etcd3.yml, used where it lies) Patroni runs on
+    a configuration directory: patroni.yml plus a link to that file, as on a database
+    host where dcsctl deploys the bundle. `timing` is (ttl, loop_wait, retry_timeout).
+    """
     workdir = Path(tempfile.mkdtemp(prefix=f"dcsctl-patroni-{name}-"))
     workdir.chmod(0o755)
     user = pwd.getpwnam(OS_USER)
-    copied = workdir / "etcd"
-    shutil.copytree(bundle, copied)
-    section = dict(etcd3_section)
-    for key in ("cacert", "cert", "key"):
-        section[key] = str(copied / Path(str(section[key])).name)
+    section: dict[str, object] | None = None
+    if etcd3_section is not None and bundle is not None:
+        copied = workdir / "etcd"
+        shutil.copytree(bundle, copied)
+        section = dict(etcd3_section)
+        for key in ("cacert", "cert", "key"):
+            section[key] = str(copied / Path(str(section[key])).name)
     data_dir = workdir / "data"
+    ttl, loop_wait, retry_timeout = timing
     config = {
         "scope": scope,
         "namespace": namespace,
         "name": name,
         "restapi": {"listen": f"{address}:8008", "connect_address": f"{address}:8008"},
-        "etcd3": section,
+        **({"etcd3": section} if section is not None else {}),
         "bootstrap": {
-            "dcs": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+            "dcs": {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
                     "postgresql": {"parameters": {"max_connections": 20}}},
             "initdb": [{"encoding": "UTF8"}, {"auth-local": "trust"}],
         },
@@ -156,12 +165,17 @@ def patroni_node(
                        "host replication replicator 127.0.0.0/8 md5"],
         },
     }
-    config_file = workdir / "patroni.yml"
+    config_dir = workdir / "config"
+    config_dir.mkdir()
+    config_file = config_dir / "patroni.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    if etcd3_file is not None:
+        (config_dir / "zz-etcd3.yml").symlink_to(etcd3_file)
     for path in [workdir, *workdir.rglob("*")]:
-        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
     config_file.chmod(0o600)
-    node = PatroniNode(name, address, workdir, config_file, netns=netns)
+    target = config_dir if etcd3_file is not None else config_file
+    node = PatroniNode(name, address, workdir, target, netns=netns)
     node.start()
     try:
         yield node

@@ -359,6 +359,9 @@ class Testbed:
             subprocess.run([dcsctl, "init", "--target", "ssh", "-o", str(out)], check=True,
                            capture_output=True, timeout=60, env=environ)
             text = out.read_text()
+        # The guide's database hosts (db-00..) are not booted here: their `patroni:`
+        # section (the last one init writes) would send `up` to hosts that do not exist.
+        text = text.partition("\n# Patroni scopes")[0].rstrip("\n") + "\n"
         anchor = f"ssh:\n  user: {rootfs.USER}\n"
         if anchor not in text:
             raise TestbedError(f"`dcsctl init --target ssh` no longer writes {anchor!r}")

@@ -14,10 +14,12 @@ from dcsctl.cli.common import (
     PROTECT,
     ClusterOption,
     JsonOption,
+    PatroniRiskOption,
     SpecOption,
     app,
     cluster_of,
     clusters_of,
+    guard_patroni,
     session_of,
 )
 from dcsctl.errors import DcsctlError, UsageError
@@ -284,6 +286,7 @@ def restore(
         help="allow a snapshot without a (signed) manifest: only etcd's hash is checked")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Disaster recovery: rebuild every member from one verified snapshot."""
     # Here, not at the top: restore brings in deployment and the lifecycle, which a
@@ -292,6 +295,7 @@ def restore(
 
     target, running = clusters_of(ctx, spec_file, cluster)
     restore_ops.check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
+    guard_patroni(ctx, running, "restore", accept_patroni_risk)
     if (file is None) == (not latest):
         raise UsageError("name one snapshot: a file, a backup in the store, or --latest",
                          fix="e.g. `dcsctl restore --latest` or `dcsctl restore FILE`")

@@ -61,6 +61,20 @@ ClusterOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask")]
+PatroniRiskOption = Annotated[list[str] | None, typer.Option(
+    "--accept-patroni-risk", metavar="SCOPE/NODE",
+    help="go ahead although this Patroni node's deployed certificate would be refused when "
+    "it reconnects (its primary would demote); repeat for several")]
+
+
+def guard_patroni(ctx: typer.Context, target: Cluster, operation: str,
+                  accepted: list[str] | None, *, trusted_after: bytes | None = None) -> None:
+    """Refuse an operation that makes etcd clients reconnect while a managed Patroni
+    node's deployed certificate would be refused (ops.patroni_guard)."""
+    from dcsctl.ops import patroni_guard
+
+    session_of(ctx).warnings.extend(patroni_guard.require_fit(
+        target, operation, frozenset(accepted or ()), trusted_after=trusted_after))
 
 
 def confirm(question: str, *, yes: bool, action: str) -> None:

@@ -15,12 +15,14 @@ from dcsctl.cli.common import (
     CHANGE,
     ClusterOption,
     JsonOption,
+    PatroniRiskOption,
     Session,
     SpecOption,
     YesOption,
     app,
     clusters_of,
     confirm,
+    guard_patroni,
     running_cluster_of,
     session_of,
 )
@@ -76,9 +78,11 @@ def member_remove(
     ctx: typer.Context, name: str,
     force: Annotated[bool, typer.Option("--force", help="even if quorum would be lost")] = False,
     spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Remove NAME from the cluster, stop it and drop its data."""
     target = running_cluster_of(ctx, spec_file, cluster)
+    guard_patroni(ctx, target, "member remove", accept_patroni_risk)
     confirm(f"Remove member {name} from {target.spec.name!r}, stop it and delete its data?",
             yes=yes, action="member remove")
     members.remove(target, name, force=force)
@@ -90,10 +94,11 @@ def member_remove(
 @member_app.command("replace")
 def member_replace(
     ctx: typer.Context, name: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
-    yes: YesOption = False,
+    yes: YesOption = False, accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Replace a dead or wiped member: remove, fresh data dir, add, promote."""
     target = running_cluster_of(ctx, spec_file, cluster)
+    guard_patroni(ctx, target, "member replace", accept_patroni_risk)
     confirm(f"Replace member {name} of {target.spec.name!r}: remove it, delete its data dir "
             "and let it join afresh?", yes=yes, action="member replace")
     members.replace(target, name)
@@ -138,6 +143,7 @@ def certs_rotate(
     patroni: Annotated[bool, typer.Option(
         "--patroni", help="also new keys for the Patroni bundles (redeploy them)")] = False,
     spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """New keys for members, admin and JWT signer (one rolling restart), replaced
     certificates revoked; or certificates only (--keep-keys); or the CA (--ca)."""
@@ -145,6 +151,11 @@ def certs_rotate(
         raise DcsctlError("--keep-keys renews member and admin certificates only",
                           fix="use it alone, or drop it for a key rotation")
     target = running_cluster_of(ctx, spec_file, cluster)
+    incoming = target.dir.pki_dir / "ca-next.crt"
+    # Dropping the old CA: afterwards the members trust only the incoming one.
+    trusted_after = incoming.read_bytes() if ca and finish and incoming.exists() else None
+    guard_patroni(ctx, target, "certs rotate", accept_patroni_risk,
+                  trusted_after=trusted_after)
     if ca and finish:
         confirm(f"Drop the old CA of {target.spec.name!r}? Every certificate it signed (Patroni "
                 "bundles not yet redeployed, copies of the old admin certificate) stops "
@@ -210,10 +221,13 @@ def maintenance_(
 
 @app.command("restart", rich_help_panel=CHANGE)
 def restart(
-    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None
+    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Rolling restart: one member at a time, leader last (after handing over)."""
-    result = maintenance.rolling_restart(running_cluster_of(ctx, spec_file, cluster))
+    target = running_cluster_of(ctx, spec_file, cluster)
+    guard_patroni(ctx, target, "restart", accept_patroni_risk)
+    result = maintenance.rolling_restart(target)
     session_of(ctx).out.print(f"restarted {', '.join(result.order)}", highlight=False)
 
 
@@ -238,9 +252,11 @@ def upgrade_(
     to: Annotated[str, typer.Option("--to", help="target etcd version, e.g. 3.6.16")],
     bin_dir: BinDirOption = None,
     spec_file: SpecOption = None, cluster: ClusterOption = None,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Rolling upgrade: supported paths only, snapshot first, leader last (re-run resumes)."""
     target, running = clusters_of(ctx, spec_file, cluster)
+    guard_patroni(ctx, running, "upgrade", accept_patroni_risk)
     result = upgrade.upgrade(target, running, to=to, bin_dir=bin_dir)
     session = session_of(ctx)
     _refresh_spec_file(session, target, spec_file)
@@ -253,9 +269,11 @@ def downgrade_(
     to: Annotated[str, typer.Option("--to", help="the release line to go back to, e.g. 3.6")],
     bin_dir: BinDirOption = None, yes: YesOption = False,
     spec_file: SpecOption = None, cluster: ClusterOption = None,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """etcd's downgrade (3.6+, one minor): storage migrated first, then members rolled."""
     target, running = clusters_of(ctx, spec_file, cluster)
+    guard_patroni(ctx, running, "downgrade", accept_patroni_risk)
     session = session_of(ctx)
     confirm(f"Downgrade etcd cluster {target.spec.name!r} to {to}? Members restart one at "
             "a time on the older binaries.", yes=yes, action="the downgrade")

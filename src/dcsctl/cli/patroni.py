@@ -63,15 +63,25 @@ def remove(
     yes: YesOption = False,
 ) -> None:
     """Delete SCOPE's etcd user and role, its password and bundles (its keys stay)."""
+    from dcsctl.ops import patroni_deploy
+
     target = cluster_of(ctx, spec_file, cluster)
-    confirm(f"Delete Patroni scope {scope}'s etcd user and role, password and bundles? Its "
-            "Patroni nodes lose access to the DCS and their primary demotes.",
-            yes=yes, action="patroni remove")
+    listed = target.spec.patroni.scope(scope) if target.spec.patroni else None
+    nodes = ", ".join(n.name for n in listed.nodes) if listed else ""
+    confirm(f"Delete Patroni scope {scope}'s etcd user and role, password and bundles"
+            + (f" (also from {nodes})" if nodes else "") + "? Its Patroni nodes lose access "
+            "to the DCS and their primary demotes.", yes=yes, action="patroni remove")
     result = patroni_ops.remove(target, scope)
-    session_of(ctx).out.print(
-        f"removed {', '.join(result.changes) or 'nothing left in etcd'} for scope {scope}",
+    taken = patroni_deploy.take_off(target, scope)
+    session = session_of(ctx)
+    session.out.print(
+        f"removed {', '.join(result.changes) or 'nothing left in etcd'} for scope {scope}"
+        + (f"; bundle removed from {', '.join(taken)}" if taken else ""),
         highlight=False,
     )
+    if listed is not None:
+        session.warnings.append(f"scope {scope} is still in the spec's patroni: section: the "
+                                "next `dcsctl up` creates it again; remove it from the spec")
 
 
 @patroni_app.command("list")
@@ -117,3 +127,69 @@ def config(
                       f"{bundle.directory}", highlight=False)
     for line in bundle.advice:
         session.err.print(f"advice: {line}", highlight=False)
+
+
+@patroni_app.command("status")
+def status(
+    ctx: typer.Context, scope: Annotated[str | None, typer.Argument()] = None,
+    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Per database node of the spec: reachable, Patroni version, role, dcs_last_seen age,
+    certificate serial deployed vs issued, days left."""
+    from dcsctl.ops import patroni_status
+
+    nodes = patroni_status.status(cluster_of(ctx, spec_file, cluster), scope)
+    out = session_of(ctx).out
+    if json_output:
+        out.print_json(report.dump_json({"nodes": [
+            {"scope": n.scope, "name": n.name, "address": n.address,
+             "reachable": n.reachable, "problem": n.problem or None, "version": n.version,
+             "role": n.role, "state": n.state, "dcs_last_seen_age_s": n.dcs_last_seen_age_s,
+             "serial_deployed": n.serial_deployed, "serial_issued": n.serial_issued,
+             "drift": n.drift, "days_left": n.days_left}
+            for n in nodes]}))
+        return
+    table = Table("SCOPE", "NODE", "REACHABLE", "PATRONI", "ROLE", "DCS SEEN",
+                  "CERT DEPLOYED", "CERT ISSUED", "DAYS LEFT")
+    for n in nodes:
+        table.add_row(
+            n.scope, n.name, "yes" if n.reachable else f"no ({n.problem})",
+            n.version or "-", n.role or "-",
+            f"{n.dcs_last_seen_age_s} s ago" if n.dcs_last_seen_age_s is not None else "-",
+            n.serial_deployed or "-",
+            (n.serial_issued or "-") + (" (drift)" if n.drift else ""),
+            f"{n.days_left:g}" if n.days_left is not None else "-")
+    out.print(table)
+
+
+@patroni_app.command("doctor")
+def doctor(
+    ctx: typer.Context, scope: str, spec_file: SpecOption = None,
+    cluster: ClusterOption = None, json_output: JsonOption = False,
+) -> None:
+    """Per node of SCOPE: reachable, Patroni version (>= 4.1.1), DCS contact, the deployed
+    bundle is the issued one, timing against etcd's, failsafe_mode, and what the node's
+    user may do (real requests); exit 4 on a failure."""
+    from dcsctl.errors import EnvironmentProblem
+    from dcsctl.ops import patroni_status
+    from dcsctl.targets.protocol import Verdict
+
+    checks = patroni_status.doctor(cluster_of(ctx, spec_file, cluster), scope)
+    out = session_of(ctx).out
+    if json_output:
+        out.print_json(report.dump_json({"scope": scope, "checks": [
+            {"node": c.member, "check": c.name, "verdict": str(c.verdict),
+             "detail": c.detail, "fix": c.fix or None} for c in checks]}))
+    else:
+        table = Table("NODE", "CHECK", "VERDICT", "DETAIL")
+        for c in checks:
+            table.add_row(c.member, c.name, c.verdict.upper(), c.detail)
+        out.print(table)
+    failed = [c for c in checks if c.verdict is Verdict.FAIL]
+    if failed:
+        raise EnvironmentProblem(
+            f"scope {scope}: {len(failed)} check{'s' if len(failed) > 1 else ''} failed",
+            fix="; ".join(dict.fromkeys(f"{c.member}: {c.fix}" for c in failed if c.fix)),
+            details=tuple(f"{c.member} {c.name}: {c.detail}" for c in failed),
+        )

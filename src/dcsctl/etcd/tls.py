@@ -39,6 +39,11 @@ def _ssl_context(tls: ClientTls) -> ssl.SSLContext:
     return context
 
 
+def client_context(tls: ClientTls) -> ssl.SSLContext:
+    """The same context for other HTTPS clients of the members (the JSON gateway)."""
+    return _ssl_context(tls)
+
+
 def served_certificate(endpoint: str, tls: ClientTls, *, timeout: float = 5.0) -> bytes:
     """The certificate (PEM) a member presents on a fresh TLS connection right now."""
     parts = urlsplit(endpoint)

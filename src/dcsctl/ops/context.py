@@ -26,7 +26,14 @@ from dcsctl.hosts.protocol import Host
 from dcsctl.services.protocol import Service
 from dcsctl.spec import InstallMethod
 from dcsctl.state import ClusterDir
-from dcsctl.targets.factory import LocalProcess, Surroundings, local_process, target_for
+from dcsctl.targets.factory import (
+    ClosableHost,
+    LocalProcess,
+    Surroundings,
+    database_host,
+    local_process,
+    target_for,
+)
 from dcsctl.targets.protocol import Target
 from dcsctl.workflow import Progress, SilentProgress
 
@@ -88,6 +95,7 @@ class Cluster:
         self.target: Target = target_for(cluster_spec, Surroundings(
             self.dir, lambda: self.binaries, context.environ,
             context.home / ".cache" / "releases"))
+        self._database_hosts: dict[tuple[str, str], ClosableHost] = {}
 
     def as_it_runs(self) -> Cluster:
         """The cluster its state dir holds: the spec saved by the last change (members added
@@ -133,9 +141,28 @@ class Cluster:
         """A lab member's local process (upgrade and fault tests look at it directly)."""
         return local_process(self.target, member)
 
+    def database_host(self, scope: str, node: str) -> ClosableHost:
+        """The host of a Patroni node the spec lists (one SSH connection per run)."""
+        key = (scope, node)
+        if key not in self._database_hosts:
+            found = self.spec.patroni.scope(scope) if self.spec.patroni else None
+            if found is None:
+                raise NotFound(f"scope {scope!r} is not in the spec's patroni: section",
+                               fix="list it under patroni.scopes with its nodes")
+            try:
+                self._database_hosts[key] = database_host(self.spec, found.node(node))
+            except KeyError:
+                raise NotFound(f"scope {scope!r} has no node {node!r} in the spec",
+                               fix=f"add it under the scope's nodes, or name one of "
+                               f"{', '.join(n.name for n in found.nodes) or 'its nodes'}"
+                               ) from None
+        return self._database_hosts[key]
+
     def close(self) -> None:
-        """End the shared connections to the members' hosts."""
+        """End the shared connections to the members' and database nodes' hosts."""
         self.target.close()
+        for host in self._database_hosts.values():
+            host.close()
 
     def endpoints(self) -> list[str]:
         return [self.spec.client_url(m) for m in self.spec.members]

@@ -14,7 +14,7 @@ from dcsctl import spec
 from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.versions import Version
-from dcsctl.ops import certs, provision, upgrade
+from dcsctl.ops import certs, patroni_deploy, provision, upgrade
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
 from dcsctl.state import ClusterRecord, locked
@@ -80,6 +80,9 @@ class UpWorkflow:
             Phase("auth", "root role and user, auth enabled",
                   lambda: provision.enable_auth(self.cluster),
                   lambda: provision.auth_enabled(self.cluster)),
+            *([Phase("patroni", "scopes' users; bundles on the database nodes, verified",
+                     lambda: patroni_deploy.deploy(self.cluster).note)]
+              if self.cluster.spec.patroni else []),
         ]
 
     def pki_complete(self) -> bool:

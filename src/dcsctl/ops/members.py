@@ -19,7 +19,7 @@ from dcsctl import spec as spec_module
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
 from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
-from dcsctl.ops import certs, provision, revocation
+from dcsctl.ops import certs, patroni_deploy, provision, revocation
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership
 from dcsctl.state import PRIVATE, ClusterRecord, locked
@@ -81,6 +81,15 @@ def _without_member(saved: spec_module.ClusterSpec, name: str) -> spec_module.Cl
     raw = spec_module.digest_source(saved)
     raw["members"] = [m for m in raw["members"] if m["name"] != name]
     return spec_module.from_mapping(raw, source="the spec without the member")
+
+
+def _patroni_hosts(cluster: Cluster) -> list[Phase]:
+    """The spec's Patroni nodes get an etcd3.yml whose hosts are the members now (Patroni
+    reads them at start; a node restarted later must find a live member among them)."""
+    if not patroni_deploy.managed(cluster):
+        return []
+    return [Phase("patroni", "etcd3.yml hosts on the Patroni nodes",
+                  lambda: patroni_deploy.deploy_nodes(cluster).note)]
 
 
 def _once_settled(cluster: Cluster, change: Callable[[], T], what: str) -> T:
@@ -210,7 +219,8 @@ def add(
     grown = cluster.context.cluster(_with_member(cluster.spec, new, at))
     with locked(grown.dir):
         workflow = JoinWorkflow(grown, grown.spec.member(name), grown.dir.record())
-        outcomes = run_phases(workflow.phases(), cluster.context.progress)
+        outcomes = run_phases([*workflow.phases(), *_patroni_hosts(grown)],
+                              cluster.context.progress)
     return MemberChange(name, tuple(outcomes))
 
 
@@ -301,6 +311,7 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
     if not force:  # with --force some of the members that stay are known to be down
         phases.append(Phase("health", "wait until the members that stay are healthy",
                             MemberRuntime(shrunk).health, check_only=True))
+        phases += _patroni_hosts(shrunk)
     with locked(cluster.dir):
         outcomes = run_phases(phases, cluster.context.progress)
     return MemberChange(name, tuple(outcomes))

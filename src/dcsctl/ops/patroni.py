@@ -14,7 +14,7 @@ import secrets
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import yaml
 
@@ -25,6 +25,7 @@ from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.versions import Advisory, Version, cross_scope, upgrade_advice
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
+from dcsctl.ops import revocation
 from dcsctl.ops.certs import RENEW_BEFORE
 from dcsctl.ops.context import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
@@ -94,6 +95,13 @@ def _save_registry(cluster: Cluster, scopes: dict[str, Scope]) -> None:
 
 def _password_path(cluster: Cluster, scope: Scope) -> Path:
     return cluster.dir.root / "secrets" / f"{scope.user}.password"
+
+
+def stored_password(cluster: Cluster, name: str) -> str | None:
+    """The scope's user's password as dcsctl keeps it (0600), if it does."""
+    scope = registered(cluster).get(name)
+    path = _password_path(cluster, scope) if scope else None
+    return path.read_text().strip() if path and path.exists() else None
 
 
 def _scope(cluster: Cluster, name: str) -> Scope:
@@ -334,6 +342,14 @@ class Bundle:
     advice: tuple[str, ...]
 
 
+def _still_good(cluster: Cluster, current: Identity, ca: Identity) -> bool:
+    """Issued by `ca`, not revoked, and not within RENEW_BEFORE of its end."""
+    revoked = {entry.serial for entry in revocation.revoked(cluster.dir)}
+    return (pki.is_issued_by(current.cert_pem, ca.cert_pem)
+            and pki.serial_number(current.cert_pem) not in revoked
+            and pki.inspect(current.cert_pem).not_after - cluster.context.clock() > RENEW_BEFORE)
+
+
 def _node_identity(
     cluster: Cluster, scope: Scope, node: str, directory: Path, ca: Identity, *,
     renew: bool = False,
@@ -341,9 +357,7 @@ def _node_identity(
     cert, key = directory / f"{node}.crt", directory / f"{node}.key"
     current = cluster.dir.load_identity(cert, key)
     now = cluster.context.clock()
-    if not renew and current is not None and pki.is_issued_by(current.cert_pem, ca.cert_pem) and (
-        pki.inspect(current.cert_pem).not_after - now > RENEW_BEFORE
-    ):
+    if not renew and current is not None and _still_good(cluster, current, ca):
         return current
     policy = cluster.spec.tls
     # No CN: the gateway rejects CN-bearing client certs once auth is on.
@@ -351,6 +365,78 @@ def _node_identity(
         ca, pki.Role.CLIENT, common_name=None, organization=scope.user,
         sans=pki.SubjectAltNames(), key_type=policy.key_type, days=policy.leaf_days, now=now,
     )
+
+
+@dataclass(frozen=True)
+class NodeCredentials:
+    """What one database node needs, for files in `directory` on its host."""
+
+    identity: Identity
+    trust: bytes  # ca.crt: the CA (old + new during a CA rotation)
+    etcd3: str  # etcd3.yml: the `etcd3:` section, password included
+    masked: str  # the same with the password masked
+
+
+def node_credentials(
+    cluster: Cluster, name: str, node: str, directory: PurePath, *,
+    ca: Identity | None = None, trust: bytes | None = None, renew: bool = False,
+) -> NodeCredentials:
+    """Issue (or keep) NODE's client certificate, kept in the state dir, and render its
+    etcd3.yml for files in `directory` (a path on the node's host)."""
+    scope = _scope(cluster, name)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", node):
+        raise DcsctlError(f"node name {node!r} is not a valid file name",
+                          fix="use the database host's short name, e.g. db-00")
+    password = _password_path(cluster, scope).read_text().strip()
+    kept = private_dir(cluster.dir.root / "patroni" / name / node)
+    ca = ca or cluster.dir.ca()
+    if ca is None:
+        raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
+    identity = _node_identity(cluster, scope, node, kept, ca, renew=renew)
+    cluster.dir.save_identity(identity, kept / f"{node}.crt", kept / f"{node}.key")
+    section = render.patroni_etcd3_section(
+        cluster.spec, ca_cert=directory / "ca.crt", cert=directory / f"{node}.crt",
+        key=directory / f"{node}.key", username=scope.user, password=password,
+    )
+    text = yaml.safe_dump(section, sort_keys=False)
+    masked = text.replace(password, "'********'  # in etcd3.yml (0600)")
+    return NodeCredentials(identity, trust or ca.cert_pem, text, masked)
+
+
+def node_etcd3(cluster: Cluster, name: str, node: str, directory: PurePath) -> str | None:
+    """The etcd3.yml dcsctl renders for NODE (None: the scope has no stored password)."""
+    scope = registered(cluster).get(name)
+    password = stored_password(cluster, name)
+    if scope is None or password is None:
+        return None
+    section = render.patroni_etcd3_section(
+        cluster.spec, ca_cert=directory / "ca.crt", cert=directory / f"{node}.crt",
+        key=directory / f"{node}.key", username=scope.user, password=password,
+    )
+    return yaml.safe_dump(section, sort_keys=False)
+
+
+def current_credentials(cluster: Cluster, name: str, node: str, directory: PurePath
+                        ) -> NodeCredentials | None:
+    """What node_credentials would give without issuing anything (for `up --plan`):
+    None when a new certificate would be issued."""
+    scope = registered(cluster).get(name)
+    ca = cluster.dir.ca()
+    password_file = _password_path(cluster, scope) if scope else None
+    if scope is None or ca is None or password_file is None or not password_file.exists():
+        return None
+    kept = cluster.dir.root / "patroni" / name / node
+    current = cluster.dir.load_identity(kept / f"{node}.crt", kept / f"{node}.key")
+    if current is None or not _still_good(cluster, current, ca):
+        return None
+    password = password_file.read_text().strip()
+    section = render.patroni_etcd3_section(
+        cluster.spec, ca_cert=directory / "ca.crt", cert=directory / f"{node}.crt",
+        key=directory / f"{node}.key", username=scope.user, password=password,
+    )
+    text = yaml.safe_dump(section, sort_keys=False)
+    return NodeCredentials(current, ca.cert_pem, text,
+                           text.replace(password, "'********'"))
 
 
 def config(
@@ -362,26 +448,13 @@ def config(
     `ca` and `trust` are for a CA rotation: sign with the incoming CA, trust old + new.
     `renew` issues a new key and certificate even when the current ones are good.
     """
-    scope = _scope(cluster, name)
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", node):
-        raise DcsctlError(f"node name {node!r} is not a valid file name",
-                          fix="use the database host's short name, e.g. db-00")
-    password = _password_path(cluster, scope).read_text().strip()
-    kept = private_dir(cluster.dir.root / "patroni" / name / node)
-    ca = ca or cluster.dir.ca()
-    if ca is None:
-        raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
-    identity = _node_identity(cluster, scope, node, kept, ca, renew=renew)
-    targets = [kept] + ([private_dir(out)] if out is not None else [])
-    final = targets[-1]
-    section = render.patroni_etcd3_section(
-        cluster.spec, ca_cert=final / "ca.crt", cert=final / f"{node}.crt",
-        key=final / f"{node}.key", username=scope.user, password=password,
-    )
-    text = yaml.safe_dump(section, sort_keys=False)
-    masked = text.replace(password, "'********'  # in etcd3.yml (0600)")
-    for directory in targets:
-        cluster.dir.save_identity(identity, directory / f"{node}.crt", directory / f"{node}.key")
-        atomic_write(directory / "ca.crt", trust or ca.cert_pem, PUBLIC)
-        atomic_write(directory / "etcd3.yml", text.encode(), PRIVATE)  # holds the password
-    return Bundle(final, text, masked, tuple(render.patroni_timing_advice(cluster.spec)))
+    kept = cluster.dir.root / "patroni" / name / node
+    final = private_dir(out) if out is not None else kept
+    made = node_credentials(cluster, name, node, final, ca=ca, trust=trust, renew=renew)
+    for directory in dict.fromkeys([kept, final]):
+        cluster.dir.save_identity(made.identity, directory / f"{node}.crt",
+                                  directory / f"{node}.key")
+        atomic_write(directory / "ca.crt", made.trust, PUBLIC)
+        atomic_write(directory / "etcd3.yml", made.etcd3.encode(), PRIVATE)  # the password
+    return Bundle(final, made.etcd3, made.masked,
+                  tuple(render.patroni_timing_advice(cluster.spec)))

@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dcsctl import spec
-from dcsctl.ops import certs
+from dcsctl.ops import certs, patroni_deploy
 from dcsctl.ops.context import Cluster
+from dcsctl.ops.patroni_deploy import NodePlan
 from dcsctl.ops.provision import member_settings
 from dcsctl.state import ClusterRecord
 from dcsctl.targets.protocol import FileChange, HostPlan
 from dcsctl.workflow import in_parallel
 
-__all__ = ["FileChange", "HostPlan", "Plan", "plan"]
+__all__ = ["FileChange", "HostPlan", "NodePlan", "Plan", "plan"]
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,12 @@ class Plan:
     cluster: str
     pki: tuple[str, ...]  # what the pki phase would issue
     hosts: tuple[HostPlan, ...]
+    nodes: tuple[NodePlan, ...] = ()  # Patroni nodes' bundles
 
     @property
     def changes(self) -> bool:
-        return bool(self.pki) or any(h.changes for h in self.hosts)
+        return (bool(self.pki) or any(h.changes for h in self.hosts)
+                or any(n.changes for n in self.nodes))
 
 
 def plan(cluster: Cluster) -> Plan:
@@ -44,4 +47,4 @@ def plan(cluster: Cluster) -> Plan:
                                    reissued)
 
     hosts = in_parallel(list(cluster.spec.members), one)
-    return Plan(name, tuple(missing), tuple(hosts))
+    return Plan(name, tuple(missing), tuple(hosts), tuple(patroni_deploy.planned(cluster)))

@@ -131,6 +131,18 @@ def keep_superseded(cluster: Cluster, label: str, cert_pem: bytes) -> Path:
     return path
 
 
+def forget_revoked_superseded(cluster: Cluster) -> None:
+    """Superseded certificates revoked since (a deploy verified their replacements)."""
+    done = {entry.serial for entry in revoked(cluster.dir)}
+    for path in superseded(cluster):
+        try:
+            serial = pki.serial_number(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if serial in done:
+            path.unlink(missing_ok=True)
+
+
 def superseded(cluster: Cluster) -> list[Path]:
     return sorted(cluster.dir.superseded_dir.glob("*.crt"))
 

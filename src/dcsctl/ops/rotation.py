@@ -17,7 +17,7 @@ import datetime as dt
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dcsctl import pki
@@ -26,7 +26,7 @@ from dcsctl.etcd.tls import served_certificate
 from dcsctl.files import atomic_write
 from dcsctl.identity import Identity
 from dcsctl.ops import patroni as patroni_ops
-from dcsctl.ops import revocation
+from dcsctl.ops import patroni_deploy, revocation
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.rekey import KeyRotation, rekey_patroni
@@ -41,6 +41,10 @@ class Verdict(enum.StrEnum):
     OK = "ok"
     EXPIRING = "expiring"
     EXPIRED = "expired"
+    # A Patroni node of the spec: what its host holds is not what dcsctl issued last.
+    DRIFT = "drift"
+    NOT_DEPLOYED = "not deployed"
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,36 @@ class CertificateRow:
     verdict: Verdict
 
 
-def _row(holder: str, role: str, path: Path, now: dt.datetime, warn_days: int) -> CertificateRow:
-    facts = pki.inspect(path.read_bytes())
+def _row(holder: str, role: str, path: Path, now: dt.datetime, warn_days: int, *,
+         pem: bytes | None = None) -> CertificateRow:
+    facts = pki.inspect(pem if pem is not None else path.read_bytes())
     days = facts.days_left(now)
     verdict = (Verdict.EXPIRED if facts.not_after <= now
                else Verdict.EXPIRING if days < warn_days else Verdict.OK)
     return CertificateRow(holder, role, path, facts.subject, facts.not_after, days, verdict)
+
+
+def _deployed_row(cluster: Cluster, scope: str, node: str, issued: Path, *,
+                  now: dt.datetime, warn_days: int) -> CertificateRow:
+    """A spec node's certificate as its host holds it, not the control machine's copy."""
+    found = cluster.spec.patroni.scope(scope) if cluster.spec.patroni else None
+    if found is None:
+        return _row(f"{scope}/{node}", "patroni client", issued, now, warn_days)
+    spec_node = found.node(node)
+    remote = Path(spec_node.bundle_dir) / f"{node}.crt"
+    holder = f"{scope}/{node}"
+    role = f"patroni client (on {spec_node.ssh or spec_node.address})"
+    try:
+        deployed = cluster.database_host(scope, node).read(remote)
+    except DcsctlError:
+        return replace(_row(holder, role, issued, now, warn_days), path=remote,
+                       verdict=Verdict.UNREACHABLE)
+    if deployed is None:
+        return replace(_row(holder, role, issued, now, warn_days), path=remote,
+                       verdict=Verdict.NOT_DEPLOYED)
+    row = _row(holder, role, remote, now, warn_days, pem=deployed)
+    same = pki.serial_number(deployed) == pki.serial_number(issued.read_bytes())
+    return row if same or row.verdict is not Verdict.OK else replace(row, verdict=Verdict.DRIFT)
 
 
 def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateRow]:
@@ -77,10 +105,16 @@ def inventory(cluster: Cluster, warn_days: int = WARN_DAYS) -> list[CertificateR
         path = Path(directory.layout(member.name).cert)
         if path.exists():
             rows.append(_row(member.name, "member", path, now, warn_days))
+    nodes = patroni_deploy.managed(cluster)
     for cert in sorted((directory.root / "patroni").glob("*/*/*.crt")):
-        if cert.name != "ca.crt":
-            rows.append(_row(f"{cert.parent.parent.name}/{cert.parent.name}", "patroni client",
-                             cert, now, warn_days))
+        scope, node = cert.parent.parent.name, cert.parent.name
+        if cert.name == "ca.crt":
+            continue
+        if (scope, node) in nodes:
+            rows.append(_deployed_row(cluster, scope, node, cert, now=now,
+                                      warn_days=warn_days))
+        else:
+            rows.append(_row(f"{scope}/{node}", "patroni client", cert, now, warn_days))
     return rows
 
 
@@ -141,6 +175,16 @@ def _reissue_patroni(
     return tuple(bundles)
 
 
+def _deploy_managed(cluster: Cluster, *, ca: Identity | None = None,
+                    trust: bytes | None = None) -> tuple[str, ...]:
+    """The spec's Patroni nodes get their bundles now, each verified before the
+    certificate it replaced is revoked; the scope/node names that changed."""
+    if not patroni_deploy.managed(cluster):
+        return ()
+    done = patroni_deploy.deploy_nodes(cluster, ca=ca, trust=trust)
+    return tuple(f"{n.scope}/{n.node}" for n in done.nodes if n.files)
+
+
 def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
     """New keys for the admin, the JWT signer and every member (one rolling restart), the
     replaced certificates revoked; Patroni bundles too with `patroni`."""
@@ -151,10 +195,15 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
         keys.stage_jwt()
         MemberRuntime(cluster).restart_all(keys.member_while_stopped)
         bundles = rekey_patroni(cluster) if patroni else _reissue_patroni(cluster)
+        deployed = _deploy_managed(cluster)
     note = f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
-    if patroni:
-        note += ("; deploy the new Patroni bundles, then run `dcsctl certs revoke "
-                 "--superseded` to revoke their old certificates")
+    if deployed:
+        note += (f"; Patroni nodes {', '.join(deployed)}: new bundles deployed and verified, "
+                 "the certificates they replaced revoked")
+    left = patroni_deploy.unmanaged_bundles(cluster)
+    if patroni and left:
+        note += (f"; deploy the new Patroni bundles of {', '.join(left)}, then run `dcsctl "
+                 "certs revoke --superseded` to revoke their old certificates")
     return RotationResult(("admin", "jwt", *keys.members), bundles, True, note)
 
 
@@ -163,7 +212,8 @@ def rotate_leaves(cluster: Cluster) -> RotationResult:
     with locked(cluster.dir):
         ca = cluster.dir.required(cluster.dir.ca(), "CA")
         renewed = _reissue_leaves(cluster, ca)
-    bundles = _reissue_patroni(cluster)
+        bundles = _reissue_patroni(cluster)
+        _deploy_managed(cluster)
     return RotationResult(tuple(renewed), bundles, True, "no member was restarted")
 
 
@@ -209,18 +259,28 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             atomic_write(state_path, json.dumps({"step": "trusting-both"}).encode(), PRIVATE)
             step = "trusting-both"
         new_ca = directory.load_identity(next_cert, next_key) or old
+        both = old.cert_pem + new_ca.cert_pem
         renewed: list[str] = []
         bundles: tuple[str, ...] = ()
         if step == "trusting-both":
+            # The spec's Patroni nodes trust both CAs before any member presents a
+            # certificate of the new one (their own certificates, by the old CA, stay
+            # good while the members trust both).
+            _deploy_managed(cluster, trust=both)
             renewed = _reissue_leaves(cluster, new_ca)
             atomic_write(state_path, json.dumps({"step": "reissued"}).encode(), PRIVATE)
             step = "reissued"
         has_patroni = any((directory.root / "patroni").glob("*/*"))
-        if step == "reissued" and has_patroni and not finish:
-            bundles = _reissue_patroni(cluster, new_ca, old.cert_pem + new_ca.cert_pem)
-            return RotationResult(tuple(renewed), bundles, False,
-                                  "deploy the new Patroni bundles, then run "
-                                  "`dcsctl certs rotate --ca --finish` to drop the old CA")
+        if step == "reissued" and has_patroni:
+            bundles = _reissue_patroni(cluster, new_ca, both)
+            # Certificates of the new CA onto the nodes, verified, the old ones revoked.
+            _deploy_managed(cluster, ca=new_ca, trust=both)
+            left = patroni_deploy.unmanaged_bundles(cluster)
+            if left and not finish:
+                return RotationResult(tuple(renewed), bundles, False,
+                                      f"deploy the new Patroni bundles of {', '.join(left)}, "
+                                      "then run `dcsctl certs rotate --ca --finish` to drop "
+                                      "the old CA")
         # Drop the old CA: members and clients trust only the new one. The CRL is signed
         # by the new CA from now on (its entries were issued by the old one, which no
         # member trusts any more: kept anyway, they cost nothing).
@@ -233,8 +293,9 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
         next_cert.unlink(missing_ok=True)
         next_key.unlink(missing_ok=True)
         state_path.unlink(missing_ok=True)
-    if has_patroni:
-        bundles = _reissue_patroni(cluster)
+        if has_patroni:
+            bundles = _reissue_patroni(cluster)
+            _deploy_managed(cluster)  # the nodes trust the new CA only, like the members
     return RotationResult(tuple(renewed), bundles, True, "old CA dropped")
 
 

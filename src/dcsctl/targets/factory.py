@@ -14,8 +14,9 @@ from typing import Protocol
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.binaries import Binaries
+from dcsctl.hosts.protocol import Host
 from dcsctl.services.protocol import Service
-from dcsctl.spec import ClusterSpec
+from dcsctl.spec import ClusterSpec, PatroniNode
 from dcsctl.spec import Target as TargetKind
 from dcsctl.state import ClusterDir
 from dcsctl.targets.protocol import Target
@@ -55,6 +56,12 @@ def target_for(spec: ClusterSpec, around: Surroundings) -> Target:
     return _KINDS[spec.target](spec, around)
 
 
+class ClosableHost(Host, Protocol):
+    def close(self) -> None:
+        """End the shared connection to the host."""
+        ...
+
+
 class LocalProcess(Service, Protocol):
     """A member that is a process of this machine, which a fault test may signal."""
 
@@ -69,3 +76,19 @@ def local_process(target: Target, member: str) -> LocalProcess:
         raise DcsctlError(f"{member} is not a process of this machine",
                           fix="only lab members can be signalled directly")
     return target.process(member)
+
+
+def database_host(spec: ClusterSpec, node: PatroniNode) -> ClosableHost:
+    """A Patroni node's host, reached over SSH with the cluster's `ssh:` settings (its
+    etcd members may run anywhere: the lab, or SSH hosts)."""
+    from dcsctl.hosts.ssh import Destination, SshHost, SshOptions, control_dir
+
+    settings = spec.ssh
+    options = SshOptions(
+        user=settings.user, port=settings.port, identity_file=settings.identity_file,
+        known_hosts_file=settings.known_hosts_file, config_file=settings.config_file,
+        strict_host_key_checking=settings.strict_host_key_checking,
+        connect_timeout_s=settings.connect_timeout_s,
+    )
+    destination = Destination.parse(node.ssh or str(node.address))
+    return SshHost(node.name, destination, options, control_dir(), sudo=settings.sudo)

@@ -1,0 +1,388 @@
+"""Patroni bundles on the database hosts: placed over SSH, taken in by Patroni, verified,
+and only then the certificates they replaced revoked.
+
+Per node (replicas first, the primary last, so a problem shows on a replica): the files
+land atomically at the same paths (the previous ones kept beside them); Patroni reloads
+when etcd3.yml changed (a reload re-reads only username/password); its connections to
+etcd are aborted so it opens new ones with the new files (patroni_node's docstring: the
+measurement); then its REST API must report a DCS read after that moment. A node that
+does not come back gets its previous files back and is made to reconnect with them, and
+the run stops naming it; nothing is revoked. Patroni is never restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
+from dcsctl.hosts.protocol import Host
+from dcsctl.identity import Identity
+from dcsctl.ops import patroni as patroni_ops
+from dcsctl.ops import revocation
+from dcsctl.ops.context import Cluster
+from dcsctl.ops.patroni_nodes import reconnect, seen_after
+from dcsctl.patroni_node import Endpoint, FileState, parse_file_states
+from dcsctl.patroni_rest import Answer, PatroniApi
+from dcsctl.spec import PatroniNode, PatroniScope, ReloadMethod
+
+# Each file's sha256, mode and owner, or "- - -" when it is missing (or a link: dcsctl
+# never writes through one). Paths arrive as arguments: nothing is quoted into the text.
+FILE_STATE_SCRIPT = r"""
+for f in "$@"; do
+  if [ -f "$f" ] && [ ! -L "$f" ]; then
+    printf '%s %s %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$(stat -c '%a %U:%G' "$f")" "$f"
+  else
+    printf '%s\n' "- - - $f"
+  fi
+done
+"""
+# The previous files stay beside the new ones (mode and owner kept) until the node has
+# reached etcd with the new ones: a rollback is a rename on the host, and the old key
+# never travels.
+KEEP_PREVIOUS_SCRIPT = r"""
+set -eu
+for f in "$@"; do
+  if [ -f "$f" ] && [ ! -L "$f" ]; then
+    cp -p "$f" "$f.dcsctl-previous.tmp"
+    mv -f "$f.dcsctl-previous.tmp" "$f.dcsctl-previous"
+  else
+    rm -f "$f.dcsctl-previous"
+  fi
+done
+"""
+PUT_BACK_SCRIPT = r"""
+set -eu
+for f in "$@"; do
+  if [ -f "$f.dcsctl-previous" ]; then mv -f "$f.dcsctl-previous" "$f"; fi
+done
+"""
+PREVIOUS = ".dcsctl-previous"
+PUBLIC_MODE, PRIVATE_MODE = 0o644, 0o600
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    path: PurePosixPath
+    content: bytes
+    mode: int
+    owner: str
+    secret: bool  # never shown in a plan's diff, never read back
+
+    @property
+    def wanted(self) -> FileState:
+        return FileState(hashlib.sha256(self.content).hexdigest(), format(self.mode, "o"),
+                         self.owner)
+
+
+@dataclass(frozen=True)
+class NodeBundle:
+    scope: PatroniScope
+    node: PatroniNode
+    files: tuple[NodeFile, ...]
+    cert_pem: bytes
+
+    @property
+    def cert_path(self) -> PurePosixPath:
+        return PurePosixPath(self.node.bundle_dir) / f"{self.node.name}.crt"
+
+
+def bundle(cluster: Cluster, scope: PatroniScope, node: PatroniNode, *,
+           ca: Identity | None = None, trust: bytes | None = None) -> NodeBundle:
+    """The node's four files as values (its certificate issued, or kept while good);
+    `ca` and `trust` during a CA rotation (sign with the incoming CA, trust both)."""
+    made = patroni_ops.node_credentials(cluster, scope.name, node.name,
+                                        PurePosixPath(node.bundle_dir), ca=ca, trust=trust)
+    return NodeBundle(scope, node, _files(node, made), made.identity.cert_pem)
+
+
+def file_states(host: Host, paths: Sequence[PurePosixPath]) -> dict[str, FileState]:
+    result = host.run(["sh", "-c", FILE_STATE_SCRIPT, "sh", *map(str, paths)], timeout=60)
+    if not result.ok:
+        raise DcsctlError(f"{host.name}: could not read the state of the bundle files "
+                          f"({result.stderr.strip()[-200:]})",
+                          fix="check sudo and the bundle_dir on that host, then run again")
+    return parse_file_states(result.stdout)
+
+
+def changed_files(host: Host, made: NodeBundle) -> list[NodeFile]:
+    states = file_states(host, [f.path for f in made.files])
+    return [f for f in made.files if states.get(str(f.path)) != f.wanted]
+
+
+@dataclass(frozen=True)
+class NodeDeployed:
+    scope: str
+    node: str
+    files: tuple[str, ...]  # the file names written ("" none: unchanged)
+    verified: bool  # Patroni reached etcd on new connections after the change
+    note: str
+    replaced: bytes | None = None  # the certificate it replaced (PEM), to revoke
+
+
+def _api(node: PatroniNode, cluster: Cluster) -> PatroniApi:
+    return PatroniApi(node.name, node.rest_url, node.rest_api_ca_file,
+                      timeout=cluster.context.deadline(5))
+
+
+def _rest_endpoint(node: PatroniNode) -> Endpoint:
+    parts = urlsplit(node.rest_url)
+    return Endpoint(str(node.address), parts.port or 8008)
+
+
+def _etcd_endpoints(cluster: Cluster) -> list[Endpoint]:
+    spec = cluster.spec
+    return [Endpoint(str(m.address), spec.client_port(m)) for m in spec.members]
+
+
+def _reload(host: Host, node: PatroniNode, api: PatroniApi) -> None:
+    if node.reload is ReloadMethod.SYSTEMD:
+        result = host.run(["systemctl", "reload", node.systemd_unit], timeout=60)
+        if not result.ok:
+            raise EnvironmentProblem(
+                f"{node.name}: `systemctl reload {node.systemd_unit}` failed "
+                f"({result.stderr.strip()[-200:]})",
+                fix="check the node's systemd_unit in the spec (Debian: patroni, or "
+                "patroni@CLUSTER)")
+    else:
+        api.reload()
+
+
+def _state_or_none(api: PatroniApi) -> Answer | None:
+    try:
+        return api.state()
+    except EnvironmentProblem:
+        return None
+
+
+def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
+    node, scope = made.node, made.scope
+    host = cluster.database_host(scope.name, node.name)
+    changed = changed_files(host, made)
+    if not changed:
+        return NodeDeployed(scope.name, node.name, (), True, "unchanged")
+    names = tuple(f.path.name for f in changed)
+    old_cert = host.read(made.cert_path)
+    replaced = (old_cert if old_cert and old_cert.strip() != made.cert_pem.strip()
+                else None)
+    api = _api(node, cluster)
+    before = _state_or_none(api)
+    paths = [str(f.path) for f in made.files]
+    kept = host.run(["sh", "-c", KEEP_PREVIOUS_SCRIPT, "sh", *paths], timeout=60)
+    if not kept.ok:
+        raise DcsctlError(f"{scope.name}/{node.name}: could not keep the previous bundle "
+                          f"files ({kept.stderr.strip()[-200:]})",
+                          fix=f"check free space and permissions in {node.bundle_dir}")
+    for file in changed:
+        host.write(file.path, file.content, file.mode, file.owner)
+    if before is None:
+        _drop_previous(host, paths)
+        return NodeDeployed(
+            scope.name, node.name, names, False,
+            f"placed; Patroni does not answer at {node.rest_url}: start it with "
+            f"{node.bundle_dir}/etcd3.yml (not verified, nothing revoked)")
+    reloaded = "etcd3.yml" in names
+    timing = api.timing()
+    try:
+        if reloaded:
+            _reload(host, node, api)
+        done = reconnect(host, node.name, api, _rest_endpoint(node), _etcd_endpoints(cluster))
+        # dcs_last_seen moves once per HA loop; a leader that cannot reach etcd for
+        # retry_timeout demotes: give up (and put the old files back) well before that.
+        after = seen_after(api, done.node_time,
+                           timeout=cluster.context.deadline(
+                               timing.loop_wait + timing.retry_timeout / 2))
+        if before.state.role == "primary" and after.state.role != "primary":
+            raise ClusterUnhealthy(f"{node.name} is {after.state.role} now, was primary")
+    except (ClusterUnhealthy, EnvironmentProblem) as exc:
+        _put_back(cluster, host, node, api, paths, reload=reloaded)
+        raise EnvironmentProblem(
+            f"{scope.name}/{node.name}: Patroni did not reach etcd with the new bundle "
+            f"({exc.message}); the previous files are back in place and it was made to "
+            "reconnect with them; nothing was revoked",
+            fix=f"look at Patroni's log on {node.name} (a key it cannot read: the node's "
+            "owner in the spec must be the user Patroni runs as), then run `dcsctl up` "
+            "again",
+        ) from exc
+    _drop_previous(host, paths)
+    return NodeDeployed(scope.name, node.name, names, True,
+                        f"reached etcd on new connections ({done.aborted} reopened)",
+                        replaced)
+
+
+def _drop_previous(host: Host, paths: Sequence[str]) -> None:
+    host.run(["rm", "-f", "--", *(p + PREVIOUS for p in paths)], timeout=60)
+
+
+def _put_back(cluster: Cluster, host: Host, node: PatroniNode, api: PatroniApi,
+              paths: Sequence[str], *, reload: bool) -> None:
+    """Best effort, on the way to an error: the previous files and a reconnect."""
+    host.run(["sh", "-c", PUT_BACK_SCRIPT, "sh", *paths], timeout=60)
+    try:
+        if reload:
+            _reload(host, node, api)
+        reconnect(host, node.name, api, _rest_endpoint(node), _etcd_endpoints(cluster))
+    except DcsctlError:
+        pass  # the error being raised names the node; its own retries read these files
+
+
+def _primary_last(cluster: Cluster, scope: PatroniScope) -> list[PatroniNode]:
+    def rank(node: PatroniNode) -> int:
+        answer = _state_or_none(_api(node, cluster))
+        return 1 if answer is not None and answer.state.role in (
+            "primary", "master", "standby_leader") else 0
+
+    ranks = {node.name: rank(node) for node in scope.nodes}
+    return sorted(scope.nodes, key=lambda n: ranks[n.name])
+
+
+@dataclass(frozen=True)
+class Deployed:
+    scopes: tuple[str, ...]  # scope changes (role, user, grants) made
+    nodes: tuple[NodeDeployed, ...]
+    revoked: tuple[int, ...]  # serials of replaced certificates revoked
+
+    @property
+    def note(self) -> str:
+        parts = list(self.scopes)
+        for found in self.nodes:
+            if found.files:
+                parts.append(f"{found.scope}/{found.node}: {', '.join(found.files)} — "
+                             f"{found.note}")
+        if self.revoked:
+            parts.append("revoked replaced " + ", ".join(f"{s:x}" for s in self.revoked))
+        return "; ".join(parts) or "unchanged"
+
+
+def managed(cluster: Cluster) -> set[tuple[str, str]]:
+    """(scope, node) of every database node the spec lists."""
+    settings = cluster.spec.patroni
+    return {(s.name, n.name) for s in (settings.scopes if settings else []) for n in s.nodes}
+
+
+def unmanaged_bundles(cluster: Cluster) -> list[str]:
+    """Bundles kept on the control machine for nodes the spec does not list: a human
+    deploys those."""
+    nodes = managed(cluster)
+    return [f"{d.parent.name}/{d.name}"
+            for d in sorted((cluster.dir.root / "patroni").glob("*/*"))
+            if d.is_dir() and (d.parent.name, d.name) not in nodes]
+
+
+def deploy_nodes(cluster: Cluster, *, ca: Identity | None = None,
+                 trust: bytes | None = None) -> Deployed:
+    """Every spec node's bundle deployed and verified, replicas first; then the
+    certificates they replaced revoked (and forgotten as superseded)."""
+    settings = cluster.spec.patroni
+    outcomes = []
+    for scope in settings.scopes if settings else []:
+        for node in _primary_last(cluster, scope):
+            made = bundle(cluster, scope, node, ca=ca, trust=trust)
+            outcomes.append(deploy_node(cluster, made))
+    # Every node reached etcd with its new certificate: the old ones are no one's now.
+    replaced = [o.replaced for o in outcomes if o.replaced is not None and o.verified]
+    revoked = revocation.revoke(cluster, replaced) if replaced else None
+    revocation.forget_revoked_superseded(cluster)
+    return Deployed((), tuple(outcomes),
+                    tuple(r.serial for r in revoked.added) if revoked else ())
+
+
+def take_off(cluster: Cluster, scope_name: str) -> tuple[str, ...]:
+    """`patroni remove`: the scope's bundle files off every node the spec lists for it
+    (the node's Patroni loses the DCS at its next reconnect: the caller asked first)."""
+    settings = cluster.spec.patroni
+    scope = settings.scope(scope_name) if settings else None
+    removed = []
+    for node in scope.nodes if scope else []:
+        host = cluster.database_host(scope_name, node.name)
+        paths = [str(p) for p in bundle_paths(node)]
+        result = host.run(["rm", "-f", "--", *paths, *(p + PREVIOUS for p in paths)],
+                          timeout=60)
+        if not result.ok:
+            raise DcsctlError(f"{scope_name}/{node.name}: could not remove the bundle from "
+                              f"{node.bundle_dir} ({result.stderr.strip()[-200:]})",
+                              fix="check sudo on that host, then run again")
+        removed.append(node.name)
+    return tuple(removed)
+
+
+def deploy(cluster: Cluster) -> Deployed:
+    """`up`'s patroni phase: every spec scope's role and user, every node's bundle."""
+    settings = cluster.spec.patroni
+    if settings is None:
+        return Deployed((), (), ())
+    scope_changes = []
+    for scope in settings.scopes:
+        change = patroni_ops.add(cluster, scope.name, scope.namespace)
+        if change.changes:
+            scope_changes.append(f"scope {scope.name}: {', '.join(change.changes)}")
+    nodes = deploy_nodes(cluster)
+    return Deployed(tuple(scope_changes), nodes.nodes, nodes.revoked)
+
+
+def _files(node: PatroniNode, made: patroni_ops.NodeCredentials) -> tuple[NodeFile, ...]:
+    directory = PurePosixPath(node.bundle_dir)
+    owner = node.file_owner
+    return (
+        # The key before its certificate: a connection opened between the two renames
+        # fails once and is retried on the next member; never a cert without its key.
+        NodeFile(directory / f"{node.name}.key", made.identity.key_pem, PRIVATE_MODE,
+                 owner, True),
+        NodeFile(directory / f"{node.name}.crt", made.identity.cert_pem, PUBLIC_MODE,
+                 owner, False),
+        NodeFile(directory / "ca.crt", made.trust, PUBLIC_MODE, owner, False),
+        NodeFile(directory / "etcd3.yml", made.etcd3.encode(), PRIVATE_MODE, owner, True),
+    )
+
+
+def bundle_paths(node: PatroniNode) -> list[PurePosixPath]:
+    directory = PurePosixPath(node.bundle_dir)
+    return [directory / f"{node.name}.key", directory / f"{node.name}.crt",
+            directory / "ca.crt", directory / "etcd3.yml"]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    scope: str
+    node: str
+    destination: str
+    files: tuple[tuple[str, str], ...]  # (path, create | update | unchanged)
+
+    @property
+    def changes(self) -> bool:
+        return any(action != "unchanged" for _, action in self.files)
+
+
+def planned(cluster: Cluster) -> list[NodePlan]:
+    """`up --plan`: what the patroni phase would write on each node, from the hosts' file
+    states (digest, mode, owner: secrets are compared, never read back); issues nothing."""
+    settings = cluster.spec.patroni
+    found: list[NodePlan] = []
+    for scope in settings.scopes if settings else []:
+        for node in scope.nodes:
+            host = cluster.database_host(scope.name, node.name)
+            current = patroni_ops.current_credentials(
+                cluster, scope.name, node.name, PurePosixPath(node.bundle_dir))
+            if current is not None:
+                wanted = _files(node, current)
+            else:  # a certificate would be issued: content unknown until then
+                directory = PurePosixPath(node.bundle_dir)
+                wanted = tuple(NodeFile(directory / name, b"", 0, "", False) for name in (
+                    f"{node.name}.key", f"{node.name}.crt", "ca.crt", "etcd3.yml"))
+            states = file_states(host, [f.path for f in wanted])
+            rows = []
+            for file in wanted:
+                state = states.get(str(file.path))
+                if state is None or state.digest is None:
+                    action = "create"
+                elif current is None or state != file.wanted:
+                    action = "update"
+                else:
+                    action = "unchanged"
+                rows.append((str(file.path), action))
+            found.append(NodePlan(scope.name, node.name, node.ssh or str(node.address),
+                                  tuple(rows)))
+    return found

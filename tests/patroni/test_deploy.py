@@ -1,0 +1,265 @@
+"""`up` deploys each Patroni node's bundle over SSH, and a renewed certificate is revoked
+only once the node has reached etcd with the new one.
+
+The database host is a real sshd on a loopback address with a real Patroni + PostgreSQL
+listening on the same address; etcd is a lab cluster. Patroni runs on a configuration
+directory that links the deployed etcd3.yml, as on a database host.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcsctl import pki
+from dcsctl.hosts.local import LocalHost
+from dcsctl.ops.patroni_nodes import reconnect, seen_after
+from dcsctl.patroni_node import Endpoint
+from dcsctl.patroni_rest import PatroniApi
+from tests.conftest import LabCluster
+from tests.patroni.harness import PATRONI_BIN, patroni_node
+from tests.patroni.test_node_credentials import TIMING, RoleSampler
+from tests.ssh.sshd import SshLab, start_ssh_lab
+
+SCOPE, NODE = "demo", "db-00"
+
+
+@dataclass
+class DbHost:
+    address: str
+    bundle_dir: Path
+    ssh: SshLab
+
+
+@pytest.fixture
+def db_host(lab: LabCluster, tmp_path: Path) -> Iterator[DbHost]:
+    """db-00: an sshd on .50 of the lab cluster's /24, and a bundle dir Patroni (the
+    postgres user) can reach (outside pytest's 0700 tmp dirs)."""
+    address = lab.addresses()[0].rsplit(".", 1)[0] + ".50"
+    root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
+    root.chmod(0o755)
+    ssh = start_ssh_lab(tmp_path / "ssh", {NODE: address})
+    try:
+        yield DbHost(address, root / "etcd", ssh)
+    finally:
+        ssh.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _with_patroni(lab: LabCluster, db: DbHost, **node: object) -> None:
+    document = lab.document()
+    document["ssh"] = {"config_file": str(db.ssh.ssh_config), "sudo": False}
+    document["patroni"] = {"scopes": [{"name": SCOPE, "nodes": [
+        {"name": NODE, "address": db.address, "ssh": NODE,
+         "bundle_dir": str(db.bundle_dir), **node}]}]}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+
+
+def _revoked(lab: LabCluster) -> set[int]:
+    path = lab.state / "pki" / "revoked.json"
+    return {int(e["serial"]) for e in json.loads(path.read_text())} if path.exists() else set()
+
+
+def _owner(path: Path) -> str:
+    return pwd.getpwuid(path.stat().st_uid).pw_name
+
+
+def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_verified(
+    lab: LabCluster, db_host: DbHost
+) -> None:
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    _with_patroni(lab, db_host)
+    planned = lab.ok("up", "--plan").out
+    assert f"patroni {SCOPE}/{NODE} ({NODE})" in planned
+    assert f"+ {db_host.bundle_dir}/etcd3.yml" in planned
+
+    first = lab.ok("up", "--json").json()
+    phases = {o["name"]: o for o in first["phases"]}  # type: ignore[union-attr]
+    assert "Patroni does not answer" in str(phases["patroni"]["note"])
+    key, cert = db_host.bundle_dir / f"{NODE}.key", db_host.bundle_dir / f"{NODE}.crt"
+    etcd3 = db_host.bundle_dir / "etcd3.yml"
+    assert {p.name: (oct(p.stat().st_mode & 0o777), _owner(p))
+            for p in db_host.bundle_dir.iterdir()} == {
+        "ca.crt": ("0o644", "postgres"), f"{NODE}.crt": ("0o644", "postgres"),
+        f"{NODE}.key": ("0o600", "postgres"), "etcd3.yml": ("0o600", "postgres")}
+    section = yaml.safe_load(etcd3.read_text())["etcd3"]
+    assert section["cert"] == str(cert) and section["username"] == f"patroni-{SCOPE}"
+    password = section["password"]
+    assert password not in db_host.ssh.commands.read_text()  # it travelled on stdin
+    assert "= " + str(etcd3) in lab.ok("up", "--plan").out
+    again = lab.ok("up", "--json").json()
+    assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
+
+    etcd = [Endpoint(a, 2379) for a in lab.addresses()]
+    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
+                      timing=TIMING) as node:
+        try:
+            node.wait_primary()
+        except TimeoutError:
+            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        api = PatroniApi(NODE, node.api)
+        started = api.state().state.postmaster_start_time
+        kept = lab.state / "patroni" / SCOPE / NODE
+        with RoleSampler(node) as sampler:
+            # A renewal: the control machine's certificate gone, `up` issues another.
+            first_cert = cert.read_bytes()
+            (kept / f"{NODE}.crt").unlink()
+            renewed = lab.ok("up", "--json").json()
+            note = {o["name"]: o["note"] for o in renewed["phases"]}["patroni"]  # type: ignore[union-attr]
+            second_cert = cert.read_bytes()
+            assert second_cert != first_cert
+            assert "reached etcd on new connections" in str(note), note
+            assert pki.serial_number(first_cert) in _revoked(lab)
+            # The positive control: with the first certificate revoked, a fresh
+            # connection still works, so Patroni presents the second.
+            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
+            seen_after(api, done.node_time, timeout=20)
+
+            # A node that cannot read its new key (owner: not Patroni's user) does not
+            # come back: dcsctl puts the previous files back and revokes nothing.
+            _with_patroni(lab, db_host, owner="nobody", group="nogroup")
+            (kept / f"{NODE}.crt").unlink()
+            failed = lab.dcsctl("up")
+            assert failed.code == 4, failed.err
+            assert f"{SCOPE}/{NODE}" in failed.err and "nothing was revoked" in failed.err
+            assert cert.read_bytes() == second_cert and _owner(key) == "postgres"
+            assert pki.serial_number(second_cert) not in _revoked(lab)
+            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
+            seen_after(api, done.node_time, timeout=20)
+
+            # `certs check` reads what the node holds: not what dcsctl issued last.
+            checked = lab.dcsctl("certs", "check", "--json")
+            row = next(r for r in json.loads(checked.out) if r["holder"] == f"{SCOPE}/{NODE}")
+            assert checked.code == 5 and row["verdict"] == "drift", row
+            assert row["path"] == str(cert)
+
+            # The owner corrected: the certificate issued by the failed run goes out.
+            _with_patroni(lab, db_host)
+            lab.ok("up")
+            checked = lab.ok("certs", "check", "--json")
+            row = next(r for r in json.loads(checked.out) if r["holder"] == f"{SCOPE}/{NODE}")
+            assert row["verdict"] == "ok", row
+            assert cert.read_bytes() not in (first_cert, second_cert)
+            assert pki.serial_number(second_cert) in _revoked(lab)
+        assert sampler.never_demoted(), sampler.roles
+        assert api.state().state.postmaster_start_time == started  # never restarted
+    removed = lab.ok("patroni", "remove", SCOPE, "--yes")
+    assert f"bundle removed from {NODE}" in removed.out
+    assert not list(db_host.bundle_dir.iterdir())
+    assert "still in the spec" in removed.err
+
+
+def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked(
+    lab: LabCluster, db_host: DbHost
+) -> None:
+    """The issue's measured outage: revoked, Patroni stays primary on its open connection;
+    a routine `dcsctl restart` made it reconnect and it demoted 21.6 s later. Now the
+    restart refuses, naming the node; `up` deploys a good certificate; then it runs."""
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    _with_patroni(lab, db_host)
+    lab.ok("up")
+    etcd3 = db_host.bundle_dir / "etcd3.yml"
+    cert = db_host.bundle_dir / f"{NODE}.crt"
+    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
+                      timing=TIMING) as node:
+        try:
+            node.wait_primary()
+        except TimeoutError:
+            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        api = PatroniApi(NODE, node.api)
+        seen_after(api, api.state().node_time or 0, timeout=30)
+        started = api.state().state.postmaster_start_time
+        # What the node itself says, and what is on its host.
+        (found,) = lab.ok("patroni", "status", SCOPE, "--json").json()["nodes"]  # type: ignore[misc]
+        assert (found["name"], found["role"], found["reachable"], found["version"]) == (
+            NODE, "primary", True, "4.1.5")
+        assert found["serial_deployed"] == found["serial_issued"] is not None
+        assert 0 <= found["dcs_last_seen_age_s"] <= 30 and found["days_left"] > 300
+        healthy = lab.ok("patroni", "doctor", SCOPE, "--json").json()
+        verdicts = {c["check"]: c["verdict"] for c in healthy["checks"]}  # type: ignore[union-attr]
+        assert verdicts == {"reachable": "ok", "version": "ok", "dcs": "ok",
+                            "certificate": "ok", "etcd3.yml": "ok", "ttl": "ok",
+                            "retry_timeout": "ok", "failsafe_mode": "warn", "access": "ok"}
+        with RoleSampler(node) as sampler:
+            lab.ok("certs", "revoke", str(cert), "--yes")
+            sick = lab.dcsctl("patroni", "doctor", SCOPE)
+            assert sick.code == 4 and "revoked" in sick.out + sick.err, sick.err
+            refused = lab.dcsctl("restart")
+            assert refused.code == 4, refused.err
+            assert f"{SCOPE}/{NODE}" in refused.err and "is revoked" in refused.err, refused.err
+            assert "dcsctl up" in refused.err and "--accept-patroni-risk" in refused.err
+            # Consent names the node: another name does not open the door.
+            assert lab.dcsctl("restart", "--accept-patroni-risk", f"{SCOPE}/db-99").code == 4
+
+            lab.ok("up")  # a new certificate, deployed and verified
+            assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
+            lab.ok("restart")
+            after = api.state().node_time or 0
+            seen_after(api, after, timeout=30)  # it reached etcd after the restart
+
+            # Membership changes keep the node's etcd3.yml hosts list right.
+            spare = lab.addresses()[0].rsplit(".", 1)[0] + ".13"
+            lab.ok("member", "add", f"{lab.name}-3", "--address", spare)
+            hosts = yaml.safe_load(etcd3.read_text())["etcd3"]["hosts"]
+            assert f"{spare}:2379" in hosts and len(hosts) == 4
+            gone = lab.addresses()[0]
+            lab.ok("member", "remove", f"{lab.name}-0", "--yes")
+            hosts = yaml.safe_load(etcd3.read_text())["etcd3"]["hosts"]
+            assert len(hosts) == 3 and f"{gone}:2379" not in hosts
+            seen_after(api, api.state().node_time or 0, timeout=30)
+        assert sampler.never_demoted(), sampler.roles
+        assert api.state().state.postmaster_start_time == started
+
+
+def test_key_and_ca_rotations_deploy_to_a_running_primary_with_no_manual_step(
+    lab: LabCluster, db_host: DbHost
+) -> None:
+    """`certs rotate --patroni` and `certs rotate --ca` put the new bundles on the node
+    themselves, verify, and revoke what they replaced; the primary never notices."""
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    _with_patroni(lab, db_host)
+    lab.ok("up")
+    etcd3 = db_host.bundle_dir / "etcd3.yml"
+    key, cert = db_host.bundle_dir / f"{NODE}.key", db_host.bundle_dir / f"{NODE}.crt"
+    etcd = [Endpoint(a, 2379) for a in lab.addresses()]
+    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
+                      timing=TIMING) as node:
+        try:
+            node.wait_primary()
+        except TimeoutError:
+            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        api = PatroniApi(NODE, node.api)
+        started = api.state().state.postmaster_start_time
+        with RoleSampler(node) as sampler:
+            first_key, first_cert = key.read_bytes(), cert.read_bytes()
+            keys = lab.ok("certs", "rotate", "--patroni").out
+            assert f"{SCOPE}/{NODE}: new bundles deployed and verified" in keys, keys
+            assert "certs revoke --superseded" not in keys  # nothing left by hand
+            assert key.read_bytes() != first_key
+            assert pki.serial_number(first_cert) in _revoked(lab)
+            assert not list((lab.state / "pki").glob("superseded/*.crt"))
+
+            second_cert = cert.read_bytes()
+            old_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+            rotated = lab.ok("certs", "rotate", "--ca").out
+            assert "old CA dropped" in rotated, rotated
+            new_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+            assert new_ca != old_ca
+            assert (db_host.bundle_dir / "ca.crt").read_bytes() == new_ca
+            assert pki.is_issued_by(cert.read_bytes(), new_ca)
+            assert pki.serial_number(second_cert) in _revoked(lab)
+            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
+            seen_after(api, done.node_time, timeout=20)  # new CA end to end
+        assert sampler.never_demoted(), sampler.roles
+        assert api.state().state.postmaster_start_time == started
