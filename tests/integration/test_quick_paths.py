@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.conftest import REPO, LabCluster
-from tests.unit.test_quick_paths import HEAVY
+from tests.unit.test_quick_paths import HEAVY, heavy_among
 
 
 def _dcsctl(lab: LabCluster, *argv: str, environ: dict[str, str] | None = None,
@@ -25,8 +25,7 @@ def _dcsctl(lab: LabCluster, *argv: str, environ: dict[str, str] | None = None,
 
 
 def _heavy(imported: set[str], *, allowed: tuple[str, ...] = ()) -> list[str]:
-    heavy = [h for h in HEAVY if h not in allowed]
-    return sorted(m for m in imported if any(m == h or m.startswith(h + ".") for h in heavy))
+    return heavy_among(imported, tuple(h for h in HEAVY if h not in allowed))
 
 
 def test_get_and_put_are_quick_after_one_full_run(running_lab: LabCluster) -> None:

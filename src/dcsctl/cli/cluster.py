@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from dcsctl import releases, report, spec, tuning
-from dcsctl.cli import quick
 from dcsctl.cli.common import (
     LOOK,
     SET_UP,
@@ -33,12 +32,8 @@ from dcsctl.ops.context import Cluster
 def _remember_client(ctx: typer.Context, spec_file: Path | None, cluster: str | None,
                      target: Cluster) -> None:
     """Record how the quick paths of `get`/`put` reach this cluster (cli/quick.py)."""
-    profile = keys.client_profile(target)
-    if profile is None:
-        return
-    environ = session_of(ctx).context.environ
     try:
-        quick.remember(environ, quick.spec_source(environ, spec_file, cluster), profile)
+        keys.remember_client(target, spec_file, cluster)
     except OSError as exc:  # a cache: the command itself succeeded, and the next run is full
         session_of(ctx).warnings.append(f"could not record the quick-path profile: {exc}")
 

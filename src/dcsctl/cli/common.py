@@ -147,18 +147,12 @@ def _show_version(ctx: typer.Context, value: bool) -> None:
     """dcsctl's version and the etcd a lab cluster would run (etcd.bin_dir unset)."""
     if not value:
         return
-    from importlib.metadata import version
-
-    from dcsctl.errors import EnvironmentProblem
-    from dcsctl.etcd import binaries
+    from dcsctl.ops.about import about
 
     session = session_of(ctx)
-    session.out.print(f"dcsctl {version('dcsctl')}", highlight=False)
-    try:
-        found = binaries.find(None, session.context.environ)
-        session.out.print(f"etcd {found.version} ({found.etcd})", highlight=False)
-    except EnvironmentProblem as exc:
-        session.out.print(f"etcd: none found ({exc.message})", highlight=False, markup=False)
+    found = about(session.context.environ)
+    session.out.print(f"dcsctl {found.dcsctl}", highlight=False)
+    session.out.print(found.etcd, highlight=False, markup=False)
     raise typer.Exit()
 
 

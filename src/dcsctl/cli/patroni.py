@@ -171,9 +171,7 @@ def doctor(
     """Per node of SCOPE: reachable, Patroni version (>= 4.1.1), DCS contact, the deployed
     bundle is the issued one, timing against etcd's, failsafe_mode, and what the node's
     user may do (real requests); exit 4 on a failure."""
-    from dcsctl.errors import EnvironmentProblem
     from dcsctl.ops import patroni_status
-    from dcsctl.targets.protocol import Verdict
 
     checks = patroni_status.doctor(cluster_of(ctx, spec_file, cluster), scope)
     out = session_of(ctx).out
@@ -186,10 +184,4 @@ def doctor(
         for c in checks:
             table.add_row(c.member, c.name, c.verdict.upper(), c.detail)
         out.print(table)
-    failed = [c for c in checks if c.verdict is Verdict.FAIL]
-    if failed:
-        raise EnvironmentProblem(
-            f"scope {scope}: {len(failed)} check{'s' if len(failed) > 1 else ''} failed",
-            fix="; ".join(dict.fromkeys(f"{c.member}: {c.fix}" for c in failed if c.fix)),
-            details=tuple(f"{c.member} {c.name}: {c.detail}" for c in failed),
-        )
+    patroni_status.raise_failures(scope, checks)

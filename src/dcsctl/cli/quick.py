@@ -9,6 +9,7 @@ cluster whose client profile was recorded; it sends the request through etcdctl
 None and the full CLI runs the same argv, with its checks and its error messages, so a
 quick path never words an error of its own.
 
+This module parses and prints; the profile and the etcdctl call are `ops/quick.py`'s.
 The client profile (endpoints, CA/admin certificate paths, the etcdctl of the cluster's
 etcd) is recorded by the full `up`, `get` and `put` under DCSCTL_HOME/.cache/clients/,
 keyed by what the full CLI resolves the cluster from: the bytes of the `-f` spec file, or
@@ -23,25 +24,15 @@ every quick run (tests/unit/test_quick_paths.py keeps the heavy ones out).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
 
-from dcsctl.etcd import etcdctl
-from dcsctl.home import home_dir
+from dcsctl.ops import quick as quick_ops
 
 TYPE_CHECKING = False  # typing itself costs milliseconds; mypy knows this name
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from pathlib import Path
     from typing import TextIO
 
-# spec.lab_spec()'s name: the cluster a command without -f/--cluster works on
-# (tests/unit/test_quick_paths.py keeps the two equal).
-LAB_NAME = "dcs"
-# Environment variables that change which etcdctl the full CLI finds (etcd/binaries.py).
-BINARY_ENVIRON = ("DCSCTL_ETCD_BIN_DIR", "PATH")
-PROFILE_VERSION = b"dcsctl client profile 1"
 
 
 class QuickArgs:
@@ -86,65 +77,22 @@ def parse(argv: Sequence[str], positionals: int, *, json_flag: bool) -> QuickArg
     return QuickArgs(tuple(words), found.get("spec_file"), found.get("cluster"), json_output)
 
 
-def spec_source(environ: Mapping[str, str], spec_file: str | Path | None,
-                cluster: str | None) -> bytes | None:
-    """The bytes the full CLI resolves the cluster from (cli/common.py: cluster_of)."""
-    path = (str(spec_file) if spec_file is not None
-            else os.path.join(home_dir(environ), cluster or LAB_NAME, "spec.yaml"))
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-def profile_path(environ: Mapping[str, str], source: bytes) -> str:
-    digest = hashlib.sha256(PROFILE_VERSION)
-    for part in (source, *(environ.get(name, "").encode() for name in BINARY_ENVIRON)):
-        digest.update(len(part).to_bytes(8, "big") + part)
-    return os.path.join(home_dir(environ), ".cache", "clients", digest.hexdigest())
-
-
-def remember(environ: Mapping[str, str], source: bytes | None,
-             profile: etcdctl.EtcdctlProfile) -> None:
-    """Record the profile the full CLI resolved, for the next quick run (0600: it says
-    where the admin key is, though not the key)."""
-    from pathlib import Path
-
-    from dcsctl.files import atomic_write
-
-    if source is not None:
-        atomic_write(Path(profile_path(environ, source)), profile.dump(), mode=0o600)
-
-
-def _profile(environ: Mapping[str, str], args: QuickArgs) -> etcdctl.EtcdctlProfile | None:
-    source = spec_source(environ, args.spec_file, args.cluster)
-    if source is None:
-        return None
-    try:
-        with open(profile_path(environ, source), "rb") as handle:
-            profile = etcdctl.EtcdctlProfile.load(handle.read())
-    except (OSError, ValueError):
-        return None
-    return profile if profile.usable() else None
-
-
 def _get(argv: Sequence[str], environ: Mapping[str, str], out: TextIO) -> int | None:
     args = parse(argv, 1, json_flag=True)
-    profile = _profile(environ, args) if args is not None else None
+    profile = quick_ops.profile(environ, args.spec_file, args.cluster) if args else None
     if args is None or profile is None:
         return None
     key = args.positionals[0]
     if args.json_output:
         import json
 
-        found = etcdctl.get_json(profile, key, environ)
+        found = quick_ops.get_json(profile, key, environ)
         if found is None:
             return None  # the full CLI says "does not exist" in its own words
         # As rich's print_json writes it to a file or pipe (indent 2, no ASCII escapes).
         out.write(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
         return 0
-    value = etcdctl.get_value(profile, key, environ)
+    value = quick_ops.get_value(profile, key, environ)
     if value is None:
         return None
     out.write(value.decode(errors="replace") + "\n")
@@ -153,13 +101,13 @@ def _get(argv: Sequence[str], environ: Mapping[str, str], out: TextIO) -> int | 
 
 def _put(argv: Sequence[str], environ: Mapping[str, str], out: TextIO) -> int | None:
     args = parse(argv, 2, json_flag=False)
-    profile = _profile(environ, args) if args is not None else None
+    profile = quick_ops.profile(environ, args.spec_file, args.cluster) if args else None
     if args is None or profile is None:
         return None
     key, value = args.positionals
     # A failed put goes to the full client, which writes the same value again: the key
     # ends with that value either way (at worst one more revision).
-    etcdctl.put(profile, key, value, environ)
+    quick_ops.put(profile, key, value, environ)
     out.write("OK\n")
     return 0
 
@@ -177,5 +125,5 @@ def run(argv: Sequence[str], environ: Mapping[str, str], out: TextIO | None = No
         return None
     try:
         return QUICK[argv[0]](argv[1:], environ, out or sys.stdout)
-    except etcdctl.EtcdctlFailed:
+    except quick_ops.QuickFailed:
         return None

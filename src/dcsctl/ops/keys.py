@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcsctl import render
 from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.etcd.etcdctl import EtcdctlProfile
 from dcsctl.etcd.model import KeyValue
+from dcsctl.ops import quick
 from dcsctl.ops.context import Cluster
 
 
@@ -73,3 +75,14 @@ def logs(cluster: Cluster, member: str, lines: int) -> list[str]:
         raise NotFound(f"no member {member!r} in cluster {cluster.spec.name!r}",
                        fix=f"use one of: {names}") from exc
     return cluster.service(member).log_tail(lines)
+
+
+def remember_client(cluster: Cluster, spec_file: Path | None, name: str | None) -> None:
+    """Record how the quick paths of `get`/`put` reach this cluster, resolved as the CLI
+    resolved it (`-f FILE`, `--cluster NAME`, the built-in lab); nothing where this
+    machine has no etcdctl. OSError: the cache could not be written."""
+    profile = client_profile(cluster)
+    if profile is None:
+        return
+    environ = cluster.context.environ
+    quick.remember(environ, quick.spec_source(environ, spec_file, name), profile)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from dcsctl import pki
-from dcsctl.errors import DcsctlError, NotFound
+from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.etcd.gateway import Gateway
 from dcsctl.etcd.tls import ClientTls
 from dcsctl.ops import patroni as patroni_ops
@@ -266,3 +266,14 @@ def doctor(cluster: Cluster, scope: str) -> list[Check]:
     (chosen,) = _scopes(cluster, scope)
     results = in_parallel(list(chosen.nodes), lambda n: doctor_node(cluster, chosen, n))
     return [check for checks in results for check in checks]
+
+
+def raise_failures(scope: str, checks: list[Check]) -> None:
+    """`doctor`'s verdict: exit 4 naming every failed check and its fix."""
+    failed = [c for c in checks if c.verdict is Verdict.FAIL]
+    if failed:
+        raise EnvironmentProblem(
+            f"scope {scope}: {len(failed)} check{'s' if len(failed) > 1 else ''} failed",
+            fix="; ".join(dict.fromkeys(f"{c.member}: {c.fix}" for c in failed if c.fix)),
+            details=tuple(f"{c.member} {c.name}: {c.detail}" for c in failed),
+        )
