@@ -296,7 +296,7 @@ class EtcdSettings(_Strict):
     auth_token_ttl_s: Annotated[int, Field(ge=30, le=86400)] = 86400
     log_level: str = "warn"
     # Advisories (CVE or GHSA names) the user accepts by name, so that a version affected
-    # by them may be deployed; see `dcsctl status` and the README's advisory table.
+    # by them may be deployed; see `dcsctl status` and docs/etcd-versions.md.
     accept_risks: list[str] = Field(default_factory=list)
 
     @field_validator("accept_risks")

@@ -66,8 +66,7 @@ def read_credentials(path: Path, profile: str) -> Credentials:
         raise EnvironmentProblem(
             f"{path} has no usable [{profile}] section with aws_access_key_id and "
             "aws_secret_access_key",
-            fix="write it in the AWS shared-credentials format (see README, Backup and "
-            "restore)",
+            fix="write it in the AWS shared-credentials format (see docs/backup.md)",
         ) from exc
 
 

@@ -52,7 +52,7 @@ def open_settings(cluster: Cluster) -> S3Store:
     backup = cluster.spec.backup
     if backup is None or backup.store is None:
         raise DcsctlError(f"cluster {cluster.spec.name!r} has no backup store",
-                          fix="add backup.store.s3 to the spec (see README, Backup and restore)")
+                          fix="add backup.store.s3 to the spec (see docs/backup.md)")
     return backup.store.s3
 
 
