@@ -39,12 +39,13 @@ def plan(cluster: Cluster) -> Plan:
     missing = certs.plan_pki(cluster, cluster.context.clock()).missing
 
     def one(member: spec.Member) -> HostPlan:
-        cluster.target.planned_version(member.name)
         layout = cluster.layout(member.name)
         # the pki phase will issue new ones: their content is not known yet
         reissued = (layout.cert, layout.key) if member.name in missing else ()
-        return cluster.target.plan(member.name, member_settings(cluster, member, record),
-                                   reissued)
+        # rendered for the etcd `up` would install, which may not be on the host yet
+        settings = member_settings(cluster, member, record,
+                                   version=cluster.target.planned_version(member.name))
+        return cluster.target.plan(member.name, settings, reissued)
 
     hosts = in_parallel(list(cluster.spec.members), one)
     return Plan(name, tuple(missing), tuple(hosts), tuple(patroni_deploy.planned(cluster)))

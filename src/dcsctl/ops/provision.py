@@ -21,16 +21,18 @@ from dcsctl.workflow import UNCHANGED, in_parallel
 
 
 def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord,
-                    extra: Mapping[str, str] | None = None) -> bytes:
-    """The member's etcd environment file, for whichever host runs it (`extra`: flags for
-    one special start, such as an upgrade's)."""
+                    extra: Mapping[str, str] | None = None, *,
+                    version: Version | None = None) -> bytes:
+    """The member's etcd environment file, for whichever host runs it, rendered for
+    `version` (default: the etcd the member runs or would start); `extra`: flags for one
+    special start, such as an upgrade's."""
     state = render.ClusterState.EXISTING if record.bootstrapped else render.ClusterState.NEW
     layout = cluster.layout(member.name)
     settings = render.etcd_settings(
         cluster.spec,
         member,
         layout,
-        version=cluster.target.etcd_version(member.name),
+        version=version or cluster.target.etcd_version(member.name),
         state=state,
         token=record.token,
         jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),

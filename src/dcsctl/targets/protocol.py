@@ -135,7 +135,7 @@ class Target(Protocol):
 
     def planned_version(self, member: str) -> Version:
         """The version `up` would render the member's configuration for, before anything
-        is installed (`up --plan`); later `etcd_version` calls answer the same."""
+        is installed (`up --plan`); reads only."""
         ...
 
     def etcd_executable(self, member: str) -> PurePath:

@@ -178,9 +178,7 @@ class SshTarget:
 
     def planned_version(self, member: str) -> Version:
         """The version a plan renders the configuration for: the one `up` would install."""
-        version = self.wanted_version() or self._state(member).version or APT_LINE_GUESS
-        self._versions[member] = version
-        return version
+        return self.wanted_version() or self._state(member).version or APT_LINE_GUESS
 
     # -- files and data --
     def write_member_files(self, member: str, settings: bytes, *,
