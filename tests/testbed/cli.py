@@ -53,7 +53,9 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("error: the testbed needs root (namespaces, mounts, containers)", file=sys.stderr)
         return 1
-    bed = Testbed()
+    # A second testbed beside a running one: DCSCTL_TESTBED_PREFIX names its namespaces,
+    # links, machines and state folder, as it does for the tests' fixture.
+    bed = Testbed(prefix=os.environ.get("DCSCTL_TESTBED_PREFIX", "dcstb"))
     command = args.command
     if command == "up":
         changed = bed.up(args.hosts, args.suite)

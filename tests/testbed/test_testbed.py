@@ -3,11 +3,12 @@ leaving nothing behind."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
-from tests.testbed.bed import Testbed
+from tests.testbed.bed import REPO, Testbed
 from tests.testbed.net import IsolationError
 
 
@@ -55,3 +56,25 @@ def test_up_is_idempotent_isolation_is_enforced_and_down_removes_everything() ->
     finally:
         bed.down()
     assert bed.leftovers() == []
+
+
+def test_scripts_testbed_works_on_the_testbed_its_prefix_names(testbed: Testbed) -> None:
+    """A second testbed beside a running one: `scripts/testbed` reads
+    DCSCTL_TESTBED_PREFIX as the tests' fixture does, and `down` returns only when its
+    containers are gone, so `down && up` never collides."""
+    script = str(REPO / "scripts" / "testbed")
+    mine = subprocess.run([script, "status"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DCSCTL_TESTBED_PREFIX": testbed.net.prefix},
+                          check=True).stdout
+    assert [line.split()[0] for line in mine.splitlines()] == list(testbed.hosts())
+    other = {**os.environ, "DCSCTL_TESTBED_PREFIX": "dcstbs"}
+    try:
+        subprocess.run([script, "up", "--hosts", "1"], env=other, check=True, timeout=300,
+                       capture_output=True)
+        subprocess.run([script, "down"], env=other, check=True, timeout=300,
+                       capture_output=True)
+        assert Testbed(prefix="dcstbs").leftovers() == []  # at once: nothing still stopping
+    finally:
+        Testbed(prefix="dcstbs").down()
+    # the session's testbed was never touched
+    assert testbed.ssh("dcs-00", "hostname").stdout.strip() == "dcs-00"
