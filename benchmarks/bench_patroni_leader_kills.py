@@ -26,9 +26,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import LabCluster, base_environ, kill_leftovers, run_cli  # noqa: E402
 from tests.patroni.harness import patroni_node  # noqa: E402
 from tests.support import cluster_of  # noqa: E402
+from tests.support.lab import LabCluster, base_environ, kill_leftovers, run_cli  # noqa: E402
 
 from dcsctl.errors import DcsctlError  # noqa: E402
 

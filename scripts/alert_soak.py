@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import free_loopback_address, lab_clusters  # noqa: E402
 from tests.monitoring.servers import daemon, get_json, wait_ready  # noqa: E402
 from tests.support import cluster_of  # noqa: E402
+from tests.support.lab import free_loopback_address, lab_clusters  # noqa: E402
 
 from dcsctl import prometheus  # noqa: E402
 from dcsctl.errors import DcsctlError  # noqa: E402

@@ -26,7 +26,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import VENV_BIN, etcd_bin_dir, lab_clusters  # noqa: E402
 from tests.faults.scenarios import (  # noqa: E402
     HistoryFigures,
     hung_member,
@@ -39,6 +38,7 @@ from tests.faults.scenarios import (  # noqa: E402
 from tests.security.probes import Verdict, run_probes  # noqa: E402
 from tests.support.anomalies import ANOMALIES, read_history, write_history  # noqa: E402
 from tests.support.history import check_history  # noqa: E402
+from tests.support.lab import VENV_BIN, etcd_bin_dir, lab_clusters  # noqa: E402
 
 from dcsctl.etcd.versions import NEWEST, Version  # noqa: E402
 

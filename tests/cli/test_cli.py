@@ -11,7 +11,7 @@ import pytest
 
 from dcsctl import spec
 from dcsctl.cli import COMMAND_MODULES
-from tests.conftest import REPO, CliResult, run_cli
+from tests.support.lab import REPO, CliResult, run_cli
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.ops.context import Cluster
-from tests.conftest import LabCluster
 from tests.support import cluster_of, is_gone, poll
 from tests.support.history import Workload, assert_empty, check_history, lab_connect
+from tests.support.lab import LabCluster
 
 DEADLINE_S = 30.0
 MIN_ACKED_DURING = 20  # writes acknowledged after a fault took effect, per fault

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, LabCluster
+from tests.support.lab import REPO, LabCluster
 
 SEED = 20261124  # fixed: a failure is reproducible
 

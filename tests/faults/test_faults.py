@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabCluster
 from tests.faults.scenarios import MIN_ACKED_DURING, hung_member, leader_kills, quorum_loss
+from tests.support.lab import LabCluster
 
 ROUNDS = int(os.environ.get("DCSCTL_KILL_ROUNDS", "20"))
 

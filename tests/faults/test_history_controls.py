@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabCluster, lab_clusters
 from tests.support import anomalies
 from tests.support.anomalies import History, read_history, write_history
 from tests.support.history import Workload, assert_empty, check_history, lab_connect
+from tests.support.lab import LabCluster, lab_clusters
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from dcsctl.ops.backup import PROGRESS_EVERY_S, take
 from dcsctl.ops.context import Context
 from dcsctl.spec import parse
 from dcsctl.workflow import SilentProgress
-from tests.conftest import REPO, LabCluster
 from tests.integration.writer import BackgroundWriter
 from tests.support import cluster_of
+from tests.support.lab import REPO, LabCluster
 
 
 def _admin(lab: LabCluster):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dcsctl.render import systemd_command_line
-from tests.conftest import LabCluster
+from tests.support.lab import LabCluster
 
 
 def _unit(path: Path) -> dict[str, str]:

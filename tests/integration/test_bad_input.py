@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, VENV_BIN, LabCluster, run_cli
+from tests.support.lab import REPO, VENV_BIN, LabCluster, run_cli
 
 
 def _no_traceback(err: str) -> None:

@@ -16,8 +16,8 @@ import yaml
 from dcsctl.errors import ClusterUnhealthy
 from dcsctl.ops import patroni
 from dcsctl.ops.context import Cluster
-from tests.conftest import REPO, LabCluster, lab_clusters
 from tests.support import cluster_of, poll
+from tests.support.lab import REPO, LabCluster, lab_clusters
 
 PERF_PREFIX = "/dcsctl-check-perf/"
 QUOTA_32_MIB = 33_554_432

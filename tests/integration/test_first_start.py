@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from dcsctl.etcd.tls import ClientTls, peer_members
-from tests.conftest import LabCluster
 from tests.support import cluster_of
+from tests.support.lab import LabCluster
 
 
 def _first_time(log: str, message: str) -> float:

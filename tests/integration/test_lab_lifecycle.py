@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VENV_BIN, LabCluster
 from tests.support import is_gone
+from tests.support.lab import VENV_BIN, LabCluster
 
 
 def exports(env_output: str) -> dict[str, str]:

@@ -20,7 +20,6 @@ from cryptography import x509
 from dcsctl import pki
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.versions import NEWEST, Version
-from tests.conftest import REPO, LabCluster, etcd_bin_dir, risks_of
 from tests.faults.scenarios import (
     MIN_ACKED_DURING,
     MIN_ACKED_DURING_QUICK,
@@ -28,6 +27,7 @@ from tests.faults.scenarios import (
     operation,
 )
 from tests.support import cluster_of
+from tests.support.lab import REPO, LabCluster, etcd_bin_dir, risks_of
 
 
 def _members(lab: LabCluster) -> list[dict[str, object]]:

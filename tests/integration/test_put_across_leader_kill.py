@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import EndpointStatus
-from tests.conftest import LabCluster
 from tests.support import cluster_of, poll, start_ticks
+from tests.support.lab import LabCluster
 
 
 def test_puts_in_flight_at_a_leader_kill_are_acknowledged(

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.conftest import REPO, LabCluster
+from tests.support.lab import REPO, LabCluster
 from tests.unit.test_quick_paths import HEAVY, heavy_among
 
 

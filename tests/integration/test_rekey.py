@@ -8,10 +8,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import LabCluster
 from tests.faults.scenarios import MIN_ACKED_DURING, operation
 from tests.integration.test_operations import _members
 from tests.security.test_revocation import _answer
+from tests.support.lab import LabCluster
 
 
 def _public_key(cert: Path) -> bytes:

@@ -16,9 +16,9 @@ from dcsctl import snapshots
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.snapshots import Manifest
 from dcsctl.state import ClusterDir
-from tests.conftest import VENV_BIN, LabCluster
 from tests.integration.test_lab_lifecycle import exports
 from tests.support import cluster_of
+from tests.support.lab import VENV_BIN, LabCluster
 
 FOREIGN_EXIT = 4  # EnvironmentProblem, like a foreign state dir
 

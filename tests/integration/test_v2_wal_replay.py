@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from dcsctl.etcd.versions import Version, needs_snapshot_on_3_6
-from tests.conftest import etcd_bin_dir, free_loopback_address
 from tests.support import poll
+from tests.support.lab import etcd_bin_dir, free_loopback_address
 
 FOUNDER, MIDDLE = Version(3, 5, 36), Version(3, 6, 17)
 PANICS, FIXED = Version(3, 7, 3), Version(3, 7, 4)

@@ -18,7 +18,9 @@ from dcsctl import render, spec
 from dcsctl.errors import ExitCode
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
 from dcsctl.wait import wait_until
-from tests.conftest import (
+from tests.faults.scenarios import MIN_ACKED_DURING, upgrade_chain
+from tests.support import cluster_of, pack_release
+from tests.support.lab import (
     VENV_BIN,
     LabCluster,
     debian_etcd,
@@ -26,8 +28,6 @@ from tests.conftest import (
     etcd_builds,
     risks_of,
 )
-from tests.faults.scenarios import MIN_ACKED_DURING, upgrade_chain
-from tests.support import cluster_of, pack_release
 from tests.support.mirror import release_mirror
 
 GUIDE = Version(3, 5, 16)

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass, field
 
 from dcsctl.errors import DcsctlError
-from tests.conftest import LabCluster
 from tests.support import cluster_of, poll
+from tests.support.lab import LabCluster
 
 
 @dataclass

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from dcsctl.prometheus import RULES
 from dcsctl.wait import wait_until
-from tests.conftest import _BASE, LabCluster, _subnets
 from tests.monitoring.servers import Webhook, alertmanager_config, daemon, get_json, wait_ready
 from tests.monitoring.test_monitoring import cluster_of, promtool
+from tests.support.lab import LabCluster, loopback_subnet
 
 MEMBER_DOWN_FOR_S = 60.0
 assert next(r for r in RULES if r.name == "EtcdMemberDown").for_ == "1m"
@@ -43,8 +43,8 @@ def _value(prometheus_url: str, query: str) -> list[dict[str, object]]:
 def test_member_down_reaches_the_webhook_within_its_for_window_and_resolves(
     lab: LabCluster, tmp_path: Path
 ) -> None:
-    subnet = next(_subnets)
-    prom_ip, am_ip, exporter_ip, hook_ip = (f"127.{_BASE}.{subnet}.{i}" for i in (1, 2, 3, 4))
+    subnet = loopback_subnet()
+    prom_ip, am_ip, exporter_ip, hook_ip = (f"{subnet}.{i}" for i in (1, 2, 3, 4))
     textfiles = tmp_path / "textfile"
     lab.environ["DCSCTL_TEXTFILE_DIR"] = str(textfiles)
     lab.ok("up")

@@ -22,9 +22,9 @@ from dcsctl.errors import DcsctlError
 from dcsctl.etcd.client import ClientTls, EtcdClient, metrics_text
 from dcsctl.etcd.versions import NEWEST, Version
 from dcsctl.wait import wait_until
-from tests.conftest import LabCluster
 from tests.security.gateway import Gateway
 from tests.support import cluster_of
+from tests.support.lab import LabCluster
 
 HERE = Path(__file__).parent
 

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 from dcsctl.wait import wait_until
-from tests.conftest import VENV_BIN, LabCluster
 from tests.monitoring.test_monitoring import cluster_of
+from tests.support.lab import VENV_BIN, LabCluster
 
 
 def _tmux(socket: Path, *argv: str) -> str:

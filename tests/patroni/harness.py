@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO
 from tests.support import poll
+from tests.support.lab import REPO
 
 PATRONI_BIN = REPO / ".tools" / "patroni" / "bin"
 OS_USER = "postgres"  # PostgreSQL refuses to run as root

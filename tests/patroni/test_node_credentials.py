@@ -27,8 +27,8 @@ from dcsctl.ops.patroni_nodes import reconnect, seen_after
 from dcsctl.patroni_node import Endpoint
 from dcsctl.patroni_rest import PatroniApi
 from dcsctl.spec import KeyType
-from tests.conftest import LabCluster
 from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, patroni_node
+from tests.support.lab import LabCluster
 
 # ttl, loop_wait, retry_timeout: a short loop so dcs_last_seen moves every ~2 s; a node
 # that cannot reach etcd for retry_timeout demotes, so each bad window stays short.

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import LabCluster
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
 from tests.security.gateway import Gateway
 from tests.support import cluster_of
+from tests.support.lab import LabCluster
 
 OBSERVE_S = 30  # the window: no demotion for 30 s after each etcd fault
 

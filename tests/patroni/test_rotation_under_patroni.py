@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabCluster
 from tests.patroni.harness import PATRONI_BIN, patroni_node
 from tests.patroni.test_patroni import OBSERVE_S, _bundle
 from tests.support import poll
+from tests.support.lab import LabCluster
 
 
 def test_key_and_jwt_rotation_does_not_demote_patroni(

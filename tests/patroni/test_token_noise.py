@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import LabCluster
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
 from tests.patroni.test_node_credentials import TIMING
+from tests.support.lab import LabCluster
 
 WINDOW_S = 70
 INVALID = "Invalid auth token"

@@ -32,7 +32,7 @@ from pathlib import Path
 from dcsctl import pki
 from dcsctl.identity import Identity
 from dcsctl.spec import KeyType
-from tests.conftest import VENV_BIN, LabCluster
+from tests.support.lab import VENV_BIN, LabCluster
 
 CANARY_KEY, CANARY_VALUE = "/dcsctl-probe/canary", "canary-value"
 TIMEOUT_S = 5

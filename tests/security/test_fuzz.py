@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dcsctl.errors import ExitCode
 from dcsctl.spec import BINARY_DIRECTORIES, SYSTEM_DIRECTORIES
-from tests.conftest import VENV_BIN, kill_leftovers, run_cli
+from tests.support.lab import VENV_BIN, kill_leftovers, run_cli
 
 VALID: dict[str, Any] = {
     "name": "fuzz",

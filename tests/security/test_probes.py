@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import VENV_BIN, LabCluster
 from tests.security.probes import (
     CONTROLS,
     PROBES,
@@ -24,6 +23,7 @@ from tests.security.probes import (
     judge_status,
     run_probes,
 )
+from tests.support.lab import VENV_BIN, LabCluster
 
 
 @pytest.mark.parametrize("probe", PROBES + REVOCATION_PROBES, ids=lambda p: p.name)

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 from dcsctl import pki
-from tests.conftest import LabCluster
 from tests.integration.test_operations import _members
 from tests.security.probes import Verdict, _ca, _context, _https
+from tests.support.lab import LabCluster
 
 
 def _answer(lab: LabCluster, port: int, path: str, cert: Path, key: Path) -> str:

@@ -15,8 +15,8 @@ import pytest
 
 from dcsctl.errors import ExitCode
 from dcsctl.etcd.versions import NEWEST, Version
-from tests.conftest import LabCluster, debian_etcd
 from tests.security.gateway import Gateway, WatchOutcome
+from tests.support.lab import LabCluster, debian_etcd
 
 LEAK = "CVE-2026-73499"
 WATCH_TIMEOUT_S = 20.0

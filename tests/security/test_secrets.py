@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from tests.conftest import CliResult, LabCluster
+from tests.support.lab import CliResult, LabCluster
 
 PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
 

@@ -10,8 +10,8 @@ import ssl
 
 import pytest
 
-from tests.conftest import LabCluster
 from tests.security.probes import Verdict, _admin, _ca, _context, _https
+from tests.support.lab import LabCluster
 
 
 def _with_version(lab: LabCluster, version: ssl.TLSVersion, *, member: bool) -> ssl.SSLContext:

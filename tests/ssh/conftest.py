@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, LabCluster, base_environ
 from tests.ssh.sshd import SshLab, start_ssh_lab
 from tests.support import pack_release, start_ticks
+from tests.support.lab import VENV_BIN, LabCluster, base_environ
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from dcsctl.etcd.client import EtcdClient
-from tests.conftest import LabCluster, base_environ, run_cli
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
 from tests.store.test_escrow import passphrase_file
 from tests.store.test_store_backup import with_store
 from tests.store.versitygw import Gateway
 from tests.support import cluster_of
+from tests.support.lab import LabCluster, base_environ, run_cli
 
 EPHEMERAL = "/service/demo/members/"  # Patroni's leased member keys: refreshed, not data
 

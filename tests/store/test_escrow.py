@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabCluster, base_environ, run_cli
 from tests.store.test_store_backup import with_store
 from tests.store.versitygw import Gateway
+from tests.support.lab import LabCluster, base_environ, run_cli
 
 PASSPHRASE = "drill passphrase, kept apart"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, LabCluster
 from tests.store.versitygw import Gateway
+from tests.support.lab import REPO, LabCluster
 
 BUCKET = "dcs-backups"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabCluster
 from tests.store.proxy import relay
 from tests.store.test_store_backup import BUCKET, with_store
 from tests.store.versitygw import Gateway, versitygw, write_credentials
 from tests.support import cluster_of
+from tests.support.lab import LabCluster
 
 MIB = 1 << 20
 DATA_MIB = 20  # above the 16 MiB multipart threshold: two parts

@@ -66,8 +66,8 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
 def publish(versions: Sequence[Version], workdir: Path) -> tuple[Path, Path]:
     """The mirror's tree (ROOT/vX.Y.Z/etcd-vX.Y.Z-linux-amd64.tar.gz) of the binaries
     scripts/setup laid out, and the release data naming their digests."""
-    from tests.conftest import etcd_bin_dir
     from tests.support import pack_release
+    from tests.support.lab import etcd_bin_dir
 
     root = workdir / "mirror"
     rows = []

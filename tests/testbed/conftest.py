@@ -20,7 +20,7 @@ import pytest
 
 from dcsctl.etcd.versions import NEWEST
 from dcsctl.wait import wait_until
-from tests.conftest import VENV_BIN, base_environ
+from tests.support.lab import VENV_BIN, base_environ
 from tests.testbed.bed import Testbed
 
 HERE = Path(__file__).resolve().parent

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import VENV_BIN
 from tests.faults.scenarios import HistoryFigures
 from tests.support.anomalies import read_history
 from tests.support.history import acked_write, check_history
+from tests.support.lab import VENV_BIN
 from tests.testbed.conftest import Deployment
 
 _fresh = itertools.count()

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from dcsctl.spec import parse
 from dcsctl.targets.protocol import Check
 from dcsctl.targets.ssh.checks import rtt_check
-from tests.conftest import VENV_BIN
 from tests.faults.scenarios import MIN_ACKED_DURING, HistoryFigures
+from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import (
     Deployment,

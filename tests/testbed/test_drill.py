@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN
 from tests.store.test_escrow import passphrase_file
 from tests.store.versitygw import Gateway, versitygw
+from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import Deployment, guide_cluster_on, wait_healthy
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version
-from tests.conftest import risks_of
 from tests.faults.scenarios import MIN_ACKED_DURING
+from tests.support.lab import risks_of
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import (
     Deployment,

@@ -12,8 +12,8 @@ import time
 import yaml
 
 from dcsctl.targets.protocol import Verdict
-from tests.conftest import VENV_BIN
 from tests.faults.scenarios import MIN_ACKED_DURING
+from tests.support.lab import VENV_BIN
 from tests.testbed import scenarios
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import Deployment, wait_healthy

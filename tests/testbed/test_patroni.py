@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from dcsctl.wait import wait_until
-from tests.conftest import VENV_BIN
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
+from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import Deployment, wait_healthy
 

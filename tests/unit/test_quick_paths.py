@@ -12,7 +12,7 @@ from dcsctl import spec
 from dcsctl.cli import quick
 from dcsctl.etcd.etcdctl import EtcdctlProfile
 from dcsctl.ops import quick as quick_ops
-from tests.conftest import REPO
+from tests.support.lab import REPO
 
 # Each of these costs `get` tens of milliseconds or megabytes (python -X importtime in
 # benchmarks/RESULTS.md); none may come back into the quick path's import graph.

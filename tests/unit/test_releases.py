@@ -11,7 +11,7 @@ import yaml
 from dcsctl import releases, spec
 from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.versions import NEWEST, RECOMMENDED, Version, unaccepted_risks
-from tests.conftest import run_cli
+from tests.support.lab import run_cli
 
 SUM = "ab" * 32
 

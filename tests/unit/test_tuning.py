@@ -10,7 +10,7 @@ import pytest
 from dcsctl import spec, tuning
 from dcsctl.errors import DcsctlError
 from dcsctl.targets.ssh.checks import Verdict, rtt_check
-from tests.conftest import run_cli
+from tests.support.lab import run_cli
 
 
 @pytest.mark.parametrize(("rtt_ms", "heartbeat", "election"), [
