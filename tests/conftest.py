@@ -10,6 +10,9 @@ import pytest
 
 from tests.support.lab import LabCluster, lab_clusters
 
+# The SSH clusters' fixtures (ssh_lab_factory, release_tarball, ssh_cluster_factory).
+pytest_plugins = ["tests.support.ssh_clusters"]
+
 
 @pytest.fixture
 def lab_factory(tmp_path: Path) -> Iterator[Callable[..., LabCluster]]:
@@ -30,3 +33,15 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster
 def lab(lab_factory: Callable[..., LabCluster]) -> LabCluster:
     """A 3-member lab cluster spec (not yet up)."""
     return lab_factory()
+
+
+@pytest.fixture(params=["lab", "ssh"])
+def any_cluster(request: pytest.FixtureRequest) -> LabCluster:
+    """A 3-member cluster spec (not yet up) on each kind of target: lab processes here,
+    and real sshd hosts on loopback through the SSH target. A test written against it
+    runs on both (`ops/` is the same code for every target)."""
+    if request.param == "lab":
+        cluster: LabCluster = request.getfixturevalue("lab_factory")()
+    else:
+        cluster = request.getfixturevalue("ssh_cluster_factory")()
+    return cluster

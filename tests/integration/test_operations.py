@@ -64,7 +64,8 @@ def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
     assert lab.spec_file.read_text() == users  # back to exactly the user's file
 
 
-def test_removing_the_leader_hands_over_first_and_ends_healthy(lab: LabCluster) -> None:
+def test_removing_the_leader_hands_over_first_and_ends_healthy(any_cluster: LabCluster) -> None:
+    lab = any_cluster  # the lab's processes and real sshd hosts alike
     lab.ok("up")
     leader = lab.ok("status", "--json").json()["leader"]
     removed = lab.ok("member", "remove", str(leader), "--yes")
@@ -198,7 +199,9 @@ def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
         connection.getresponse()
 
 
-def test_nospace_alarm_is_cured_by_maintenance_without_data_loss(lab: LabCluster) -> None:
+def test_nospace_alarm_is_cured_by_maintenance_without_data_loss(
+        any_cluster: LabCluster) -> None:
+    lab = any_cluster  # the lab's processes and real sshd hosts alike
     document = lab.document()
     document["etcd"] = {"quota_backend_bytes": 16 * 2**20}
     lab.spec_file.write_text(yaml.safe_dump(document))

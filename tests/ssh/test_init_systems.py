@@ -21,7 +21,7 @@ from dcsctl.state import PUBLIC
 from dcsctl.targets.protocol import Check, Verdict
 from dcsctl.targets.ssh import init_systems
 from dcsctl.targets.ssh.place import DesiredFile, Place
-from tests.ssh.conftest import SshCluster
+from tests.support.ssh_clusters import SshCluster
 
 RUN_FILE = "dcsctl-test-init-etcd.run"  # beside the pidfile, in the host's /run
 

@@ -26,9 +26,9 @@ from dcsctl import pki, render, spec
 from dcsctl.etcd.versions import NEWEST, Version
 from dcsctl.wait import wait_until
 from tests.integration.writer import BackgroundWriter
-from tests.ssh.conftest import SshCluster
 from tests.support import cluster_of, pack_release
 from tests.support.lab import REPO, VENV_BIN, etcd_bin_dir, risks_of
+from tests.support.ssh_clusters import SshCluster
 
 DEADLINE_S = 60
 GUIDE_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"  # scripts/setup keeps the guide's etcd

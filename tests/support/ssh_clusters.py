@@ -1,4 +1,7 @@
-"""Per-test SSH labs: real sshd servers on loopback, always stopped when the test ends."""
+"""SSH clusters for tests: real sshd servers on loopback (tests/ssh/sshd.py), one per
+host, each host a directory tree of its own, dcsctl's SSH target against them; every lab
+and cluster made is stopped and destroyed when the test ends. A pytest plugin (the root
+conftest loads it): its fixtures serve every suite, `any_cluster` among them."""
 
 from __future__ import annotations
 
