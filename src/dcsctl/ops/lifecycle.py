@@ -104,7 +104,8 @@ class UpWorkflow:
         return note
 
     def bootstrapped(self) -> bool:
-        self.record = self.cluster.dir.record()
+        """Observes only: the record read once before the phases says it (a bootstrap of
+        this run replaces it, through the phase's own result)."""
         return bool(self.record.bootstrapped and self.record.cluster_id)
 
     def bootstrap(self) -> str:

@@ -156,7 +156,7 @@ class MemberRuntime:
         active = in_parallel(members, lambda m: self.cluster.service(m.name).is_active())
         stopped = [m for m, running in zip(members, active, strict=True) if not running]
         rest = stopped
-        if (self.cluster.spec.target is spec.Target.LAB and len(stopped) == len(members) > 1
+        if (self.cluster.target.probes_peer_port and len(stopped) == len(members) > 1
                 and not self.cluster.dir.record().bootstrapped):
             first = min(stopped, key=self.cluster.spec.peer_url)
             self.start_member(first)
@@ -181,8 +181,9 @@ class MemberRuntime:
         The probe is the question etcd asks, GET /members on the peer port, with the
         member's own certificate: the peer port admits member certificates only (allowed
         hostname), and its TLS listener completes handshakes before the server runs, so
-        only an HTTP answer says it serves. Lab members only (the caller checks): on real
-        hosts this machine's address is not in a member certificate, and etcd refuses it.
+        only an HTTP answer says it serves. Only where the target `probes_peer_port` (the
+        caller checks): on real hosts this machine's address is not in a member
+        certificate, and etcd refuses it.
         """
         layout = self.cluster.layout(member.name)
         host = self.cluster.host_of(member.name)

@@ -36,6 +36,7 @@ class LabTarget:
     """Every member a detached etcd process of this machine, found by its pidfile."""
 
     preflight_scope = "etcd binaries, state dir, ports"
+    probes_peer_port = True  # the members' addresses are this machine's
 
     def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir,
                  binaries: Callable[[], Binaries], environ: Mapping[str, str]) -> None:

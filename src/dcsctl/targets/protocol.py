@@ -104,6 +104,10 @@ class Target(Protocol):
 
     spec: ClusterSpec
     preflight_scope: str  # what `up`'s preflight phase looks at, in a few words
+    # Can this machine ask a member's peer port, with that member's own certificate, whether
+    # it serves? Only where the members run here (etcd checks the peer certificate's
+    # addresses against the connection's source): a first start can then be staggered.
+    probes_peer_port: bool
 
     # -- where things are --
     def layout(self, member: str) -> render.MemberLayout:

@@ -36,6 +36,7 @@ class SshTarget:
     """Every member on its own host; one shared SSH connection per host and run."""
 
     preflight_scope = "SSH, sudo, init system, clock, free space"
+    probes_peer_port = False  # this machine's address is in no member certificate
 
     def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path,
                  environ: Mapping[str, str]) -> None:
