@@ -11,20 +11,30 @@ import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 Item = TypeVar("Item")
 
 UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True)
+class Done(Generic[R]):
+    """What a phase hands on besides its note: a typed result that the workflow (or a
+    later step) takes from the phase's outcome, instead of an attribute set on the side."""
+
+    note: str
+    result: R
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     summary: str
-    run: Callable[[], str]
-    """Does the work; returns a short note of what it changed."""
+    run: Callable[[], str | Done[Any]]
+    """Does the work; returns a short note of what it changed (and maybe a result)."""
     done_if: Callable[[], bool] | None = None
     """Observes; True means nothing is left to do."""
     check_only: bool = False
@@ -38,6 +48,13 @@ class PhaseOutcome:
     changed: bool
     note: str
     seconds: float
+    result: object = None  # what the phase handed on (Done.result); None when skipped
+
+
+def result_of(outcomes: Sequence[PhaseOutcome], name: str, kind: type[R]) -> R | None:
+    """The result phase `name` handed on, if it ran and handed one of that type."""
+    found = next((o.result for o in outcomes if o.name == name), None)
+    return found if isinstance(found, kind) else None
 
 
 class Progress(Protocol):
@@ -69,10 +86,11 @@ def run_phases(phases: Sequence[Phase], progress: Progress) -> list[PhaseOutcome
         if phase.done_if is not None and phase.done_if():
             outcome = PhaseOutcome(phase.name, phase.summary, False, UNCHANGED, 0.0)
         else:
-            note = phase.run()
+            done = phase.run()
+            note, result = (done.note, done.result) if isinstance(done, Done) else (done, None)
             changed = not phase.check_only and note != UNCHANGED
             outcome = PhaseOutcome(
-                phase.name, phase.summary, changed, note, time.monotonic() - started
+                phase.name, phase.summary, changed, note, time.monotonic() - started, result
             )
         progress.phase_finished(outcome)
         outcomes.append(outcome)

@@ -18,7 +18,7 @@ from dcsctl.ops import certs, patroni_deploy, provision, upgrade
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
 from dcsctl.state import ClusterRecord, locked
-from dcsctl.workflow import Phase, PhaseOutcome, in_parallel, run_phases
+from dcsctl.workflow import Done, Phase, PhaseOutcome, in_parallel, result_of, run_phases
 
 __all__ = ["DownResult", "UpResult", "destroy", "down", "stop_members", "up"]
 
@@ -58,8 +58,7 @@ class UpWorkflow:
     def __init__(self, cluster: Cluster, record: ClusterRecord) -> None:
         self.cluster = cluster
         self.runtime = MemberRuntime(cluster)
-        self.record = record  # replaced by the bootstrap phase
-        self.warnings: tuple[str, ...] = ()
+        self.record = record  # as it was before the phases; bootstrap hands on the new one
 
     @property
     def members(self) -> list[spec.Member]:
@@ -91,11 +90,10 @@ class UpWorkflow:
     def pki(self) -> str:
         return certs.ensure_pki(self.cluster, self.cluster.context.clock())
 
-    def install(self) -> str:
+    def install(self) -> Done[provision.Installs]:
         installs = provision.install(self.cluster, self.members)
         self.runtime.restart_later(installs.restart)
-        self.warnings = installs.warnings
-        return installs.note
+        return Done(installs.note, installs)
 
     def config(self) -> str:
         configured = provision.configure(self.cluster, self.record)
@@ -108,9 +106,9 @@ class UpWorkflow:
         this run replaces it, through the phase's own result)."""
         return bool(self.record.bootstrapped and self.record.cluster_id)
 
-    def bootstrap(self) -> str:
-        self.record = provision.bootstrap(self.cluster)
-        return f"cluster ID {self.record.cluster_id}"
+    def bootstrap(self) -> Done[ClusterRecord]:
+        record = provision.bootstrap(self.cluster)
+        return Done(f"cluster ID {record.cluster_id}", record)
 
 
 def _change_binaries_first(cluster: Cluster, running: Cluster,
@@ -154,8 +152,10 @@ def up(cluster: Cluster) -> UpResult:
         if fresh and not cluster.dir.exists():
             cluster.dir.remove()
         raise
-    warnings += workflow.warnings
-    return UpResult(cluster.spec.name, workflow.record.cluster_id or "", tuple(outcomes),
+    installs = result_of(outcomes, "install", provision.Installs)
+    warnings += installs.warnings if installs else ()
+    record = result_of(outcomes, "bootstrap", ClusterRecord) or workflow.record
+    return UpResult(cluster.spec.name, record.cluster_id or "", tuple(outcomes),
                     tuple(warnings))
 
 

@@ -28,7 +28,15 @@ from dcsctl.ops.restore_preview import RestorePreview
 from dcsctl.ops.runtime import MemberRuntime, stop_members
 from dcsctl.spec import Member
 from dcsctl.state import PRIVATE, locked
-from dcsctl.workflow import UNCHANGED, Phase, PhaseOutcome, in_parallel, run_phases
+from dcsctl.workflow import (
+    UNCHANGED,
+    Done,
+    Phase,
+    PhaseOutcome,
+    in_parallel,
+    result_of,
+    run_phases,
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,14 @@ def make_plan(cluster: Cluster, preview: RestorePreview, *, bump_revision: int,
     return plan, f"new cluster token {token}"
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What the verify phase read from the restored cluster."""
+
+    revision: int
+    key_count: int
+
+
 class RestoreWorkflow:
     def __init__(self, cluster: Cluster, running: Cluster, preview: RestorePreview,
                  plan: RestorePlan, *, keep_old: bool) -> None:
@@ -110,8 +126,6 @@ class RestoreWorkflow:
         self.plan = plan  # members are added to `restored` as they are done
         self._plan_lock = threading.Lock()
         self.record = cluster.dir.record()  # replaced by the config and bootstrap phases
-        self.revision = 0
-        self.key_count = 0
         self.changes: list[str] = []
 
     def phases(self, plan_note: str) -> list[Phase]:
@@ -214,19 +228,18 @@ class RestoreWorkflow:
         return "; ".join(changed) or UNCHANGED
 
     # -- verify --
-    def check_result(self) -> str:
+    def check_result(self) -> Done[Restored]:
         manifest = self.manifest
         expected_revision = self.verified.facts.revision + self.plan.bump_revision
         with self.cluster.admin_client() as client:
-            self.key_count = client.count_keys()
-            self.revision = client.revision()
+            found = Restored(revision=client.revision(), key_count=client.count_keys())
             users, roles = set(client.user_roles()), client.role_names()
         problems = []
-        if self.revision < expected_revision:
-            problems.append(f"revision {self.revision} < snapshot's {expected_revision}")
+        if found.revision < expected_revision:
+            problems.append(f"revision {found.revision} < snapshot's {expected_revision}")
         if manifest is not None:
-            if manifest.key_count is not None and self.key_count != manifest.key_count:
-                problems.append(f"{self.key_count} keys, manifest says {manifest.key_count}")
+            if manifest.key_count is not None and found.key_count != manifest.key_count:
+                problems.append(f"{found.key_count} keys, manifest says {manifest.key_count}")
             if not set(manifest.users) <= users or not set(manifest.roles) <= roles:
                 problems.append("users or roles of the backup are missing")
         if problems:
@@ -234,7 +247,8 @@ class RestoreWorkflow:
                 "the restored cluster does not match the backup: " + "; ".join(problems),
                 fix="the old data dirs are kept (*.pre-restore); inspect with `dcsctl status`",
             )
-        return f"revision {self.revision}, {self.key_count} keys, {len(users)} users"
+        return Done(f"revision {found.revision}, {found.key_count} keys, {len(users)} users",
+                    found)
 
     # -- cleanup --
     def cleanup(self) -> str:
@@ -275,6 +289,10 @@ def restore(
                                        mark_compacted=mark_compacted)
         workflow = RestoreWorkflow(cluster, running, plan, restore_plan, keep_old=keep_old)
         outcomes = run_phases(workflow.phases(note), cluster.context.progress)
+    restored = result_of(outcomes, "verify", Restored)
+    if restored is None:  # verify runs on every restore that gets this far
+        raise DcsctlError("the restore ended without verifying the restored cluster",
+                          fix="run `dcsctl status`, then the same restore again")
     return RestoreResult(cluster.spec.name, workflow.record.cluster_id or "",
-                         plan.verified.path, workflow.revision, workflow.key_count,
+                         plan.verified.path, restored.revision, restored.key_count,
                          tuple(outcomes), tuple(workflow.changes))
