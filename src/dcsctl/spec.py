@@ -80,6 +80,8 @@ class Ports(_Strict):
 SSH_DESTINATION = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?"
                              r"(?P<host>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
                              r"(?::(?P<port>[0-9]{1,5}))?$")
+# The service user (etcd) and a database node's owner (postgres): a POSIX user name.
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 # A member certificate carries CN=<member name>, and etcd maps a client certificate's CN
 # to the etcd user of that name: a member named `root` would hold etcd's root identity,
@@ -110,6 +112,20 @@ HOSTS_FILE = "/etc/hosts"
 TARBALL_CACHE = "/var/cache/dcsctl"
 
 
+def _ssh_destination(value: str | None) -> str | None:
+    """A member's or a database node's `ssh:`."""
+    if value is not None and not SSH_DESTINATION.match(value):
+        raise ValueError("must be [user@]host[:port] or an alias from ~/.ssh/config")
+    return value
+
+
+def _address_written_out(value: object, *, example: str) -> object:
+    """pydantic would read the integer 0 as 0.0.0.0: an address must be written out."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be an IPv4 address written as text, e.g. {example}")
+    return value
+
+
 class Member(_Strict):
     name: str
     address: ipaddress.IPv4Address
@@ -123,9 +139,7 @@ class Member(_Strict):
     @field_validator("ssh")
     @classmethod
     def _ssh_destination(cls, value: str | None) -> str | None:
-        if value is not None and not SSH_DESTINATION.match(value):
-            raise ValueError("must be [user@]host[:port] or an alias from ~/.ssh/config")
-        return value
+        return _ssh_destination(value)
 
     @field_validator("remote_root")
     @classmethod
@@ -135,10 +149,7 @@ class Member(_Strict):
     @field_validator("address", mode="before")
     @classmethod
     def _address_text(cls, value: object) -> object:
-        # pydantic would read the integer 0 as 0.0.0.0: an address must be written out.
-        if not isinstance(value, str):
-            raise ValueError("must be an IPv4 address written as text, e.g. 127.0.0.10")
-        return value
+        return _address_written_out(value, example="127.0.0.10")
 
     @field_validator("address")
     @classmethod
@@ -244,7 +255,7 @@ class ServiceSettings(_Strict):
     @field_validator("user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        if not POSIX_USER.match(value):
             raise ValueError("must be a POSIX user name such as etcd")
         return value
 
@@ -377,7 +388,6 @@ class BackupSettings(_Strict):
 PATRONI_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PATRONI_NAMESPACE = re.compile(r"^/([A-Za-z0-9._-]+/)*$")
 PATRONI_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # also a file name
-POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 REST_API = re.compile(r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\])"
                       r"(?::(?P<port>[0-9]{1,5}))?/?$")
 PATRONI_REST_PORT = 8008
@@ -413,16 +423,12 @@ class PatroniNode(_Strict):
     @field_validator("address", mode="before")
     @classmethod
     def _address_text(cls, value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError("must be an IPv4 address written as text, e.g. 192.168.56.70")
-        return value
+        return _address_written_out(value, example="192.168.56.70")
 
     @field_validator("ssh")
     @classmethod
     def _ssh_destination(cls, value: str | None) -> str | None:
-        if value is not None and not SSH_DESTINATION.match(value):
-            raise ValueError("must be [user@]host[:port] or an alias from ~/.ssh/config")
-        return value
+        return _ssh_destination(value)
 
     @field_validator("bundle_dir", mode="before")
     @classmethod
