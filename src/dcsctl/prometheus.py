@@ -86,6 +86,17 @@ def _p99(histogram: str) -> str:
             f"(rate({histogram}_bucket{{{ETCD}}}[5m])))")
 
 
+def _failed_requests(percent: int, for_: str, severity: str) -> AlertRule:
+    """EtcdFailedGrpcRequests at one severity: the same alert, a higher share for longer."""
+    return AlertRule(
+        "EtcdFailedGrpcRequests", f"{_failed_percent()} > {percent}", for_, severity,
+        "etcd member {{ $labels.member }} of DCS {{ $labels.cluster }} fails "
+        "{{ $value | humanize }}% of {{ $labels.grpc_method }} requests",
+        "etcd answers these calls with an error of its own (unavailable, deadline, no "
+        "space, internal). Patroni retries, then counts the DCS as unreachable.",
+        f"dcsctl status {_CLUSTER}; dcsctl logs {{{{ $labels.member }}}} {_CLUSTER}")
+
+
 RULES: tuple[AlertRule, ...] = (
     AlertRule(
         "EtcdMemberDown", f"up{{{ETCD}}} == 0", "1m", "critical",
@@ -151,21 +162,8 @@ RULES: tuple[AlertRule, ...] = (
         "The database commits to disk too slowly: a slow or shared disk. Writes queue up "
         "behind it.",
         f"dcsctl check perf {_CLUSTER}"),
-    AlertRule(
-        "EtcdFailedGrpcRequests", f"{_failed_percent()} > {FAILED_PERCENT}", "10m", "warning",
-        "etcd member {{ $labels.member }} of DCS {{ $labels.cluster }} fails "
-        "{{ $value | humanize }}% of {{ $labels.grpc_method }} requests",
-        "etcd answers these calls with an error of its own (unavailable, deadline, no "
-        "space, internal). Patroni retries, then counts the DCS as unreachable.",
-        f"dcsctl status {_CLUSTER}; dcsctl logs {{{{ $labels.member }}}} {_CLUSTER}"),
-    AlertRule(
-        "EtcdFailedGrpcRequests", f"{_failed_percent()} > {FAILED_PERCENT_CRITICAL}", "5m",
-        "critical",
-        "etcd member {{ $labels.member }} of DCS {{ $labels.cluster }} fails "
-        "{{ $value | humanize }}% of {{ $labels.grpc_method }} requests",
-        "etcd answers these calls with an error of its own (unavailable, deadline, no "
-        "space, internal). Patroni retries, then counts the DCS as unreachable.",
-        f"dcsctl status {_CLUSTER}; dcsctl logs {{{{ $labels.member }}}} {_CLUSTER}"),
+    _failed_requests(FAILED_PERCENT, "10m", "warning"),
+    _failed_requests(FAILED_PERCENT_CRITICAL, "5m", "critical"),
     AlertRule(
         "EtcdSlowGrpcRequests",
         f"histogram_quantile(0.99, sum without (grpc_type) (rate("
