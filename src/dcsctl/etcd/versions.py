@@ -188,6 +188,14 @@ def unaccepted_risks(version: Version, accepted: Iterable[str]) -> list[Advisory
             and not named & {a.ident, *a.aliases}]
 
 
+def members_by_version(running: Iterable[tuple[str, Version]]) -> dict[Version, list[str]]:
+    """member -> version pairs, grouped: the members that run each version."""
+    found: dict[Version, list[str]] = {}
+    for name, version in running:
+        found.setdefault(version, []).append(name)
+    return found
+
+
 def deploy_refusal(running: Mapping[Version, Sequence[str]],
                    accepted: Iterable[str]) -> EnvironmentProblem | None:
     """Why these versions (each with the members that would run it) may not be deployed,

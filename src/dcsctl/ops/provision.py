@@ -8,12 +8,12 @@ object for a later step to find.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dcsctl import render, spec
 from dcsctl.etcd.model import hex_id
-from dcsctl.etcd.versions import Version, deploy_refusal
+from dcsctl.etcd.versions import Version, deploy_refusal, members_by_version
 from dcsctl.ops.context import Cluster
 from dcsctl.pki import jwt_sign_method
 from dcsctl.state import ClusterRecord
@@ -76,7 +76,7 @@ def install(cluster: Cluster, members: Sequence[spec.Member]) -> Installs:
     target.prepare_install()
     done = in_parallel(members, lambda m: target.install(m.name))
     # what apt installed is known only now; it is not started
-    refuse_risky(cluster, _by_version((m.name, outcome.version)
+    refuse_risky(cluster, members_by_version((m.name, outcome.version)
                                       for m, outcome in zip(members, done, strict=True)
                                       if outcome.replaced))
     notes = [outcome.note for outcome in done if outcome.note]
@@ -85,13 +85,6 @@ def install(cluster: Cluster, members: Sequence[spec.Member]) -> Installs:
                         if outcome.replaced and cluster.service(m.name).is_active())
     warnings = tuple(dict.fromkeys(w for outcome in done for w in outcome.warnings))
     return Installs("; ".join(notes) if notes else UNCHANGED, restart, warnings)
-
-
-def _by_version(pairs: Iterable[tuple[str, Version]]) -> dict[Version, list[str]]:
-    found: dict[Version, list[str]] = {}
-    for name, version in pairs:
-        found.setdefault(version, []).append(name)
-    return found
 
 
 def _runtime_settings(content: bytes) -> dict[str, str]:

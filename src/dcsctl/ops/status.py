@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import Alarm, EndpointHealth, EndpointStatus, MemberInfo, hex_id
-from dcsctl.etcd.versions import Advisory, Version, advisories, deploy_refusal
+from dcsctl.etcd.versions import (
+    Advisory,
+    Version,
+    advisories,
+    deploy_refusal,
+    members_by_version,
+)
 from dcsctl.ops.context import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 from dcsctl.targets.disk import member_disk
@@ -42,12 +48,10 @@ class VersionAdvisory:
 
 def version_advisories(running: dict[str, str]) -> list[VersionAdvisory]:
     """Advisories per running version (member name -> version it reported)."""
-    by_version: dict[str, list[str]] = {}
-    for member, version in running.items():
-        by_version.setdefault(version, []).append(member)
-    return [VersionAdvisory(version, tuple(members), advisory)
+    by_version = members_by_version((n, Version.parse(v)) for n, v in running.items())
+    return [VersionAdvisory(str(version), tuple(members), advisory)
             for version, members in sorted(by_version.items())
-            for advisory in advisories(Version.parse(version))]
+            for advisory in advisories(version)]
 
 
 @dataclass(frozen=True)
@@ -172,9 +176,7 @@ def status(cluster: Cluster) -> ClusterView:
         problems.append("members run different etcd versions ("
                         + ", ".join(f"{n} {v}" for n, v in running.items())
                         + "): finish the upgrade or downgrade")
-    by_version: dict[Version, list[str]] = {}
-    for name, version in running.items():
-        by_version.setdefault(Version.parse(version), []).append(name)
+    by_version = members_by_version((n, Version.parse(v)) for n, v in running.items())
     if refused := deploy_refusal(by_version, accepted=()):
         # It keeps running, accepted or not: the risk is there all the same.
         accepted = ", ".join(spec.etcd.accept_risks)
