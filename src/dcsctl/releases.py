@@ -102,9 +102,10 @@ def locate(settings: spec.InstallSettings, arch: str,
     source = f"{base}/v{version}/{name}"
     if settings.sha256:
         return Located(source, settings.sha256, settings.ca_file)
-    digest = release_data(environ).get((version, arch))
+    data = release_data(environ)
+    digest = data.get((version, arch))
     if digest is None or digest == PENDING:
-        recorded = sorted({v for (v, a), d in release_data(environ).items()
+        recorded = sorted({v for (v, a), d in data.items()
                            if a == arch and d != PENDING}, key=Version.parse)
         why = ("its published digest is not recorded yet" if digest == PENDING
                else "dcsctl's release data has no such release")
