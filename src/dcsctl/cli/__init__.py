@@ -112,7 +112,7 @@ def main(
 
     from dcsctl import report
     from dcsctl.cli.common import Session, app
-    from dcsctl.ops.context import Context
+    from dcsctl.ops.cluster import Context
 
     register_commands(argv)
     out = Console(file=stdout or sys.stdout, soft_wrap=True, width=200)

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from dcsctl import spec
 from dcsctl.errors import DcsctlError, SpecError
-from dcsctl.ops.context import Cluster, Context
+from dcsctl.ops.cluster import Cluster, Context
 
 app = typer.Typer(
     name="dcsctl",
@@ -133,7 +133,7 @@ def clusters_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
     here, once, and passed down."""
     named = cluster_of(ctx, spec_file, cluster)
     # Without -f, cluster_of already read the state dir's spec.
-    return named, (named.as_it_runs() if spec_file is not None else named)
+    return named, (named.as_recorded() if spec_file is not None else named)
 
 
 def running_cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
