@@ -190,10 +190,11 @@ class ClusterDir:
     def save_record(self, record: ClusterRecord) -> None:
         atomic_write(self.record_path, record.to_json(), PUBLIC)
 
-    def mark_bootstrapped(self, cluster_id: str) -> ClusterRecord:
-        record = replace(self.record().with_cluster_id(cluster_id), bootstrapped=True)
-        self.save_record(record)
-        return record
+    def mark_bootstrapped(self, record: ClusterRecord, cluster_id: str) -> ClusterRecord:
+        """`record` (as the command read it, once) with its cluster ID, saved."""
+        bootstrapped = replace(record.with_cluster_id(cluster_id), bootstrapped=True)
+        self.save_record(bootstrapped)
+        return bootstrapped
 
     # -- spec --
     def save_spec(self, cluster: spec.ClusterSpec) -> bool:

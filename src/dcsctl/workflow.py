@@ -3,6 +3,12 @@
 A phase whose `done_if` already holds is reported as unchanged and skipped, so a workflow
 interrupted half-way is finished by running it again (kubeadm phases, etcdadm's
 "added? started?").
+
+Phases talk only through what they hand on (kubeadm's phases over one typed data
+interface): a phase's `run` returns its note and, as `Done.result`, a typed value; the
+run's `Handover` keeps it under the phase's name, and a later phase takes it from there
+by name and type. Nothing is left in an attribute for a later phase to find, so a phase
+runs alone given a `Handover` with its inputs, and a `done_if` only observes.
 """
 
 from __future__ import annotations
@@ -29,14 +35,43 @@ class Done(Generic[R]):
     result: R
 
 
+class Handover:
+    """The results the phases of one run have handed on so far, by phase name.
+
+    Only `run_phases` adds to it (each phase's `Done.result`); a phase skipped by its
+    `done_if` hands on nothing. Built with `given` results, it lets a phase run alone
+    (tests, or a resumed step), as kubeadm runs one phase over its data interface.
+    """
+
+    def __init__(self, **given: object) -> None:
+        self._results: dict[str, object] = dict(given)
+
+    def hand_on(self, phase: str, result: object) -> None:
+        self._results[phase] = result
+
+    def get(self, phase: str, kind: type[R]) -> R | None:
+        """What `phase` handed on, if it ran and handed on a `kind`."""
+        found = self._results.get(phase)
+        return found if isinstance(found, kind) else None
+
+    def need(self, phase: str, kind: type[R]) -> R:
+        """What `phase` handed on; a phase that always runs before the caller must have."""
+        found = self.get(phase, kind)
+        if found is None:
+            # A workflow built wrong (a phase before the one it depends on), not bad input.
+            raise LookupError(f"phase {phase!r} handed on no {kind.__name__}")
+        return found
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
     summary: str
     run: Callable[[], str | Done[Any]]
-    """Does the work; returns a short note of what it changed (and maybe a result)."""
+    """Does the work; returns a short note of what it changed (and maybe a result to hand
+    on)."""
     done_if: Callable[[], bool] | None = None
-    """Observes; True means nothing is left to do."""
+    """Observes, never changes anything; True means nothing is left to do."""
     check_only: bool = False
     """A verification (preflight, health): it never counts as a change."""
 
@@ -78,7 +113,11 @@ class SilentProgress:
         pass
 
 
-def run_phases(phases: Sequence[Phase], progress: Progress) -> list[PhaseOutcome]:
+def run_phases(phases: Sequence[Phase], progress: Progress,
+               handover: Handover | None = None) -> list[PhaseOutcome]:
+    """Run each phase unless its `done_if` holds; each result a phase hands on goes into
+    `handover`, where the phases after it (closures over it) take it."""
+    handover = handover if handover is not None else Handover()
     outcomes = []
     for phase in phases:
         progress.phase_started(phase)
@@ -88,6 +127,8 @@ def run_phases(phases: Sequence[Phase], progress: Progress) -> list[PhaseOutcome
         else:
             done = phase.run()
             note, result = (done.note, done.result) if isinstance(done, Done) else (done, None)
+            if isinstance(done, Done):
+                handover.hand_on(phase.name, result)
             changed = not phase.check_only and note != UNCHANGED
             outcome = PhaseOutcome(
                 phase.name, phase.summary, changed, note, time.monotonic() - started, result

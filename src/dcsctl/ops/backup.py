@@ -27,7 +27,7 @@ from dcsctl.etcd.model import EndpointStatus
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.ops.cluster import Cluster
 from dcsctl.snapshots import Authenticity, Manifest
-from dcsctl.state import PRIVATE, locked
+from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.wait import wait_until
 
 # Long enough to wait out a leader election (etcd's election timeout is 1 s by default).
@@ -180,12 +180,14 @@ def take(
     directory: Path | None = None,
     keep: int | None = None,
     max_age: dt.timedelta | None = None,
+    record: ClusterRecord | None = None,
 ) -> BackupResult:
     """Stream, check, then rename into place. What need not wait runs beside the rest:
     finding etcdutl (`etcd --version`) during the survey, users and roles during the
-    stream, the fsync and the key count during `etcdutl snapshot status`."""
+    stream, the fsync and the key count during `etcdutl snapshot status`. `record`: the
+    cluster's record, when the command that takes the backup has read it already."""
     started = time.monotonic()
-    record = cluster.dir.record()
+    record = record or cluster.dir.record()
     target_dir = private_dir(directory or default_dir(cluster))
     with locked(cluster.dir), ThreadPoolExecutor(2, thread_name_prefix="dcsctl-backup") as pool:
         key = cluster.dir.manifest_key(create=True)

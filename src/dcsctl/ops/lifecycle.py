@@ -18,7 +18,7 @@ from dcsctl.ops import certs, patroni_deploy, provision, upgrade
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
 from dcsctl.state import ClusterRecord, locked
-from dcsctl.workflow import Done, Phase, PhaseOutcome, in_parallel, result_of, run_phases
+from dcsctl.workflow import Done, Handover, Phase, PhaseOutcome, in_parallel, run_phases
 
 __all__ = ["DownResult", "UpResult", "destroy", "down", "stop_members", "up"]
 
@@ -52,13 +52,16 @@ def _check_same_cluster(cluster: Cluster, saved: spec.ClusterSpec) -> None:
 
 
 class UpWorkflow:
-    """The phases of `up`. The record is read once, before the phases; the members to
-    restart are what the install and config phases found."""
+    """The phases of `up`, over the record read once before them. Each phase takes what
+    the phases before it handed on (the members to restart: what install and config
+    found; the record: what bootstrap wrote) from the run's Handover."""
 
-    def __init__(self, cluster: Cluster, record: ClusterRecord) -> None:
+    def __init__(self, cluster: Cluster, record: ClusterRecord,
+                 handover: Handover | None = None) -> None:
         self.cluster = cluster
         self.runtime = MemberRuntime(cluster)
         self.record = record  # as it was before the phases; bootstrap hands on the new one
+        self.handover = handover if handover is not None else Handover()
 
     @property
     def members(self) -> list[spec.Member]:
@@ -71,7 +74,7 @@ class UpWorkflow:
             Phase("pki", "CA, member, admin and JWT keys", self.pki, self.pki_complete),
             Phase("install", "etcd (and its service user) on every host", self.install),
             Phase("config", "etcd configuration per member", self.config),
-            Phase("start", "start members", self.runtime.start, self.runtime.started),
+            Phase("start", "start members", self.start, self.started),
             Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
             Phase("bootstrap", "record cluster ID, switch configs to existing",
@@ -92,14 +95,25 @@ class UpWorkflow:
 
     def install(self) -> Done[provision.Installs]:
         installs = provision.install(self.cluster, self.members)
-        self.runtime.restart_later(installs.restart)
         return Done(installs.note, installs)
 
-    def config(self) -> str:
+    def config(self) -> Done[provision.Configured]:
         configured = provision.configure(self.cluster, self.record)
-        note = configured.note(self.runtime.pending)
-        self.runtime.restart_later(configured.restart)
-        return note
+        return Done(configured.note(self.handover.need("install", provision.Installs).restart),
+                    configured)
+
+    def restart(self) -> frozenset[str]:
+        """Running members that must restart: a new binary (install), new settings
+        (config)."""
+        return (self.handover.need("install", provision.Installs).restart
+                | self.handover.need("config", provision.Configured).restart)
+
+    def started(self) -> bool:
+        """The start phase's check: nothing to restart, every member running."""
+        return not self.restart() and self.runtime.all_running()
+
+    def start(self) -> str:
+        return self.runtime.start_all(self.restart(), bootstrapped=self.record.bootstrapped)
 
     def bootstrapped(self) -> bool:
         """Observes only: the record read once before the phases says it (a bootstrap of
@@ -107,7 +121,7 @@ class UpWorkflow:
         return bool(self.record.bootstrapped and self.record.cluster_id)
 
     def bootstrap(self) -> Done[ClusterRecord]:
-        record = provision.bootstrap(self.cluster)
+        record = provision.bootstrap(self.cluster, self.record)
         return Done(f"cluster ID {record.cluster_id}", record)
 
 
@@ -133,7 +147,7 @@ def _change_binaries_first(cluster: Cluster, running: Cluster,
     if all(version in (None, wanted) for version in installed):
         return
     with locked(cluster.dir):
-        upgrade.roll(running, cluster, wanted)
+        upgrade.roll(running, cluster, wanted, record)
 
 
 def up(cluster: Cluster) -> UpResult:
@@ -146,15 +160,16 @@ def up(cluster: Cluster) -> UpResult:
         _change_binaries_first(cluster, running, record)
         with locked(cluster.dir):
             workflow = UpWorkflow(cluster, record or cluster.dir.create())
-            outcomes = run_phases(workflow.phases(), cluster.context.progress)
+            outcomes = run_phases(workflow.phases(), cluster.context.progress,
+                                  workflow.handover)
     except BaseException:
         # A first `up` that failed before it wrote anything leaves no empty folder behind.
         if fresh and not cluster.dir.exists():
             cluster.dir.remove()
         raise
-    installs = result_of(outcomes, "install", provision.Installs)
+    installs = workflow.handover.get("install", provision.Installs)
     warnings += installs.warnings if installs else ()
-    record = result_of(outcomes, "bootstrap", ClusterRecord) or workflow.record
+    record = workflow.handover.get("bootstrap", ClusterRecord) or workflow.record
     return UpResult(cluster.spec.name, record.cluster_id or "", tuple(outcomes),
                     tuple(warnings))
 

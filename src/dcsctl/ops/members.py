@@ -202,6 +202,16 @@ def add(
     at: int | None = None,
 ) -> MemberChange:
     """`at`: the new member's place in the spec's list (default: last)."""
+    return _add(cluster, cluster.dir.record(), name, address, client_port=client_port,
+                peer_port=peer_port, ssh=ssh, remote_root=remote_root, at=at)
+
+
+def _add(
+    cluster: Cluster, record: ClusterRecord, name: str, address: str, *,
+    client_port: int | None = None, peer_port: int | None = None, ssh: str | None = None,
+    remote_root: str | None = None, at: int | None = None,
+) -> MemberChange:
+    """`member add` over the record the command read."""
     new: dict[str, object] = {"name": name, "address": address}
     if client_port:
         new["client_port"] = client_port
@@ -218,7 +228,7 @@ def add(
                               fix="choose another name, or `dcsctl member remove` it first")
     grown = cluster.context.cluster(_with_member(cluster.spec, new, at))
     with locked(grown.dir):
-        workflow = JoinWorkflow(grown, grown.spec.member(name), grown.dir.record())
+        workflow = JoinWorkflow(grown, grown.spec.member(name), record)
         outcomes = run_phases([*workflow.phases(), *_patroni_hosts(grown)],
                               cluster.context.progress)
     return MemberChange(name, tuple(outcomes))
@@ -245,6 +255,12 @@ def _hand_over_if_leader(cluster: Cluster, member: spec_module.Member) -> str:
 
 
 def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
+    return _remove(cluster, cluster.dir.record(), name, force=force)
+
+
+def _remove(cluster: Cluster, record: ClusterRecord, name: str, *, force: bool
+            ) -> MemberChange:
+    """`member remove` over the record the command read."""
     if name not in {m.name for m in cluster.spec.members}:
         raise NotFound(f"no member {name!r} in cluster {cluster.spec.name!r}",
                        fix="see `dcsctl status` for the members")
@@ -298,7 +314,7 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
         cluster.target.remove(name)  # its key and data leave the host too
         shutil.rmtree(cluster.dir.member_dir(name), ignore_errors=True)
         # the remaining members' initial-cluster; no restart needed
-        provision.configure(shrunk, shrunk.dir.record())
+        provision.configure(shrunk, record)
         return "stopped, data removed, spec saved"
 
     phases = [
@@ -328,6 +344,8 @@ def replace(cluster: Cluster, name: str) -> MemberChange:
     # The new machine must answer (SSH: its host key known) before the old member is
     # removed: a refused key found after the removal left the cluster a member short.
     provision.check(cluster, [member])
+    # Removing and adding a member leave the record as it is: read once for both.
+    record = cluster.dir.record()
     marker = cluster.dir.member_dir(name).parent / f".replacing-{name}.json"
     info = _listed(cluster, cluster.spec.peer_url(member))
     if not marker.exists():
@@ -341,9 +359,9 @@ def replace(cluster: Cluster, name: str) -> MemberChange:
         # Also once etcd has dropped it: a run stopped between the removal and the end of
         # `remove` (revoke, stop, forget) finishes those first, or the new member would
         # be handed the old, revoked certificate.
-        outcomes += remove(cluster, name, force=False).outcomes
+        outcomes += _remove(cluster, record, name, force=False).outcomes
     address = str(member.address)
-    outcomes += add(cluster, name, address, client_port=member.client_port,
+    outcomes += _add(cluster, record, name, address, client_port=member.client_port,
                     peer_port=member.peer_port, ssh=member.ssh,
                     remote_root=member.remote_root, at=position).outcomes
     marker.unlink(missing_ok=True)

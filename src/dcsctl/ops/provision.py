@@ -135,12 +135,13 @@ def configure(cluster: Cluster, record: ClusterRecord,
         frozenset(m.name for m, (_, restart) in zip(chosen, done, strict=True) if restart))
 
 
-def bootstrap(cluster: Cluster) -> ClusterRecord:
-    """Record the cluster ID; from now on a member that loses its data dir must not found
-    a new cluster, so every configuration says `existing`."""
+def bootstrap(cluster: Cluster, record: ClusterRecord) -> ClusterRecord:
+    """Record the cluster ID in `record` (the one the command read, or a phase before
+    wrote); from now on a member that loses its data dir must not found a new cluster, so
+    every configuration says `existing`."""
     with cluster.admin_client() as client:
         cluster_id = hex_id(client.cluster_id())
-    record = cluster.dir.mark_bootstrapped(cluster_id)
+    record = cluster.dir.mark_bootstrapped(record, cluster_id)
     in_parallel(list(cluster.spec.members), lambda m: cluster.target.write_config(
         m.name, member_settings(cluster, m, record)))
     return record

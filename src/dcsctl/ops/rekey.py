@@ -26,19 +26,33 @@ from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.cluster import Cluster
+from dcsctl.ops.runtime import MemberRuntime
 from dcsctl.spec import Member
 from dcsctl.state import PRIVATE, PUBLIC
 
 
 @dataclass(frozen=True)
 class Rekeyed:
+    """What a key rotation did: the members given new keys (in the order of the
+    restarts) and the certificates it revoked."""
+
     members: tuple[str, ...]
     revoked: tuple[str, ...]
-    patroni_bundles: tuple[str, ...]
+
+
+def rekey(cluster: Cluster, ca: Identity) -> Rekeyed:
+    """New keys for the admin, the JWT signer and every member, in one rolling restart
+    (the caller holds the cluster lock); each replaced certificate revoked."""
+    keys = KeyRotation(cluster, ca)
+    revoked = keys.admin()
+    keys.stage_jwt()
+    rekeyed = MemberRuntime(cluster).restart_each(keys.member_while_stopped)
+    return Rekeyed(tuple(member.name for member, _ in rekeyed),
+                   (*revoked, *(label for _, labels in rekeyed for label in labels)))
 
 
 class KeyRotation:
-    """The steps of a key rotation, for `certs rotate` and the first roll of `--ca`.
+    """The steps of a key rotation; each returns what it revoked, and keeps nothing.
 
     `ca` signs the new certificates (during a CA rotation: still the old CA, which every
     member trusts until the new one is in place everywhere).
@@ -47,8 +61,6 @@ class KeyRotation:
     def __init__(self, cluster: Cluster, ca: Identity) -> None:
         self.cluster = cluster
         self.ca = ca
-        self.members: list[str] = []
-        self.revoked: list[str] = []
 
     def _issue(self, role: pki.Role, common_name: str,
                sans: pki.SubjectAltNames) -> Identity:
@@ -56,20 +68,21 @@ class KeyRotation:
         return pki.issue(self.ca, role, common_name=common_name, sans=sans,
                          key_type=policy.key_type, days=policy.leaf_days, now=now)
 
-    def _revoke(self, old_cert: bytes | None, label: str) -> None:
+    def _revoke(self, old_cert: bytes | None, label: str) -> tuple[str, ...]:
+        """Revoke `old_cert`; what was revoked, as `label (serial)`."""
         if old_cert is None:
-            return
-        for entry in revocation.revoke(self.cluster, [old_cert]).added:
-            self.revoked.append(f"{label} ({entry.serial:x})")
+            return ()
+        return tuple(f"{label} ({entry.serial:x})"
+                     for entry in revocation.revoke(self.cluster, [old_cert]).added)
 
-    def admin(self) -> None:
+    def admin(self) -> tuple[str, ...]:
         """dcsctl's own identity: new key now, old certificate revoked at once (every
         dcsctl command loads the admin pair from the state dir when it connects)."""
         directory = self.cluster.dir
         old = directory.admin()
         directory.save_identity(self._issue(pki.Role.ADMIN, "root", pki.SubjectAltNames()),
                                 directory.admin_cert, directory.admin_key)
-        self._revoke(old.cert_pem if old else None, "admin")
+        return self._revoke(old.cert_pem if old else None, "admin")
 
     def stage_jwt(self) -> None:
         """A new JWT key pair on every member's disk; each loads it at its next start."""
@@ -84,7 +97,7 @@ class KeyRotation:
             cluster.host.write(Path(layout.jwt_public), keys.public_pem, PUBLIC)
             cluster.target.sync_tls(member.name)
 
-    def member_while_stopped(self, member: Member) -> None:
+    def member_while_stopped(self, member: Member) -> tuple[str, ...]:
         """The new key and certificate for a stopped member; its old certificate revoked
         (nothing presents it any more)."""
         cluster, directory = self.cluster, self.cluster.dir
@@ -94,8 +107,7 @@ class KeyRotation:
         identity = self._issue(pki.Role.MEMBER, member.name, member_sans(cluster.spec, member))
         directory.save_identity(identity, cert, Path(layout.key))
         cluster.target.sync_tls(member.name)
-        self.members.append(member.name)
-        self._revoke(old, member.name)
+        return self._revoke(old, member.name)
 
 
 def rekey_patroni(cluster: Cluster) -> tuple[str, ...]:

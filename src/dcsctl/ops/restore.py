@@ -27,16 +27,8 @@ from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.restore_preview import RestorePreview
 from dcsctl.ops.runtime import MemberRuntime, stop_members
 from dcsctl.spec import Member
-from dcsctl.state import PRIVATE, locked
-from dcsctl.workflow import (
-    UNCHANGED,
-    Done,
-    Phase,
-    PhaseOutcome,
-    in_parallel,
-    result_of,
-    run_phases,
-)
+from dcsctl.state import PRIVATE, ClusterRecord, locked
+from dcsctl.workflow import UNCHANGED, Done, Handover, Phase, PhaseOutcome, in_parallel, run_phases
 
 
 @dataclass(frozen=True)
@@ -96,9 +88,6 @@ def make_plan(cluster: Cluster, preview: RestorePreview, *, bump_revision: int,
                 fix=f"finish it first: `dcsctl restore {plan.snapshot}`",
             )
         return plan, f"resuming (already restored: {', '.join(plan.restored) or 'none'})"
-    directory = cluster.dir
-    if not directory.exists():
-        directory.save_record(directory.create())
     token = f"{cluster.spec.name}-{secrets.token_hex(4)}"
     sha = verified.manifest.sha256 if preview.trusts_manifest and verified.manifest else ""
     plan = RestorePlan(snapshot, sha, token, bump_revision, mark_compacted)
@@ -114,19 +103,39 @@ class Restored:
     key_count: int
 
 
+@dataclass(frozen=True)
+class Reconfigured:
+    """What the config phase wrote: the record of the restored cluster (its new token, no
+    cluster ID yet) and the members' files."""
+
+    record: ClusterRecord
+    configured: provision.Configured
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Changes to etcd's auth or dcsctl's records a phase made, one line each."""
+
+    lines: tuple[str, ...]
+
+
 class RestoreWorkflow:
+    """The phases of `restore`, over the record the command read once (`record`). Each
+    phase takes what an earlier one handed on (the record config wrote, the cluster ID
+    bootstrap found, the changes auth and records made) from the run's Handover."""
+
     def __init__(self, cluster: Cluster, running: Cluster, preview: RestorePreview,
-                 plan: RestorePlan, *, keep_old: bool) -> None:
+                 plan: RestorePlan, record: ClusterRecord, *, keep_old: bool,
+                 handover: Handover | None = None) -> None:
         self.cluster = cluster
         self.running = running  # what the state dir holds now: stopped first
         self.verified = preview.verified
         self.manifest = preview.verified.manifest if preview.trusts_manifest else None
         self.keep_old = keep_old
         self.runtime = MemberRuntime(cluster)
-        self.plan = plan  # members are added to `restored` as they are done
-        self._plan_lock = threading.Lock()
-        self.record = cluster.dir.record()  # replaced by the config and bootstrap phases
-        self.changes: list[str] = []
+        self.plan = plan  # as the run began; restore.json records each member restored
+        self.record = record  # as the command read it; config hands on the new one
+        self.handover = handover if handover is not None else Handover()
 
     def phases(self, plan_note: str) -> list[Phase]:
         cluster, clock = self.cluster, self.cluster.context.clock
@@ -141,7 +150,7 @@ class RestoreWorkflow:
                   lambda: certs.plan_pki(cluster, clock()).complete),
             Phase("data", "rebuild every data dir from the snapshot", self.restore_data),
             Phase("config", "etcd configuration per member", self.config),
-            Phase("start", "start members", self.runtime.start, self.runtime.started),
+            Phase("start", "start members", self.start, self.started),
             Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
             Phase("bootstrap", "record the new cluster ID", self.bootstrap),
@@ -173,39 +182,50 @@ class RestoreWorkflow:
             options += ["--bump-revision", str(self.plan.bump_revision), "--mark-compacted"]
         return options
 
-    def _restore_member(self, member: Member) -> None:
-        self.cluster.target.restore_data_dir(member.name, self.verified.path,
-                                             self._restore_options(member))
-        with self._plan_lock:
-            self.plan = replace(self.plan, restored=(*self.plan.restored, member.name))
-            _save_plan(self.cluster, self.plan)
-
     def restore_data(self) -> str:
         todo = [m for m in self.cluster.spec.members if m.name not in self.plan.restored]
         if not todo:
             return UNCHANGED
-        in_parallel(todo, self._restore_member)
+        restored = list(self.plan.restored)  # the progress file's, as members finish
+        progress = threading.Lock()
+
+        def one(member: Member) -> None:
+            self.cluster.target.restore_data_dir(member.name, self.verified.path,
+                                                 self._restore_options(member))
+            with progress:
+                restored.append(member.name)
+                _save_plan(self.cluster, replace(self.plan, restored=tuple(restored)))
+
+        in_parallel(todo, one)
         return f"restored {', '.join(m.name for m in todo)}"
 
     # -- config: the restored data dirs carry the membership; configs say `existing` --
-    def config(self) -> str:
-        directory = self.cluster.dir
-        record = directory.record() if directory.exists() else directory.create()
-        self.record = replace(
-            record.with_cluster_id(None), token=self.plan.token,
+    def config(self) -> Done[Reconfigured]:
+        record = replace(
+            self.record.with_cluster_id(None), token=self.plan.token,
             members=tuple(m.name for m in self.cluster.spec.members), bootstrapped=True,
         )
-        directory.save_record(self.record)
-        configured = provision.configure(self.cluster, self.record)
-        self.runtime.restart_later(configured.restart)
-        return configured.note()
+        self.cluster.dir.save_record(record)
+        configured = provision.configure(self.cluster, record)
+        return Done(configured.note(), Reconfigured(record, configured))
 
-    def bootstrap(self) -> str:
-        self.record = provision.bootstrap(self.cluster)
-        return f"cluster ID {self.record.cluster_id}"
+    # -- start: whatever config wrote is read at start-up --
+    def started(self) -> bool:
+        return (not self.handover.need("config", Reconfigured).configured.restart
+                and self.runtime.all_running())
+
+    def start(self) -> str:
+        config = self.handover.need("config", Reconfigured)
+        return self.runtime.start_all(config.configured.restart,
+                                      bootstrapped=config.record.bootstrapped)
+
+    def bootstrap(self) -> Done[ClusterRecord]:
+        record = provision.bootstrap(self.cluster,
+                                     self.handover.need("config", Reconfigured).record)
+        return Done(f"cluster ID {record.cluster_id}", record)
 
     # -- auth: whatever the snapshot held, dcsctl must be able to run this cluster --
-    def auth(self) -> str:
+    def auth(self) -> Done[Changes]:
         with self.cluster.admin_client() as client:
             was_enabled = client.auth_enabled()
         notes = []
@@ -217,15 +237,18 @@ class RestoreWorkflow:
                 client.user_change_password("root", root_password)
                 notes.append("root's password in the snapshot was not this cluster's: set to "
                              f"{self.cluster.dir.root_password_path}")
-        self.changes += notes
-        return "; ".join(notes) or UNCHANGED
+        return Done("; ".join(notes) or UNCHANGED, Changes(tuple(notes)))
 
     # -- records --
-    def records(self) -> str:
+    def records(self) -> Done[Changes]:
         with self.cluster.admin_client() as client:
             changed = patroni.reconcile(self.cluster, client)
-        self.changes += changed
-        return "; ".join(changed) or UNCHANGED
+        return Done("; ".join(changed) or UNCHANGED, Changes(tuple(changed)))
+
+    def changes(self) -> tuple[str, ...]:
+        """What auth and records changed, for the result."""
+        return tuple(line for phase in ("auth", "records")
+                     for line in self.handover.need(phase, Changes).lines)
 
     # -- verify --
     def check_result(self) -> Done[Restored]:
@@ -285,14 +308,24 @@ def restore(
 ) -> RestoreResult:
     check_options(bump_revision=bump_revision, mark_compacted=mark_compacted)
     with locked(cluster.dir):
+        # The record the preview read (the one read of this command), or a new cluster's.
+        record = plan.record or _claim(cluster)
         restore_plan, note = make_plan(cluster, plan, bump_revision=bump_revision,
                                        mark_compacted=mark_compacted)
-        workflow = RestoreWorkflow(cluster, running, plan, restore_plan, keep_old=keep_old)
-        outcomes = run_phases(workflow.phases(note), cluster.context.progress)
-    restored = result_of(outcomes, "verify", Restored)
-    if restored is None:  # verify runs on every restore that gets this far
-        raise DcsctlError("the restore ended without verifying the restored cluster",
-                          fix="run `dcsctl status`, then the same restore again")
-    return RestoreResult(cluster.spec.name, workflow.record.cluster_id or "",
-                         plan.verified.path, restored.revision, restored.key_count,
-                         tuple(outcomes), tuple(workflow.changes))
+        workflow = RestoreWorkflow(cluster, running, plan, restore_plan, record,
+                                   keep_old=keep_old)
+        outcomes = run_phases(workflow.phases(note), cluster.context.progress,
+                              workflow.handover)
+    # verify and bootstrap have no done_if: every restore that gets here ran them
+    restored = workflow.handover.need("verify", Restored)
+    cluster_id = workflow.handover.need("bootstrap", ClusterRecord).cluster_id
+    return RestoreResult(cluster.spec.name, cluster_id or "", plan.verified.path,
+                         restored.revision, restored.key_count, tuple(outcomes),
+                         workflow.changes())
+
+
+def _claim(cluster: Cluster) -> ClusterRecord:
+    """A restore into a cluster that does not exist yet: its folder and a record."""
+    record = cluster.dir.create()
+    cluster.dir.save_record(record)
+    return record

@@ -18,6 +18,7 @@ from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.ops.backup import Verified, verify
 from dcsctl.ops.cluster import Cluster
 from dcsctl.snapshots import Authenticity
+from dcsctl.state import ClusterRecord
 
 # How long the preview waits for the running cluster: a restore is often run because it
 # is down, and then "unreachable" is the answer, not a reason to wait.
@@ -50,15 +51,18 @@ class RestorePreview:
     snapshot: Side
     foreign: tuple[str, ...]  # why the snapshot is another cluster's (accepted by the user)
     trusts_manifest: bool  # False: checks use the snapshot alone (--without-manifest)
+    # The cluster's record as the preview read it (None: no such cluster yet): the restore
+    # the user confirmed starts from it, without reading it again.
+    record: ClusterRecord | None
 
 
-def _now(cluster: Cluster) -> Side:
+def _now(cluster: Cluster, record: ClusterRecord | None) -> Side:
     """The cluster as it is, as far as it answers within SURVEY_TIMEOUT_S."""
     directory = cluster.dir
     name = cluster.spec.name
-    if not directory.exists():
+    if record is None:
         return Side(name, None, None, None, None, note="no such cluster yet: nothing replaced")
-    cluster_id = directory.record().cluster_id
+    cluster_id = record.cluster_id
     if (directory.root / "restore.json").exists():
         return Side(name, cluster_id, None, None, None,
                     note="an interrupted restore is unfinished: this run resumes it")
@@ -71,7 +75,8 @@ def _now(cluster: Cluster) -> Side:
 
 
 def _refuse_unless_allowed(
-    cluster: Cluster, verified: Verified, *, from_other_cluster: bool, without_manifest: bool,
+    cluster: Cluster, record: ClusterRecord | None, verified: Verified, *,
+    from_other_cluster: bool, without_manifest: bool,
 ) -> tuple[str, ...]:
     """Refuse a snapshot that may not be this cluster's unless the user said so; return why
     it is another cluster's (accepted) so the preview can say it."""
@@ -87,7 +92,6 @@ def _refuse_unless_allowed(
         )
     if manifest is None or signature is None:
         return ()
-    record = cluster.dir.record() if cluster.dir.exists() else None
     reasons = snapshots.foreign_reasons(
         manifest, signature, cluster=cluster.spec.name,
         cluster_ids=record.cluster_ids() if record else (),
@@ -108,7 +112,9 @@ def preview(
     """Verify the snapshot, decide whether it may be restored here, and describe both
     sides. Touches nothing."""
     verified = verify(cluster, snapshot)
-    foreign = _refuse_unless_allowed(cluster, verified, from_other_cluster=from_other_cluster,
+    record = cluster.dir.record() if cluster.dir.exists() else None
+    foreign = _refuse_unless_allowed(cluster, record, verified,
+                                     from_other_cluster=from_other_cluster,
                                      without_manifest=without_manifest)
     manifest = verified.manifest
     trusts_manifest = manifest is not None and verified.signature is not Authenticity.UNSIGNED
@@ -119,4 +125,5 @@ def preview(
     else:
         side = Side(manifest.cluster if manifest else None, None, verified.facts.revision,
                     None, None, note="no trusted manifest: only etcd's own hash was checked")
-    return RestorePreview(verified, _now(cluster), side, foreign, trusts_manifest)
+    return RestorePreview(verified, _now(cluster, record), side, foreign, trusts_manifest,
+                          record)

@@ -29,7 +29,7 @@ from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import patroni_deploy, revocation
 from dcsctl.ops.certs import member_sans
 from dcsctl.ops.cluster import Cluster
-from dcsctl.ops.rekey import KeyRotation, rekey_patroni
+from dcsctl.ops.rekey import rekey, rekey_patroni
 from dcsctl.ops.runtime import MemberRuntime
 from dcsctl.state import PRIVATE, PUBLIC, locked
 from dcsctl.wait import wait_until
@@ -190,10 +190,7 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
     replaced certificates revoked; Patroni bundles too with `patroni`."""
     with locked(cluster.dir):
         ca = cluster.dir.required(cluster.dir.ca(), "CA")
-        keys = KeyRotation(cluster, ca)
-        keys.admin()
-        keys.stage_jwt()
-        MemberRuntime(cluster).restart_all(keys.member_while_stopped)
+        keys = rekey(cluster, ca)
         bundles = rekey_patroni(cluster) if patroni else _reissue_patroni(cluster)
         deployed = _deploy_managed(cluster)
     note = f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
@@ -252,10 +249,7 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             # gives each member a new key, certified by the old CA that every member
             # still trusts alone until its own restart; the next step certifies the new
             # keys by the new CA without a restart.
-            keys = KeyRotation(cluster, old)
-            keys.admin()
-            keys.stage_jwt()
-            runtime.restart_all(keys.member_while_stopped)
+            rekey(cluster, old)
             atomic_write(state_path, json.dumps({"step": "trusting-both"}).encode(), PRIVATE)
             step = "trusting-both"
         new_ca = directory.load_identity(next_cert, next_key) or old

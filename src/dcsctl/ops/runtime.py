@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import TypeVar
 
 from dcsctl import render, spec
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
@@ -28,6 +29,7 @@ FIRST_START_WAIT_S = 1.5
 PEER_PROBE_TIMEOUT_S = 0.2
 LOG_LINES_ON_FAILURE = 8
 NOSPACE = "NOSPACE"
+T = TypeVar("T")
 ALARMS = "Active Alarm(s): "
 
 
@@ -108,25 +110,11 @@ def stop_members(cluster: Cluster) -> DownResult:
 
 
 class MemberRuntime:
-    """Starting members and waiting for them, for one cluster."""
+    """Starting members and waiting for them, for one cluster. It holds nothing between
+    calls: what to restart is the caller's (what its install and config phases handed on)."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        # Running members to restart at the next start phase (a new binary, new settings).
-        self.pending: frozenset[str] = frozenset()
-
-    def restart_later(self, names: Iterable[str]) -> None:
-        self.pending |= frozenset(names)
-
-    def started(self) -> bool:
-        """The start phase's check: nothing to restart, every member running."""
-        return not self.pending and self.all_running()
-
-    def start(self) -> str:
-        """The start phase: the pending restarts, then every member not running."""
-        started = self.start_all(self.pending)
-        self.pending = frozenset()
-        return started
 
     def start_member(self, member: spec.Member, executable: PurePath | None = None) -> None:
         """Start the member from the configuration on its host (`executable`: another
@@ -140,12 +128,13 @@ class MemberRuntime:
         self.cluster.service(member.name).start(
             executable or self.cluster.target.etcd_executable(member.name), environment)
 
-    def start_all(self, restart: Iterable[str]) -> str:
+    def start_all(self, restart: Iterable[str], *, bootstrapped: bool) -> str:
         """Restart the members named (one at a time, each healthy before the next, so the
         cluster keeps quorum), then start every member that is not running, all at once
         (a first start of a cluster waits for its peers anyway; one by one over SSH cost
-        seconds per host)."""
-        started = []
+        seconds per host). `bootstrapped`: the cluster's record says so (a new cluster's
+        first start brings up the first member on its own, see wait_peer_serving)."""
+        started: list[str] = []
         for name in sorted(restart):
             member = self.cluster.spec.member(name)
             self.cluster.service(name).stop()
@@ -157,7 +146,7 @@ class MemberRuntime:
         stopped = [m for m, running in zip(members, active, strict=True) if not running]
         rest = stopped
         if (self.cluster.target.probes_peer_port and len(stopped) == len(members) > 1
-                and not self.cluster.dir.record().bootstrapped):
+                and not bootstrapped):
             first = min(stopped, key=self.cluster.spec.peer_url)
             self.start_member(first)
             self.wait_peer_serving(first)
@@ -213,23 +202,28 @@ class MemberRuntime:
         self.wait_healthy(members)
         return f"{len(members)} of {len(members)} healthy"
 
-    def restart_all(self, while_stopped: Callable[[spec.Member], None] | None = None
-                    ) -> tuple[str, ...]:
+    def restart_all(self) -> tuple[str, ...]:
         """A rolling restart, followers first and the leader last after handing over
-        leadership (the caller holds the cluster lock). `while_stopped` changes a
-        member's files between its stop and its start (a key rotation)."""
+        leadership (the caller holds the cluster lock); the members in that order."""
+        return tuple(member.name for member, _ in self.restart_each(lambda member: None))
+
+    def restart_each(self, while_stopped: Callable[[spec.Member], T]
+                     ) -> list[tuple[spec.Member, T]]:
+        """restart_all, with `while_stopped` changing a member's files between its stop
+        and its start (a key rotation); what it returned for each member, in the order
+        of the restarts."""
         cluster = self.cluster
         with cluster.admin_client() as client:
             ordered = ordered_members(cluster, client)
+        done = []
         for member, status in ordered:
             if status.is_leader and len(ordered) > 1:
                 hand_over_leadership(cluster, member, ordered[0][1].member_id)
             cluster.service(member.name).stop()
-            if while_stopped is not None:
-                while_stopped(member)
+            done.append((member, while_stopped(member)))
             self.start_member(member)
             self.wait_healthy(list(cluster.spec.members))
-        return tuple(m.name for m, _ in ordered)
+        return done
 
     def wait_healthy(self, members: list[spec.Member]) -> None:
         endpoints = [self.cluster.spec.client_url(m) for m in members]

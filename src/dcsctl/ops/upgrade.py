@@ -186,12 +186,13 @@ def _wait_cluster_version(cluster: Cluster, line: str) -> str:
     return seen
 
 
-def replace_binaries(before: Cluster, after: Cluster, wanted: Version) -> tuple[str, ...]:
+def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
+                     record: ClusterRecord) -> tuple[str, ...]:
     """Move each member still on another version to `wanted`, one at a time, leader last.
     `before` is the cluster as it runs, `after` the same cluster with the new binaries
-    (its target puts them on each host just before the member starts again)."""
+    (its target puts them on each host just before the member starts again); `record`
+    is the cluster's record as the command read it."""
     runtime = MemberRuntime(after)
-    record = after.dir.record()
     with before.admin_client() as client:
         ordered = ordered_members(before, client)
     moved = []
@@ -221,10 +222,10 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version) -> tuple[
     return tuple(moved)
 
 
-def roll(before: Cluster, after: Cluster, wanted: Version, *,
+def roll(before: Cluster, after: Cluster, wanted: Version, record: ClusterRecord, *,
          downgrading: bool = False) -> UpgradeResult:
     """Snapshot, then replace_binaries, then wait for the cluster version (the caller
-    holds the cluster lock)."""
+    holds the cluster lock and read the record)."""
     running = running_versions(before)
     if not downgrading:
         check_upgrade_path(running, wanted)
@@ -233,9 +234,9 @@ def roll(before: Cluster, after: Cluster, wanted: Version, *,
     oldest = min(running.values())
     snapshot = None
     if set(running.values()) != {wanted}:
-        snapshot = backup.take(before).backup.path
+        snapshot = backup.take(before, record=record).backup.path
         before.context.progress.message(f"snapshot before the change: {snapshot}")
-    moved = replace_binaries(before, after, wanted)
+    moved = replace_binaries(before, after, wanted, record)
     version = _wait_cluster_version(after, wanted.line) if moved else ""
     return UpgradeResult(str(oldest), str(wanted), moved, snapshot, version)
 
@@ -264,7 +265,7 @@ def upgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | None 
     wanted = parse_version(to)
     after = _changed(desired, before, wanted, bin_dir, lambda found: found == wanted)
     with locked(before.dir):
-        result = roll(before, after, wanted)
+        result = roll(before, after, wanted, before.dir.record())
         after.dir.save_spec(after.spec)
     return result
 
@@ -289,13 +290,14 @@ def downgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | Non
     wanted = after.target.wanted_version() or wanted  # --to 3.6: whichever 3.6 it names
     provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
     with locked(before.dir):
-        snapshot = backup.take(before).backup.path
+        record = before.dir.record()
+        snapshot = backup.take(before, record=record).backup.path
         before.context.progress.message(f"snapshot before the downgrade: {snapshot}")
         with before.admin_client(timeout=10.0) as client:
             client.downgrade("validate", target_line)
             client.downgrade("enable", target_line)
         _wait_storage_version(before, target_line)
-        result = roll(before, after, wanted, downgrading=True)
+        result = roll(before, after, wanted, record, downgrading=True)
         _wait_downgrade_finished(after)
         after.dir.save_spec(after.spec)
     return UpgradeResult(str(current), str(wanted), result.upgraded, snapshot,
