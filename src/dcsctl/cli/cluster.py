@@ -95,7 +95,7 @@ def up(
     if json_output:
         session.out.print_json(report.dump_json(report.up_json(result)))
         return
-    view = status_ops.status(target)
+    view = status_ops.status(target, result.record)
     for table in report.status_tables(view):
         session.out.print(table)
     session.out.print(report.status_summary(view), highlight=False)

@@ -29,6 +29,7 @@ class UpResult:
     cluster_id: str
     outcomes: tuple[PhaseOutcome, ...]
     warnings: tuple[str, ...]
+    record: ClusterRecord  # as `up` left it: what `status` after it shows, not read again
 
     @property
     def changed(self) -> bool:
@@ -171,7 +172,7 @@ def up(cluster: Cluster) -> UpResult:
     warnings += installs.warnings if installs else ()
     record = workflow.handover.get("bootstrap", ClusterRecord) or workflow.record
     return UpResult(cluster.spec.name, record.cluster_id or "", tuple(outcomes),
-                    tuple(warnings))
+                    tuple(warnings), record)
 
 
 def down(cluster: Cluster) -> DownResult:

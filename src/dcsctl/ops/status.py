@@ -17,6 +17,7 @@ from dcsctl.etcd.versions import (
 )
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
+from dcsctl.state import ClusterRecord
 from dcsctl.targets.disk import member_disk
 from dcsctl.targets.protocol import Verdict
 
@@ -130,9 +131,10 @@ def _pid_lookups(cluster: Cluster) -> dict[str, _PidLookup]:
     return {m.name: _PidLookup(source, m.name) for m in cluster.spec.members}
 
 
-def status(cluster: Cluster) -> ClusterView:
+def status(cluster: Cluster, record: ClusterRecord | None = None) -> ClusterView:
+    """`record`: the cluster's record, when the command read it already (`up`)."""
     spec = cluster.spec
-    record = cluster.dir.record()
+    record = record or cluster.dir.record()
     problems: list[str] = []
     lookups = _pid_lookups(cluster)
     pids_deadline = time.monotonic() + STATUS_SSH_TIMEOUT_S + 1.0

@@ -1,0 +1,78 @@
+"""The phases of the workflows on a real lab cluster: every `done_if` only observes (the
+state dir, the members' processes and etcd's revision stay as they were), and a phase runs
+alone given what the phases before it would have handed on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dcsctl.ops import provision
+from dcsctl.ops.cluster import Cluster
+from dcsctl.ops.lifecycle import UpWorkflow
+from dcsctl.ops.members import JoinWorkflow
+from dcsctl.workflow import UNCHANGED, Handover, Phase
+from tests.support import cluster_of
+from tests.support.lab import LabCluster
+
+NOTHING_TO_RESTART = Handover(install=provision.Installs(UNCHANGED, frozenset(), ()),
+                              config=provision.Configured((), frozenset()))
+
+
+def _observable(cluster: Cluster) -> tuple[dict[str, tuple[bytes, int]], int]:
+    """Every file dcsctl keeps in the state dir (content, mtime; not etcd's data dirs or
+    logs, which etcd writes on its own) and etcd's revision."""
+    data_dirs = [Path(cluster.layout(m.name).data_dir) for m in cluster.spec.members]
+    files = {str(p.relative_to(cluster.dir.root)): (p.read_bytes(), p.stat().st_mtime_ns)
+             for p in sorted(cluster.dir.root.rglob("*"))
+             if p.is_file() and p.suffix != ".log" and p.name != "lock"
+             and not any(p.is_relative_to(d) for d in data_dirs)}
+    with cluster.admin_client() as client:
+        return files, client.revision()
+
+
+def _pid(cluster: Cluster, member: str) -> int:
+    return int(json.loads(cluster.dir.pidfile(member).read_text())["pid"])
+
+
+def _checks(phases: list[Phase]) -> dict[str, bool]:
+    return {p.name: p.done_if() for p in phases if p.done_if is not None}
+
+
+def test_the_checks_of_up_and_member_add_only_observe(running_lab: LabCluster) -> None:
+    cluster = cluster_of(running_lab)
+    try:
+        before = _observable(cluster)
+        up = UpWorkflow(cluster, cluster.dir.record(), NOTHING_TO_RESTART)
+        first = cluster.spec.members[0]
+        join = JoinWorkflow(cluster, first, cluster.dir.record())
+        checks = {"up": _checks(up.phases()), "member add": _checks(join.phases())}
+        # ...asked twice: a check that changed something would answer differently
+        assert checks == {"up": _checks(up.phases()), "member add": _checks(join.phases())}
+        assert _observable(cluster) == before
+        # A running cluster: every step of up and of adding a member it has is done.
+        assert checks == {
+            "up": {"pki": True, "start": True, "bootstrap": True, "auth": True},
+            "member add": {"pki": True, "add": True, "start": True, "promote": True},
+        }
+    finally:
+        cluster.close()
+
+
+def test_the_start_phase_runs_alone_and_restarts_what_it_is_handed(
+    running_lab: LabCluster,
+) -> None:
+    cluster = cluster_of(running_lab)
+    try:
+        member = cluster.spec.members[1].name
+        pids = {m.name: _pid(cluster, m.name) for m in cluster.spec.members}
+        handed = Handover(install=provision.Installs(UNCHANGED, frozenset({member}), ()),
+                          config=provision.Configured((), frozenset()))
+        start = {p.name: p for p in UpWorkflow(cluster, cluster.dir.record(),
+                                                handed).phases()}["start"]
+        assert start.done_if is not None and not start.done_if()
+        assert start.run() == f"started {member} (restarted)"
+        after = {m.name: _pid(cluster, m.name) for m in cluster.spec.members}
+        assert [name for name in pids if pids[name] != after[name]] == [member]
+    finally:
+        cluster.close()
