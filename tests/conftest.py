@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.lab import LabCluster, lab_clusters
+from tests.support.reads import RecordReads
 
 # The SSH clusters' fixtures (ssh_lab_factory, release_tarball, ssh_cluster_factory).
 pytest_plugins = ["tests.support.ssh_clusters"]
@@ -45,3 +46,9 @@ def any_cluster(request: pytest.FixtureRequest) -> LabCluster:
     else:
         cluster = request.getfixturevalue("ssh_cluster_factory")()
     return cluster
+
+
+@pytest.fixture
+def record_reads(monkeypatch: pytest.MonkeyPatch) -> RecordReads:
+    """Counts reads of clusters' records by the in-process CLI (see tests/support/reads.py)."""
+    return RecordReads(monkeypatch)

@@ -19,6 +19,7 @@ from dcsctl.workflow import SilentProgress
 from tests.integration.writer import BackgroundWriter
 from tests.support import cluster_of
 from tests.support.lab import REPO, LabCluster
+from tests.support.reads import RecordReads
 
 
 def _admin(lab: LabCluster):  # type: ignore[no-untyped-def]
@@ -44,7 +45,8 @@ def seeded(lab: LabCluster) -> LabCluster:
     return lab
 
 
-def test_round_trip_restores_data_users_and_roles(seeded: LabCluster) -> None:
+def test_round_trip_restores_data_users_and_roles(seeded: LabCluster,
+                                                  record_reads: RecordReads) -> None:
     before_id = seeded.ok("status", "--json").json()["cluster_id"]
     snapshot = _backup(seeded)
     manifest = snapshot.with_suffix(".json")
@@ -52,7 +54,9 @@ def test_round_trip_restores_data_users_and_roles(seeded: LabCluster) -> None:
     seeded.ok("put", "/service/demo/leader", "written-after-backup")
     seeded.ok("put", "/service/demo/members/db-00", "changed-after-backup")
 
+    record_reads.take()
     seeded.ok("restore", str(snapshot), "--yes")
+    assert record_reads.take() == 1  # the preview's read, handed down to every phase
 
     assert seeded.ok("get", "/service/demo/members/db-00").out == "member-0\n"
     assert seeded.dcsctl("get", "/service/demo/leader").code != 0  # did not exist then

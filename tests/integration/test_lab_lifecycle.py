@@ -12,6 +12,7 @@ import pytest
 
 from tests.support import is_gone
 from tests.support.lab import VENV_BIN, LabCluster
+from tests.support.reads import RecordReads
 
 
 def exports(env_output: str) -> dict[str, str]:
@@ -36,7 +37,9 @@ def guide_etcdctl(environment: dict[str, str], *argv: str) -> str:
     return done.stdout
 
 
-def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> None:
+def test_up_status_env_down_up_destroy_keeps_one_cluster(
+    lab: LabCluster, record_reads: RecordReads,
+) -> None:
     first = lab.ok("up", "--json").json()
     cluster_id = first["cluster_id"]
     assert cluster_id and first["changed"] is True
@@ -76,8 +79,10 @@ def test_up_status_env_down_up_destroy_keeps_one_cluster(lab: LabCluster) -> Non
     assert (lab.state / "pki" / "ca.crt").read_bytes() == ca_before
     assert lab.ok("get", "foo").out == "bar\n"
 
+    record_reads.take()
     rerun = lab.ok("up")
     assert "no changes" in rerun.err
+    assert record_reads.take() == 1  # up and the status it prints: the record read once
 
     lab.ok("destroy", "--yes")
     assert not lab.state.exists()
