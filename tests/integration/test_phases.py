@@ -10,7 +10,7 @@ from pathlib import Path
 from dcsctl.ops import provision
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow
-from dcsctl.ops.members import JoinWorkflow
+from dcsctl.ops.members import JoinWorkflow, LeaveWorkflow
 from dcsctl.workflow import UNCHANGED, Handover, Phase
 from tests.support import cluster_of
 from tests.support.lab import LabCluster
@@ -39,21 +39,31 @@ def _checks(phases: list[Phase]) -> dict[str, bool]:
     return {p.name: p.done_if() for p in phases if p.done_if is not None}
 
 
-def test_the_checks_of_up_and_member_add_only_observe(running_lab: LabCluster) -> None:
+def test_the_checks_of_up_and_member_add_and_remove_only_observe(
+    running_lab: LabCluster,
+) -> None:
     cluster = cluster_of(running_lab)
     try:
         before = _observable(cluster)
         up = UpWorkflow(cluster, cluster.dir.record(), NOTHING_TO_RESTART)
         first = cluster.spec.members[0]
         join = JoinWorkflow(cluster, first, cluster.dir.record())
-        checks = {"up": _checks(up.phases()), "member add": _checks(join.phases())}
+        leave = LeaveWorkflow(cluster, first, cluster.dir.record())
+
+        def ask() -> dict[str, dict[str, bool]]:
+            return {"up": _checks(up.phases()), "member add": _checks(join.phases()),
+                    "member remove": _checks(leave.phases())}
+
+        checks = ask()
         # ...asked twice: a check that changed something would answer differently
-        assert checks == {"up": _checks(up.phases()), "member add": _checks(join.phases())}
+        assert ask() == checks
         assert _observable(cluster) == before
-        # A running cluster: every step of up and of adding a member it has is done.
+        # A running cluster: every step of up and of adding a member it has is done, none
+        # of removing one.
         assert checks == {
             "up": {"pki": True, "start": True, "bootstrap": True, "auth": True},
             "member add": {"pki": True, "add": True, "start": True, "promote": True},
+            "member remove": {"remove": False, "revoke": False},
         }
     finally:
         cluster.close()

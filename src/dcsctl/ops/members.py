@@ -274,12 +274,45 @@ def _remove(cluster: Cluster, record: ClusterRecord, name: str, *, force: bool
             fix="bring the other members back first (`dcsctl up`), or pass --force if "
             "they are gone for good",
         )
-    member = cluster.spec.member(name)
-    shrunk = cluster.context.cluster(_without_member(cluster.spec, name))
-    peer_url = cluster.spec.peer_url(member)
+    workflow = LeaveWorkflow(cluster, cluster.spec.member(name), record)
+    with locked(cluster.dir):
+        outcomes = run_phases(workflow.phases(force=force), cluster.context.progress)
+    return MemberChange(name, tuple(outcomes))
 
-    def remove_from_etcd() -> str:
-        info = _still_listed(cluster, peer_url, name)
+
+class LeaveWorkflow:
+    """Take one member out of a running cluster: out of etcd, its certificate revoked,
+    stopped and forgotten. `shrunk` is the cluster without it."""
+
+    def __init__(self, cluster: Cluster, member: spec_module.Member,
+                 record: ClusterRecord) -> None:
+        self.cluster = cluster
+        self.member = member
+        self.record = record
+        self.shrunk = cluster.context.cluster(_without_member(cluster.spec, member.name))
+        self.peer_url = cluster.spec.peer_url(member)
+        self.certificate = Path(cluster.dir.layout(member.name).cert)
+
+    def phases(self, *, force: bool = False) -> list[Phase]:
+        name = self.member.name
+        phases = [
+            Phase("remove", f"remove {name} from etcd", self.remove, self.removed),
+            Phase("revoke", f"revoke {name}'s certificate, push the CRL", self.revoke,
+                  self.revoked),
+            Phase("stop", f"stop {name}, drop its data, save the spec", self.stop_and_forget),
+        ]
+        if not force:  # with --force some of the members that stay are known to be down
+            phases.append(Phase("health", "wait until the members that stay are healthy",
+                                MemberRuntime(self.shrunk).health, check_only=True))
+            phases += _patroni_hosts(self.shrunk)
+        return phases
+
+    def removed(self) -> bool:
+        return _listed(self.cluster, self.peer_url) is None
+
+    def remove(self) -> str:
+        cluster, member = self.cluster, self.member
+        info = _still_listed(cluster, self.peer_url, member.name)
         handed_over = ""
 
         def remove_member() -> bool:
@@ -287,50 +320,34 @@ def _remove(cluster: Cluster, record: ClusterRecord, name: str, *, force: bool
             handed_over = handed_over or _hand_over_if_leader(cluster, member)
             # Asked of the members that stay: a member that applies its own removal stops
             # at once, and its answer is then "server stopped" although the removal holds.
-            with shrunk.admin_client() as client:
+            with self.shrunk.admin_client() as client:
                 client.member_remove(info.id)
             return True
 
-        _once_settled(cluster, remove_member, f"etcd did not remove {name}")
+        _once_settled(cluster, remove_member, f"etcd did not remove {member.name}")
         return f"{handed_over}removed {info.id:x}"
 
-    certificate = Path(cluster.dir.layout(name).cert)
+    def revoked(self) -> bool:
+        if not self.certificate.exists():
+            return True  # forgotten already (a re-run after the stop phase)
+        serial = pki.serial_number(self.certificate.read_bytes())
+        return serial in {r.serial for r in revocation.revoked(self.cluster.dir)}
 
-    def revoke_certificate() -> str:
+    def revoke(self) -> str:
         # The removed member's key stays valid for its certificate's lifetime unless
         # revoked; the remaining members refuse it at its next connection.
-        revoked = revocation.revoke(shrunk, [certificate.read_bytes()])
+        revoked = revocation.revoke(self.shrunk, [self.certificate.read_bytes()])
         serials = [f"{r.serial:x}" for r in revoked.added] or [f"{s:x}" for s in revoked.already]
         return f"certificate {', '.join(serials)} revoked, CRL pushed"
 
-    def certificate_revoked() -> bool:
-        if not certificate.exists():
-            return True  # forgotten already (a re-run after the stop phase)
-        serial = pki.serial_number(certificate.read_bytes())
-        return serial in {r.serial for r in revocation.revoked(cluster.dir)}
-
-    def stop_and_forget() -> str:
+    def stop_and_forget(self) -> str:
+        cluster, name = self.cluster, self.member.name
         cluster.service(name).stop()
         cluster.target.remove(name)  # its key and data leave the host too
         shutil.rmtree(cluster.dir.member_dir(name), ignore_errors=True)
         # the remaining members' initial-cluster; no restart needed
-        provision.configure(shrunk, record)
+        provision.configure(self.shrunk, self.record)
         return "stopped, data removed, spec saved"
-
-    phases = [
-        Phase("remove", f"remove {name} from etcd", remove_from_etcd,
-              lambda: _listed(cluster, peer_url) is None),
-        Phase("revoke", f"revoke {name}'s certificate, push the CRL", revoke_certificate,
-              certificate_revoked),
-        Phase("stop", f"stop {name}, drop its data, save the spec", stop_and_forget),
-    ]
-    if not force:  # with --force some of the members that stay are known to be down
-        phases.append(Phase("health", "wait until the members that stay are healthy",
-                            MemberRuntime(shrunk).health, check_only=True))
-        phases += _patroni_hosts(shrunk)
-    with locked(cluster.dir):
-        outcomes = run_phases(phases, cluster.context.progress)
-    return MemberChange(name, tuple(outcomes))
 
 
 def replace(cluster: Cluster, name: str) -> MemberChange:
