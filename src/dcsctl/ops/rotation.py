@@ -254,43 +254,53 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             step = "trusting-both"
         new_ca = directory.load_identity(next_cert, next_key) or old
         both = old.cert_pem + new_ca.cert_pem
-        renewed: list[str] = []
-        bundles: tuple[str, ...] = ()
-        if step == "trusting-both":
-            # The spec's Patroni nodes trust both CAs before any member presents a
-            # certificate of the new one (their own certificates, by the old CA, stay
-            # good while the members trust both).
-            _deploy_managed(cluster, trust=both)
-            renewed = _reissue_leaves(cluster, new_ca)
-            atomic_write(state_path, json.dumps({"step": "reissued"}).encode(), PRIVATE)
-            step = "reissued"
+        # A run resumed past this step renewed no certificate itself.
+        renewed = (_reissue_by_new_ca(cluster, new_ca, both, state_path)
+                   if step == "trusting-both" else ())
         has_patroni = any((directory.root / "patroni").glob("*/*"))
-        if step == "reissued" and has_patroni:
-            bundles = _reissue_patroni(cluster, new_ca, both)
+        if has_patroni:
+            interim = _reissue_patroni(cluster, new_ca, both)
             # Certificates of the new CA onto the nodes, verified, the old ones revoked.
             _deploy_managed(cluster, ca=new_ca, trust=both)
             left = patroni_deploy.unmanaged_bundles(cluster)
             if left and not finish:
-                return RotationResult(tuple(renewed), bundles, False,
+                return RotationResult(renewed, interim, False,
                                       f"deploy the new Patroni bundles of {', '.join(left)}, "
                                       "then run `dcsctl certs rotate --ca --finish` to drop "
                                       "the old CA")
-        # Drop the old CA: members and clients trust only the new one. The CRL is signed
-        # by the new CA from now on (its entries were issued by the old one, which no
-        # member trusts any more: kept anyway, they cost nothing).
-        directory.save_identity(new_ca, directory.ca_cert, directory.ca_key)
-        revocation.write_crl(cluster, new_ca)
-        revocation.publish(cluster)
-        _write_member_trust(cluster, new_ca.cert_pem)
-        directory.trust_bundle.unlink(missing_ok=True)
-        runtime.restart_all()
+        _drop_old_ca(cluster, new_ca, runtime)
         next_cert.unlink(missing_ok=True)
         next_key.unlink(missing_ok=True)
         state_path.unlink(missing_ok=True)
-        if has_patroni:
-            bundles = _reissue_patroni(cluster)
-            _deploy_managed(cluster)  # the nodes trust the new CA only, like the members
-    return RotationResult(tuple(renewed), bundles, True, "old CA dropped")
+        if not has_patroni:
+            return RotationResult(renewed, (), True, "old CA dropped")
+        bundles = _reissue_patroni(cluster)
+        _deploy_managed(cluster)  # the nodes trust the new CA only, like the members
+    return RotationResult(renewed, bundles, True, "old CA dropped")
+
+
+def _reissue_by_new_ca(cluster: Cluster, new_ca: Identity, both: bytes,
+                       state_path: Path) -> tuple[str, ...]:
+    """The step after trusting both CAs: the spec's Patroni nodes trust both before any
+    member presents a certificate of the new one (their own certificates, by the old CA,
+    stay good while the members trust both); then every leaf is certified by the new CA."""
+    _deploy_managed(cluster, trust=both)
+    renewed = _reissue_leaves(cluster, new_ca)
+    atomic_write(state_path, json.dumps({"step": "reissued"}).encode(), PRIVATE)
+    return tuple(renewed)
+
+
+def _drop_old_ca(cluster: Cluster, new_ca: Identity, runtime: MemberRuntime) -> None:
+    """Members and clients trust only the new CA. The CRL is signed by the new CA from
+    now on (its entries were issued by the old one, which no member trusts any more: kept
+    anyway, they cost nothing)."""
+    directory = cluster.dir
+    directory.save_identity(new_ca, directory.ca_cert, directory.ca_key)
+    revocation.write_crl(cluster, new_ca)
+    revocation.publish(cluster)
+    _write_member_trust(cluster, new_ca.cert_pem)
+    directory.trust_bundle.unlink(missing_ok=True)
+    runtime.restart_all()
 
 
 def revoke_certificates(
