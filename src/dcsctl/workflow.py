@@ -28,8 +28,9 @@ UNCHANGED = "unchanged"
 
 @dataclass(frozen=True)
 class Done(Generic[R]):
-    """What a phase hands on besides its note: a typed result that the workflow (or a
-    later step) takes from the phase's outcome, instead of an attribute set on the side."""
+    """What a phase hands on besides its note: a typed result that later phases (and the
+    workflow, for its result) take from the run's Handover, instead of an attribute set
+    on the side."""
 
     note: str
     result: R
@@ -39,8 +40,8 @@ class Handover:
     """The results the phases of one run have handed on so far, by phase name.
 
     Only `run_phases` adds to it (each phase's `Done.result`); a phase skipped by its
-    `done_if` hands on nothing. Built with `given` results, it lets a phase run alone
-    (tests, or a resumed step), as kubeadm runs one phase over its data interface.
+    `done_if` hands on nothing. Built with `given` results, it lets a phase run alone,
+    as kubeadm runs one phase over its data interface.
     """
 
     def __init__(self, **given: object) -> None:
@@ -84,12 +85,6 @@ class PhaseOutcome:
     note: str
     seconds: float
     result: object = None  # what the phase handed on (Done.result); None when skipped
-
-
-def result_of(outcomes: Sequence[PhaseOutcome], name: str, kind: type[R]) -> R | None:
-    """The result phase `name` handed on, if it ran and handed one of that type."""
-    found = next((o.result for o in outcomes if o.name == name), None)
-    return found if isinstance(found, kind) else None
 
 
 class Progress(Protocol):
