@@ -55,9 +55,11 @@ def debian_etcd(affected_by: str | None = None) -> Version:
         pytest.fail(f"no Debian etcd {affected_by or ''} in {TOOLS}: run scripts/setup")
     return max(debian)
 # Every test cluster gets its own loopback /24 so clusters never collide, within a run or
-# with a developer's own `dcsctl up` on 127.0.0.10-12.
+# with a developer's own `dcsctl up` on 127.0.0.10-12. Parallel workers of one run
+# (pytest-xdist: gw0, gw1, ...) differ in the second octet's remainder by 3.
 _subnets = itertools.count(1)
-_BASE = 40 + os.getpid() % 150
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_BASE = 40 + (os.getpid() % 60) * 3 + _WORKER % 3
 
 
 def risks_of(version: Version) -> list[str]:
