@@ -28,6 +28,7 @@ from tests.faults.scenarios import (
 )
 from tests.support import cluster_of
 from tests.support.lab import REPO, LabCluster, etcd_bin_dir, risks_of
+from tests.support.reads import RecordReads
 
 
 def _members(lab: LabCluster) -> list[dict[str, object]]:
@@ -40,7 +41,8 @@ def _neighbour(lab: LabCluster, last_octet: int) -> str:
     return lab.addresses()[0].rsplit(".", 1)[0] + f".{last_octet}"
 
 
-def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
+def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster,
+                                                   record_reads: RecordReads) -> None:
     # The user's own file: a comment of theirs, and a mode of their choosing.
     users = lab.spec_file.read_text() + "# billing DCS: ask the DBA on call before changes\n"
     lab.spec_file.write_text(users)
@@ -48,7 +50,10 @@ def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
     lab.ok("up")
     lab.ok("put", "/k", "before")
     for name, octet in (("extra-3", 13), ("extra-4", 14)):
-        added = lab.ok("member", "add", name, "--address", _neighbour(lab, octet))
+        address = _neighbour(lab, octet)
+        record_reads.take()
+        added = lab.ok("member", "add", name, "--address", address)
+        assert record_reads.take() == 1  # the cluster's record, read once and handed down
         assert f"+- name: {name}" in added.err  # the change to the file, as a diff
     members = _members(lab)
     assert len(members) == 5
@@ -58,7 +63,9 @@ def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster) -> None:
     assert "# billing DCS: ask the DBA on call before changes" in text
     assert lab.spec_file.stat().st_mode & 0o777 == 0o600
     for name in ("extra-4", "extra-3"):
+        record_reads.take()
         lab.ok("member", "remove", name, "--yes")
+        assert record_reads.take() == 1
     assert [m["name"] for m in _members(lab)] == [f"{lab.name}-{i}" for i in range(3)]
     assert lab.ok("get", "/k").out == "before\n"
     assert lab.spec_file.read_text() == users  # back to exactly the user's file
@@ -260,7 +267,8 @@ def test_maintenance_under_the_workload_stays_linearizable(lab: LabCluster,
 OLD_ETCD = REPO / ".tools" / "etcd-3.5.16" / "bin"
 
 
-def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster) -> None:
+def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster,
+                                                         record_reads: RecordReads) -> None:
     document = lab.document()
     document["etcd"] = {"bin_dir": str(OLD_ETCD), "accept_risks": risks_of(Version(3, 5, 16))}
     lab.spec_file.write_text(yaml.safe_dump(document))
@@ -269,8 +277,10 @@ def test_rolling_upgrade_from_the_guides_etcd_keeps_data(lab: LabCluster) -> Non
     assert {m["status"]["version"] for m in _members(lab)} == {"3.5.16"}  # type: ignore[index]
     newest = NEWEST["3.5"]
     new_bin = etcd_bin_dir(newest)
+    record_reads.take()
     result = lab.ok("upgrade", "--to", str(newest), "--bin-dir", str(new_bin))
     assert "snapshot before the change" in result.out
+    assert record_reads.take() == 1  # for the snapshot's manifest and every member's config
     members = _members(lab)
     assert {m["status"]["version"] for m in members} == {str(newest)}  # type: ignore[index]
     assert all(m["healthy"] for m in members)
