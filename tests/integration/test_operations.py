@@ -84,14 +84,18 @@ def test_removing_the_leader_hands_over_first_and_ends_healthy(any_cluster: LabC
     assert len(after["members"]) == 2 and all(m["healthy"] for m in after["members"])
 
 
-def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster, tmp_path: Path) -> None:
+def test_replace_a_member_whose_data_dir_was_deleted(lab: LabCluster, tmp_path: Path,
+                                                     record_reads: RecordReads) -> None:
     lab.ok("up")
     lab.ok("put", "/k", "kept")
     victim = _members(lab)[2]
     tls = lab.state / "members" / str(victim["name"]) / "tls"
     old_cert, old_key = (tls / "member.crt").read_bytes(), (tls / "member.key").read_bytes()
 
+    record_reads.take()
     history = member_replace(lab, str(victim["name"]), tmp_path)
+    # The removal and the addition both over the record read once.
+    assert record_reads.take() == 1
     # Writes went on with two of three while the member was replaced, linearizably.
     assert history.acked_during >= MIN_ACKED_DURING
     assert history.linearizable, history.checker
