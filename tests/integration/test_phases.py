@@ -1,16 +1,17 @@
-"""The phases of the workflows on a real lab cluster: every `done_if` only observes (the
-state dir, the members' processes and etcd's revision stay as they were), and a phase runs
-alone given what the phases before it would have handed on."""
+"""The phases of the workflows on a real lab cluster: every `done_if` of up, member add,
+member remove and restore only observes (the state dir and etcd's revision stay as they
+were), and a phase runs alone given what the phases before it would have handed on."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from dcsctl.ops import provision
+from dcsctl.ops import backup, provision, restore_preview
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.lifecycle import UpWorkflow
 from dcsctl.ops.members import JoinWorkflow, LeaveWorkflow
+from dcsctl.ops.restore import Reconfigured, RestorePlan, RestoreWorkflow
 from dcsctl.workflow import UNCHANGED, Handover, Phase
 from tests.support import cluster_of
 from tests.support.lab import LabCluster
@@ -39,20 +40,26 @@ def _checks(phases: list[Phase]) -> dict[str, bool]:
     return {p.name: p.done_if() for p in phases if p.done_if is not None}
 
 
-def test_the_checks_of_up_and_member_add_and_remove_only_observe(
-    running_lab: LabCluster,
-) -> None:
+def test_the_checks_of_every_workflow_only_observe(running_lab: LabCluster) -> None:
     cluster = cluster_of(running_lab)
     try:
+        snapshot = backup.take(cluster).backup.path
+        preview = restore_preview.preview(cluster, snapshot)
         before = _observable(cluster)
         up = UpWorkflow(cluster, cluster.dir.record(), NOTHING_TO_RESTART)
         first = cluster.spec.members[0]
         join = JoinWorkflow(cluster, first, cluster.dir.record())
         leave = LeaveWorkflow(cluster, first, cluster.dir.record())
+        record = cluster.dir.record()
+        restore = RestoreWorkflow(
+            cluster, cluster, preview, RestorePlan(str(snapshot), "", record.token, 0, False),
+            record, keep_old=True,
+            handover=Handover(config=Reconfigured(record, provision.Configured((), frozenset()))))
 
         def ask() -> dict[str, dict[str, bool]]:
             return {"up": _checks(up.phases()), "member add": _checks(join.phases()),
-                    "member remove": _checks(leave.phases())}
+                    "member remove": _checks(leave.phases()),
+                    "restore": _checks(restore.phases("plan"))}
 
         checks = ask()
         # ...asked twice: a check that changed something would answer differently
@@ -64,6 +71,7 @@ def test_the_checks_of_up_and_member_add_and_remove_only_observe(
             "up": {"pki": True, "start": True, "bootstrap": True, "auth": True},
             "member add": {"pki": True, "add": True, "start": True, "promote": True},
             "member remove": {"remove": False, "revoke": False},
+            "restore": {"pki": True, "start": True},
         }
     finally:
         cluster.close()
