@@ -17,7 +17,7 @@ def monitoring(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="directory to write into")],
     spec_file: SpecOption = None,
-    cluster: ClusterOption = None,
+    cluster_name: ClusterOption = None,
     alertmanager: Annotated[list[str] | None, typer.Option(
         "--alertmanager", help="HOST:PORT of an Alertmanager (repeatable)")] = None,
     facts: Annotated[str, typer.Option(
@@ -30,7 +30,7 @@ def monitoring(
     certificate) and DIR/rules.yml (alerts): `prometheus --config.file=DIR/prometheus.yml`."""
     scrape = prometheus.Scrape(scrape_interval, evaluation_interval, tuple(alertmanager or ()),
                                facts or None)
-    bundle = monitoring_ops.write_bundle(cluster_of(ctx, spec_file, cluster), out, scrape)
+    bundle = monitoring_ops.write_bundle(cluster_of(ctx, spec_file, cluster_name), out, scrape)
     session = session_of(ctx)
     for path in bundle.files:
         session.out.print(f"wrote {path}", highlight=False)

@@ -62,10 +62,10 @@ def member_add(
         "--ssh", help="SSH clusters: [user@]host[:port] or ~/.ssh/config alias")] = None,
     remote_root: Annotated[str | None, typer.Option(
         "--remote-root", help="SSH clusters: prefix for the host's paths")] = None,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Add NAME as a learner, start it, promote it once in sync (re-run to resume)."""
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     members.add(target, name, address, client_port=client_port, peer_port=peer_port,
                 ssh=ssh, remote_root=remote_root)
     session = session_of(ctx)
@@ -77,11 +77,11 @@ def member_add(
 def member_remove(
     ctx: typer.Context, name: str,
     force: Annotated[bool, typer.Option("--force", help="even if quorum would be lost")] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None, yes: YesOption = False,
     accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Remove NAME from the cluster, stop it and drop its data."""
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     guard_patroni(ctx, target, "member remove", accept_patroni_risk)
     confirm(f"Remove member {name} from {target.spec.name!r}, stop it and delete its data?",
             yes=yes, action="member remove")
@@ -93,11 +93,11 @@ def member_remove(
 
 @member_app.command("replace")
 def member_replace(
-    ctx: typer.Context, name: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context, name: str, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     yes: YesOption = False, accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Replace a dead or wiped member: remove, fresh data dir, add, promote."""
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     guard_patroni(ctx, target, "member replace", accept_patroni_risk)
     confirm(f"Replace member {name} of {target.spec.name!r}: remove it, delete its data dir "
             "and let it join afresh?", yes=yes, action="member replace")
@@ -107,12 +107,12 @@ def member_replace(
 
 @certs_app.command("check")
 def certs_check(
-    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     warn_days: Annotated[int, typer.Option("--warn-days", min=1)] = rotation.WARN_DAYS,
     json_output: JsonOption = False,
 ) -> None:
     """Every certificate, its holder and days left (exit 5 if any expires soon)."""
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     rows = rotation.inventory(target, warn_days)
     warning = textfiles.best_effort(lambda: textfiles.record_certificates(target, rows))
     session_of(ctx).warnings += [warning] if warning else []
@@ -142,7 +142,7 @@ def certs_rotate(
         "--keep-keys", help="renew certificates only, same keys, no restart")] = False,
     patroni: Annotated[bool, typer.Option(
         "--patroni", help="also new keys for the Patroni bundles (redeploy them)")] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None, yes: YesOption = False,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None, yes: YesOption = False,
     accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """New keys for members, admin and JWT signer (one rolling restart), replaced
@@ -150,7 +150,7 @@ def certs_rotate(
     if keep_keys and (ca or patroni):
         raise DcsctlError("--keep-keys renews member and admin certificates only",
                           fix="use it alone, or drop it for a key rotation")
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     incoming = target.dir.pki_dir / "ca-next.crt"
     # Dropping the old CA: afterwards the members trust only the incoming one.
     trusted_after = incoming.read_bytes() if ca and finish and incoming.exists() else None
@@ -182,10 +182,10 @@ def certs_revoke(
         help="certificate files (PEM) issued by this cluster's CA")] = None,
     superseded: Annotated[bool, typer.Option(
         "--superseded", help="the certificates `certs rotate --patroni` replaced")] = False,
-    yes: YesOption = False, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    yes: YesOption = False, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Revoke certificates: every member refuses them on its client and peer ports."""
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     if not target.dir.exists():
         raise NotFound(f"no cluster named {target.spec.name!r} in {target.dir.home}",
                        fix="check DCSCTL_HOME, -f or --cluster")
@@ -205,10 +205,10 @@ def certs_revoke(
 
 @app.command("maintenance", rich_help_panel=CHANGE)
 def maintenance_(
-    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Compact history, defragment followers then the leader, disarm NOSPACE."""
-    result = maintenance.maintain(running_cluster_of(ctx, spec_file, cluster))
+    result = maintenance.maintain(running_cluster_of(ctx, spec_file, cluster_name))
     out = session_of(ctx).out
     out.print(f"compacted to revision {result.revision}", highlight=False)
     for name, before in result.db_size_before.items():
@@ -221,11 +221,11 @@ def maintenance_(
 
 @app.command("restart", rich_help_panel=CHANGE)
 def restart(
-    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Rolling restart: one member at a time, leader last (after handing over)."""
-    target = running_cluster_of(ctx, spec_file, cluster)
+    target = running_cluster_of(ctx, spec_file, cluster_name)
     guard_patroni(ctx, target, "restart", accept_patroni_risk)
     result = maintenance.rolling_restart(target)
     session_of(ctx).out.print(f"restarted {', '.join(result.order)}", highlight=False)
@@ -251,11 +251,11 @@ def upgrade_(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="target etcd version, e.g. 3.6.16")],
     bin_dir: BinDirOption = None,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Rolling upgrade: supported paths only, snapshot first, leader last (re-run resumes)."""
-    target, running = clusters_of(ctx, spec_file, cluster)
+    target, running = clusters_of(ctx, spec_file, cluster_name)
     guard_patroni(ctx, running, "upgrade", accept_patroni_risk)
     result = upgrade.upgrade(target, running, to=to, bin_dir=bin_dir)
     session = session_of(ctx)
@@ -268,11 +268,11 @@ def downgrade_(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="the release line to go back to, e.g. 3.6")],
     bin_dir: BinDirOption = None, yes: YesOption = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """etcd's downgrade (3.6+, one minor): storage migrated first, then members rolled."""
-    target, running = clusters_of(ctx, spec_file, cluster)
+    target, running = clusters_of(ctx, spec_file, cluster_name)
     guard_patroni(ctx, running, "downgrade", accept_patroni_risk)
     session = session_of(ctx)
     confirm(f"Downgrade etcd cluster {target.spec.name!r} to {to}? Members restart one at "

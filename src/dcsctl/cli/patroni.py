@@ -43,10 +43,10 @@ AcceptRiskOption = Annotated[
 def add(
     ctx: typer.Context, scope: str, namespace: NamespaceOption = patroni_ops.DEFAULT_NAMESPACE,
     accept_risk: AcceptRiskOption = None,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Create role + user for SCOPE: readwrite on <namespace><scope>/ only (idempotent)."""
-    result = patroni_ops.add(cluster_of(ctx, spec_file, cluster), scope, namespace,
+    result = patroni_ops.add(cluster_of(ctx, spec_file, cluster_name), scope, namespace,
                              accept_risk=frozenset(accept_risk or ()))
     done = ", ".join(result.changes) or "unchanged"
     session = session_of(ctx)
@@ -59,13 +59,13 @@ def add(
 
 @patroni_app.command("remove")
 def remove(
-    ctx: typer.Context, scope: str, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context, scope: str, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     yes: YesOption = False,
 ) -> None:
     """Delete SCOPE's etcd user and role, its password and bundles (its keys stay)."""
     from dcsctl.ops import patroni_deploy
 
-    target = cluster_of(ctx, spec_file, cluster)
+    target = cluster_of(ctx, spec_file, cluster_name)
     listed = target.spec.patroni.scope(scope) if target.spec.patroni else None
     nodes = ", ".join(n.name for n in listed.nodes) if listed else ""
     confirm(f"Delete Patroni scope {scope}'s etcd user and role, password and bundles"
@@ -86,11 +86,11 @@ def remove(
 
 @patroni_app.command("list")
 def list_(
-    ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None,
+    ctx: typer.Context, spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Patroni scopes: dcsctl's and any found in etcd, with leader and members."""
-    target = cluster_of(ctx, spec_file, cluster)
+    target = cluster_of(ctx, spec_file, cluster_name)
     with target.admin_client() as client:
         views = patroni_ops.scope_views(target, client)
     out = session_of(ctx).out
@@ -115,10 +115,10 @@ def config(
     out: Annotated[Path | None, typer.Option("--out", help="write the bundle here")] = None,
     show_password: Annotated[bool, typer.Option(
         "--show-password", help="print the password too (it is always in etcd3.yml)")] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Issue NODE's client cert (no CN) and print patroni.yml's `etcd3:` section."""
-    bundle = patroni_ops.config(cluster_of(ctx, spec_file, cluster), scope, node, out)
+    bundle = patroni_ops.config(cluster_of(ctx, spec_file, cluster_name), scope, node, out)
     session = session_of(ctx)
     # Terminals are scrolled back, logged and screen-shared: the password is printed only
     # when asked for; the bundle's etcd3.yml (0600) always has it.
@@ -132,14 +132,14 @@ def config(
 @patroni_app.command("status")
 def status(
     ctx: typer.Context, scope: Annotated[str | None, typer.Argument()] = None,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Per database node of the spec: reachable, Patroni version, role, dcs_last_seen age,
     certificate serial deployed vs issued, days left."""
     from dcsctl.ops import patroni_status
 
-    nodes = patroni_status.status(cluster_of(ctx, spec_file, cluster), scope)
+    nodes = patroni_status.status(cluster_of(ctx, spec_file, cluster_name), scope)
     out = session_of(ctx).out
     if json_output:
         out.print_json(report.dump_json({"nodes": [
@@ -166,14 +166,14 @@ def status(
 @patroni_app.command("doctor")
 def doctor(
     ctx: typer.Context, scope: str, spec_file: SpecOption = None,
-    cluster: ClusterOption = None, json_output: JsonOption = False,
+    cluster_name: ClusterOption = None, json_output: JsonOption = False,
 ) -> None:
     """Per node of SCOPE: reachable, Patroni version (>= 4.1.1), DCS contact, the deployed
     bundle is the issued one, timing against etcd's, failsafe_mode, and what the node's
     user may do (real requests); exit 4 on a failure."""
     from dcsctl.ops import patroni_status
 
-    checks = patroni_status.doctor(cluster_of(ctx, spec_file, cluster), scope)
+    checks = patroni_status.doctor(cluster_of(ctx, spec_file, cluster_name), scope)
     out = session_of(ctx).out
     if json_output:
         out.print_json(report.dump_json({"scope": scope, "checks": [

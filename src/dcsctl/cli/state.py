@@ -39,13 +39,13 @@ def export(
     passphrase_file: PassphraseOption = None,
     to_store: Annotated[bool, typer.Option(
         "--to-store", help="also put it in the backup store (backup.store.s3)")] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Write one passphrase-sealed file with what a new control machine needs: the spec,
     CA, admin, JWT, manifest and backup keys, records and passwords (no etcd data)."""
     from dcsctl.ops import escrow as escrow_ops
 
-    target = cluster_of(ctx, spec_file, cluster)
+    target = cluster_of(ctx, spec_file, cluster_name)
     if not target.dir.exists():
         raise UsageError(f"no state of cluster {target.spec.name!r} to export",
                          fix="create the cluster with `dcsctl up` first")
@@ -71,7 +71,7 @@ def import_(
     from_store: Annotated[bool, typer.Option(
         "--from-store", help="the newest escrow in the spec's backup store (needs -f)")
     ] = False,
-    spec_file: SpecOption = None, cluster: ClusterOption = None,
+    spec_file: SpecOption = None, cluster_name: ClusterOption = None,
 ) -> None:
     """Bring a cluster's state back on a new control machine (a fresh DCSCTL_HOME); a
     wrong passphrase, a damaged file or another cluster's escrow writes nothing."""
@@ -86,13 +86,13 @@ def import_(
         if spec_file is None:
             raise UsageError("--from-store needs the spec that names the store",
                              fix="add -f SPEC")
-        target = cluster_of(ctx, spec_file, cluster)
+        target = cluster_of(ctx, spec_file, cluster_name)
         expected = target.spec.name
         what, data = escrow_ops.newest_in_store(target)
     else:
         assert file is not None
         if spec_file is not None:
-            expected = cluster_of(ctx, spec_file, cluster).spec.name
+            expected = cluster_of(ctx, spec_file, cluster_name).spec.name
         what, data = str(file), file.read_bytes()
     passphrase = _passphrase(passphrase_file, confirm=False)
     done = escrow_ops.import_(session.context.home, data, passphrase, what=what,
