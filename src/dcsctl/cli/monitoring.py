@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from dcsctl import prometheus
-from dcsctl.cli.common import LOOK, ClusterOption, SpecOption, app, cluster_of, session_of
+from dcsctl.cli.common import LOOK, ClusterOption, SpecOption, app, cluster_of, show
 from dcsctl.ops import monitoring as monitoring_ops
+from dcsctl.report import Output
 
 
 @app.command(rich_help_panel=LOOK)
@@ -31,9 +32,6 @@ def monitoring(
     scrape = prometheus.Scrape(scrape_interval, evaluation_interval, tuple(alertmanager or ()),
                                facts or None)
     bundle = monitoring_ops.write_bundle(cluster_of(ctx, spec_file, cluster_name), out, scrape)
-    session = session_of(ctx)
-    for path in bundle.files:
-        session.out.print(f"wrote {path}", highlight=False)
-    if bundle.issued:
-        session.err.print(f"issued the monitoring certificate ({monitoring_ops.ORGANIZATION}, "
-                          "no etcd user: metrics only)", highlight=False)
+    show(ctx, Output(tuple(f"wrote {path}" for path in bundle.files),
+                     notes=(f"issued the monitoring certificate ({monitoring_ops.ORGANIZATION}, "
+                            "no etcd user: metrics only)",) if bundle.issued else ()))
