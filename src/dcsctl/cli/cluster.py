@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dcsctl import releases, spec, tuning
+from dcsctl import spec
 from dcsctl.cli.common import (
     LOOK,
     SET_UP,
@@ -23,7 +23,7 @@ from dcsctl.cli.common import (
     show,
 )
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops import keys, lifecycle, shell
+from dcsctl.ops import keys, lifecycle, shell, user_spec
 from dcsctl.ops import logs as member_logs
 from dcsctl.ops import plan as plan_ops
 from dcsctl.ops import preflight as preflight_ops
@@ -55,23 +55,9 @@ def init(
         "by etcd's tuning rule")] = None,
 ) -> None:
     """Write an annotated cluster spec (to stdout, or to -o FILE)."""
-    session = session_of(ctx)
-    lab = spec.lab_spec(members, name) if target is spec.Target.LAB else spec.ssh_spec(
-        members, name, release=str(releases.default_release(session.context.environ)))
-    notes: dict[str, list[str]] = {}
-    if rtt_ms is not None:
-        timings = tuning.suggest(rtt_ms)
-        lab = tuning.with_timings(lab, timings)
-        notes["etcd"] = timings.why()
-    session.warnings += lab.warnings()
-    text = spec.render_annotated(lab, notes)
-    if output is None:
-        session.out.file.write(text)
-        return
-    if output.exists():
-        raise DcsctlError(f"{output} already exists", fix="choose another -o FILE or remove it")
-    output.write_text(text)
-    session.err.print(f"wrote {output}", highlight=False)
+    made = user_spec.create(session_of(ctx).context.environ, members=members, name=name,
+                            kind=target, rtt_ms=rtt_ms, output=output)
+    show(ctx, report.init_output(made), warnings=made.warnings)
 
 
 @app.command(rich_help_panel=SET_UP)

@@ -1,15 +1,47 @@
-"""The user's `-f` spec file after a change of the cluster (members added or removed,
-a lab cluster's etcd binaries): only the changed values are written into it, in place,
-keeping its comments, layout and mode (dcsctl.spec_file decides the new text)."""
+"""The user's spec file: written once by `dcsctl init`, the user's from then on. After a
+change of the cluster (members added or removed, a lab cluster's etcd binaries) only the
+changed values are written into it, in place, keeping its comments, layout and mode
+(dcsctl.spec_file decides the new text)."""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from dcsctl import spec_file
+from dcsctl import releases, spec, spec_file, tuning
+from dcsctl.errors import DcsctlError
 from dcsctl.files import atomic_write
 from dcsctl.ops.cluster import Cluster
+
+
+@dataclass(frozen=True)
+class NewSpec:
+    text: str  # the annotated spec
+    written: Path | None  # where it was written (None: the caller shows it)
+    warnings: tuple[str, ...]  # what the spec itself warns of
+
+
+def create(environ: Mapping[str, str], *, members: int, name: str, kind: spec.Target,
+           rtt_ms: float | None, output: Path | None) -> NewSpec:
+    """`dcsctl init`: an annotated spec for a lab or SSH cluster; with the round trip
+    between members, etcd's timings by its tuning rule (and why, in the comments). Written
+    to `output` only if nothing is there yet."""
+    made = spec.lab_spec(members, name) if kind is spec.Target.LAB else spec.ssh_spec(
+        members, name, release=str(releases.default_release(environ)))
+    notes: dict[str, list[str]] = {}
+    if rtt_ms is not None:
+        timings = tuning.suggest(rtt_ms)
+        made = tuning.with_timings(made, timings)
+        notes["etcd"] = timings.why()
+    text = spec.render_annotated(made, notes)
+    if output is not None:
+        if output.exists():
+            raise DcsctlError(f"{output} already exists",
+                              fix="choose another -o FILE or remove it")
+        atomic_write(output, text.encode())
+    return NewSpec(text, output, tuple(made.warnings()))
 
 
 def refresh(cluster: Cluster, path: Path | None) -> spec_file.SpecFileChange | None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dcsctl.ops.plan import Plan
     from dcsctl.ops.shell import ShellEnvironment
     from dcsctl.ops.status import ClusterView, MemberView
+    from dcsctl.ops.user_spec import NewSpec
     from dcsctl.targets.protocol import PreflightReport
 
 
@@ -291,3 +292,10 @@ def get_output(found: KeyValue) -> Output:
 
 def logs_output(tail: list[str]) -> Output:
     return Output((Verbatim("".join(line + "\n" for line in tail)),))
+
+
+def init_output(made: NewSpec) -> Output:
+    """The spec on stdout, or where it was written on stderr."""
+    if made.written is None:
+        return Output((Verbatim(made.text),))
+    return Output((), notes=(f"wrote {made.written}",))
