@@ -57,10 +57,11 @@ MANIFEST = Manifest(cluster="dcs", cluster_id="8e9e05c52164694d",
 
 
 def test_text_is_printed_as_written_and_json_alone_when_asked() -> None:
-    output = report.Output(("a [bold]literal[/bold] line",
+    output = report.Output(("a [bold]literal[/bold] line :warning:",
                             report.Verbatim("tab\tkept\n")), {"b": [1, 2]}, ("a note",))
     out, err = printed(output)
-    assert out == "a [bold]literal[/bold] line\ntab\tkept\n"  # no markup, no tab expansion
+    # No markup, no emoji codes, no tab expansion: what the result says, as it says it.
+    assert out == "a [bold]literal[/bold] line :warning:\ntab\tkept\n"
     assert err == "a note\n"
     assert as_json(output) == {"b": [1, 2]}
 

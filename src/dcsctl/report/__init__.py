@@ -102,11 +102,11 @@ def print_output(output: Output, out: Console, err: Console, *, json_output: boo
         if isinstance(item, Verbatim):
             out.file.write(item.text)
         elif isinstance(item, str):
-            out.print(item, highlight=False, markup=False)
+            out.print(item, highlight=False, markup=False, emoji=False)
         else:
             out.print(item)
     for note in output.notes:
-        err.print(note, highlight=False, markup=False)
+        err.print(note, highlight=False, markup=False, emoji=False)
 
 
 def dump_json(data: object) -> str:
