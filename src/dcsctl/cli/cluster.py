@@ -90,6 +90,14 @@ def up(
         return
     result = lifecycle.up(target)
     session.warnings += result.warnings
+    if result.changed:
+        # A renewal (a member's certificate, a Patroni node's deployed bundle) clears the
+        # certificate alert now, not at the next `certs check` or backup timer run.
+        # (Imported here: the rotation modules would slow every other command.)
+        from dcsctl.ops import facts, rotation
+
+        session.warnings += filter(None, [facts.best_effort(
+            lambda: facts.record_certificates(target, rotation.inventory(target)))])
     _remember_client(ctx, spec_file, cluster, target)
     if json_output:
         session.out.print_json(report.dump_json(report.up_json(result)))

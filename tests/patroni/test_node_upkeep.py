@@ -1,0 +1,254 @@
+"""Patroni nodes kept on the DCS over time, on one shared deployment: a lab cluster, a
+real sshd as each database host and a real Patroni 4.1.5 + PostgreSQL primary on its
+address, running on the bundle `up` deployed (a configuration directory that links the
+deployed etcd3.yml, as on a database host).
+
+The tests share the deployment (each Patroni start costs ~15 s of CI) and leave it as
+they found it: every node primary on a bundle dcsctl issued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import pwd
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcsctl import pki
+from dcsctl.files import atomic_write
+from dcsctl.hosts.local import LocalHost
+from dcsctl.identity import Identity
+from dcsctl.ops.patroni_nodes import reconnect, seen_after
+from dcsctl.patroni_node import Endpoint
+from dcsctl.patroni_rest import PatroniApi
+from dcsctl.spec import KeyType
+from dcsctl.wait import wait_until
+from tests.monitoring.servers import daemon, get_json, wait_ready
+from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, patroni_node
+from tests.patroni.test_node_credentials import TIMING, RoleSampler
+from tests.ssh.sshd import SshLab, start_ssh_lab
+from tests.support.lab import LabCluster, lab_clusters, loopback_subnet
+
+
+@dataclass(frozen=True)
+class Db:
+    """One database host: its scope, its sshd alias and address, its bundle dir."""
+
+    scope: str
+    name: str
+    address: str
+    bundle_dir: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.bundle_dir / f"{self.name}.crt"
+
+
+@dataclass
+class Deployment:
+    lab: LabCluster
+    ssh: SshLab
+    dbs: list[Db]
+    nodes: dict[str, PatroniNode]
+
+    def api(self, db: Db) -> PatroniApi:
+        return PatroniApi(db.name, self.nodes[db.name].api)
+
+    def etcd(self) -> list[Endpoint]:
+        return [Endpoint(a, 2379) for a in self.lab.addresses()]
+
+    def reconnect_and_wait(self, db: Db) -> None:
+        """Make Patroni open new connections with the files now on disk, and wait until it
+        has read the DCS on them: the files work."""
+        api = self.api(db)
+        done = reconnect(LocalHost(), db.name, api, Endpoint(db.address, 8008), self.etcd())
+        seen_after(api, done.node_time, timeout=30)
+
+
+def _spec(lab: LabCluster, ssh: SshLab, dbs: list[Db]) -> None:
+    document = lab.document()
+    document["ssh"] = {"config_file": str(ssh.ssh_config), "sudo": False}
+    scopes: dict[str, list[dict[str, object]]] = {}
+    for db in dbs:
+        scopes.setdefault(db.scope, []).append(
+            {"name": db.name, "address": db.address, "ssh": db.name,
+             "bundle_dir": str(db.bundle_dir)})
+    document["patroni"] = {"scopes": [{"name": scope, "nodes": nodes}
+                                      for scope, nodes in scopes.items()]}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    work = tmp_path_factory.mktemp("upkeep")
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(lab_clusters(work))()
+        base = lab.addresses()[0].rsplit(".", 1)[0]
+        # Bundle dirs Patroni (the postgres user) can reach: outside pytest's 0700 dirs.
+        root = Path(tempfile.mkdtemp(prefix="dcsctl-upkeep-"))
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        root.chmod(0o755)
+        dbs = [Db("demo", "db-00", f"{base}.50", root / "db-00")]
+        ssh = start_ssh_lab(work / "ssh", {db.name: db.address for db in dbs})
+        stack.callback(ssh.stop)
+        _spec(lab, ssh, dbs)
+        lab.ok("up")
+        nodes = {}
+        for db in dbs:
+            node = stack.enter_context(patroni_node(
+                db.scope, db.name, db.address, None, None,
+                etcd3_file=db.bundle_dir / "etcd3.yml", timing=TIMING))
+            nodes[db.name] = node
+        for node in nodes.values():
+            try:
+                node.wait_primary()
+            except TimeoutError:
+                pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
+        yield Deployment(lab, ssh, dbs, nodes)
+
+
+def _ca(lab: LabCluster) -> Identity:
+    pki_dir = lab.state / "pki"
+    return Identity((pki_dir / "ca.crt").read_bytes(), (pki_dir / "ca.key").read_bytes())
+
+
+def _as_postgres(path: Path, content: bytes, mode: int) -> None:
+    user = pwd.getpwnam(OS_USER)
+    atomic_write(path, content, mode)
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def _fact(textfiles: Path, lab: LabCluster, holder: str) -> float:
+    """The certificate expiry dcsctl's textfile holds for `holder` (epoch seconds)."""
+    text = (textfiles / f"dcsctl-{lab.name}-certs.prom").read_text()
+    wanted = f'holder="{holder}"'
+    (line,) = [line for line in text.splitlines()
+               if line.startswith("dcsctl_certificate_expiry_timestamp_seconds{")
+               and wanted in line]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def _query(prometheus_url: str, query: str) -> list[dict[str, object]]:
+    found = get_json(f"{prometheus_url}/api/v1/query?"
+                     + urllib.parse.urlencode({"query": query}))["data"]
+    assert isinstance(found, dict) and isinstance(found["result"], list)
+    return found["result"]
+
+
+def _expiring(prometheus_url: str) -> set[str]:
+    """Holders whose DcsctlCertificateExpiring alert is pending or firing."""
+    alerts = _query(prometheus_url, 'ALERTS{alertname="DcsctlCertificateExpiring"}')
+    return {str(a["metric"]["holder"]) for a in alerts}  # type: ignore[index]
+
+
+def _prometheus_expiry(prometheus_url: str, holder: str) -> float | None:
+    found = _query(prometheus_url, "dcsctl_certificate_expiry_timestamp_seconds"
+                   f'{{holder="{holder}"}}')
+    return float(found[0]["value"][1]) if found else None  # type: ignore[index]
+
+
+def test_a_bundle_left_near_expiry_raises_the_alert_and_up_renews_it_on_a_running_primary(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The node's bundle as it is 350 days after a 365-day issue (the control machine's
+    record and the node's files alike): the certificate alert is raised for that node
+    alone, from the certificate the node holds; `up` renews and deploys it without a
+    demotion, and the fact, then the alert, follow."""
+    lab, db = deployment.lab, deployment.dbs[0]
+    holder = f"{db.scope}/{db.name}"
+    node, api = deployment.nodes[db.name], deployment.api(db)
+    textfiles = tmp_path / "textfile"
+    lab.environ["DCSCTL_TEXTFILE_DIR"] = str(textfiles)
+
+    # Time passing, played by the issue date: the CA signs a 365-day certificate that
+    # began 350 days ago, kept where dcsctl keeps the node's and placed on the node.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    old = pki.issue(_ca(lab), pki.Role.CLIENT, common_name=None,
+                    organization=f"patroni-{db.scope}", sans=pki.SubjectAltNames(),
+                    key_type=KeyType.ECDSA_P256, days=365, now=now - dt.timedelta(days=350))
+    kept = lab.state / "patroni" / db.scope / db.name
+    atomic_write(kept / f"{db.name}.key", old.key_pem, 0o600)
+    atomic_write(kept / f"{db.name}.crt", old.cert_pem, 0o644)
+    _as_postgres(db.bundle_dir / f"{db.name}.key", old.key_pem, 0o600)
+    _as_postgres(db.cert, old.cert_pem, 0o644)
+    deployment.reconnect_and_wait(db)  # Patroni runs on it: it is still valid
+    started = api.state().state.postmaster_start_time
+
+    checked = lab.dcsctl("certs", "check", "--json")
+    assert checked.code == 5, checked.err
+    rows = {r["holder"]: r for r in json.loads(checked.out)}
+    assert rows[holder]["verdict"] == "expiring" and rows[holder]["days_left"] in (14, 15)
+    assert rows[holder]["path"] == str(db.cert)  # read from the node
+    assert {h for h, r in rows.items() if r["verdict"] != "ok"} == {holder}
+    old_expiry = pki.inspect(old.cert_pem).not_after.timestamp()
+    assert _fact(textfiles, lab, holder) == old_expiry
+
+    # The real Prometheus on dcsctl's rules, reading the facts through node_exporter.
+    subnet = loopback_subnet()
+    prom_ip, exporter_ip = f"{subnet}.1", f"{subnet}.3"
+    out = tmp_path / "monitoring"
+    lab.ok("monitoring", "--out", str(out), "--facts", f"{exporter_ip}:9100",
+           "--scrape-interval", "1s", "--evaluation-interval", "1s")
+    prometheus_url = f"http://{prom_ip}:9090"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with daemon(["prometheus-node-exporter", f"--web.listen-address={exporter_ip}:9100",
+                 "--collector.disable-defaults", "--collector.textfile",
+                 f"--collector.textfile.directory={textfiles}"],
+                logs / "node_exporter.log") as exporter, \
+         daemon(["prometheus", f"--config.file={out}/prometheus.yml",
+                 f"--storage.tsdb.path={tmp_path}/prometheus",
+                 f"--web.listen-address={prom_ip}:9090"],
+                logs / "prometheus.log") as server:
+        wait_ready(f"http://{exporter_ip}:9100/metrics", exporter, logs / "node_exporter.log")
+        wait_ready(f"{prometheus_url}/-/ready", server, logs / "prometheus.log")
+        # Raised (pending for its `for: 10m`, then firing) for this node alone, while the
+        # members' and the CA's certificates are in the same facts.
+        wait_until(lambda: _expiring(prometheus_url) == {holder}, timeout=30,
+                   what=f"no DcsctlCertificateExpiring for {holder} alone: "
+                   f"{_expiring(prometheus_url)}")
+        assert len(_query(prometheus_url, "dcsctl_certificate_expiry_timestamp_seconds")) > 3
+
+        with RoleSampler(node) as sampler:
+            renewed = lab.ok("up", "--json").json()
+        note = {o["name"]: o["note"] for o in renewed["phases"]}["patroni"]  # type: ignore[union-attr]
+        assert f"{holder}: {db.name}.key, {db.name}.crt — reached etcd on new connections" in (
+            str(note)), note
+        assert f"revoked replaced {pki.serial_number(old.cert_pem):x}" in str(note), note
+        new_cert = db.cert.read_bytes()
+        new_expiry = pki.inspect(new_cert).not_after.timestamp()
+        assert new_expiry - now.timestamp() > 364 * 86400
+        assert _fact(textfiles, lab, holder) == new_expiry  # `up` wrote the facts
+        wait_until(lambda: _prometheus_expiry(prometheus_url, holder) == new_expiry,
+                   timeout=30, what="Prometheus did not read the new expiry")
+        wait_until(lambda: not _expiring(prometheus_url), timeout=30,
+                   what=f"the alert stayed: {_expiring(prometheus_url)}")
+    assert sampler.never_demoted(), sampler.roles
+    assert api.state().state.postmaster_start_time == started  # never restarted
+    assert {r["verdict"] for r in json.loads(lab.ok("certs", "check", "--json").out)} == {"ok"}
+    deployment.reconnect_and_wait(db)  # the old certificate is revoked: the new one works
+
+    # A short leaf_days: the node's certificate is renewed at two thirds of its life, as
+    # a member's, not reissued and redeployed by every `up`.
+    document = lab.document()
+    document["tls"] = {"leaf_days": 10}
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    (kept / f"{db.name}.crt").unlink()
+    lab.ok("up")
+    short = db.cert.read_bytes()
+    assert pki.inspect(short).days_left(dt.datetime.now(dt.UTC)) in (9, 10)
+    again = lab.ok("up", "--json").json()
+    assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
+    assert db.cert.read_bytes() == short
