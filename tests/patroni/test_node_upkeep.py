@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import os
 import pwd
@@ -34,7 +35,7 @@ from dcsctl.patroni_rest import PatroniApi
 from dcsctl.spec import KeyType
 from dcsctl.wait import wait_until
 from tests.monitoring.servers import daemon, get_json, wait_ready
-from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, patroni_node
+from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, RestTls, patroni_node
 from tests.patroni.test_node_credentials import TIMING, RoleSampler
 from tests.ssh.sshd import SshLab, start_ssh_lab
 from tests.support.lab import LabCluster, lab_clusters, loopback_subnet
@@ -42,12 +43,14 @@ from tests.support.lab import LabCluster, lab_clusters, loopback_subnet
 
 @dataclass(frozen=True)
 class Db:
-    """One database host: its scope, its sshd alias and address, its bundle dir."""
+    """One database host: its scope, its sshd alias and address, its bundle dir; with
+    `rest_tls`, Patroni's REST API serves https."""
 
     scope: str
     name: str
     address: str
     bundle_dir: Path
+    rest_tls: RestTls | None = None
 
     @property
     def cert(self) -> Path:
@@ -62,7 +65,8 @@ class Deployment:
     nodes: dict[str, PatroniNode]
 
     def api(self, db: Db) -> PatroniApi:
-        return PatroniApi(db.name, self.nodes[db.name].api)
+        return PatroniApi(db.name, self.nodes[db.name].api,
+                          str(db.rest_tls.ca) if db.rest_tls else None)
 
     def etcd(self) -> list[Endpoint]:
         return [Endpoint(a, 2379) for a in self.lab.addresses()]
@@ -75,14 +79,18 @@ class Deployment:
         seen_after(api, done.node_time, timeout=30)
 
 
-def _spec(lab: LabCluster, ssh: SshLab, dbs: list[Db]) -> None:
+def _spec(lab: LabCluster, ssh: SshLab, dbs: list[Db], *,
+          rest_ca: Path | None = None) -> None:
+    """The spec's patroni: section for `dbs`; `rest_ca` instead of the right CA file."""
     document = lab.document()
     document["ssh"] = {"config_file": str(ssh.ssh_config), "sudo": False}
     scopes: dict[str, list[dict[str, object]]] = {}
     for db in dbs:
+        https = ({"rest_api": f"https://{db.address}:8008",
+                  "rest_api_ca_file": str(rest_ca or db.rest_tls.ca)} if db.rest_tls else {})
         scopes.setdefault(db.scope, []).append(
             {"name": db.name, "address": db.address, "ssh": db.name,
-             "bundle_dir": str(db.bundle_dir)})
+             "bundle_dir": str(db.bundle_dir), **https})
     document["patroni"] = {"scopes": [{"name": scope, "nodes": nodes}
                                       for scope, nodes in scopes.items()]}
     lab.spec_file.write_text(yaml.safe_dump(document))
@@ -100,7 +108,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         root = Path(tempfile.mkdtemp(prefix="dcsctl-upkeep-"))
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         root.chmod(0o755)
-        dbs = [Db("demo", "db-00", f"{base}.50", root / "db-00")]
+        address = f"{base}.50"
+        dbs = [Db("demo", "db-00", address, root / "db-00",
+                  _rest_tls(root / "db-00-rest", work / "rest-ca.crt", address))]
         ssh = start_ssh_lab(work / "ssh", {db.name: db.address for db in dbs})
         stack.callback(ssh.stop)
         _spec(lab, ssh, dbs)
@@ -109,7 +119,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         for db in dbs:
             node = stack.enter_context(patroni_node(
                 db.scope, db.name, db.address, None, None,
-                etcd3_file=db.bundle_dir / "etcd3.yml", timing=TIMING))
+                etcd3_file=db.bundle_dir / "etcd3.yml", timing=TIMING,
+                rest_tls=db.rest_tls))
             nodes[db.name] = node
         for node in nodes.values():
             try:
@@ -117,6 +128,23 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             except TimeoutError:
                 pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
         yield Deployment(lab, ssh, dbs, nodes)
+
+
+def _rest_tls(directory: Path, ca_file: Path, address: str) -> RestTls:
+    """A CA of the DBA's (not the DCS's), and Patroni's REST API certificate from it for
+    `address`, readable by postgres; the CA's certificate where the control machine
+    reads it (rest_api_ca_file)."""
+    now = dt.datetime.now(dt.UTC)
+    ca = pki.issue_ca("db-rest-ca", KeyType.ECDSA_P256, 30, now)
+    served = pki.issue(ca, pki.Role.MEMBER, common_name="patroni-rest",
+                       sans=pki.SubjectAltNames(ips=(ipaddress.ip_address(address),)),
+                       key_type=KeyType.ECDSA_P256, days=30, now=now)
+    directory.mkdir(mode=0o755)
+    tls = RestTls(directory / "rest.crt", directory / "rest.key", ca_file)
+    _as_postgres(tls.certfile, served.cert_pem, 0o644)
+    _as_postgres(tls.keyfile, served.key_pem, 0o600)
+    ca_file.write_bytes(ca.cert_pem)
+    return tls
 
 
 def _ca(lab: LabCluster) -> Identity:
@@ -252,3 +280,64 @@ def test_a_bundle_left_near_expiry_raises_the_alert_and_up_renews_it_on_a_runnin
     again = lab.ok("up", "--json").json()
     assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
     assert db.cert.read_bytes() == short
+
+
+def test_an_https_rest_api_is_verified_against_the_spec_ca_and_a_wrong_ca_is_an_error(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """db-00's REST API serves https with a certificate of the DBA's CA, given to dcsctl
+    as rest_api_ca_file: `up` deploys and verifies through it, `patroni status` and
+    `doctor` read it. Another CA is an error naming the file and the fix, with nothing
+    placed on the node; the right one works again (the positive control)."""
+    lab, db = deployment.lab, deployment.dbs[0]
+    assert db.rest_tls is not None
+    holder = f"{db.scope}/{db.name}"
+    node, api = deployment.nodes[db.name], deployment.api(db)
+    kept = lab.state / "patroni" / db.scope / db.name
+    started = api.state().state.postmaster_start_time
+    with RoleSampler(node) as sampler:
+        (found,) = [n for n in lab.ok("patroni", "status", "--json").json()["nodes"]  # type: ignore[union-attr]
+                    if n["name"] == db.name]
+        assert (found["reachable"], found["role"], found["version"]) == (True, "primary",
+                                                                         "4.1.5"), found
+        doctor = lab.ok("patroni", "doctor", db.scope, "--json").json()
+        reachable = next(c for c in doctor["checks"] if c["check"] == "reachable")  # type: ignore[union-attr]
+        assert reachable["verdict"] == "ok"
+        assert reachable["detail"].startswith(f"https://{db.address}:8008: primary")
+
+        # A renewal deployed and verified over https.
+        (kept / f"{db.name}.crt").unlink()
+        renewed = lab.ok("up", "--json").json()
+        note = {o["name"]: o["note"] for o in renewed["phases"]}["patroni"]  # type: ignore[union-attr]
+        assert f"{holder}: {db.name}.key, {db.name}.crt — reached etcd on new connections" in (
+            str(note)), note
+
+        # Another CA (the DCS's own: a CA dcsctl trusts, but not the one that signed it).
+        _spec(lab, deployment.ssh, deployment.dbs, rest_ca=lab.state / "pki" / "ca.crt")
+        (kept / f"{db.name}.crt").unlink()  # a renewal is due
+        deployed = {p.name: p.read_bytes() for p in db.bundle_dir.iterdir()}
+        revoked = (lab.state / "pki" / "revoked.json").read_text()
+        refused = lab.dcsctl("up")
+        assert refused.code == 4, refused.err
+        assert (f"error: db-00: Patroni's REST API at https://{db.address}:8008 presents a "
+                f"certificate that rest_api_ca_file {lab.state}/pki/ca.crt does not verify"
+                ) in " ".join(refused.err.split()), refused.err
+        assert "fix: set the node's rest_api_ca_file" in refused.err, refused.err
+        assert {p.name: p.read_bytes() for p in db.bundle_dir.iterdir()} == deployed
+        assert (lab.state / "pki" / "revoked.json").read_text() == revoked
+        (wrong,) = [n for n in lab.ok("patroni", "status", "--json").json()["nodes"]  # type: ignore[union-attr]
+                    if n["name"] == db.name]
+        assert not wrong["reachable"] and "does not verify" in wrong["problem"], wrong
+        sick = lab.dcsctl("patroni", "doctor", db.scope)
+        assert sick.code == 4 and "rest_api_ca_file" in sick.err, sick.err
+        _spec(lab, deployment.ssh, deployment.dbs, rest_ca=tmp_path / "missing.crt")
+        missing = lab.dcsctl("patroni", "doctor", db.scope)
+        assert missing.code == 4 and "cannot be read as CA certificates" in missing.err
+
+        # The right CA again: the pending renewal goes out, verified.
+        _spec(lab, deployment.ssh, deployment.dbs)
+        again = lab.ok("up", "--json").json()
+        note = {o["name"]: o["note"] for o in again["phases"]}["patroni"]  # type: ignore[union-attr]
+        assert "reached etcd on new connections" in str(note), note
+    assert sampler.never_demoted(), sampler.roles
+    assert api.state().state.postmaster_start_time == started
