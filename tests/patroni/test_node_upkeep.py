@@ -3,12 +3,15 @@ real sshd as each database host and a real Patroni 4.1.5 + PostgreSQL primary on
 address, running on the bundle `up` deployed (a configuration directory that links the
 deployed etcd3.yml, as on a database host).
 
-The tests share the deployment (each Patroni start costs ~15 s of CI) and leave it as
-they found it: every node primary on a bundle dcsctl issued.
+Two scopes, `demo` (db-00, REST API over https) and `other` (db-10), one node each, all
+deployed by one `up`. The tests share the deployment (each Patroni start costs ~15 s of
+CI) and leave it as they found it, every node primary on a bundle dcsctl issued, except
+the last, which removes scope `other`.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import ipaddress
@@ -26,6 +29,8 @@ import pytest
 import yaml
 
 from dcsctl import pki
+from dcsctl.etcd.gateway import Answer, Gateway
+from dcsctl.etcd.tls import ClientTls
 from dcsctl.files import atomic_write
 from dcsctl.hosts.local import LocalHost
 from dcsctl.identity import Identity
@@ -109,8 +114,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         root.chmod(0o755)
         address = f"{base}.50"
+        # Two scopes on this DCS, one node each (db-10's REST API plain http).
         dbs = [Db("demo", "db-00", address, root / "db-00",
-                  _rest_tls(root / "db-00-rest", work / "rest-ca.crt", address))]
+                  _rest_tls(root / "db-00-rest", work / "rest-ca.crt", address)),
+               Db("other", "db-10", f"{base}.51", root / "db-10")]
         ssh = start_ssh_lab(work / "ssh", {db.name: db.address for db in dbs})
         stack.callback(ssh.stop)
         _spec(lab, ssh, dbs)
@@ -341,3 +348,94 @@ def test_an_https_rest_api_is_verified_against_the_spec_ca_and_a_wrong_ca_is_an_
         assert "reached etcd on new connections" in str(note), note
     assert sampler.never_demoted(), sampler.roles
     assert api.state().state.postmaster_start_time == started
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Exactly what a node's host holds: its certificate, key and CA from the bundle dir,
+    its user and password from etcd3.yml."""
+
+    tls: ClientTls
+    user: str
+    password: str
+
+    @classmethod
+    def of(cls, deployment: Deployment, db: Db) -> Credentials:
+        section = yaml.safe_load((db.bundle_dir / "etcd3.yml").read_text())["etcd3"]
+        tls = ClientTls((db.bundle_dir / "ca.crt").read_bytes(), db.cert.read_bytes(),
+                        (db.bundle_dir / f"{db.name}.key").read_bytes(),
+                        f"{deployment.lab.name}.patroni.test")
+        return cls(tls, section["username"], section["password"])
+
+    def gateway(self, deployment: Deployment) -> tuple[Gateway, Answer]:
+        """etcd's JSON gateway, Patroni's path, logged in (or refused) as this user."""
+        gateway = Gateway(f"https://{deployment.lab.addresses()[0]}:2379", self.tls)
+        return gateway, gateway.authenticate(self.user, self.password)
+
+
+def _leader(gateway: Gateway, scope: str) -> str | None:
+    """The scope's leader key's value (Patroni's leader name), None if refused or absent."""
+    answer = gateway.get(f"/service/{scope}/leader")
+    kvs = answer.body.get("kvs") if answer.status == 200 else None
+    if not isinstance(kvs, list) or not kvs:
+        return None
+    return base64.b64decode(kvs[0]["value"]).decode()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_two_scopes_with_nodes_on_one_dcs_reach_only_their_own_prefix_and_one_goes(
+    deployment: Deployment
+) -> None:
+    """One `up` deployed a node of each scope; each node's bundle reads its own scope's
+    leader key (the positive control) and is refused the other's, reading and writing.
+    `patroni status` shows both. `patroni remove other` takes other's bundle off db-10
+    and leaves db-00 primary, its files and PostgreSQL untouched."""
+    lab = deployment.lab
+    demo, other = deployment.dbs
+    assert (demo.scope, other.scope) == ("demo", "other")
+    users = {db.name: yaml.safe_load((db.bundle_dir / "etcd3.yml").read_text())["etcd3"][
+        "username"] for db in (demo, other)}
+    assert users == {"db-00": "patroni-demo", "db-10": "patroni-other"}
+
+    nodes = lab.ok("patroni", "status", "--json").json()["nodes"]
+    assert {(n["scope"], n["name"], n["role"], n["reachable"]) for n in nodes} == {  # type: ignore[union-attr]
+        ("demo", "db-00", "primary", True), ("other", "db-10", "primary", True)}
+
+    credentials = {db.name: Credentials.of(deployment, db) for db in (demo, other)}
+    for mine, theirs in ((demo, other), (other, demo)):
+        gateway, login = credentials[mine.name].gateway(deployment)
+        assert login.status == 200, login.body
+        assert _leader(gateway, mine.scope) == mine.name  # the positive control
+        refused = gateway.get(f"/service/{theirs.scope}/leader")
+        assert refused.denied, refused.body
+        for key in (f"/service/{theirs.scope}/leader", f"/service/{theirs.scope}/x"):
+            assert gateway.put(key, mine.name).denied
+        # A range that starts in its own prefix and runs past it is refused too.
+        spill = gateway.call("/v3/kv/range", {
+            "key": _b64(f"/service/{mine.scope}/"), "range_end": _b64("/service0")})
+        assert spill.denied, spill.body
+
+    api = deployment.api(demo)
+    started = api.state().state.postmaster_start_time
+    files = {p.name: p.read_bytes() for p in demo.bundle_dir.iterdir()}
+    with RoleSampler(deployment.nodes[demo.name]) as sampler:
+        removed = lab.ok("patroni", "remove", other.scope, "--yes")
+        assert f"bundle removed from {other.name}" in removed.out
+        assert not list(other.bundle_dir.iterdir())
+        _, login = credentials[other.name].gateway(deployment)
+        assert login.status != 200, login.body  # other's user is gone from etcd
+        # The spec without other: `up` has nothing to do for demo.
+        _spec(lab, deployment.ssh, [demo])
+        again = lab.ok("up", "--json").json()
+        assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
+        seen_after(api, api.state().node_time or 0, timeout=30)  # demo reads the DCS
+        gateway, login = credentials[demo.name].gateway(deployment)
+        assert login.status == 200 and _leader(gateway, demo.scope) == demo.name
+    assert sampler.never_demoted(), sampler.roles
+    assert api.state().state.postmaster_start_time == started
+    assert {p.name: p.read_bytes() for p in demo.bundle_dir.iterdir()} == files
+    assert [n["name"] for n in lab.ok("patroni", "status", "--json").json()["nodes"]] == [  # type: ignore[union-attr]
+        "db-00"]
