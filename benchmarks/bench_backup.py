@@ -74,7 +74,7 @@ def stream_round(env: dict[str, str], spec_file: Path, etcdctl: list[str],
     """The stream alone, from the member etcdctl uses, alternating which goes first."""
     import hashlib
 
-    from dcsctl.ops.context import Context
+    from dcsctl.ops.cluster import Context
     from dcsctl.spec import parse
 
     cluster = Context(env).cluster(parse(spec_file.read_text()))

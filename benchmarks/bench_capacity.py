@@ -48,7 +48,7 @@ from harness import BIN, OUT, REPO, clean_environ, run
 
 from dcsctl.etcd.client import prefix_range_end
 from dcsctl.etcd.tls import metrics_text
-from dcsctl.ops.context import Context
+from dcsctl.ops.cluster import Context
 from dcsctl.spec import parse
 
 IPS = ("127.0.92.10", "127.0.92.11", "127.0.92.12")

@@ -34,7 +34,7 @@ from tests.support import start_ticks
 
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import EndpointStatus
-from dcsctl.ops.context import Cluster, Context
+from dcsctl.ops.cluster import Cluster, Context
 from dcsctl.spec import parse
 
 IPS = ("127.0.94.10", "127.0.94.11", "127.0.94.12")

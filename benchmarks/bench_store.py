@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.store.versitygw import versitygw  # noqa: E402
 
-from dcsctl.ops.context import Context  # noqa: E402
+from dcsctl.ops.cluster import Context  # noqa: E402
 from dcsctl.spec import parse  # noqa: E402
 
 BIN = REPO / ".venv" / "bin"

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
-    from dcsctl.ops.keys import ShellEnvironment
     from dcsctl.ops.lifecycle import DownResult, UpResult
     from dcsctl.ops.plan import Plan
+    from dcsctl.ops.shell import ShellEnvironment
     from dcsctl.ops.status import ClusterView, MemberView
     from dcsctl.targets.protocol import PreflightReport
     from dcsctl.workflow import Phase, PhaseOutcome

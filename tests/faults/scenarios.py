@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcsctl.etcd.model import EndpointStatus
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from tests.support import cluster_of, is_gone, poll
 from tests.support.history import Workload, assert_empty, check_history, lab_connect
 from tests.support.lab import LabCluster

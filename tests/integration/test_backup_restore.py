@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dcsctl.ops.backup import PROGRESS_EVERY_S, take
-from dcsctl.ops.context import Context
+from dcsctl.ops.cluster import Context
 from dcsctl.spec import parse
 from dcsctl.workflow import SilentProgress
 from tests.integration.writer import BackgroundWriter

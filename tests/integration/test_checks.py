@@ -15,7 +15,7 @@ import yaml
 
 from dcsctl.errors import ClusterUnhealthy
 from dcsctl.ops import patroni
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from tests.support import cluster_of, poll
 from tests.support.lab import REPO, LabCluster, lab_clusters
 

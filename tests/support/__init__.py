@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from dcsctl.errors import ClusterUnhealthy
-from dcsctl.ops.context import Cluster, Context
+from dcsctl.ops.cluster import Cluster, Context
 from dcsctl.spec import parse
 from dcsctl.wait import wait_until
 

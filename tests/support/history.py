@@ -34,7 +34,7 @@ import grpc
 from etcd3aio import Etcd3Client
 
 from dcsctl.etcd.client import ClientTls, client_loop
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from tests.support import HasSpecFile, cluster_of, poll
 
 REPO = Path(__file__).resolve().parents[2]

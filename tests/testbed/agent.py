@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from dcsctl.errors import DcsctlError
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from tests.support import SpecFileIn
 from tests.support import cluster_of as support_cluster_of
 from tests.support.history import Workload, cluster_connect

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dcsctl.ops.context import Context
+from dcsctl.ops.cluster import Context
 from dcsctl.ops.patroni_status import _timing_checks
 from dcsctl.patroni_rest import Timing
 from dcsctl.spec import from_mapping

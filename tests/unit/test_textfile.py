@@ -10,8 +10,8 @@ import pytest
 
 from dcsctl import spec, textfile
 from dcsctl.errors import DcsctlError
-from dcsctl.ops import facts
-from dcsctl.ops.context import Context
+from dcsctl.ops import textfiles
+from dcsctl.ops.cluster import Context
 
 
 def test_render_escapes_label_values_and_writes_help_and_type() -> None:
@@ -40,10 +40,10 @@ def test_promtool_accepts_the_facts_file(tmp_path: Path) -> None:
 ])
 def test_calendar_interval(tmp_path: Path, expression: str, seconds: int) -> None:
     cluster = Context({"DCSCTL_HOME": str(tmp_path)}).cluster(spec.lab_spec())
-    assert facts.calendar_interval(cluster, expression) == seconds
+    assert textfiles.calendar_interval(cluster, expression) == seconds
 
 
 def test_a_calendar_expression_systemd_rejects_is_refused(tmp_path: Path) -> None:
     cluster = Context({"DCSCTL_HOME": str(tmp_path)}).cluster(spec.lab_spec())
     with pytest.raises(DcsctlError, match="cannot tell how often"):
-        facts.calendar_interval(cluster, "every other tuesday")
+        textfiles.calendar_interval(cluster, "every other tuesday")

@@ -61,8 +61,9 @@ def register_commands(argv: Sequence[str]) -> None:
     needed = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else HELP_ORDER
     for module in needed:
         importlib.import_module(f"dcsctl.cli.{module}")
-    from dcsctl.cli.common import app
+    from dcsctl.cli.common import app, in_help_order
 
+    in_help_order(app)
     flow_help(app)
 
 
@@ -112,7 +113,7 @@ def main(
 
     from dcsctl import report
     from dcsctl.cli.common import Session, app
-    from dcsctl.ops.context import Context
+    from dcsctl.ops.cluster import Context
 
     register_commands(argv)
     out = Console(file=stdout or sys.stdout, soft_wrap=True, width=200)

@@ -24,9 +24,9 @@ from dcsctl.cli.common import (
 )
 from dcsctl.errors import DcsctlError, UsageError
 from dcsctl.ops import backup as backup_ops
-from dcsctl.ops import facts, restore_preview
+from dcsctl.ops import restore_preview, textfiles
 from dcsctl.ops import schedule as schedule_ops
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.restore_preview import RestorePreview, Side
 from dcsctl.snapshots import parse_age
 
@@ -75,16 +75,17 @@ def backup(
     try:
         result = backup_ops.take(target, directory=directory, keep=keep, max_age=_age(max_age))
     except DcsctlError:
-        session.warnings += filter(None, [facts.best_effort(
-            lambda: facts.record_backup_failure(target))])
+        session.warnings += filter(None, [textfiles.best_effort(
+            lambda: textfiles.record_backup_failure(target))])
         raise
     # The timer's run also refreshes the certificate facts: one schedule keeps both fresh.
     # (Imported here: certificate rotation's modules would slow every backup command.)
     from dcsctl.ops import rotation
 
     session.warnings += filter(None, [
-        facts.best_effort(lambda: facts.record_backup(target, result)),
-        facts.best_effort(lambda: facts.record_certificates(target, rotation.inventory(running))),
+        textfiles.best_effort(lambda: textfiles.record_backup(target, result)),
+        textfiles.best_effort(
+            lambda: textfiles.record_certificates(target, rotation.inventory(running))),
     ])
     manifest = result.backup.manifest
     if json_output:
@@ -114,15 +115,16 @@ def _backup_to_store(ctx: typer.Context, target: Cluster, running: Cluster, *,
     try:
         result = offsite.take(target, keep=keep, max_age=max_age)
     except DcsctlError:
-        session.warnings += filter(None, [facts.best_effort(
-            lambda: facts.record_backup_failure(target))])
+        session.warnings += filter(None, [textfiles.best_effort(
+            lambda: textfiles.record_backup_failure(target))])
         raise
     manifest = result.backup.manifest
     local = backup_ops.BackupResult(backup_ops.Backup(Path(result.backup.name), manifest),
                                     result.seconds, ())
     session.warnings += filter(None, [
-        facts.best_effort(lambda: facts.record_backup(target, local)),
-        facts.best_effort(lambda: facts.record_certificates(target, rotation.inventory(running))),
+        textfiles.best_effort(lambda: textfiles.record_backup(target, local)),
+        textfiles.best_effort(
+            lambda: textfiles.record_certificates(target, rotation.inventory(running))),
     ])
     s3 = offsite.open_settings(target)
     where = f"{s3.endpoint}/{s3.bucket}/{s3.prefix}{target.spec.name}/{result.backup.object}"
@@ -349,12 +351,12 @@ def backup_schedule(
     """Run `dcsctl backup` on a systemd timer on this (the control) machine."""
     session = session_of(ctx)
     target = cluster_of(ctx, spec_file, cluster)
-    interval = facts.calendar_interval(target, on_calendar)  # a bad expression: nothing written
+    interval = textfiles.calendar_interval(target, on_calendar)  # a bad expression: nothing written
     result = schedule_ops.schedule(
         target, on_calendar=on_calendar, keep=keep,
         max_age=_age(max_age), directory=directory, unit_dir=unit_dir)
     session.warnings += filter(None, [
-        facts.best_effort(lambda: facts.record_schedule(target, interval))])
+        textfiles.best_effort(lambda: textfiles.record_schedule(target, interval))])
     for path in result.units:
         session.out.print(f"wrote {path}", highlight=False)
     if result.enabled:

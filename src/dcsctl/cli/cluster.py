@@ -22,18 +22,19 @@ from dcsctl.cli.common import (
     session_of,
 )
 from dcsctl.errors import DcsctlError, ExitCode
-from dcsctl.ops import keys, lifecycle
+from dcsctl.ops import keys, lifecycle, shell
+from dcsctl.ops import logs as member_logs
 from dcsctl.ops import plan as plan_ops
 from dcsctl.ops import preflight as preflight_ops
 from dcsctl.ops import status as status_ops
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 
 
 def _remember_client(ctx: typer.Context, spec_file: Path | None, cluster: str | None,
                      target: Cluster) -> None:
     """Record how the quick paths of `get`/`put` reach this cluster (cli/quick.py)."""
     try:
-        keys.remember_client(target, spec_file, cluster)
+        shell.remember_client(target, spec_file, cluster)
     except OSError as exc:  # a cache: the command itself succeeded, and the next run is full
         session_of(ctx).warnings.append(f"could not record the quick-path profile: {exc}")
 
@@ -94,10 +95,10 @@ def up(
         # A renewal (a member's certificate, a Patroni node's deployed bundle) clears the
         # certificate alert now, not at the next `certs check` or backup timer run.
         # (Imported here: the rotation modules would slow every other command.)
-        from dcsctl.ops import facts, rotation
+        from dcsctl.ops import rotation, textfiles
 
-        session.warnings += filter(None, [facts.best_effort(
-            lambda: facts.record_certificates(target, rotation.inventory(target)))])
+        session.warnings += filter(None, [textfiles.best_effort(
+            lambda: textfiles.record_certificates(target, rotation.inventory(target)))])
     _remember_client(ctx, spec_file, cluster, target)
     if json_output:
         session.out.print_json(report.dump_json(report.up_json(result)))
@@ -202,7 +203,7 @@ def status(
 @app.command(rich_help_panel=LOOK)
 def env(ctx: typer.Context, spec_file: SpecOption = None, cluster: ClusterOption = None) -> None:
     """Print shell exports for etcdctl as admin: eval "$(dcsctl env)"."""
-    exports = keys.etcdctl_env(cluster_of(ctx, spec_file, cluster))
+    exports = shell.etcdctl_env(cluster_of(ctx, spec_file, cluster))
     session_of(ctx).out.file.write(report.shell_exports(exports) + "\n")
 
 
@@ -245,7 +246,7 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines")] = 50,
 ) -> None:
     """Show the last lines of a member's etcd log."""
-    tail = keys.logs(cluster_of(ctx, spec_file, cluster), member, lines)
+    tail = member_logs.tail(cluster_of(ctx, spec_file, cluster), member, lines)
     session_of(ctx).out.file.write("".join(line + "\n" for line in tail))
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from dcsctl import spec
 from dcsctl.errors import DcsctlError, SpecError
-from dcsctl.ops.context import Cluster, Context
+from dcsctl.ops.cluster import Cluster, Context
 
 app = typer.Typer(
     name="dcsctl",
@@ -28,6 +28,18 @@ LOOK = "Look"
 PROTECT = "Protect"
 CHANGE = "Change"
 PATRONI = "Patroni"
+HELP_PANELS = (SET_UP, LOOK, PROTECT, CHANGE, PATRONI)
+
+
+def in_help_order(commands: typer.Typer) -> None:
+    """Order the registered commands by panel: `--help` shows a panel where its first
+    command is, and which command module was imported first must not decide that (a
+    process that ran `backup` before `--help` would list Protect first)."""
+    rank = {panel: i for i, panel in enumerate(HELP_PANELS)}
+    commands.registered_commands.sort(
+        key=lambda c: rank.get(str(c.rich_help_panel), len(rank)))
+    commands.registered_groups.sort(
+        key=lambda g: rank.get(str(g.rich_help_panel), len(rank)))
 
 # typer prints a flag's type in --help (`--json <bool>`), though a flag takes no value.
 _display_type_rich = typer.core.TyperOption.display_type_rich
@@ -133,7 +145,7 @@ def clusters_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
     here, once, and passed down."""
     named = cluster_of(ctx, spec_file, cluster)
     # Without -f, cluster_of already read the state dir's spec.
-    return named, (named.as_it_runs() if spec_file is not None else named)
+    return named, (named.as_recorded() if spec_file is not None else named)
 
 
 def running_cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None

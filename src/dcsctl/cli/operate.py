@@ -28,8 +28,8 @@ from dcsctl.cli.common import (
 )
 from dcsctl.errors import DcsctlError, ExitCode, NotFound
 from dcsctl.files import atomic_write
-from dcsctl.ops import facts, maintenance, members, rotation, upgrade
-from dcsctl.ops.context import Cluster
+from dcsctl.ops import maintenance, members, rotation, textfiles, upgrade
+from dcsctl.ops.cluster import Cluster
 
 member_app = typer.Typer(help="Add, remove or replace members, one change at a time.",
                          no_args_is_help=True)
@@ -114,7 +114,7 @@ def certs_check(
     """Every certificate, its holder and days left (exit 5 if any expires soon)."""
     target = running_cluster_of(ctx, spec_file, cluster)
     rows = rotation.inventory(target, warn_days)
-    warning = facts.best_effort(lambda: facts.record_certificates(target, rows))
+    warning = textfiles.best_effort(lambda: textfiles.record_certificates(target, rows))
     session_of(ctx).warnings += [warning] if warning else []
     out = session_of(ctx).out
     if json_output:

@@ -11,7 +11,7 @@ from rich.live import Live
 from dcsctl import live
 from dcsctl.cli.common import Session
 from dcsctl.ops import status as status_ops
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.wait import ticks
 
 

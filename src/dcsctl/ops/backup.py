@@ -25,7 +25,7 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem, Not
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.files import atomic_write, private_dir
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.snapshots import Authenticity, Manifest
 from dcsctl.state import PRIVATE, locked
 from dcsctl.wait import wait_until

@@ -10,7 +10,7 @@ from pathlib import Path
 from dcsctl import pki
 from dcsctl.identity import Identity
 from dcsctl.ops import revocation
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.spec import ClusterSpec, Member
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
 from dcsctl.workflow import UNCHANGED

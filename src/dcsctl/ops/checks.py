@@ -22,7 +22,7 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.tls import metrics_text
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.maintenance import defragment_members
 from dcsctl.ops.patroni import scope_views
 from dcsctl.ops.runtime import NOSPACE

@@ -24,7 +24,7 @@ from dcsctl.errors import EnvironmentProblem, NotFound
 from dcsctl.escrow import Escrow, EscrowInvalid, StateFile
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.ops import escrow_status
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir, ClusterRecord, locked
 
 # Top-level entries of a cluster folder that are never escrowed.

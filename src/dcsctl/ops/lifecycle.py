@@ -15,7 +15,7 @@ from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.versions import Version
 from dcsctl.ops import certs, patroni_deploy, provision, upgrade
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
 from dcsctl.state import ClusterRecord, locked
 from dcsctl.workflow import Done, Phase, PhaseOutcome, in_parallel, result_of, run_phases
@@ -141,7 +141,7 @@ def up(cluster: Cluster) -> UpResult:
     fresh = not cluster.dir.root.exists()
     try:
         record = cluster.dir.record() if cluster.dir.exists() else None
-        running = cluster.as_it_runs()
+        running = cluster.as_recorded()
         _check_same_cluster(cluster, running.spec)
         _change_binaries_first(cluster, running, record)
         with locked(cluster.dir):

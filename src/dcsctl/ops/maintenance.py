@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointStatus
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.runtime import MemberRuntime, ordered_members
 from dcsctl.spec import Member
 from dcsctl.state import locked

@@ -20,7 +20,7 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
 from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
 from dcsctl.ops import certs, patroni_deploy, provision, revocation
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership
 from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.wait import wait_until

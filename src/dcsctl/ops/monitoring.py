@@ -20,7 +20,7 @@ from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.files import atomic_write
 from dcsctl.identity import Identity
 from dcsctl.ops.certs import renew_before
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
 
 ORGANIZATION = "dcsctl-monitoring"  # the holder name certs check and revocation show

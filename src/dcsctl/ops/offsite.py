@@ -32,7 +32,7 @@ from dcsctl import sealed, snapshots
 from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.ops import backup as backup_ops
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.snapshots import Manifest
 from dcsctl.spec import S3Store
 from dcsctl.state import PRIVATE, locked

@@ -27,7 +27,7 @@ from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
 from dcsctl.ops import revocation
 from dcsctl.ops.certs import renew_before
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
 
 DEFAULT_NAMESPACE = "/service/"

@@ -23,7 +23,7 @@ from dcsctl.hosts.protocol import Host
 from dcsctl.identity import Identity
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_nodes import reconnect, seen_after
 from dcsctl.patroni_node import Endpoint, FileState, parse_file_states
 from dcsctl.patroni_rest import Answer, PatroniApi, RestApiUntrusted

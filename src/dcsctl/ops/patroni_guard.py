@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 from dcsctl import pki
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.ops import revocation
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 
 # An operation and a margin: a certificate that expires within it counts as expired.
 MARGIN = dt.timedelta(hours=24)

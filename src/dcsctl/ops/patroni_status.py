@@ -17,7 +17,7 @@ from dcsctl.etcd.tls import ClientTls
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
 from dcsctl.ops.certs import renew_before
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_deploy import bundle_paths, file_states
 from dcsctl.patroni_node import PATRONI_FLOOR, version_tuple
 from dcsctl.patroni_rest import Answer, PatroniApi, Timing

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from dcsctl import spec
 from dcsctl.ops import certs, patroni_deploy
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_deploy import NodePlan
 from dcsctl.ops.provision import member_settings
 from dcsctl.state import ClusterRecord

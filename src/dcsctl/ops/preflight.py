@@ -5,7 +5,7 @@ lab: the etcd found here and the ports)."""
 
 from __future__ import annotations
 
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.targets.protocol import Check, PreflightReport, Verdict
 
 __all__ = ["Check", "PreflightReport", "Verdict", "preflight"]

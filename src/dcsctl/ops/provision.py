@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from dcsctl import render, spec
 from dcsctl.etcd.model import hex_id
 from dcsctl.etcd.versions import Version, deploy_refusal, members_by_version
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.pki import jwt_sign_method
 from dcsctl.state import ClusterRecord
 from dcsctl.workflow import UNCHANGED, in_parallel

@@ -25,7 +25,7 @@ from dcsctl.identity import Identity
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
 from dcsctl.ops.certs import member_sans
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.spec import Member
 from dcsctl.state import PRIVATE, PUBLIC
 

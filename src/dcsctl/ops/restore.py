@@ -23,7 +23,7 @@ from dcsctl import render
 from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.files import atomic_write
 from dcsctl.ops import certs, patroni, provision
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.restore_preview import RestorePreview
 from dcsctl.ops.runtime import MemberRuntime, stop_members
 from dcsctl.spec import Member

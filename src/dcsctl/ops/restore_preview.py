@@ -16,7 +16,7 @@ from pathlib import Path
 from dcsctl import snapshots
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.ops.backup import Verified, verify
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.snapshots import Authenticity
 
 # How long the preview waits for the running cluster: a restore is often run because it

@@ -22,7 +22,7 @@ from dcsctl import pki
 from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, ClusterDir
 
 

@@ -28,7 +28,7 @@ from dcsctl.identity import Identity
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import patroni_deploy, revocation
 from dcsctl.ops.certs import member_sans
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.rekey import KeyRotation, rekey_patroni
 from dcsctl.ops.runtime import MemberRuntime
 from dcsctl.state import PRIVATE, PUBLIC, locked

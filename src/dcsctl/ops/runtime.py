@@ -16,7 +16,7 @@ from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.etcd.client import EtcdClient
 from dcsctl.etcd.model import EndpointHealth, EndpointStatus
 from dcsctl.etcd.tls import ClientTls, peer_members
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.spec import Member
 from dcsctl.wait import wait_until
 from dcsctl.workflow import in_parallel

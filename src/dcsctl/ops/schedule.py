@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dcsctl import render
 from dcsctl.errors import DcsctlError, NotFound
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PUBLIC
 
 

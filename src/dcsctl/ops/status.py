@@ -15,7 +15,7 @@ from dcsctl.etcd.versions import (
     deploy_refusal,
     members_by_version,
 )
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 from dcsctl.targets.disk import member_disk
 from dcsctl.targets.protocol import Verdict

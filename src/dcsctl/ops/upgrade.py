@@ -32,7 +32,7 @@ from dcsctl.etcd.versions import (
     upgrade_problem,
 )
 from dcsctl.ops import backup, provision
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.provision import member_settings
 from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership, ordered_members
 from dcsctl.spec import Member

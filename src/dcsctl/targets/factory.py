@@ -23,7 +23,7 @@ from dcsctl.targets.protocol import Target
 
 
 @dataclass(frozen=True)
-class Surroundings:
+class ControlMachine:
     """What a target may need from the control machine."""
 
     directory: ClusterDir
@@ -34,26 +34,26 @@ class Surroundings:
 
 # Each kind's module is imported when a spec names it: a lab command never loads the
 # SSH adapters (start-up time of every dcsctl run).
-def _lab(spec: ClusterSpec, around: Surroundings) -> Target:
+def _lab(spec: ClusterSpec, control: ControlMachine) -> Target:
     from dcsctl.targets.lab import LabTarget
 
-    return LabTarget(spec, around.directory, around.binaries, around.environ)
+    return LabTarget(spec, control.directory, control.binaries, control.environ)
 
 
-def _ssh(spec: ClusterSpec, around: Surroundings) -> Target:
+def _ssh(spec: ClusterSpec, control: ControlMachine) -> Target:
     from dcsctl.targets.ssh.target import SshTarget
 
-    return SshTarget(spec, around.directory, around.release_cache, around.environ)
+    return SshTarget(spec, control.directory, control.release_cache, control.environ)
 
 
-_KINDS: dict[TargetKind, Callable[[ClusterSpec, Surroundings], Target]] = {
+_KINDS: dict[TargetKind, Callable[[ClusterSpec, ControlMachine], Target]] = {
     TargetKind.LAB: _lab,
     TargetKind.SSH: _ssh,
 }
 
 
-def target_for(spec: ClusterSpec, around: Surroundings) -> Target:
-    return _KINDS[spec.target](spec, around)
+def target_for(spec: ClusterSpec, control: ControlMachine) -> Target:
+    return _KINDS[spec.target](spec, control)
 
 
 class ClosableHost(Host, Protocol):

@@ -28,8 +28,8 @@ from dcsctl.spec import InstallMethod
 from dcsctl.state import ClusterDir
 from dcsctl.targets.factory import (
     ClosableHost,
+    ControlMachine,
     LocalProcess,
-    Surroundings,
     database_host,
     local_process,
     target_for,
@@ -92,12 +92,12 @@ class Cluster:
         self.spec = cluster_spec
         self.dir = ClusterDir(context.home, cluster_spec.name)
         self.host = LocalHost()  # the control machine
-        self.target: Target = target_for(cluster_spec, Surroundings(
+        self.target: Target = target_for(cluster_spec, ControlMachine(
             self.dir, lambda: self.binaries, context.environ,
             context.home / ".cache" / "releases"))
         self._database_hosts: dict[tuple[str, str], ClosableHost] = {}
 
-    def as_it_runs(self) -> Cluster:
+    def as_recorded(self) -> Cluster:
         """The cluster its state dir holds: the spec saved by the last change (members added
         since, the etcd it runs), whatever spec file named it; itself before the first `up`."""
         if self.dir.spec_path.exists():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dcsctl import textfile
 from dcsctl.errors import DcsctlError
 from dcsctl.files import atomic_write
-from dcsctl.ops.context import Cluster
+from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PUBLIC
 
 if TYPE_CHECKING:
