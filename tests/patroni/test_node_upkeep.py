@@ -19,6 +19,9 @@ import json
 import os
 import pwd
 import shutil
+import signal
+import socket
+import ssl
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
@@ -137,21 +140,51 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield Deployment(lab, ssh, dbs, nodes)
 
 
+# A CA of the DBA's (not the DCS's) for Patroni's REST API certificates.
+REST_CA = pki.issue_ca("db-rest-ca", KeyType.ECDSA_P256, 30, dt.datetime.now(dt.UTC))
+
+
+def _rest_identity(address: str) -> Identity:
+    return pki.issue(REST_CA, pki.Role.MEMBER, common_name="patroni-rest",
+                     sans=pki.SubjectAltNames(ips=(ipaddress.ip_address(address),)),
+                     key_type=KeyType.ECDSA_P256, days=30, now=dt.datetime.now(dt.UTC))
+
+
+def _place_rest_identity(tls: RestTls, served: Identity) -> None:
+    _as_postgres(tls.keyfile, served.key_pem, 0o600)
+    _as_postgres(tls.certfile, served.cert_pem, 0o644)
+
+
 def _rest_tls(directory: Path, ca_file: Path, address: str) -> RestTls:
-    """A CA of the DBA's (not the DCS's), and Patroni's REST API certificate from it for
-    `address`, readable by postgres; the CA's certificate where the control machine
-    reads it (rest_api_ca_file)."""
-    now = dt.datetime.now(dt.UTC)
-    ca = pki.issue_ca("db-rest-ca", KeyType.ECDSA_P256, 30, now)
-    served = pki.issue(ca, pki.Role.MEMBER, common_name="patroni-rest",
-                       sans=pki.SubjectAltNames(ips=(ipaddress.ip_address(address),)),
-                       key_type=KeyType.ECDSA_P256, days=30, now=now)
+    """Patroni's REST API certificate for `address`, readable by postgres; the CA's
+    certificate where the control machine reads it (rest_api_ca_file)."""
     directory.mkdir(mode=0o755)
     tls = RestTls(directory / "rest.crt", directory / "rest.key", ca_file)
-    _as_postgres(tls.certfile, served.cert_pem, 0o644)
-    _as_postgres(tls.keyfile, served.key_pem, 0o600)
-    ca_file.write_bytes(ca.cert_pem)
+    _place_rest_identity(tls, _rest_identity(address))
+    ca_file.write_bytes(REST_CA.cert_pem)
     return tls
+
+
+def _served_serial(address: str) -> int:
+    """The serial of the certificate Patroni's REST API presents now (unverified)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((address, 8008), timeout=5) as raw, \
+            context.wrap_socket(raw) as wrapped:
+        der = wrapped.getpeercert(binary_form=True)
+    assert der is not None
+    return pki.serial_number(ssl.DER_cert_to_PEM_cert(der).encode())
+
+
+def _serve_rest_identity(node: PatroniNode, db: Db, served: Identity) -> None:
+    """Patroni re-reads restapi.certfile on SIGHUP (a reload, no restart) when its
+    serial changed: place `served`, signal, and wait until the REST API presents it."""
+    assert db.rest_tls is not None and node.process is not None
+    _place_rest_identity(db.rest_tls, served)
+    os.kill(node.process.pid, signal.SIGHUP)
+    serial = pki.serial_number(served.cert_pem)
+    wait_until(lambda: _served_serial(db.address) == serial, timeout=30,
+               what=f"{db.name}'s REST API did not present its new certificate")
 
 
 def _ca(lab: LabCluster) -> Identity:
@@ -295,7 +328,9 @@ def test_an_https_rest_api_is_verified_against_the_spec_ca_and_a_wrong_ca_is_an_
     """db-00's REST API serves https with a certificate of the DBA's CA, given to dcsctl
     as rest_api_ca_file: `up` deploys and verifies through it, `patroni status` and
     `doctor` read it. Another CA is an error naming the file and the fix, with nothing
-    placed on the node; the right one works again (the positive control)."""
+    placed on the node; so is a missing CA file, and a REST certificate for another
+    address (Patroni re-reads it on SIGHUP); the right ones work again (the positive
+    control)."""
     lab, db = deployment.lab, deployment.dbs[0]
     assert db.rest_tls is not None
     holder = f"{db.scope}/{db.name}"
@@ -341,8 +376,16 @@ def test_an_https_rest_api_is_verified_against_the_spec_ca_and_a_wrong_ca_is_an_
         missing = lab.dcsctl("patroni", "doctor", db.scope)
         assert missing.code == 4 and "cannot be read as CA certificates" in missing.err
 
-        # The right CA again: the pending renewal goes out, verified.
+        # The right CA, and a REST certificate for another address: the name is the fix.
         _spec(lab, deployment.ssh, deployment.dbs)
+        _serve_rest_identity(node, db, _rest_identity("127.0.0.1"))
+        misnamed = lab.dcsctl("patroni", "doctor", db.scope)
+        assert misnamed.code == 4, misnamed.err
+        assert (f"fix: db-00: Patroni's restapi certificate must name {db.address}"
+                in misnamed.err), misnamed.err
+        _serve_rest_identity(node, db, _rest_identity(db.address))
+
+        # All right again: the pending renewal goes out, verified.
         again = lab.ok("up", "--json").json()
         note = {o["name"]: o["note"] for o in again["phases"]}["patroni"]  # type: ignore[union-attr]
         assert "reached etcd on new connections" in str(note), note
