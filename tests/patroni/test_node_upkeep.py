@@ -165,13 +165,17 @@ def _rest_tls(directory: Path, ca_file: Path, address: str) -> RestTls:
     return tls
 
 
-def _served_serial(address: str) -> int:
-    """The serial of the certificate Patroni's REST API presents now (unverified)."""
+def _served_serial(address: str) -> int | None:
+    """The serial of the certificate Patroni's REST API presents now (unverified); None
+    while it answers no handshake (it resets connections while it reloads)."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection((address, 8008), timeout=5) as raw, \
-            context.wrap_socket(raw) as wrapped:
-        der = wrapped.getpeercert(binary_form=True)
+    try:
+        with socket.create_connection((address, 8008), timeout=5) as raw, \
+                context.wrap_socket(raw) as wrapped:
+            der = wrapped.getpeercert(binary_form=True)
+    except OSError:  # ssl.SSLError and ConnectionResetError included
+        return None
     assert der is not None
     return pki.serial_number(ssl.DER_cert_to_PEM_cert(der).encode())
 
