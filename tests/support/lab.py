@@ -153,6 +153,16 @@ class LabCluster:
         assert isinstance(members, list)
         return [str(m["address"]) for m in members]
 
+    def names(self) -> list[str]:
+        members = self.document()["members"]
+        assert isinstance(members, list)
+        return [str(m["name"]) for m in members]
+
+    def member_tls(self, member: str, kind: str) -> Path:
+        """A member's TLS file where its etcd reads it: "cert", "key", "ca" or "crl"."""
+        files = {"cert": "member.crt", "key": "member.key", "ca": "ca.crt", "crl": "ca.crl"}
+        return self.state / "members" / member / "tls" / files[kind]
+
 
 def kill_leftovers(home: Path) -> None:
     """Last resort after a failed test: SIGKILL every etcd our pidfiles name (ours only)."""

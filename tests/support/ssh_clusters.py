@@ -67,6 +67,10 @@ class SshCluster(LabCluster):
     def rewrite(self, **changes: Any) -> None:
         self.spec_file.write_text(yaml.safe_dump({**self.document(), **changes}))
 
+    def member_tls(self, member: str, kind: str) -> Path:
+        files = {"cert": f"{member}.crt", "key": f"{member}.key", "ca": "ca.crt", "crl": "ca.crl"}
+        return self.roots[member] / "etc" / "dcs" / "cert" / files[kind]
+
 
 def _kill_remote_leftovers(roots: Mapping[str, Path]) -> None:
     """Last resort after a failed test: SIGKILL the etcd our remote pidfiles name (ours only)."""

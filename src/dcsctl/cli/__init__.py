@@ -126,6 +126,9 @@ def main(
                               standalone_mode=False)
         code = int(result) if isinstance(result, int) else ExitCode.OK
     except DcsctlError as error:
+        # A use case that failed notes what else went wrong on the way (add_note):
+        # those are the run's warnings, said after the error.
+        session.warnings.extend(getattr(error, "__notes__", ()))
         for line in report.error_lines(error):
             err.print(line, highlight=False, markup=False)
         if session.debug:

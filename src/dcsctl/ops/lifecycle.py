@@ -9,6 +9,7 @@ other workflows share (checks, install, files, bootstrap, auth) are `provision`'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcsctl import spec
 from dcsctl.errors import EnvironmentProblem
@@ -171,6 +172,13 @@ def up(cluster: Cluster) -> UpResult:
     installs = workflow.handover.get("install", provision.Installs)
     warnings += installs.warnings if installs else ()
     record = workflow.handover.get("bootstrap", ClusterRecord) or workflow.record
+    if any(outcome.changed for outcome in outcomes):
+        # A renewal (a member's certificate, a Patroni node's deployed bundle) clears the
+        # certificate alert now, not at the next `certs check` or backup timer run.
+        # (Imported here: the rotation modules would slow every command that imports this.)
+        from dcsctl.ops import expiry
+
+        warnings += expiry.check(cluster).warnings
     return UpResult(cluster.spec.name, record.cluster_id or "", tuple(outcomes),
                     tuple(warnings), record)
 
@@ -181,10 +189,17 @@ def down(cluster: Cluster) -> DownResult:
         return stop_members(cluster)
 
 
-def destroy(cluster: Cluster) -> DownResult:
+@dataclass(frozen=True)
+class Destroyed:
+    down: DownResult
+    root: Path  # the state dir removed
+    left_behind: str  # what the target leaves in place on purpose ("" for nothing)
+
+
+def destroy(cluster: Cluster) -> Destroyed:
     """Stop the members and remove the whole state dir (data, PKI, credentials), and on
     the members' hosts everything dcsctl put there (keys first among them)."""
     result = down(cluster)
     in_parallel(list(cluster.spec.members), lambda m: cluster.target.remove(m.name))
     cluster.dir.remove()
-    return result
+    return Destroyed(result, cluster.dir.root, cluster.target.left_behind())

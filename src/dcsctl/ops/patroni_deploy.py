@@ -26,7 +26,7 @@ from dcsctl.ops import revocation
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_nodes import reconnect, seen_after
 from dcsctl.patroni_node import Endpoint, FileState, parse_file_states
-from dcsctl.patroni_rest import Answer, PatroniApi
+from dcsctl.patroni_rest import Answer, PatroniApi, RestApiUntrusted
 from dcsctl.spec import PatroniNode, PatroniScope, ReloadMethod
 
 # Each file's sha256, mode and owner, or "- - -" when it is missing (or a link: dcsctl
@@ -152,8 +152,13 @@ def _reload(host: Host, node: PatroniNode, api: PatroniApi) -> None:
 
 
 def _state_or_none(api: PatroniApi) -> Answer | None:
+    """Patroni's state, or None while it does not answer (not started yet). An https
+    answer the spec's CA does not verify is an error: files placed then would never be
+    verified."""
     try:
         return api.state()
+    except RestApiUntrusted:
+        raise
     except EnvironmentProblem:
         return None
 
@@ -386,3 +391,22 @@ def planned(cluster: Cluster) -> list[NodePlan]:
             found.append(NodePlan(scope.name, node.name, node.ssh or str(node.address),
                                   tuple(rows)))
     return found
+
+
+@dataclass(frozen=True)
+class ScopeRemoved:
+    changes: tuple[str, ...]  # what went from etcd
+    taken_off: tuple[str, ...]  # the nodes whose bundle files were removed
+    warnings: tuple[str, ...]
+
+
+def remove_scope(cluster: Cluster, scope_name: str) -> ScopeRemoved:
+    """`patroni remove`: the scope's etcd user and role, its password and bundles, then
+    the bundle files on its nodes; its keys stay in etcd."""
+    result = patroni_ops.remove(cluster, scope_name)
+    taken = take_off(cluster, scope_name)
+    settings = cluster.spec.patroni
+    still = settings is not None and settings.scope(scope_name) is not None
+    warning = (f"scope {scope_name} is still in the spec's patroni: section: the next "
+               "`dcsctl up` creates it again; remove it from the spec",) if still else ()
+    return ScopeRemoved(result.changes, taken, warning)
