@@ -140,7 +140,7 @@ def destroy(
     confirm(f"Delete cluster {target.spec.name!r} and all its data in {target.dir.root}?",
             yes=yes, action="destroy")
     result = lifecycle.destroy(target)
-    kept = target.target.left_behind()
+    kept = target.target.remote.left_behind() if target.target.remote else ""
     session_of(ctx).out.print(report.down_text(result) + f"; removed {target.dir.root}"
                               + (f"\n{kept}" if kept else ""), highlight=False)
 
