@@ -175,7 +175,7 @@ class RestoreWorkflow:
 
     def _restore_member(self, member: Member) -> None:
         self.cluster.target.files.restore_data_dir(member.name, self.verified.path,
-                                             self._restore_options(member))
+                                                   self._restore_options(member))
         with self._plan_lock:
             self.plan = replace(self.plan, restored=(*self.plan.restored, member.name))
             _save_plan(self.cluster, self.plan)
