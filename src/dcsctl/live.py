@@ -16,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dcsctl.etcd.model import hex_id
-from dcsctl.report import human_bytes, status_summary
+from dcsctl.report import human_bytes
+from dcsctl.report.cluster import status_summary
 
 if TYPE_CHECKING:
     from dcsctl.ops.status import ClusterView

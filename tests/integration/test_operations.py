@@ -10,7 +10,6 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -155,9 +154,12 @@ def _served_serial(lab: LabCluster, member: int) -> int:
     return int(x509.load_der_x509_certificate(der).serial_number)
 
 
-def test_leaf_rotation_under_writes_loses_no_request(lab: LabCluster, tmp_path: Path) -> None:
+def test_leaf_rotation_under_writes_loses_no_request(any_cluster: LabCluster,
+                                                    tmp_path: Path) -> None:
+    lab = any_cluster  # the lab's processes and real sshd hosts alike
     lab.ok("up")
     before = [_served_serial(lab, i) for i in range(3)]
+    pids = [m["pid"] for m in _members(lab)]
     history = operation(lab, "certs-rotate-keep-keys", tmp_path,
                         lambda _: lab.ok("certs", "rotate", "--keep-keys"))
     # Certificates are reloaded in place: not one call fails, writes go on throughout.
@@ -166,12 +168,14 @@ def test_leaf_rotation_under_writes_loses_no_request(lab: LabCluster, tmp_path: 
     assert history.linearizable, history.checker
     after = [_served_serial(lab, i) for i in range(3)]
     assert all(a != b for a, b in zip(after, before, strict=True))
+    assert [m["pid"] for m in _members(lab)] == pids  # served without a restart
     assert lab.ok("status", "--json").json()["healthy"] is True
 
 
 def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
-    lab: LabCluster, tmp_path: Path
+    any_cluster: LabCluster, tmp_path: Path
 ) -> None:
+    lab = any_cluster  # the lab's processes and real sshd hosts alike
     lab.ok("up")
     lab.ok("put", "/k", "v")
     pki_dir = lab.state / "pki"
@@ -187,8 +191,8 @@ def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
     assert (pki_dir / "ca.crt").read_bytes() != old_ca
     assert not (pki_dir / "trust.crt").exists()
     assert lab.ok("get", "/k").out == "v\n"
-    for member in lab.state.glob("members/*/tls/ca.crt"):
-        assert member.read_bytes() == (pki_dir / "ca.crt").read_bytes()
+    for member in lab.names():
+        assert lab.member_tls(member, "ca").read_bytes() == (pki_dir / "ca.crt").read_bytes()
     context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     context.check_hostname = False
     context.load_cert_chain(str(old_admin / "admin.crt"), str(old_admin / "admin.key"))
@@ -229,9 +233,8 @@ def test_nospace_alarm_is_cured_by_maintenance_without_data_loss(
     assert lab.ok("status", "--json").json()["healthy"] is True
 
 
-def test_rolling_restart_under_writes(lab_factory: Callable[..., LabCluster],
-                                      tmp_path: Path) -> None:
-    lab = lab_factory()
+def test_rolling_restart_under_writes(any_cluster: LabCluster, tmp_path: Path) -> None:
+    lab = any_cluster  # the lab's processes and real sshd hosts alike
     lab.ok("up")
     pids = [m["pid"] for m in _members(lab)]
     history = operation(lab, "rolling-restart", tmp_path, lambda _: lab.ok("restart"))

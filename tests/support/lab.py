@@ -54,10 +54,18 @@ def debian_etcd(affected_by: str | None = None) -> Version:
     if not debian:
         pytest.fail(f"no Debian etcd {affected_by or ''} in {TOOLS}: run scripts/setup")
     return max(debian)
+def second_octet(first: int, slots: int) -> int:
+    """A second octet of 127.X.0.0/16 for this test process, in [first, first + 3 * slots):
+    the process ID picks the slot (two runs at once rarely meet), the parallel worker
+    (pytest-xdist's gw0, gw1, gw2) the octet within it (workers of one run never meet)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return first + (os.getpid() % slots) * 3 + worker % 3
+
+
 # Every test cluster gets its own loopback /24 so clusters never collide, within a run or
-# with a developer's own `dcsctl up` on 127.0.0.10-12.
+# with a developer's own `dcsctl up` on 127.0.0.10-12. SSH test hosts use 150 and above.
 _subnets = itertools.count(1)
-_BASE = 40 + os.getpid() % 150
+_BASE = second_octet(40, 35)
 
 
 def risks_of(version: Version) -> list[str]:
@@ -144,6 +152,16 @@ class LabCluster:
         members = self.document()["members"]
         assert isinstance(members, list)
         return [str(m["address"]) for m in members]
+
+    def names(self) -> list[str]:
+        members = self.document()["members"]
+        assert isinstance(members, list)
+        return [str(m["name"]) for m in members]
+
+    def member_tls(self, member: str, kind: str) -> Path:
+        """A member's TLS file where its etcd reads it: "cert", "key", "ca" or "crl"."""
+        files = {"cert": "member.crt", "key": "member.key", "ca": "ca.crt", "crl": "ca.crl"}
+        return self.state / "members" / member / "tls" / files[kind]
 
 
 def kill_leftovers(home: Path) -> None:

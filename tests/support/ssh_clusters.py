@@ -20,7 +20,7 @@ import yaml
 
 from tests.ssh.sshd import SshLab, start_ssh_lab
 from tests.support import pack_release, start_ticks
-from tests.support.lab import VENV_BIN, LabCluster, base_environ
+from tests.support.lab import VENV_BIN, LabCluster, base_environ, second_octet
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def ssh_lab_factory(tmp_path: Path) -> Iterator[Callable[..., SshLab]]:
 # -- SSH clusters: dcsctl against real sshd hosts, each host a directory tree of its own --
 
 _subnets = itertools.count(1)
-_BASE = 210 + os.getpid() % 40
+_BASE = second_octet(150, 33)  # lab clusters stay below 150
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +66,10 @@ class SshCluster(LabCluster):
 
     def rewrite(self, **changes: Any) -> None:
         self.spec_file.write_text(yaml.safe_dump({**self.document(), **changes}))
+
+    def member_tls(self, member: str, kind: str) -> Path:
+        files = {"cert": f"{member}.crt", "key": f"{member}.key", "ca": "ca.crt", "crl": "ca.crl"}
+        return self.roots[member] / "etc" / "dcs" / "cert" / files[kind]
 
 
 def _kill_remote_leftovers(roots: Mapping[str, Path]) -> None:

@@ -61,8 +61,9 @@ def register_commands(argv: Sequence[str]) -> None:
     needed = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else HELP_ORDER
     for module in needed:
         importlib.import_module(f"dcsctl.cli.{module}")
-    from dcsctl.cli.common import app
+    from dcsctl.cli.common import app, in_help_order
 
+    in_help_order(app)
     flow_help(app)
 
 
@@ -125,6 +126,9 @@ def main(
                               standalone_mode=False)
         code = int(result) if isinstance(result, int) else ExitCode.OK
     except DcsctlError as error:
+        # A use case that failed notes what else went wrong on the way (add_note):
+        # those are the run's warnings, said after the error.
+        session.warnings.extend(getattr(error, "__notes__", ()))
         for line in report.error_lines(error):
             err.print(line, highlight=False, markup=False)
         if session.debug:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from rich.console import Console
 from dcsctl import spec
 from dcsctl.errors import DcsctlError, SpecError
 from dcsctl.ops.cluster import Cluster, Context
+from dcsctl.report import Output, print_output
 
 app = typer.Typer(
     name="dcsctl",
@@ -28,6 +30,18 @@ LOOK = "Look"
 PROTECT = "Protect"
 CHANGE = "Change"
 PATRONI = "Patroni"
+HELP_PANELS = (SET_UP, LOOK, PROTECT, CHANGE, PATRONI)
+
+
+def in_help_order(commands: typer.Typer) -> None:
+    """Order the registered commands by panel: `--help` shows a panel where its first
+    command is, and which command module was imported first must not decide that (a
+    process that ran `backup` before `--help` would list Protect first)."""
+    rank = {panel: i for i, panel in enumerate(HELP_PANELS)}
+    commands.registered_commands.sort(
+        key=lambda c: rank.get(str(c.rich_help_panel), len(rank)))
+    commands.registered_groups.sort(
+        key=lambda g: rank.get(str(g.rich_help_panel), len(rank)))
 
 # typer prints a flag's type in --help (`--json <bool>`), though a flag takes no value.
 _display_type_rich = typer.core.TyperOption.display_type_rich
@@ -67,14 +81,14 @@ PatroniRiskOption = Annotated[list[str] | None, typer.Option(
     "it reconnects (its primary would demote); repeat for several")]
 
 
-def guard_patroni(ctx: typer.Context, target: Cluster, operation: str,
+def guard_patroni(ctx: typer.Context, cluster: Cluster, operation: str,
                   accepted: list[str] | None, *, trusted_after: bytes | None = None) -> None:
     """Refuse an operation that makes etcd clients reconnect while a managed Patroni
     node's deployed certificate would be refused (ops.patroni_guard)."""
     from dcsctl.ops import patroni_guard
 
     session_of(ctx).warnings.extend(patroni_guard.require_fit(
-        target, operation, frozenset(accepted or ()), trusted_after=trusted_after))
+        cluster, operation, frozenset(accepted or ()), trusted_after=trusted_after))
 
 
 def confirm(question: str, *, yes: bool, action: str) -> None:
@@ -90,6 +104,14 @@ def confirm(question: str, *, yes: bool, action: str) -> None:
                           fix="run it at a terminal, or pass --yes if you mean it")
     if not typer.confirm(question):
         raise DcsctlError(f"{action} cancelled", fix="pass --yes to skip the question")
+
+
+def show(ctx: typer.Context, output: Output, *, json_output: bool = False,
+         warnings: Iterable[str] = ()) -> None:
+    """Print a command's result (its renderer's `Output`); keep its warnings for the end."""
+    session = session_of(ctx)
+    session.warnings.extend(warnings)
+    print_output(output, session.out, session.err, json_output=json_output)
 
 
 def session_of(ctx: typer.Context) -> Session:
@@ -109,16 +131,17 @@ def load_spec(path: Path) -> spec.ClusterSpec:
     return spec.parse(text, source=str(path))
 
 
-def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None) -> Cluster:
+def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster_name: str | None
+               ) -> Cluster:
     """The cluster a command works on: -f FILE, --cluster NAME, or the built-in lab."""
     context = session_of(ctx).context
-    if spec_file is not None and cluster is not None:
+    if spec_file is not None and cluster_name is not None:
         raise DcsctlError("-f/--spec and --cluster both name a cluster",
                           fix="pass only one of them")
     if spec_file is not None:
         return context.cluster(load_spec(spec_file))
-    if cluster is not None:
-        return context.saved_cluster(cluster)
+    if cluster_name is not None:
+        return context.saved_cluster(cluster_name)
     lab = spec.lab_spec()
     # The built-in cluster as it is now (members may have been added since the first up).
     if context.cluster(lab).dir.spec_path.exists():
@@ -126,21 +149,21 @@ def cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None) 
     return context.cluster(lab)
 
 
-def clusters_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
+def clusters_of(ctx: typer.Context, spec_file: Path | None, cluster_name: str | None
                 ) -> tuple[Cluster, Cluster]:
     """The cluster as named (-f, --cluster, the built-in lab) and as it runs: the spec its
     state dir holds (members added since, the etcd it runs), whatever -f says. Resolved
     here, once, and passed down."""
-    named = cluster_of(ctx, spec_file, cluster)
+    named = cluster_of(ctx, spec_file, cluster_name)
     # Without -f, cluster_of already read the state dir's spec.
     return named, (named.as_recorded() if spec_file is not None else named)
 
 
-def running_cluster_of(ctx: typer.Context, spec_file: Path | None, cluster: str | None
+def running_cluster_of(ctx: typer.Context, spec_file: Path | None, cluster_name: str | None
                        ) -> Cluster:
     """For commands that act on a running cluster (membership, certificates, checks,
     maintenance, stop)."""
-    return clusters_of(ctx, spec_file, cluster)[1]
+    return clusters_of(ctx, spec_file, cluster_name)[1]
 
 
 def _show_version(ctx: typer.Context, value: bool) -> None:

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from dcsctl import prometheus
-from dcsctl.cli.common import LOOK, ClusterOption, SpecOption, app, cluster_of, session_of
+from dcsctl.cli.common import LOOK, ClusterOption, SpecOption, app, cluster_of, show
 from dcsctl.ops import monitoring as monitoring_ops
+from dcsctl.report import Output
 
 
 @app.command(rich_help_panel=LOOK)
@@ -17,7 +18,7 @@ def monitoring(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="directory to write into")],
     spec_file: SpecOption = None,
-    cluster: ClusterOption = None,
+    cluster_name: ClusterOption = None,
     alertmanager: Annotated[list[str] | None, typer.Option(
         "--alertmanager", help="HOST:PORT of an Alertmanager (repeatable)")] = None,
     facts: Annotated[str, typer.Option(
@@ -30,10 +31,7 @@ def monitoring(
     certificate) and DIR/rules.yml (alerts): `prometheus --config.file=DIR/prometheus.yml`."""
     scrape = prometheus.Scrape(scrape_interval, evaluation_interval, tuple(alertmanager or ()),
                                facts or None)
-    bundle = monitoring_ops.write_bundle(cluster_of(ctx, spec_file, cluster), out, scrape)
-    session = session_of(ctx)
-    for path in bundle.files:
-        session.out.print(f"wrote {path}", highlight=False)
-    if bundle.issued:
-        session.err.print(f"issued the monitoring certificate ({monitoring_ops.ORGANIZATION}, "
-                          "no etcd user: metrics only)", highlight=False)
+    bundle = monitoring_ops.write_bundle(cluster_of(ctx, spec_file, cluster_name), out, scrape)
+    show(ctx, Output(tuple(f"wrote {path}" for path in bundle.files),
+                     notes=(f"issued the monitoring certificate ({monitoring_ops.ORGANIZATION}, "
+                            "no etcd user: metrics only)",) if bundle.issued else ()))

@@ -129,3 +129,9 @@ def ensure_pki(cluster: Cluster, now: dt.datetime) -> str:
         cluster.host.write(Path(layout.jwt_public), jwt_public.read_bytes(), PUBLIC)
     return "issued " + ", ".join(todo) if todo else UNCHANGED
 
+
+
+def incoming_ca(directory: ClusterDir) -> bytes | None:
+    """The CA a `certs rotate --ca` under way brings in (None: no rotation under way)."""
+    incoming = directory.pki_dir / "ca-next.crt"
+    return incoming.read_bytes() if incoming.exists() else None

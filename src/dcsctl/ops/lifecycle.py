@@ -9,6 +9,7 @@ other workflows share (checks, install, files, bootstrap, auth) are `provision`'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcsctl import spec
 from dcsctl.errors import EnvironmentProblem
@@ -165,11 +166,19 @@ def down(cluster: Cluster) -> DownResult:
         return stop_members(cluster)
 
 
-def destroy(cluster: Cluster) -> DownResult:
+@dataclass(frozen=True)
+class Destroyed:
+    down: DownResult
+    root: Path  # the state dir removed
+    left_behind: str  # what the target leaves in place on purpose ("" for nothing)
+
+
+def destroy(cluster: Cluster) -> Destroyed:
     """Stop the members and remove the whole state dir (data, PKI, credentials), and on
     the members' hosts everything dcsctl put there (keys first among them)."""
     result = down(cluster)
-    if (remote := cluster.target.remote) is not None:
+    remote = cluster.target.remote
+    if remote is not None:
         in_parallel(list(cluster.spec.members), lambda m: remote.remove(m.name))
     cluster.dir.remove()
-    return result
+    return Destroyed(result, cluster.dir.root, remote.left_behind() if remote else "")

@@ -310,6 +310,12 @@ class ScopeView:
         return self.scope.user if self.user_in_etcd else f"(missing: {self.scope.user})"
 
 
+def list_scopes(cluster: Cluster) -> list[ScopeView]:
+    """`patroni list`: dcsctl's scopes and any others found in etcd."""
+    with cluster.admin_client() as client:
+        return scope_views(cluster, client)
+
+
 def scope_views(cluster: Cluster, client: EtcdClient) -> list[ScopeView]:
     """Patroni clusters found in etcd: registered scopes plus any under /service/."""
     scopes = registered(cluster)

@@ -386,3 +386,22 @@ def planned(cluster: Cluster) -> list[NodePlan]:
             found.append(NodePlan(scope.name, node.name, node.ssh or str(node.address),
                                   tuple(rows)))
     return found
+
+
+@dataclass(frozen=True)
+class ScopeRemoved:
+    changes: tuple[str, ...]  # what went from etcd
+    taken_off: tuple[str, ...]  # the nodes whose bundle files were removed
+    warnings: tuple[str, ...]
+
+
+def remove_scope(cluster: Cluster, scope_name: str) -> ScopeRemoved:
+    """`patroni remove`: the scope's etcd user and role, its password and bundles, then
+    the bundle files on its nodes; its keys stay in etcd."""
+    result = patroni_ops.remove(cluster, scope_name)
+    taken = take_off(cluster, scope_name)
+    settings = cluster.spec.patroni
+    still = settings is not None and settings.scope(scope_name) is not None
+    warning = (f"scope {scope_name} is still in the spec's patroni: section: the next "
+               "`dcsctl up` creates it again; remove it from the spec",) if still else ()
+    return ScopeRemoved(result.changes, taken, warning)

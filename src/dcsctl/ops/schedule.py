@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dcsctl import render
 from dcsctl.errors import DcsctlError, NotFound
+from dcsctl.ops import textfiles
 from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PUBLIC
 
@@ -23,6 +24,7 @@ class Schedule:
     timer: str
     enabled: bool
     enable_command: tuple[str, ...]  # what to run when dcsctl could not enable it itself
+    warnings: tuple[str, ...] = ()  # facts for Prometheus that could not be written
 
 
 def default_unit_dir(environ: dict[str, str] | None = None) -> Path:
@@ -54,12 +56,15 @@ def schedule(
     directory: Path | None,
     unit_dir: Path | None,
 ) -> Schedule:
+    """Write the timer and its service (and enable them when systemd runs here), and
+    record the interval for Prometheus (an alert when backups stop coming)."""
     if not cluster.dir.exists():
         raise NotFound(f"no cluster named {cluster.spec.name!r} in {cluster.context.home}",
                        fix="create it with `dcsctl up` first")
     if keep is None and max_age is None:
         raise DcsctlError("a schedule without retention fills the disk",
                           fix="pass --keep N and/or --max-age 7d")
+    interval = textfiles.calendar_interval(cluster, on_calendar)  # bad: nothing written
     environ = dict(cluster.context.environ)
     environment = {"DCSCTL_HOME": str(cluster.context.home.resolve())}
     for variable in ("DCSCTL_ETCD_BIN_DIR", "DCSCTL_TEXTFILE_DIR"):
@@ -81,4 +86,5 @@ def schedule(
     if unit_dir is None and Path("/run/systemd/system").is_dir():
         reload = cluster.host.run(["systemctl", *user, "daemon-reload"])
         enabled = reload.ok and cluster.host.run(list(enable)).ok
-    return Schedule(tuple(written), timer, enabled, enable)
+    warning = textfiles.best_effort(lambda: textfiles.record_schedule(cluster, interval))
+    return Schedule(tuple(written), timer, enabled, enable, (warning,) if warning else ())

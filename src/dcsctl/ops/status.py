@@ -15,6 +15,7 @@ from dcsctl.etcd.versions import (
     deploy_refusal,
     members_by_version,
 )
+from dcsctl.ops import escrow_status
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni import ScopeView, scope_views
 from dcsctl.targets.disk import member_disk
@@ -198,3 +199,17 @@ def status(cluster: Cluster) -> ClusterView:
         advisories=tuple(version_advisories(running)),
         auth_enabled=auth_enabled,
     )
+
+
+@dataclass(frozen=True)
+class Looked:
+    view: ClusterView
+    warnings: tuple[str, ...]  # about the control machine's own state
+
+
+def look(cluster: Cluster) -> Looked:
+    """`dcsctl status`: the cluster's view, and a warning when the escrow of this control
+    machine's state is older than the last change of keys or users (or missing)."""
+    stale = escrow_status.staleness(
+        cluster.dir, store_configured=bool(cluster.spec.backup and cluster.spec.backup.store))
+    return Looked(status(cluster), (stale,) if stale else ())

@@ -1,50 +1,30 @@
-"""How results look: etcdctl-like tables for people, JSON for scripts, progress on stderr."""
+"""How the cluster's lifecycle and everyday commands look: status, up, plan, preflight,
+down, destroy, env, get, logs."""
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from dcsctl.errors import DcsctlError
 from dcsctl.etcd.model import hex_id
+from dcsctl.report import Item, Output, Verbatim, human_bytes, table
 
 if TYPE_CHECKING:
     # Only named in annotations: importing the use cases here would make every command
     # load deployment, certificates and the rest (the CLI imports a command's own only).
-    from rich.progress import Progress as RichProgress
-    from rich.progress import TaskID
-
-    from dcsctl.ops.lifecycle import DownResult, UpResult
+    from dcsctl.etcd.model import KeyValue
+    from dcsctl.ops.lifecycle import Destroyed, DownResult, UpResult
     from dcsctl.ops.plan import Plan
     from dcsctl.ops.shell import ShellEnvironment
     from dcsctl.ops.status import ClusterView, MemberView
+    from dcsctl.ops.user_spec import NewSpec
     from dcsctl.targets.protocol import PreflightReport
-    from dcsctl.workflow import Phase, PhaseOutcome
 
 
-def human_bytes(size: int) -> str:
-    """Sizes as etcdctl prints them (decimal units: 20 kB, 84 MB)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}".replace(
-                ".0 ", " "
-            )
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
-def _table(title: str, headers: Sequence[str]) -> Table:
-    table = Table(title=title, box=box.SQUARE, title_justify="left", title_style="bold")
-    for header in headers:
-        table.add_column(header, justify="right" if header.startswith(("IS ", "RAFT")) else "left")
-    return table
+def _table(title: str, headers: list[str]) -> Table:
+    return table(headers, (), title)
 
 
 def _member_row(member: MemberView) -> list[str]:
@@ -266,66 +246,56 @@ def shell_exports(env: ShellEnvironment) -> str:
     return "\n".join(lines)
 
 
-def dump_json(data: object) -> str:
-    return json.dumps(data, indent=2, sort_keys=False)
+def status_output(view: ClusterView) -> Output:
+    """`dcsctl status`: the tables, the problems found, a one-line verdict."""
+    return Output((*status_tables(view), *(f"problem: {p}" for p in view.problems),
+                   status_summary(view)), status_json(view))
 
 
-def error_lines(error: DcsctlError) -> list[str]:
-    lines = [f"error: {error.message}"]
-    lines += [f"  {detail}" for detail in error.details]
-    if error.fix:
-        lines.append(f"fix: {error.fix}")
-    return lines
+def up_output(result: UpResult, view: ClusterView | None) -> Output:
+    """`dcsctl up`: the phases for scripts; for people, the cluster's status afterwards
+    (`view`, None when only JSON is wanted)."""
+    text: tuple[Item, ...] = () if view is None else (*status_tables(view),
+                                                      status_summary(view))
+    return Output(text, up_json(result), () if result.changed else ("no changes",))
 
 
-class ConsoleProgress:
-    """Phase lines on stderr: `[pki] CA, member, admin and JWT keys — issued ...`."""
+def plan_output(plan: Plan) -> Output:
+    return Output(tuple(plan_text(plan)), plan_json(plan))
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._status: Any = None
-        self._bar: tuple[RichProgress, TaskID] | None = None  # the bar and its one task
 
-    def phase_started(self, phase: Phase) -> None:
-        if self.console.is_terminal:
-            self._status = self.console.status(f"[{phase.name}] {phase.summary} ...")
-            self._status.start()
+def preflight_output(report: PreflightReport) -> Output:
+    return Output((preflight_table(report),), preflight_json(report))
 
-    def phase_finished(self, outcome: PhaseOutcome) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-        mark = "[green]✓[/]" if outcome.changed else "[dim]=[/]"
-        took = f" [dim]({outcome.seconds:.2f} s)[/]" if outcome.seconds >= 0.01 else ""
-        self.console.print(
-            f"{mark} [bold]\\[{outcome.name}][/] {outcome.summary} — {outcome.note}{took}",
-            highlight=False,
-        )
 
-    def message(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+def down_output(result: DownResult) -> Output:
+    return Output((down_text(result),))
 
-    def transfer(self, label: str, done: int, total: int | None) -> None:
-        """A byte-count progress bar, shown only on a terminal."""
-        if not self.console.is_terminal:
-            return
-        if self._bar is None:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                TextColumn,
-                TransferSpeedColumn,
-            )
-            from rich.progress import Progress as RichProgress
 
-            bar = RichProgress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), console=self.console, transient=True,
-            )
-            bar.start()
-            self._bar = (bar, bar.add_task(label, total=total))
-        bar, task = self._bar
-        bar.update(task, completed=done, total=max(total or 0, done) or None)
-        if total is not None and done >= total:
-            bar.stop()
-            self._bar = None
+def destroy_output(result: Destroyed) -> Output:
+    kept = f"\n{result.left_behind}" if result.left_behind else ""
+    return Output((f"{down_text(result.down)}; removed {result.root}{kept}",))
+
+
+def env_output(env: ShellEnvironment) -> Output:
+    return Output((Verbatim(shell_exports(env) + "\n"),))
+
+
+def get_output(found: KeyValue) -> Output:
+    """A key's value as it is (etcdctl's `get --print-value-only`), or its record."""
+    value = found.value.decode(errors="replace")
+    return Output((Verbatim(value + "\n"),), {
+        "key": found.key, "value": value, "create_revision": found.create_revision,
+        "mod_revision": found.mod_revision, "version": found.version,
+    })
+
+
+def logs_output(tail: list[str]) -> Output:
+    return Output((Verbatim("".join(line + "\n" for line in tail)),))
+
+
+def init_output(made: NewSpec) -> Output:
+    """The spec on stdout, or where it was written on stderr."""
+    if made.written is None:
+        return Output((Verbatim(made.text),))
+    return Output((), notes=(f"wrote {made.written}",))
