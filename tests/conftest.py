@@ -14,6 +14,17 @@ from tests.support.lab import LabCluster, lab_clusters
 pytest_plugins = ["tests.support.ssh_clusters"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With parallel workers (`pytest -n N --dist loadgroup`, as CI runs), a module's tests
+    run on one worker, in order: a module-scoped deployment is built once and its tests
+    may build on each other. Every testbed test runs on the same worker: one testbed per
+    run (a session fixture, fixed addresses)."""
+    testbed = Path(__file__).resolve().parent / "testbed"
+    for item in items:
+        group = "testbed" if testbed in item.path.parents else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def lab_factory(tmp_path: Path) -> Iterator[Callable[..., LabCluster]]:
     with lab_clusters(tmp_path) as make:

@@ -16,6 +16,15 @@ from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.patroni_node import NodeState, http_date, parse_state
 
 
+class RestApiUntrusted(EnvironmentProblem):
+    """Patroni answers over https with a certificate dcsctl cannot verify (or the CA file
+    cannot be read): the spec is wrong, which is never "Patroni not started yet"."""
+
+
+# OpenSSL's verify codes for a certificate that does not name the host it was reached at.
+_NAME_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 @dataclass(frozen=True)
 class Answer:
     state: NodeState
@@ -41,7 +50,16 @@ class PatroniApi:
         parts = urlsplit(self.url)
         host, port = parts.hostname or "", parts.port
         if parts.scheme == "https":
-            context = ssl.create_default_context(cafile=self.ca_file)
+            try:
+                context = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ValueError) as exc:  # missing, unreadable, or not PEM
+                raise RestApiUntrusted(
+                    f"{self.node}: rest_api_ca_file {self.ca_file} cannot be read as CA "
+                    f"certificates ({exc})",
+                    fix="set the node's rest_api_ca_file (patroni.scopes[].nodes[] in the "
+                    "spec) to the PEM file of the CA that signed Patroni's restapi "
+                    "certificate, on this machine",
+                ) from exc
             return http.client.HTTPSConnection(host, port or 8008, timeout=self.timeout,
                                                context=context)
         return http.client.HTTPConnection(host, port or 8008, timeout=self.timeout)
@@ -52,6 +70,8 @@ class PatroniApi:
             connection.request(method, path)
             response = connection.getresponse()
             return response.status, response.read(), response.getheader("Date")
+        except ssl.SSLCertVerificationError as exc:
+            raise self._untrusted(exc) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise EnvironmentProblem(
                 f"{self.node}: Patroni's REST API at {self.url} does not answer ({exc})",
@@ -60,6 +80,22 @@ class PatroniApi:
             ) from exc
         finally:
             connection.close()
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> RestApiUntrusted:
+        trust = (f"rest_api_ca_file {self.ca_file}" if self.ca_file
+                 else "the system's trusted CAs (no rest_api_ca_file in the spec)")
+        host = urlsplit(self.url).hostname
+        if exc.verify_code in _NAME_MISMATCH:
+            fix = (f"Patroni's restapi certificate must name {host} (a subjectAltName IP "
+                   "or DNS entry): reissue it, or set the node's rest_api to a name it "
+                   "carries")
+        else:
+            fix = ("set the node's rest_api_ca_file (patroni.scopes[].nodes[] in the spec) "
+                   "to the CA that signed Patroni's restapi certificate (restapi.certfile "
+                   f"in patroni.yml on {self.node})")
+        return RestApiUntrusted(
+            f"{self.node}: Patroni's REST API at {self.url} presents a certificate that "
+            f"{trust} does not verify ({exc.verify_message})", fix=fix)
 
     def state(self) -> Answer:
         """GET /patroni. A node whose PostgreSQL is down answers 503 with the same body."""

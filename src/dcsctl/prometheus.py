@@ -235,8 +235,8 @@ RULES: tuple[AlertRule, ...] = (
         "Certificate of {{ $labels.holder }} ({{ $labels.role }}) in DCS "
         "{{ $labels.cluster }} expires in {{ $value | humanizeDuration }}",
         "An expired member or client certificate cuts that member or client off the "
-        "DCS. `dcsctl up` renews what expires within 30 days; Patroni bundles need "
-        "`certs rotate --patroni` and a redeploy.",
+        "DCS. `dcsctl up` renews what expires within 30 days, and deploys the Patroni "
+        "bundles of the nodes the spec lists.",
         f"dcsctl certs check {_CLUSTER}; dcsctl up {_CLUSTER}"),
     AlertRule(
         "DcsctlBackupTooOld",

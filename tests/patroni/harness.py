@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import urllib.error
@@ -44,10 +45,11 @@ class PatroniNode:
     config_file: Path
     process: subprocess.Popen[bytes] | None = None
     netns: str | None = None  # run in this network namespace (the testbed's control side)
+    rest_ca: Path | None = None  # the REST API serves https with a certificate of this CA
 
     @property
     def api(self) -> str:
-        return f"http://{self.address}:8008"
+        return f"{'https' if self.rest_ca else 'http'}://{self.address}:8008"
 
     def start(self) -> None:
         log = (self.workdir / "patroni.log").open("ab")
@@ -65,7 +67,10 @@ class PatroniNode:
 
     def state(self) -> dict[str, object]:
         try:
-            with urllib.request.urlopen(f"{self.api}/patroni", timeout=2) as response:
+            context = (ssl.create_default_context(cafile=str(self.rest_ca))
+                       if self.rest_ca else None)
+            with urllib.request.urlopen(f"{self.api}/patroni", timeout=2,
+                                        context=context) as response:
                 data = json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError):
             return {}
@@ -114,11 +119,22 @@ def _tool(name: str) -> str:
     return found
 
 
+@dataclass(frozen=True)
+class RestTls:
+    """Patroni's REST API over https: its certificate and key (readable by postgres), and
+    the CA that signed them."""
+
+    certfile: Path
+    keyfile: Path
+    ca: Path
+
+
 @contextlib.contextmanager
 def patroni_node(
     scope: str, name: str, address: str, etcd3_section: dict[str, object] | None,
     bundle: Path | None, namespace: str = "/service/", netns: str | None = None, *,
     etcd3_file: Path | None = None, timing: tuple[int, int, int] = (30, 10, 10),
+    rest_tls: RestTls | None = None,
 ) -> Iterator[PatroniNode]:
     """Write a patroni.yml around dcsctl's `etcd3:` section, start Patroni, stop it after.
 
@@ -142,7 +158,10 @@ def patroni_node(
         "scope": scope,
         "namespace": namespace,
         "name": name,
-        "restapi": {"listen": f"{address}:8008", "connect_address": f"{address}:8008"},
+        "restapi": {"listen": f"{address}:8008", "connect_address": f"{address}:8008",
+                    **({"certfile": str(rest_tls.certfile), "keyfile": str(rest_tls.keyfile)}
+                       if rest_tls else {})},
+        **({"ctl": {"cacert": str(rest_tls.ca)}} if rest_tls else {}),
         **({"etcd3": section} if section is not None else {}),
         "bootstrap": {
             "dcs": {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
@@ -175,7 +194,8 @@ def patroni_node(
         os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
     config_file.chmod(0o600)
     target = config_dir if etcd3_file is not None else config_file
-    node = PatroniNode(name, address, workdir, target, netns=netns)
+    node = PatroniNode(name, address, workdir, target, netns=netns,
+                       rest_ca=rest_tls.ca if rest_tls else None)
     node.start()
     try:
         yield node

@@ -31,9 +31,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.testbed)
-            # One testbed per run (a session fixture): with parallel workers
-            # (`pytest -n N --dist loadgroup`), every testbed test runs on the same one.
-            item.add_marker(pytest.mark.xdist_group("testbed"))
 
 
 @pytest.fixture(scope="session")

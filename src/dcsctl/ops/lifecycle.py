@@ -156,6 +156,13 @@ def up(cluster: Cluster) -> UpResult:
     installs = result_of(outcomes, "install", provision.Installs)
     warnings += installs.warnings if installs else ()
     record = result_of(outcomes, "bootstrap", ClusterRecord) or workflow.record
+    if any(outcome.changed for outcome in outcomes):
+        # A renewal (a member's certificate, a Patroni node's deployed bundle) clears the
+        # certificate alert now, not at the next `certs check` or backup timer run.
+        # (Imported here: the rotation modules would slow every command that imports this.)
+        from dcsctl.ops import expiry
+
+        warnings += expiry.check(cluster).warnings
     return UpResult(cluster.spec.name, record.cluster_id or "", tuple(outcomes),
                     tuple(warnings))
 

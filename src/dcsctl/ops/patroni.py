@@ -26,7 +26,7 @@ from dcsctl.etcd.versions import Advisory, Version, cross_scope, upgrade_advice
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
 from dcsctl.ops import revocation
-from dcsctl.ops.certs import RENEW_BEFORE
+from dcsctl.ops.certs import renew_before
 from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
 
@@ -349,11 +349,15 @@ class Bundle:
 
 
 def _still_good(cluster: Cluster, current: Identity, ca: Identity) -> bool:
-    """Issued by `ca`, not revoked, and not within RENEW_BEFORE of its end."""
+    """Issued by `ca`, not revoked, and not yet due: as for members, 30 days before its
+    end or at two thirds of a shorter lifetime (a short `leaf_days` is not reissued, and
+    redeployed, by every `up`)."""
     revoked = {entry.serial for entry in revocation.revoked(cluster.dir)}
+    facts = pki.inspect(current.cert_pem)
     return (pki.is_issued_by(current.cert_pem, ca.cert_pem)
             and pki.serial_number(current.cert_pem) not in revoked
-            and pki.inspect(current.cert_pem).not_after - cluster.context.clock() > RENEW_BEFORE)
+            and facts.not_after - cluster.context.clock()
+            > renew_before(facts.not_after - facts.not_before))
 
 
 def _node_identity(

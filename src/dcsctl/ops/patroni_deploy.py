@@ -26,7 +26,7 @@ from dcsctl.ops import revocation
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_nodes import reconnect, seen_after
 from dcsctl.patroni_node import Endpoint, FileState, parse_file_states
-from dcsctl.patroni_rest import Answer, PatroniApi
+from dcsctl.patroni_rest import Answer, PatroniApi, RestApiUntrusted
 from dcsctl.spec import PatroniNode, PatroniScope, ReloadMethod
 
 # Each file's sha256, mode and owner, or "- - -" when it is missing (or a link: dcsctl
@@ -152,8 +152,13 @@ def _reload(host: Host, node: PatroniNode, api: PatroniApi) -> None:
 
 
 def _state_or_none(api: PatroniApi) -> Answer | None:
+    """Patroni's state, or None while it does not answer (not started yet). An https
+    answer the spec's CA does not verify is an error: files placed then would never be
+    verified."""
     try:
         return api.state()
+    except RestApiUntrusted:
+        raise
     except EnvironmentProblem:
         return None
 
