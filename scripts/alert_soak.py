@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.monitoring.servers import daemon, get_json, wait_ready  # noqa: E402
+from tests.monitoring.servers import get_json  # noqa: E402
+from tests.monitoring.servers import prometheus as prometheus_server  # noqa: E402
 from tests.support import cluster_of  # noqa: E402
 from tests.support.lab import free_loopback_address, lab_clusters  # noqa: E402
 
@@ -107,13 +108,7 @@ def main() -> None:
         mon = work / "monitoring"
         lab.ok("monitoring", "--out", str(mon), "--scrape-interval", "5s",
                "--evaluation-interval", f"{eval_s:g}s")
-        address = free_loopback_address()
-        url = f"http://{address}:9090"
-        log = work / "prometheus.log"
-        with daemon(["prometheus", f"--config.file={mon}/prometheus.yml",
-                     f"--storage.tsdb.path={work}/tsdb",
-                     f"--web.listen-address={address}:9090"], log) as server:
-            wait_ready(f"{url}/-/ready", server, log)
+        with prometheus_server(free_loopback_address(), mon, work, work) as url:
             started = dt.datetime.now(dt.UTC)
             print(f"idle for {args.minutes:g} min", flush=True)
             time.sleep(seconds)  # the idle phase is the measurement itself

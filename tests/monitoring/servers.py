@@ -56,6 +56,32 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     wait_until(ready, timeout=30, what=f"{url} did not answer")
 
 
+@contextlib.contextmanager
+def node_exporter(address: str, textfiles: Path, logs: Path) -> Iterator[str]:
+    """node_exporter with the textfile collector alone, on address:9100, ready; yields its
+    metrics URL."""
+    url = f"http://{address}:9100/metrics"
+    log = logs / "node_exporter.log"
+    with daemon(["prometheus-node-exporter", f"--web.listen-address={address}:9100",
+                 "--collector.disable-defaults", "--collector.textfile",
+                 f"--collector.textfile.directory={textfiles}"], log) as process:
+        wait_ready(url, process, log)
+        yield url
+
+
+@contextlib.contextmanager
+def prometheus(address: str, config_dir: Path, workdir: Path, logs: Path) -> Iterator[str]:
+    """Prometheus on `dcsctl monitoring --out config_dir`'s configuration, on address:9090,
+    ready; yields its URL."""
+    url = f"http://{address}:9090"
+    log = logs / "prometheus.log"
+    with daemon(["prometheus", f"--config.file={config_dir}/prometheus.yml",
+                 f"--storage.tsdb.path={workdir}/prometheus",
+                 f"--web.listen-address={address}:9090"], log) as process:
+        wait_ready(f"{url}/-/ready", process, log)
+        yield url
+
+
 @dataclass(frozen=True)
 class Notification:
     received: float  # monotonic

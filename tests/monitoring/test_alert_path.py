@@ -13,7 +13,15 @@ from pathlib import Path
 
 from dcsctl.prometheus import RULES
 from dcsctl.wait import wait_until
-from tests.monitoring.servers import Webhook, alertmanager_config, daemon, get_json, wait_ready
+from tests.monitoring.servers import (
+    Webhook,
+    alertmanager_config,
+    daemon,
+    get_json,
+    node_exporter,
+    prometheus,
+    wait_ready,
+)
 from tests.monitoring.test_monitoring import cluster_of, promtool
 from tests.support.lab import LabCluster, loopback_subnet
 
@@ -68,21 +76,13 @@ def test_member_down_reaches_the_webhook_within_its_for_window_and_resolves(
     logs = tmp_path / "logs"
     logs.mkdir()
     try:
-        with daemon(["prometheus-node-exporter", f"--web.listen-address={exporter_ip}:9100",
-                     "--collector.disable-defaults", "--collector.textfile",
-                     f"--collector.textfile.directory={textfiles}"],
-                    logs / "node_exporter.log") as exporter, \
+        with node_exporter(exporter_ip, textfiles, logs), \
              daemon(["prometheus-alertmanager", f"--config.file={tmp_path}/alertmanager.yml",
                      f"--storage.path={tmp_path}/alertmanager",
                      f"--web.listen-address={am_ip}:9093", "--cluster.listen-address="],
                     logs / "alertmanager.log") as alertmanager, \
-             daemon(["prometheus", f"--config.file={out}/prometheus.yml",
-                     f"--storage.tsdb.path={tmp_path}/prometheus",
-                     f"--web.listen-address={prom_ip}:9090"],
-                    logs / "prometheus.log") as server:
-            wait_ready(f"http://{exporter_ip}:9100/metrics", exporter, logs / "node_exporter.log")
+             prometheus(prom_ip, out, tmp_path, logs):
             wait_ready(f"http://{am_ip}:9093/-/ready", alertmanager, logs / "alertmanager.log")
-            wait_ready(f"{prometheus_url}/-/ready", server, logs / "prometheus.log")
 
             # Every member and node_exporter are up.
             members = len(lab.addresses())

@@ -42,7 +42,7 @@ from dcsctl.patroni_node import Endpoint
 from dcsctl.patroni_rest import PatroniApi
 from dcsctl.spec import KeyType
 from dcsctl.wait import wait_until
-from tests.monitoring.servers import daemon, get_json, wait_ready
+from tests.monitoring.servers import get_json, node_exporter, prometheus
 from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, RestTls, patroni_node
 from tests.patroni.test_node_credentials import TIMING, RoleSampler
 from tests.ssh.sshd import SshLab, start_ssh_lab
@@ -273,19 +273,10 @@ def test_a_bundle_left_near_expiry_raises_the_alert_and_up_renews_it_on_a_runnin
     out = tmp_path / "monitoring"
     lab.ok("monitoring", "--out", str(out), "--facts", f"{exporter_ip}:9100",
            "--scrape-interval", "1s", "--evaluation-interval", "1s")
-    prometheus_url = f"http://{prom_ip}:9090"
     logs = tmp_path / "logs"
     logs.mkdir()
-    with daemon(["prometheus-node-exporter", f"--web.listen-address={exporter_ip}:9100",
-                 "--collector.disable-defaults", "--collector.textfile",
-                 f"--collector.textfile.directory={textfiles}"],
-                logs / "node_exporter.log") as exporter, \
-         daemon(["prometheus", f"--config.file={out}/prometheus.yml",
-                 f"--storage.tsdb.path={tmp_path}/prometheus",
-                 f"--web.listen-address={prom_ip}:9090"],
-                logs / "prometheus.log") as server:
-        wait_ready(f"http://{exporter_ip}:9100/metrics", exporter, logs / "node_exporter.log")
-        wait_ready(f"{prometheus_url}/-/ready", server, logs / "prometheus.log")
+    with node_exporter(exporter_ip, textfiles, logs), \
+            prometheus(prom_ip, out, tmp_path, logs) as prometheus_url:
         # Raised (pending for its `for: 10m`, then firing) for this node alone, while the
         # members' and the CA's certificates are in the same facts.
         wait_until(lambda: _expiring(prometheus_url) == {holder}, timeout=30,

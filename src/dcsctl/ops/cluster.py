@@ -128,14 +128,21 @@ class Cluster:
 
     def host_of(self, member: str) -> Host:
         """The machine that runs `member`."""
-        return self.target.host(member)
+        return self.target.placement.host(member)
 
     def layout(self, member: str) -> render.MemberLayout:
         """Where the member's configuration, certificates and data live on its host."""
-        return self.target.layout(member)
+        return self.target.placement.layout(member)
 
     def service(self, member: str) -> Service:
-        return self.target.service(member)
+        return self.target.placement.service(member)
+
+    def sync_tls(self, member: str) -> None:
+        """Bring the member's certificates and keys on its host to what the control machine
+        issued, where its host keeps a copy of its own (the lab's members read the state
+        dir's)."""
+        if self.target.remote is not None:
+            self.target.remote.sync_tls(member)
 
     def process(self, member: str) -> LocalProcess:
         """A lab member's local process (upgrade and fault tests look at it directly)."""

@@ -71,7 +71,7 @@ class UpWorkflow:
 
     def phases(self) -> list[Phase]:
         return [
-            Phase("preflight", self.cluster.target.preflight_scope,
+            Phase("preflight", self.cluster.target.checks.scope,
                   lambda: provision.check(self.cluster, self.members), check_only=True),
             Phase("pki", "CA, member, admin and JWT keys", self.pki, self.pki_complete),
             Phase("install", "etcd (and its service user) on every host", self.install),
@@ -135,11 +135,11 @@ def _change_binaries_first(cluster: Cluster, running: Cluster,
     run."""
     if record is None or not record.bootstrapped:
         return
-    wanted = cluster.target.wanted_version()
+    wanted = cluster.target.etcd.wanted()
     if wanted is None:
         return
     installed = in_parallel(list(cluster.spec.members),
-                            lambda m: cluster.target.installed_version(m.name))
+                            lambda m: cluster.target.etcd.installed(m.name))
     if None in installed:
         # No etcd where the spec puts it (install: apt -> release, another bin_dir): the
         # members still run another binary, and what they run decides (upgrade paths).
@@ -200,6 +200,8 @@ def destroy(cluster: Cluster) -> Destroyed:
     """Stop the members and remove the whole state dir (data, PKI, credentials), and on
     the members' hosts everything dcsctl put there (keys first among them)."""
     result = down(cluster)
-    in_parallel(list(cluster.spec.members), lambda m: cluster.target.remove(m.name))
+    remote = cluster.target.remote
+    if remote is not None:
+        in_parallel(list(cluster.spec.members), lambda m: remote.remove(m.name))
     cluster.dir.remove()
-    return Destroyed(result, cluster.dir.root, cluster.target.left_behind())
+    return Destroyed(result, cluster.dir.root, remote.left_behind() if remote else "")

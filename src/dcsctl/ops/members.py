@@ -162,10 +162,10 @@ class JoinWorkflow:
     def start(self) -> str:
         info = _listed(self.cluster, self.peer_url)
         target, name = self.cluster.target, self.member.name
-        if info is not None and not info.started and target.holds_data(name):
+        if info is not None and not info.started and target.files.holds_data(name):
             # Listed but never started: whatever is in the data dir is from a failed
             # earlier attempt (or another cluster) and must not be joined with.
-            target.wipe_data_dir(name)
+            target.files.wipe_data_dir(name)
         self.runtime.start_member(self.member)
         wait_until(lambda: self.started() or None, timeout=self.cluster.context.deadline(
             JOIN_TIMEOUT_S), what=f"{self.member.name} did not join",
@@ -343,7 +343,8 @@ class LeaveWorkflow:
     def stop_and_forget(self) -> str:
         cluster, name = self.cluster, self.member.name
         cluster.service(name).stop()
-        cluster.target.remove(name)  # its key and data leave the host too
+        if cluster.target.remote is not None:  # its key and data leave the host too
+            cluster.target.remote.remove(name)
         shutil.rmtree(cluster.dir.member_dir(name), ignore_errors=True)
         # the remaining members' initial-cluster; no restart needed
         provision.configure(self.shrunk, self.record)

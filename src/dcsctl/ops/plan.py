@@ -43,9 +43,9 @@ def plan(cluster: Cluster) -> Plan:
         # the pki phase will issue new ones: their content is not known yet
         reissued = (layout.cert, layout.key) if member.name in missing else ()
         # rendered for the etcd `up` would install, which may not be on the host yet
-        settings = member_settings(cluster, member, record,
-                                   version=cluster.target.planned_version(member.name))
-        return cluster.target.plan(member.name, settings, reissued)
+        etcd = cluster.target.etcd.planned(member.name)
+        settings = member_settings(cluster, member, record, etcd.version)
+        return cluster.target.files.plan(member.name, settings, reissued, etcd)
 
     hosts = in_parallel(list(cluster.spec.members), one)
     return Plan(name, tuple(missing), tuple(hosts), tuple(patroni_deploy.planned(cluster)))

@@ -12,4 +12,4 @@ __all__ = ["Check", "PreflightReport", "Verdict", "preflight"]
 
 
 def preflight(cluster: Cluster) -> PreflightReport:
-    return cluster.target.preflight(list(cluster.spec.members), thorough=True)
+    return cluster.target.checks.preflight(list(cluster.spec.members), thorough=True)

@@ -21,18 +21,17 @@ from dcsctl.workflow import UNCHANGED, in_parallel
 
 
 def member_settings(cluster: Cluster, member: spec.Member, record: ClusterRecord,
-                    extra: Mapping[str, str] | None = None, *,
-                    version: Version | None = None) -> bytes:
-    """The member's etcd environment file, for whichever host runs it, rendered for
-    `version` (default: the etcd the member runs or would start); `extra`: flags for one
-    special start, such as an upgrade's."""
+                    version: Version, extra: Mapping[str, str] | None = None) -> bytes:
+    """The member's etcd environment file, for whichever host runs it, rendered for etcd
+    `version` (the caller knows which: the one installed, planned, or running); `extra`:
+    flags for one special start, such as an upgrade's."""
     state = render.ClusterState.EXISTING if record.bootstrapped else render.ClusterState.NEW
     layout = cluster.layout(member.name)
     settings = render.etcd_settings(
         cluster.spec,
         member,
         layout,
-        version=version or cluster.target.etcd_version(member.name),
+        version=version,
         state=state,
         token=record.token,
         jwt_sign_method=jwt_sign_method(cluster.spec.tls.key_type),
@@ -45,11 +44,11 @@ def check(cluster: Cluster, members: Sequence[spec.Member]) -> str:
     """The target's checks before anything is written; every failure at once. An etcd
     the spec names (lab binaries, a release) is checked against the advisories here, before
     anything is fetched or written; what apt brings is known only after the install."""
-    target = cluster.target
-    if (wanted := target.wanted_version()) is not None:
+    etcd = cluster.target.etcd
+    if (wanted := etcd.wanted()) is not None:
         refuse_risky(cluster, {wanted: [m.name for m in members
-                                        if target.installed_version(m.name) != wanted]})
-    report = target.preflight(members, thorough=False)
+                                        if etcd.installed(m.name) != wanted]})
+    report = cluster.target.checks.preflight(members, thorough=False)
     if problem := report.problem():
         raise problem
     return report.summary
@@ -72,9 +71,9 @@ def refuse_risky(cluster: Cluster, deploying: Mapping[Version, Sequence[str]]) -
 
 
 def install(cluster: Cluster, members: Sequence[spec.Member]) -> Installs:
-    target = cluster.target
-    target.prepare_install()
-    done = in_parallel(members, lambda m: target.install(m.name))
+    etcd = cluster.target.etcd
+    etcd.prepare_install()
+    done = in_parallel(members, lambda m: etcd.install(m.name))
     # what apt installed is known only now; it is not started
     refuse_risky(cluster, members_by_version((m.name, outcome.version)
                                       for m, outcome in zip(members, done, strict=True)
@@ -120,9 +119,10 @@ def configure(cluster: Cluster, record: ClusterRecord,
     founding = None if record.bootstrapped else record.token
 
     def one(member: spec.Member) -> tuple[int, bool]:
-        content = member_settings(cluster, member, record)
-        written = cluster.target.write_member_files(member.name, content,
-                                                    founding_token=founding)
+        content = member_settings(cluster, member, record,
+                                  cluster.target.etcd.version(member.name))
+        written = cluster.target.files.write_member_files(member.name, content,
+                                                          founding_token=founding)
         previous = written.previous_config
         noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
         restart = bool(noticed or written.restart) and cluster.service(member.name).is_active()
@@ -142,8 +142,9 @@ def bootstrap(cluster: Cluster, record: ClusterRecord) -> ClusterRecord:
     with cluster.admin_client() as client:
         cluster_id = hex_id(client.cluster_id())
     record = cluster.dir.mark_bootstrapped(record, cluster_id)
-    in_parallel(list(cluster.spec.members), lambda m: cluster.target.write_config(
-        m.name, member_settings(cluster, m, record)))
+    target = cluster.target
+    in_parallel(list(cluster.spec.members), lambda m: target.files.write_config(
+        m.name, member_settings(cluster, m, record, target.etcd.version(m.name))))
     return record
 
 

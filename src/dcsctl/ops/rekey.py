@@ -95,7 +95,7 @@ class KeyRotation:
             layout = directory.layout(member.name)
             cluster.host.write(Path(layout.jwt_private), keys.private_pem, PRIVATE)
             cluster.host.write(Path(layout.jwt_public), keys.public_pem, PUBLIC)
-            cluster.target.sync_tls(member.name)
+            cluster.sync_tls(member.name)
 
     def member_while_stopped(self, member: Member) -> tuple[str, ...]:
         """The new key and certificate for a stopped member; its old certificate revoked
@@ -106,7 +106,7 @@ class KeyRotation:
         old = cert.read_bytes() if cert.exists() else None
         identity = self._issue(pki.Role.MEMBER, member.name, member_sans(cluster.spec, member))
         directory.save_identity(identity, cert, Path(layout.key))
-        cluster.target.sync_tls(member.name)
+        cluster.sync_tls(member.name)
         return self._revoke(old, member.name)
 
 

@@ -190,8 +190,8 @@ class RestoreWorkflow:
         progress = threading.Lock()
 
         def one(member: Member) -> None:
-            self.cluster.target.restore_data_dir(member.name, self.verified.path,
-                                                 self._restore_options(member))
+            self.cluster.target.files.restore_data_dir(member.name, self.verified.path,
+                                                       self._restore_options(member))
             with progress:
                 restored.append(member.name)
                 _save_plan(self.cluster, replace(self.plan, restored=tuple(restored)))
@@ -278,7 +278,8 @@ class RestoreWorkflow:
         removed: list[str] = []
         members = list(self.cluster.spec.members)
         if not self.keep_old:
-            dropped = in_parallel(members, lambda m: self.cluster.target.drop_pre_restore(m.name))
+            files = self.cluster.target.files
+            dropped = in_parallel(members, lambda m: files.drop_pre_restore(m.name))
             removed += [m.name for m, d in zip(members, dropped, strict=True) if d]
             members_root = self.cluster.dir.root / "members"
             wanted = {m.name for m in members}

@@ -71,7 +71,7 @@ def publish(cluster: Cluster) -> None:
         staged = Path(cluster.dir.layout(member.name).crl)
         if staged.parent.exists():
             cluster.host.write(staged, crl, PUBLIC)
-            cluster.target.sync_tls(member.name)
+            cluster.sync_tls(member.name)
 
 
 @dataclass(frozen=True)

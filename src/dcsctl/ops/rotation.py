@@ -150,7 +150,7 @@ def _reissue_leaves(cluster: Cluster, ca: Identity) -> list[str]:
                             sans=member_sans(cluster.spec, member), key_type=policy.key_type,
                             days=policy.leaf_days, now=now, key_pem=key_pem)
         atomic_write(Path(layout.cert), renewed.cert_pem, PUBLIC)
-        cluster.target.sync_tls(member.name)
+        cluster.sync_tls(member.name)
         _await_serial(cluster, member.name, pki.serial_number(renewed.cert_pem))
         done.append(member.name)
     return done
@@ -221,7 +221,7 @@ def _rotation_state(cluster: Cluster) -> Path:
 def _write_member_trust(cluster: Cluster, bundle: bytes) -> None:
     for member in cluster.spec.members:
         atomic_write(Path(cluster.dir.layout(member.name).ca_cert), bundle, PUBLIC)
-        cluster.target.sync_tls(member.name)
+        cluster.sync_tls(member.name)
 
 
 def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:

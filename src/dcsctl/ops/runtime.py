@@ -126,7 +126,7 @@ class MemberRuntime:
                               fix="run `dcsctl up` (its config phase writes it)")
         environment = render.parse_env_file(content)
         self.cluster.service(member.name).start(
-            executable or self.cluster.target.etcd_executable(member.name), environment)
+            executable or self.cluster.target.etcd.executable(member.name), environment)
 
     def start_all(self, restart: Iterable[str], *, bootstrapped: bool) -> str:
         """Restart the members named (one at a time, each healthy before the next, so the

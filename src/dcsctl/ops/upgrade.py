@@ -84,7 +84,7 @@ def check_upgrade_path(running: dict[str, Version], wanted: Version) -> None:
 def _v2store_check(cluster: Cluster, member: Member) -> None:
     """etcd 3.6 drops the v2 store: `etcdutl check v2store` (a 3.5 tool, run with the
     member's current etcdutl while it is stopped) must find no v2 content first."""
-    etcdutl = cluster.target.running_executable(member.name).parent / "etcdutl"
+    etcdutl = cluster.target.etcd.running_executable(member.name).parent / "etcdutl"
     data_dir = cluster.layout(member.name).data_dir
     result = cluster.host_of(member.name).run(
         [str(etcdutl), "check", "v2store", "--data-dir", str(data_dir)])
@@ -104,12 +104,12 @@ SNAPSHOT_SAVES = re.compile(r"^etcd_debugging_snap_save_total_duration_seconds_c
 
 
 def _snapshot_on_current_version(before: Cluster, member: Member, executable: PurePath,
-                                 record: ClusterRecord) -> None:
+                                 current: Version, record: ClusterRecord) -> None:
     """Start the stopped member once more on its current etcd with snapshot-count 1, so it
     saves a raft snapshot at once and its WAL no longer begins with entries that the next
     version cannot replay; then stop it again."""
-    before.target.write_config(member.name,
-                               member_settings(before, member, record, {"snapshot-count": "1"}))
+    before.target.files.write_config(
+        member.name, member_settings(before, member, record, current, {"snapshot-count": "1"}))
     runtime = MemberRuntime(before)
     runtime.start_member(member, executable)
     runtime.wait_healthy([member])
@@ -203,18 +203,19 @@ def replace_binaries(before: Cluster, after: Cluster, wanted: Version,
         before.context.progress.message(f"{member.name}: etcd {current} -> {wanted}")
         if status.is_leader and len(ordered) > 1:
             hand_over_leadership(before, member, ordered[0][1].member_id)
-        executable = before.target.running_executable(member.name)
+        executable = before.target.etcd.running_executable(member.name)
         before.service(member.name).stop()
         if needs_snapshot_on_3_6(current, wanted):
-            _snapshot_on_current_version(before, member, executable, record)
+            _snapshot_on_current_version(before, member, executable, current, record)
         if current < V2STORE_CHECK_BEFORE <= wanted:
             try:
                 _v2store_check(before, member)
             except DcsctlError:
                 MemberRuntime(before).start_member(member, executable)  # back as it was
                 raise
-        after.target.install(member.name)
-        after.target.write_config(member.name, member_settings(after, member, record))
+        installed = after.target.etcd.install(member.name)
+        after.target.files.write_config(
+            member.name, member_settings(after, member, record, installed.version))
         runtime.start_member(member)
         runtime.wait_healthy(list(after.spec.members))
         _hashes_agree(after)
@@ -230,7 +231,7 @@ def roll(before: Cluster, after: Cluster, wanted: Version, record: ClusterRecord
     if not downgrading:
         check_upgrade_path(running, wanted)
     provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
-    after.target.prepare_install()  # e.g. a release fetched and checked before any stop
+    after.target.etcd.prepare_install()  # e.g. a release fetched and checked before any stop
     oldest = min(running.values())
     snapshot = None
     if set(running.values()) != {wanted}:
@@ -254,8 +255,8 @@ def parse_version(text: str) -> Version:
 def _changed(desired: Cluster, before: Cluster, wanted: Version, bin_dir: Path | None,
              same: SameVersion) -> Cluster:
     """The cluster as it will run etcd `wanted`: its target says how its spec names it."""
-    return desired.context.cluster(before.target.with_version(desired.spec, wanted, bin_dir,
-                                                              same))
+    return desired.context.cluster(before.target.etcd.with_version(desired.spec, wanted,
+                                                                   bin_dir, same))
 
 
 def upgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | None = None
@@ -287,7 +288,7 @@ def downgrade(desired: Cluster, before: Cluster, *, to: str, bin_dir: Path | Non
     wanted = parse_version(to if to.count(".") == 2 else f"{to}.0")
     after = _changed(desired, before, wanted, bin_dir,
                      lambda found: found.line == target_line)
-    wanted = after.target.wanted_version() or wanted  # --to 3.6: whichever 3.6 it names
+    wanted = after.target.etcd.wanted() or wanted  # --to 3.6: whichever 3.6 it names
     provision.refuse_risky(after, {wanted: [m.name for m in after.spec.members]})
     with locked(before.dir):
         record = before.dir.record()

@@ -49,7 +49,8 @@ def data_disk(host: Host, member: str, data_dir: PurePath) -> Check:
 
 def member_disk(target: Target, member: str) -> Check:
     """The disk check of one member's data dir, on whatever host the target runs it."""
-    return data_disk(target.host(member), member, target.layout(member).data_dir)
+    where = target.placement
+    return data_disk(where.host(member), member, where.layout(member).data_dir)
 
 
 def _mib(size: int) -> str:

@@ -1,7 +1,8 @@
 """The one place that knows which kinds of target exist and picks one from the spec.
 
-A new kind of place for members (a local systemd host, a container) is a class that
-satisfies `targets.protocol.Target`, a value in `spec.Target`, and one entry in `_KINDS`.
+A new kind of place for members (a local systemd host, a container) is a function that
+builds a `targets.protocol.Target` from its parts, a value in `spec.Target`, and one entry
+in `_KINDS`.
 """
 
 from __future__ import annotations
@@ -35,15 +36,15 @@ class ControlMachine:
 # Each kind's module is imported when a spec names it: a lab command never loads the
 # SSH adapters (start-up time of every dcsctl run).
 def _lab(spec: ClusterSpec, control: ControlMachine) -> Target:
-    from dcsctl.targets.lab import LabTarget
+    from dcsctl.targets.lab import lab_target
 
-    return LabTarget(spec, control.directory, control.binaries, control.environ)
+    return lab_target(spec, control.directory, control.binaries, control.environ)
 
 
 def _ssh(spec: ClusterSpec, control: ControlMachine) -> Target:
-    from dcsctl.targets.ssh.target import SshTarget
+    from dcsctl.targets.ssh.target import ssh_target
 
-    return SshTarget(spec, control.directory, control.release_cache, control.environ)
+    return ssh_target(spec, control.directory, control.release_cache, control.environ)
 
 
 _KINDS: dict[TargetKind, Callable[[ClusterSpec, ControlMachine], Target]] = {
@@ -70,12 +71,12 @@ class LocalProcess(Service, Protocol):
 
 def local_process(target: Target, member: str) -> LocalProcess:
     """A lab member's process (fault tests kill it directly)."""
-    from dcsctl.targets.lab import LabTarget
+    from dcsctl.targets.lab import LabMembers
 
-    if not isinstance(target, LabTarget):
+    if not isinstance(target.placement, LabMembers):
         raise DcsctlError(f"{member} is not a process of this machine",
                           fix="only lab members can be signalled directly")
-    return target.process(member)
+    return target.placement.process(member)
 
 
 def database_host(spec: ClusterSpec, node: PatroniNode) -> ClosableHost:

@@ -1,5 +1,8 @@
 """Lab members: etcd processes on this machine, each on its own loopback address, their
 files in the control machine's state dir (the copy etcd reads is the one dcsctl issued).
+
+The lab has no `RemoteHosts` part: nothing is copied to a member's host (the state dir is
+its disk), nothing there outlives the state dir, and no connection is held.
 """
 
 from __future__ import annotations
@@ -23,35 +26,41 @@ from dcsctl.targets.protocol import (
     FileChange,
     HostPlan,
     Installed,
+    PlannedInstall,
     PreflightReport,
     SameVersion,
+    Target,
     Verdict,
     Written,
 )
 
 PORTS_FIX = "stop that process, or give the members other addresses or ports in the spec"
 
+# The etcd found on this machine, found once per run by whoever owns the cache.
+FindBinaries = Callable[[], Binaries]
 
-class LabTarget:
+
+def lab_target(cluster_spec: ClusterSpec, directory: ClusterDir, binaries: FindBinaries,
+               environ: Mapping[str, str]) -> Target:
+    members = LabMembers(directory)
+    etcd = LabEtcd(cluster_spec, members, binaries, environ)
+    return Target(placement=members, files=LabFiles(members, etcd),
+                  etcd=etcd, checks=LabChecks(cluster_spec, members, binaries),
+                  probes_peer_port=True)  # the members' addresses are this machine's
+
+
+class LabMembers:
     """Every member a detached etcd process of this machine, found by its pidfile."""
 
-    preflight_scope = "etcd binaries, state dir, ports"
-    probes_peer_port = True  # the members' addresses are this machine's
-
-    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir,
-                 binaries: Callable[[], Binaries], environ: Mapping[str, str]) -> None:
-        self.spec = cluster_spec
+    def __init__(self, directory: ClusterDir) -> None:
         self.dir = directory
-        self._binaries = binaries  # found once per run, by whoever owns the cache
-        self._environ = environ
-        self._host = LocalHost()
+        self.local = LocalHost()
 
-    # -- where things are --
     def layout(self, member: str) -> render.MemberLayout:
         return self.dir.layout(member)
 
     def host(self, member: str) -> LocalHost:
-        return self._host
+        return self.local
 
     def service(self, member: str) -> ProcessService:
         return self.process(member)
@@ -60,14 +69,24 @@ class LabTarget:
         """A member's local process (fault tests signal it directly)."""
         return ProcessService(self.dir.pidfile(member), self.dir.logfile(member))
 
-    # -- etcd binaries: whatever etcd the spec's bin_dir (or PATH) holds --
-    def wanted_version(self) -> Version | None:
+
+class LabEtcd:
+    """Whatever etcd the spec's bin_dir (or PATH) holds: nothing to install."""
+
+    def __init__(self, cluster_spec: ClusterSpec, members: LabMembers, binaries: FindBinaries,
+                 environ: Mapping[str, str]) -> None:
+        self.spec = cluster_spec
+        self._members = members
+        self._binaries = binaries
+        self._environ = environ
+
+    def wanted(self) -> Version | None:
         return self._binaries().version
 
-    def installed_version(self, member: str) -> Version | None:
+    def installed(self, member: str) -> Version | None:
         """A running member runs the binary it was started with; a stopped one simply
         starts on the spec's."""
-        process = self.process(member)
+        process = self._members.process(member)
         record = process.record()
         if record is None or not process.is_active():
             return None
@@ -76,17 +95,19 @@ class LabTarget:
             return found.version
         return binaries_module.version_of(Path(record.executable))
 
-    def etcd_version(self, member: str) -> Version:
+    def version(self, member: str) -> Version:
         return self._binaries().version
 
-    def planned_version(self, member: str) -> Version:
-        return self.etcd_version(member)
+    def planned(self, member: str) -> PlannedInstall:
+        found = self._binaries()
+        return PlannedInstall(found.version, f"= etcd {found.version} at {found.bin_dir}",
+                              present=True)
 
-    def etcd_executable(self, member: str) -> PurePath:
+    def executable(self, member: str) -> PurePath:
         return self._binaries().etcd
 
     def running_executable(self, member: str) -> PurePath:
-        record = self.process(member).record()
+        record = self._members.process(member).record()
         return PurePath(record.executable) if record else self._binaries().etcd
 
     def etcdutl(self) -> PurePath:
@@ -97,9 +118,10 @@ class LabTarget:
         return found.etcdutl
 
     def prepare_install(self) -> None:
-        self._binaries()
+        self._binaries()  # a missing etcd stops the run here, before any member changes
 
     def install(self, member: str) -> Installed:
+        """Nothing to put anywhere: the version found, and its advisories as warnings."""
         found = self._binaries()
         return Installed("", found.version, replaced=False, warnings=found.warnings)
 
@@ -123,7 +145,16 @@ class LabTarget:
         raw["etcd"]["accept_risks"] = list(given.etcd.accept_risks)
         return spec.from_mapping(raw, source="the changed spec")
 
-    # -- checks --
+
+class LabChecks:
+    scope = "etcd binaries, state dir, ports"
+
+    def __init__(self, cluster_spec: ClusterSpec, members: LabMembers,
+                 binaries: FindBinaries) -> None:
+        self.spec = cluster_spec
+        self._members = members
+        self._binaries = binaries
+
     def preflight(self, members: Sequence[spec.Member], *, thorough: bool) -> PreflightReport:
         found = self._binaries()
         problems = advisories(found.version)
@@ -136,12 +167,12 @@ class LabTarget:
         return PreflightReport(tuple(checks), f"etcd {found.version} at {found.bin_dir}")
 
     def _ports_check(self, member: spec.Member) -> Check:
-        if self.service(member.name).is_active():
+        if self._members.service(member.name).is_active():
             return Check(member.name, "ports", Verdict.OK, "held by this cluster's etcd")
         wanted = (self.spec.client_port(member), self.spec.peer_port(member))
         busy = [f"{member.address}:{port} ({member.name}) is held by {holder}"
                 for port in wanted
-                if (holder := self._host.port_busy(str(member.address), port))]
+                if (holder := self._members.local.port_busy(str(member.address), port))]
         if busy:
             return Check(member.name, "ports", Verdict.FAIL,
                          "ports needed by the cluster are in use: " + "; ".join(busy),
@@ -149,54 +180,51 @@ class LabTarget:
         return Check(member.name, "ports", Verdict.OK,
                      ", ".join(f"{member.address}:{p}" for p in wanted) + " free")
 
-    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath]) -> HostPlan:
-        found = self._binaries()
-        config = self.layout(member).config
+
+class LabFiles:
+    """The state dir is the members' disk: only the configuration is written apart from
+    what the pki phase issues (the copy etcd reads is that one)."""
+
+    def __init__(self, members: LabMembers, etcd: LabEtcd) -> None:
+        self._members = members
+        self._host = members.local
+        self._etcd = etcd
+
+    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath],
+             etcd: PlannedInstall) -> HostPlan:
+        config = self._members.layout(member).config
         current = self._host.read(config)
         action = "create" if current is None else (
             "unchanged" if current == settings else "update")
-        active = self.service(member).is_active()
+        active = self._members.service(member).is_active()
         service = ("+ start etcd" if not active else "~ restart etcd (configuration changed)"
                    if action == "update" else "= etcd running")
-        return HostPlan(member, "this machine", f"= etcd {found.version} at {found.bin_dir}",
+        return HostPlan(member, "this machine", etcd.note,
                         (FileChange(str(config), action),), service)
 
-    # -- files and data: the state dir is the members' disk --
     def write_member_files(self, member: str, settings: bytes, *,
                            founding_token: str | None) -> Written:
-        path = self.layout(member).config
+        path = self._members.layout(member).config
         previous = self._host.read(path)
         changed = (str(path),) if self._host.write(path, settings, PUBLIC) else ()
         return Written(changed, previous)
 
     def write_config(self, member: str, settings: bytes) -> bool:
-        return self._host.write(self.layout(member).config, settings, PUBLIC)
-
-    def sync_tls(self, member: str) -> list[str]:
-        return []  # the control machine's copy is the one etcd reads
+        return self._host.write(self._members.layout(member).config, settings, PUBLIC)
 
     def holds_data(self, member: str) -> bool:
-        return Path(self.layout(member).data_dir).exists()
+        return Path(self._members.layout(member).data_dir).exists()
 
     def wipe_data_dir(self, member: str) -> None:
-        data_dir.wipe(self._host, self.layout(member).data_dir, _me())
+        data_dir.wipe(self._host, self._members.layout(member).data_dir, _me())
 
     def restore_data_dir(self, member: str, snapshot: Path, options: Sequence[str]) -> None:
-        data_dir.restore(self._host, member, etcdutl=self.etcdutl(), snapshot=snapshot,
-                         data_dir=self.layout(member).data_dir, owner=_me(), options=options,
-                         drop_snapshot=False)
+        data_dir.restore(self._host, member, etcdutl=self._etcd.etcdutl(), snapshot=snapshot,
+                         data_dir=self._members.layout(member).data_dir, owner=_me(),
+                         options=options, drop_snapshot=False)
 
     def drop_pre_restore(self, member: str) -> bool:
-        return data_dir.drop_pre_restore(self._host, self.layout(member).data_dir)
-
-    def remove(self, member: str) -> None:
-        """Everything of a lab member lives in the state dir, which its caller removes."""
-
-    def left_behind(self) -> str:
-        return ""
-
-    def close(self) -> None:
-        pass
+        return data_dir.drop_pre_restore(self._host, self._members.layout(member).data_dir)
 
 
 def _me() -> str:

@@ -1,8 +1,12 @@
 """What a cluster needs from the place its members run, whatever that place is.
 
-`ops/` speaks only to this protocol; `targets.factory.target_for` is the one place that
-knows which class stands behind it. A new init system or a new kind of place (a local
-systemd host, a container) is one new class here and one choice in the factory.
+A `Target` is a few small parts, one per concern, which `targets.factory.target_for`
+builds for the kind of place a spec names: where a member lives and what runs it
+(`Placement`: three methods every target has), its files and data dir (`MemberFiles`),
+its etcd binaries and versions (`EtcdBinaries`), the checks before anything is written
+(`HostChecks`), and — only where members run on machines of their own — the copies and
+connections those machines hold (`RemoteHosts`, absent for the lab: an optional part,
+never a method that does nothing). `ops/` speaks only to these protocols.
 """
 
 from __future__ import annotations
@@ -95,21 +99,22 @@ class HostPlan:
                 or any(f.action != "unchanged" for f in self.files))
 
 
+@dataclass(frozen=True)
+class PlannedInstall:
+    """What `up` would do about etcd on one member's host, read before anything changes."""
+
+    version: Version  # the etcd the member's configuration is to be rendered for
+    note: str  # the plan's line: "= etcd 3.5.30 present", "+ install etcd via release (…)"
+    present: bool  # an etcd is there now (a running member may then be restarted, not started)
+
+
 # Another etcd than the spec's: does a found version match the one asked for?
 SameVersion = Callable[[Version], bool]
 
 
-class Target(Protocol):
-    """The place a cluster's members run, seen from the control machine."""
+class Placement(Protocol):
+    """Where a member lives and what runs it: the three things every target has."""
 
-    spec: ClusterSpec
-    preflight_scope: str  # what `up`'s preflight phase looks at, in a few words
-    # Can this machine ask a member's peer port, with that member's own certificate, whether
-    # it serves? Only where the members run here (etcd checks the peer certificate's
-    # addresses against the connection's source): a first start can then be staggered.
-    probes_peer_port: bool
-
-    # -- where things are --
     def layout(self, member: str) -> render.MemberLayout:
         """Where the member's configuration, certificates and data live on its host."""
         ...
@@ -122,59 +127,17 @@ class Target(Protocol):
         """What starts and stops the member's etcd."""
         ...
 
-    # -- etcd binaries --
-    def wanted_version(self) -> Version | None:
-        """The etcd version the spec calls for, if it names one."""
+
+class MemberFiles(Protocol):
+    """A member's files and data dir on its host."""
+
+    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath],
+             etcd: PlannedInstall) -> HostPlan:
+        """What bringing the member's host to the spec would change; reads only.
+        `settings`: its configuration as `up` would write it (rendered for `etcd.version`);
+        `reissued`: files the pki phase would issue anew (their content is not known yet)."""
         ...
 
-    def installed_version(self, member: str) -> Version | None:
-        """The etcd the member runs or would start now, before any install: None when
-        a (re)start would take the spec's anyway."""
-        ...
-
-    def etcd_version(self, member: str) -> Version:
-        """The etcd version the member runs or would run: its configuration is rendered
-        for it."""
-        ...
-
-    def planned_version(self, member: str) -> Version:
-        """The version `up` would render the member's configuration for, before anything
-        is installed (`up --plan`); reads only."""
-        ...
-
-    def etcd_executable(self, member: str) -> PurePath:
-        """The etcd binary a start of the member runs."""
-        ...
-
-    def running_executable(self, member: str) -> PurePath:
-        """The etcd binary the member runs now (the one to go back to)."""
-        ...
-
-    def prepare_install(self) -> None:
-        """Fetch and check what every install needs, once, before any host changes."""
-        ...
-
-    def install(self, member: str) -> Installed:
-        """etcd (per the spec's install method) and its service user on the host."""
-        ...
-
-    def with_version(self, given: ClusterSpec, wanted: Version, bin_dir: Path | None,
-                     same: SameVersion) -> ClusterSpec:
-        """The spec that runs etcd `wanted` (`given`: the one the user passed, when it
-        names the new release; `bin_dir`: a lab folder holding it)."""
-        ...
-
-    # -- checks --
-    def preflight(self, members: Sequence[Member], *, thorough: bool) -> PreflightReport:
-        """Can these members run here? `thorough`: `dcsctl preflight`'s full list; else
-        what `up` must know before it writes anything."""
-        ...
-
-    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath]) -> HostPlan:
-        """What bringing the member's host to the spec would change; reads only."""
-        ...
-
-    # -- a member's files and data --
     def write_member_files(self, member: str, settings: bytes, *,
                            founding_token: str | None) -> Written:
         """Configuration, certificates (as issued on the control machine) and whatever
@@ -184,10 +147,6 @@ class Target(Protocol):
 
     def write_config(self, member: str, settings: bytes) -> bool:
         """Only the configuration (bootstrap, a version change); True if it changed."""
-        ...
-
-    def sync_tls(self, member: str) -> list[str]:
-        """The member's certificates and keys as issued on the control machine."""
         ...
 
     def holds_data(self, member: str) -> bool:
@@ -206,14 +165,101 @@ class Target(Protocol):
         """Remove the data dir a restore kept aside; True if there was one."""
         ...
 
+
+class EtcdBinaries(Protocol):
+    """Which etcd a member runs, and putting another one there. Every answer is read when
+    asked (no call leaves a version behind for a later one): a caller that needs a version
+    twice passes on the one it got."""
+
+    def wanted(self) -> Version | None:
+        """The etcd version the spec calls for, if it names one."""
+        ...
+
+    def installed(self, member: str) -> Version | None:
+        """The etcd the member runs or would start now, before any install: None when
+        a (re)start would take the spec's anyway."""
+        ...
+
+    def version(self, member: str) -> Version:
+        """The etcd the member's host has now: what its configuration is rendered for."""
+        ...
+
+    def planned(self, member: str) -> PlannedInstall:
+        """What `up` would install, and the version it would render the configuration
+        for, before anything is installed (`up --plan`); reads only."""
+        ...
+
+    def executable(self, member: str) -> PurePath:
+        """The etcd binary a start of the member runs."""
+        ...
+
+    def running_executable(self, member: str) -> PurePath:
+        """The etcd binary the member runs now (the one to go back to)."""
+        ...
+
+    def prepare_install(self) -> None:
+        """Fetch and check what every install needs, once, before any host changes."""
+        ...
+
+    def install(self, member: str) -> Installed:
+        """etcd (per the spec's install method) and its service user on the host; the
+        version it reports is the one to render the member's configuration for."""
+        ...
+
+    def with_version(self, given: ClusterSpec, wanted: Version, bin_dir: Path | None,
+                     same: SameVersion) -> ClusterSpec:
+        """The spec that runs etcd `wanted` (`given`: the one the user passed, when it
+        names the new release; `bin_dir`: a lab folder holding it)."""
+        ...
+
+
+class HostChecks(Protocol):
+    """Can members run here?"""
+
+    scope: str  # what `up`'s preflight phase looks at, in a few words
+
+    def preflight(self, members: Sequence[Member], *, thorough: bool) -> PreflightReport:
+        """`thorough`: `dcsctl preflight`'s full list; else what `up` must know before it
+        writes anything."""
+        ...
+
+
+class RemoteHosts(Protocol):
+    """Members on machines of their own, which hold their own copies of what dcsctl
+    issued and are reached over connections. A target whose members read the control
+    machine's files (the lab) has none of this."""
+
+    def sync_tls(self, member: str) -> list[str]:
+        """The member's certificates and keys as issued on the control machine."""
+        ...
+
     def remove(self, member: str) -> None:
         """Take back everything dcsctl put there for the member (keys first)."""
         ...
 
     def left_behind(self) -> str:
-        """What `destroy` leaves in place on purpose, in a sentence ("" for nothing)."""
+        """What `destroy` leaves in place on purpose, in a sentence."""
         ...
 
     def close(self) -> None:
-        """End the connections this target opened."""
+        """End the connections to the hosts."""
         ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """The place a cluster's members run, seen from the control machine: its parts."""
+
+    placement: Placement
+    files: MemberFiles
+    etcd: EtcdBinaries
+    checks: HostChecks
+    # Can this machine ask a member's peer port, with that member's own certificate, whether
+    # it serves? Only where the members run here (etcd checks the peer certificate's
+    # addresses against the connection's source): a first start can then be staggered.
+    probes_peer_port: bool
+    remote: RemoteHosts | None = None  # None: the members' files are the control machine's
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()

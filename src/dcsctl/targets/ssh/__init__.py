@@ -1,2 +1,2 @@
-"""SSH hosts: members on real machines reached over OpenSSH (`SshTarget`), their files,
+"""SSH hosts: members on real machines reached over OpenSSH (`ssh_target`), their files,
 their etcd install and their checks."""

@@ -1,5 +1,8 @@
-"""`SshTarget`: each member on its own host, reached over SSH, in the guide's places
-(/etc/dcs, /var/lib/etcd), run by systemd or, on hosts without it, as a plain process."""
+"""SSH targets: each member on its own host, reached over SSH, in the guide's places
+(/etc/dcs, /var/lib/etcd), run by systemd or, on hosts without it, as a plain process.
+
+`ssh_target` builds the parts; they share one `SshHosts` (one SSH connection per host and
+run) and the etcd part's reading of what each host has installed."""
 
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from dcsctl.targets.protocol import (
     Check,
     HostPlan,
     Installed,
+    PlannedInstall,
     PreflightReport,
     SameVersion,
+    Target,
     Written,
 )
 from dcsctl.targets.ssh import checks, files, install
@@ -32,23 +37,24 @@ from dcsctl.workflow import in_parallel
 APT_LINE_GUESS = Version(3, 5, 0)
 
 
-class SshTarget:
+def ssh_target(cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path,
+               environ: Mapping[str, str]) -> Target:
+    hosts = SshHosts(cluster_spec, directory)
+    etcd = SshEtcd(cluster_spec, hosts, cache, environ)
+    return Target(placement=hosts, files=SshFiles(hosts), etcd=etcd,
+                  checks=SshChecks(cluster_spec, hosts, etcd),
+                  probes_peer_port=False,  # this machine's address is in no member certificate
+                  remote=SshRemote(cluster_spec, hosts))
+
+
+class SshHosts:
     """Every member on its own host; one shared SSH connection per host and run."""
 
-    preflight_scope = "SSH, sudo, init system, clock, free space"
-    probes_peer_port = False  # this machine's address is in no member certificate
-
-    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path,
-                 environ: Mapping[str, str]) -> None:
+    def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir) -> None:
         self.spec = cluster_spec
         self.dir = directory
-        self._cache = cache  # release tarballs on the control machine
-        self._environ = environ
         self._hosts: dict[str, SshHost] = {}
-        self._versions: dict[str, Version] = {}
-        self._states: dict[str, InstallState] = {}
 
-    # -- where things are --
     def host(self, member: str) -> SshHost:
         if member not in self._hosts:
             found = self.spec.member(member)
@@ -77,52 +83,79 @@ class SshTarget:
     def service(self, member: str) -> Service:
         return init_system(self.place(member)).service()
 
-    # -- etcd binaries: installed on each host --
-    def _state(self, member: str) -> InstallState:
-        """What the host has installed, read once per run (an install updates it)."""
+    def close(self) -> None:
+        for host in self._hosts.values():
+            host.close()
+        self._hosts.clear()
+
+
+class SshEtcd:
+    """etcd installed on each host: Debian's packages, a checked release, or what is there."""
+
+    def __init__(self, cluster_spec: ClusterSpec, hosts: SshHosts, cache: Path,
+                 environ: Mapping[str, str]) -> None:
+        self.spec = cluster_spec
+        self._hosts = hosts
+        self._cache = cache  # release tarballs on the control machine
+        self._environ = environ
+        self._states: dict[str, InstallState] = {}
+
+    def state(self, member: str) -> InstallState:
+        """What the host has installed, read once per run and kept true by `install`, the
+        one thing here that changes it."""
         if member not in self._states:
-            self._states[member] = install.install_state(self.place(member))
+            self._states[member] = install.install_state(self._hosts.place(member))
         return self._states[member]
 
-    def wanted_version(self) -> Version | None:
+    def wanted(self) -> Version | None:
         return install.wanted_version(self.spec)
 
-    def installed_version(self, member: str) -> Version | None:
-        return self._state(member).version
+    def installed(self, member: str) -> Version | None:
+        return self.state(member).version
 
-    def etcd_version(self, member: str) -> Version:
-        """What the host's etcd says, read once."""
-        if member not in self._versions:
-            etcd = self.paths(member).etcd
-            result = self.host(member).run([str(etcd), "--version"])
-            try:
-                self._versions[member] = Version.parse(result.stdout.partition("\n")[0])
-            except ValueError as exc:
-                raise EnvironmentProblem(
-                    f"{member}: no working etcd at {etcd} ({result.stderr.strip()[-200:]})",
-                    fix="run `dcsctl up`: its install phase puts etcd there",
-                ) from exc
-        return self._versions[member]
+    def version(self, member: str) -> Version:
+        """What the host's etcd says."""
+        etcd = self._hosts.paths(member).etcd
+        result = self._hosts.host(member).run([str(etcd), "--version"])
+        try:
+            return Version.parse(result.stdout.partition("\n")[0])
+        except ValueError as exc:
+            raise EnvironmentProblem(
+                f"{member}: no working etcd at {etcd} ({result.stderr.strip()[-200:]})",
+                fix="run `dcsctl up`: its install phase puts etcd there",
+            ) from exc
 
-    def etcd_executable(self, member: str) -> PurePath:
-        return self.paths(member).etcd
+    def planned(self, member: str) -> PlannedInstall:
+        """The etcd `up` would install (rendered for before it is there), or the one present."""
+        present = self.state(member).version
+        wanted = self.wanted()
+        method = self.spec.install.method
+        if present is None or (method is InstallMethod.RELEASE and present != wanted):
+            note = (f"+ install etcd via {method}" + (f" ({wanted})" if wanted else "")
+                    + (f", replacing {present}" if present else ""))
+        else:
+            note = f"= etcd {present} present"
+        return PlannedInstall(wanted or present or APT_LINE_GUESS, note,
+                              present=present is not None)
+
+    def executable(self, member: str) -> PurePath:
+        return self._hosts.paths(member).etcd
 
     def running_executable(self, member: str) -> PurePath:
-        return self.paths(member).etcd
+        return self._hosts.paths(member).etcd
 
     def prepare_install(self) -> None:
         if self.spec.install.method is InstallMethod.RELEASE:
             # fetched and checked once per architecture, before any member stops
-            machines = {self._state(m.name).machine for m in self.spec.members}
+            machines = {self.state(m.name).machine for m in self.spec.members}
             for machine in sorted(machines):
                 install.release_tarball(self.spec.install, machine, self._environ,
                                         self._cache)
 
     def install(self, member: str) -> Installed:
-        done, state = install.ensure_installed(self.place(member), self._cache,
-                                               self._environ, self._state(member))
+        done, state = install.ensure_installed(self._hosts.place(member), self._cache,
+                                               self._environ, self.state(member))
         self._states[member] = state
-        self._versions[member] = done.version
         return done
 
     def with_version(self, given: ClusterSpec, wanted: Version, bin_dir: Path | None,
@@ -139,32 +172,38 @@ class SshTarget:
             )
         return given
 
-    # -- checks --
+
+class SshChecks:
+    scope = "SSH, sudo, init system, clock, free space"
+
+    def __init__(self, cluster_spec: ClusterSpec, hosts: SshHosts, etcd: SshEtcd) -> None:
+        self.spec = cluster_spec
+        self._hosts = hosts
+        self._etcd = etcd
+
     def preflight(self, members: Sequence[spec.Member], *, thorough: bool) -> PreflightReport:
         def one(member: spec.Member) -> list[Check]:
-            place = self.place(member.name)
+            place = self._hosts.place(member.name)
+            host = self._hosts.host(member.name)
             if not thorough:
-                return checks.reach(place, self.host(member.name))
-            return checks.host_checks(place, self.host(member.name),
-                                      self.service(member.name),
-                                      lambda: self._state(member.name))
+                return checks.reach(place, host)
+            return checks.host_checks(place, host, self._hosts.service(member.name),
+                                      lambda: self._etcd.state(member.name))
 
         found = [c for per_host in in_parallel(members, one) for c in per_host]
         return PreflightReport(tuple(found), f"{len(members)} hosts reachable, root via "
                                + ("sudo" if self.spec.ssh.sudo else "login"))
 
-    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath]) -> HostPlan:
-        place = self.place(member)
-        version = self._state(member).version
-        wanted = self.wanted_version()
-        method = self.spec.install.method
-        if version is None or (method is InstallMethod.RELEASE and version != wanted):
-            installing = (f"+ install etcd via {method}" + (f" ({wanted})" if wanted else "")
-                          + (f", replacing {version}" if version else ""))
-        else:
-            installing = f"= etcd {version} present"
+
+class SshFiles:
+    def __init__(self, hosts: SshHosts) -> None:
+        self._hosts = hosts
+
+    def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath],
+             etcd: PlannedInstall) -> HostPlan:
+        place = self._hosts.place(member)
         changes = files.planned_files(place, settings, reissued)
-        active = version is not None and self.service(member).is_active()
+        active = etcd.present and self._hosts.service(member).is_active()
         # etcd reads its settings and its unit at start-up only (certificates it re-reads).
         read_at_start = {str(place.layout.config), str(place.paths.unit)}
         reconfigured = any(f.action == "update" and f.path in read_at_start for f in changes)
@@ -174,53 +213,59 @@ class SshTarget:
             service_note = "~ restart etcd (configuration changed)"
         else:
             service_note = "= etcd running"
-        return HostPlan(member, str(self.host(member).destination), installing, tuple(changes),
-                        service_note)
+        return HostPlan(member, str(self._hosts.host(member).destination), etcd.note,
+                        tuple(changes), service_note)
 
-    def planned_version(self, member: str) -> Version:
-        """The version a plan renders the configuration for: the one `up` would install."""
-        return self.wanted_version() or self._state(member).version or APT_LINE_GUESS
-
-    # -- files and data --
     def write_member_files(self, member: str, settings: bytes, *,
                            founding_token: str | None) -> Written:
-        return files.push(self.place(member), settings, founding_token=founding_token)
+        return files.push(self._hosts.place(member), settings, founding_token=founding_token)
 
     def write_config(self, member: str, settings: bytes) -> bool:
-        host = self.host(member)
-        changed = host.write(self.layout(member).config, settings, PUBLIC, "root:root")
+        host = self._hosts.host(member)
+        changed = host.write(self._hosts.layout(member).config, settings, PUBLIC, "root:root")
         # What the init system keeps on the host may name the binary (a unit): a version
         # change that moves it (install: apt -> release) must start the new one.
-        for needed in init_system(self.place(member)).files():
+        for needed in init_system(self._hosts.place(member)).files():
             if needed.content is not None:
                 changed = host.write(needed.path, needed.content, needed.mode,
                                      needed.owner) or changed
         return changed
 
-    def sync_tls(self, member: str) -> list[str]:
-        return files.sync_tls(self.place(member))
-
     def holds_data(self, member: str) -> bool:
-        return data_dir.holds_data(self.host(member), self.layout(member).data_dir)
+        return data_dir.holds_data(self._hosts.host(member), self._hosts.layout(member).data_dir)
 
     def wipe_data_dir(self, member: str) -> None:
-        data_dir.wipe(self.host(member), self.layout(member).data_dir,
-                      self.place(member).owner)
+        data_dir.wipe(self._hosts.host(member), self._hosts.layout(member).data_dir,
+                      self._hosts.place(member).owner)
 
     def restore_data_dir(self, member: str, snapshot: Path, options: Sequence[str]) -> None:
         """The snapshot is pushed beside the data dir first, and removed after."""
-        host, layout = self.host(member), self.layout(member)
+        host, layout = self._hosts.host(member), self._hosts.layout(member)
         pushed = layout.data_dir.parent / ".dcsctl-restore.db"
         host.write(pushed, snapshot.read_bytes(), PRIVATE, "root:root")
-        data_dir.restore(host, member, etcdutl=self.paths(member).etcd.parent / "etcdutl",
+        data_dir.restore(host, member,
+                         etcdutl=self._hosts.paths(member).etcd.parent / "etcdutl",
                          snapshot=pushed, data_dir=layout.data_dir,
-                         owner=self.place(member).owner, options=options, drop_snapshot=True)
+                         owner=self._hosts.place(member).owner, options=options,
+                         drop_snapshot=True)
 
     def drop_pre_restore(self, member: str) -> bool:
-        return data_dir.drop_pre_restore(self.host(member), self.layout(member).data_dir)
+        return data_dir.drop_pre_restore(self._hosts.host(member),
+                                         self._hosts.layout(member).data_dir)
+
+
+class SshRemote:
+    """The hosts' own copies of what dcsctl issued, and the connections to them."""
+
+    def __init__(self, cluster_spec: ClusterSpec, hosts: SshHosts) -> None:
+        self.spec = cluster_spec
+        self._hosts = hosts
+
+    def sync_tls(self, member: str) -> list[str]:
+        return files.sync_tls(self._hosts.place(member))
 
     def remove(self, member: str) -> None:
-        files.remove(self.place(member))
+        files.remove(self._hosts.place(member))
 
     def left_behind(self) -> str:
         """What dcsctl installed but did not create for this cluster alone (other software
@@ -233,6 +278,4 @@ class SshTarget:
         return "left on each host: " + " and ".join(kept)
 
     def close(self) -> None:
-        for host in self._hosts.values():
-            host.close()
-        self._hosts.clear()
+        self._hosts.close()
