@@ -23,8 +23,10 @@ from tests.testbed.rootfs import PATRONI_VENV
 
 DB_FIRST = 70  # db-00 is .70, as in the guide
 PG_VERSION = 15  # bookworm's PostgreSQL
-# Patroni's timing (its defaults: ttl 30, loop_wait 10, retry_timeout 10), as the guide's.
-TTL, LOOP_WAIT, RETRY_TIMEOUT = 30, 10, 10
+# Patroni's timing: its default ttl and retry_timeout (30, 10), loop_wait 5 instead of 10
+# (loop_wait + 2 x retry_timeout = 25 <= ttl). dcs_last_seen moves once a loop, and dcsctl
+# waits for that move on every node it deploys to: half the wait, same safety margins.
+TTL, LOOP_WAIT, RETRY_TIMEOUT = 30, 5, 10
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""The guide's cluster through its life on real hosts: a fourth host added and removed, a
-host replaced by a new machine of the same name (new disk, new SSH host key), certificate
+"""The guide's cluster through its life on real hosts: certificate
 rotation and a rolling restart under a writer, an upgrade through the spec from Debian's
 package (3.5.16, its advisories accepted by name) to releases from the site's mirror
 (-> newest 3.5 -> 3.6) under a writer, and a cluster on the recommended release from the
-start (dcsctl's default)."""
+start (dcsctl's default).
+
+A fourth host added and removed and a host replaced by a new machine of the same name
+(new disk, new SSH host key) run in test_patroni_nodes.py, under Patroni on the database
+hosts (one boot and one cluster for both)."""
 
 from __future__ import annotations
 
@@ -26,8 +29,6 @@ from tests.testbed.conftest import (
     wait_healthy,
 )
 from tests.testbed.history import recording
-
-NEW_HOST, NEW_ADDRESS = "dcs-03", "192.168.56.13"
 
 
 def _operators_known_hosts(d: Deployment, hosts: list[str]) -> Path:
@@ -78,72 +79,6 @@ def life(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         d.dcsctl("destroy", "--yes", check=False)
         while len(testbed.hosts()) > 3:
             testbed.remove_last_host()
-
-
-def test_a_fourth_host_added_and_removed_and_a_host_replaced_by_a_new_machine(
-        life: Deployment, testbed: Testbed) -> None:
-    d = life
-    writer = d.writer("/life/", 20, 60)  # 20 keys, one process
-    written, errors = writer.communicate(timeout=90)
-    assert written.count("ack ") == 20, errors
-    known = Path(yaml.safe_load(d.spec_file.read_text())["ssh"]["known_hosts_file"])
-
-    # A fourth machine: booted, its key recorded by the operator, then `member add`.
-    assert testbed.up(hosts=4) == [NEW_HOST]
-    known.write_text(known.read_text() + next(
-        line + "\n" for line in testbed.known_hosts.read_text().splitlines()
-        if line.startswith(f"{NEW_HOST},")))
-    added, took_add = _timed(d, "member", "add", NEW_HOST, "--address", NEW_ADDRESS,
-                             "--ssh", NEW_HOST)
-    assert f"{NEW_HOST} is a voting member" in added.stdout
-    members = _members(d)
-    assert sorted(members) == [*sorted(testbed.hosts())]
-    assert members[NEW_HOST]["is_learner"] is False
-    hashes = d.agent("hashes")
-    assert isinstance(hashes, dict) and len(hashes) == 4 and len(set(hashes.values())) == 1
-    assert testbed.ssh(NEW_HOST, "systemctl is-active etcd").stdout.strip() == "active"
-
-    _, took_remove = _timed(d, "member", "remove", NEW_HOST, "--yes")
-    assert sorted(_members(d)) == ["dcs-00", "dcs-01", "dcs-02"]
-    gone = testbed.ssh(NEW_HOST, "systemctl is-active etcd; ls /var/lib/etcd /etc/dcs",
-                       check=False).stdout
-    assert gone.split() == ["inactive"], gone
-    assert testbed.remove_last_host() == NEW_HOST
-    assert len(d.agent("keys", "/life/")) == 20  # type: ignore[arg-type]
-
-    # A follower's machine replaced: new disk, new host key, same name and address.
-    view = wait_healthy(d)
-    host = next(h for h in ("dcs-00", "dcs-01", "dcs-02") if h != view["leader"])
-    old_id = next(m for m in view["members"] if m["name"] == host)["id"]
-    testbed.rebuild(host)
-    assert testbed.ssh(host, "test -e /var/lib/etcd", check=False).returncode != 0
-    refused, _ = _timed(d, "member", "replace", host, "--yes", check=False)
-    assert refused.returncode == 4, refused.stderr
-    assert f"the SSH host key of {host} has changed" in refused.stderr
-    assert f"ssh-keygen -R {host} -f {known}" in refused.stderr
-    view = status_of(d)  # nothing changed: the old member is still listed
-    assert next(m for m in view["members"] if m["name"] == host)["id"] == old_id
-
-    # The operator's step, as the error says: drop the old key, scan the new one and
-    # compare its fingerprint with the one the new machine's console shows.
-    subprocess.run(["ssh-keygen", "-R", host, "-f", str(known)], check=True,
-                   capture_output=True)
-    scanned = testbed.run(["ssh-keyscan", "-t", "ed25519", host]).stdout
-    known.write_text(known.read_text() + scanned)
-    on_console = testbed.ssh(host, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").stdout
-    fingerprints = subprocess.run(["ssh-keygen", "-lf", str(known)], check=True,
-                                  capture_output=True, text=True).stdout
-    assert on_console.split()[1] in fingerprints
-
-    replaced, took_replace = _timed(d, "member", "replace", host, "--yes")
-    assert f"{host} replaced and promoted" in replaced.stdout
-    members = _members(d)
-    assert members[host]["id"] != old_id
-    assert len(d.agent("keys", "/life/")) == 20  # type: ignore[arg-type]
-    assert len(_hashes(d)) == 1
-    assert "no changes" in d.dcsctl("up").stderr  # the operator's spec file still fits
-    print(f"member add {took_add:.1f} s, remove {took_remove:.1f} s, "
-          f"replace (after known_hosts) {took_replace:.1f} s")
 
 
 def test_rotation_restart_and_an_upgrade_through_the_spec_lose_no_acknowledged_write(

@@ -11,7 +11,9 @@ and a sampler of every node (tests/testbed/pgwatch.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,16 @@ import yaml
 
 from dcsctl.etcd.versions import NEWEST
 from dcsctl.wait import wait_until
-from tests.testbed import dbhosts
-from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment, make_deployment, wait_healthy
+from tests.patroni.harness import PATRONI_BIN
+from tests.testbed import dbhosts, pgwatch
+from tests.testbed.bed import REPO, Testbed
+from tests.testbed.conftest import Deployment, make_deployment, status_of, wait_healthy
 
 DB_HOSTS = {"db-00": "192.168.56.70", "db-01": "192.168.56.71", "db-02": "192.168.56.72"}
+NEW_HOST, NEW_ADDRESS = "dcs-03", "192.168.56.13"
+PATRONI_PYTHON = PATRONI_BIN / "python"
+WRITE_INTERVAL_S = 0.2  # per scope: a steady trickle, not a load test on 2 shared cores
+WATCH_MAX_S = 1800  # the watcher's own bound; the test stops it sooner
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +123,15 @@ def test_database_hosts_run_postgresql_and_patroni_as_a_service_waiting_for_the_
 def db_cluster(db_bed: Testbed, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Deployment]:
     """The guide's etcd on etcd's newest 3.5 release (the upgrades go on from there),
-    with the testbed's patroni section; `dcsctl up`, then Patroni started."""
+    with the testbed's patroni section and the operator's own known_hosts; `dcsctl up`
+    (Patroni is started by the test, as the operator does)."""
     d = make_deployment(db_bed, tmp_path_factory.mktemp("testbed-patroni"))
     mirror = db_bed.release_mirror()
     assert mirror is not None
     document = yaml.safe_load(d.spec_file.read_text())
     document["install"] = mirror.install(NEWEST["3.5"])
     d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    _operators_known_hosts(d, list(db_bed.all_hosts()))
     try:
         up = d.dcsctl("up", "--json", timeout=600)
         d.up_result = json.loads(up.stdout)  # type: ignore[attr-defined]
@@ -182,3 +191,278 @@ def test_up_deploys_the_bundles_and_patroni_forms_one_cluster_reloaded_by_system
     assert {h: s["postmaster_start_time"] for h, s in after.items()} == started
     assert after["db-00"]["role"] == "primary"
     wait_healthy(d)
+
+
+class Watcher:
+    """tests/testbed/pgwatch.py on the control side, under Patroni's own Python (psycopg):
+    a writer through each scope's primary and a sampler of every node."""
+
+    def __init__(self, bed: Testbed, instances: tuple[dbhosts.Instance, ...], work: Path,
+                 max_seconds: float) -> None:
+        self.bed = bed
+        self.out = work / "pgwatch.jsonl"
+        self.out.touch()
+        pgpass = bed.dir / "pgpass"
+        pgpass.touch(mode=0o600)
+        pgpass.write_text(f"*:*:*:postgres:{bed.passwords().superuser}\n")
+        self.config = work / "pgwatch.json"
+        self.config.write_text(json.dumps({"interval": WRITE_INTERVAL_S, "scopes": [
+            {"name": i.scope, "port": i.pg_port, "hosts": list(bed.db_hosts().values()),
+             "apis": {h: f"http://{a}:{i.rest_port}" for h, a in bed.db_hosts().items()}}
+            for i in instances]}))
+        self.environ = {"PATH": "/usr/bin:/bin", "PGPASSFILE": str(pgpass),
+                        "PYTHONDONTWRITEBYTECODE": "1"}
+        bed.net.check_isolation(bed.all_hosts())
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", bed.net.control_ns, str(PATRONI_PYTHON), "-m",
+             "tests.testbed.pgwatch", str(self.config), str(self.out), str(max_seconds)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=self.environ, cwd=str(REPO))
+
+    def records(self) -> list[dict[str, object]]:
+        return pgwatch.read(str(self.out))
+
+    def stop(self) -> str:
+        """Close its stdin (it ends within a second) and return its stderr."""
+        try:
+            _, errors = self.process.communicate(input="", timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # our own child, by PID
+            _, errors = self.process.communicate(timeout=10)
+        return errors
+
+    def present(self) -> dict[str, list[int]]:
+        result = self.bed.run([str(PATRONI_PYTHON), "-m", "tests.testbed.pgwatch",
+                               str(self.config), "check"], env=self.environ)
+        found: dict[str, list[int]] = json.loads(result.stdout)
+        return found
+
+
+def _acked_since(watcher: Watcher, scope: str, when: float) -> int:
+    return sum(1 for r in watcher.records() if r.get("scope") == scope
+               and r["k"] == "ack" and float(str(r["t"])) >= when)
+
+
+def _all_seen_after(watcher: Watcher, when: float) -> bool:
+    """Every node of every scope answered with a DCS read made after `when`."""
+    latest: dict[tuple[str, str], float] = {}
+    for r in watcher.records():
+        if r["k"] == "s" and r.get("seen") is not None:
+            key = (str(r["scope"]), str(r["node"]))
+            latest[key] = max(latest.get(key, 0.0), float(str(r["seen"])))
+    return len(latest) == len(DB_HOSTS) * len(dbhosts.INSTANCES) and all(
+        seen > when for seen in latest.values())
+
+
+def _hosts_in_etcd3(bed: Testbed, host: str, instance: dbhosts.Instance) -> list[str]:
+    text = bed.ssh(host, f"sudo cat {instance.bundle_dir}/etcd3.yml").stdout
+    hosts: list[str] = yaml.safe_load(text)["etcd3"]["hosts"]
+    return hosts
+
+
+def _operators_known_hosts(d: Deployment, hosts: list[str]) -> Path:
+    """The operator's own known_hosts (the keys recorded when the machines were set up),
+    not the testbed's, which learns every new key: the spec points at this copy."""
+    known = d.tmp / "known_hosts"
+    lines = d.bed.known_hosts.read_text().splitlines(keepends=True)
+    known.write_text("".join(line for line in lines if line.split(",")[0] in hosts))
+    d.spec_file.write_text(d.spec_file.read_text().replace(
+        f"known_hosts_file: {d.bed.known_hosts}", f"known_hosts_file: {known}"))
+    return known
+
+
+def _members(d: Deployment) -> dict[str, dict[str, object]]:
+    view = wait_healthy(d)
+    return {m["name"]: m for m in view["members"]}  # type: ignore[attr-defined]
+
+
+def _hashes(d: Deployment) -> dict[str, object]:
+    hashes = d.agent("hashes")
+    assert isinstance(hashes, dict)
+    return hashes
+
+
+def _member_operations(d: Deployment, bed: Testbed,
+                       run: Callable[..., str]) -> None:
+    """A fourth host added and removed, and a follower's machine replaced by a new one
+    (new disk, new SSH host key, same name and address): the operator's known_hosts
+    step first, as the refusal says. (Was test_lifecycle's first test: every assertion
+    kept, now with Patroni watched through it.)"""
+    writer = d.writer("/life/", 20, 60)  # 20 etcd keys, one process
+    written, errors = writer.communicate(timeout=90)
+    assert written.count("ack ") == 20, errors
+    known = Path(yaml.safe_load(d.spec_file.read_text())["ssh"]["known_hosts_file"])
+    assert known != bed.known_hosts
+
+    # A fourth machine: booted (not timed), its key recorded by the operator, then added.
+    assert bed.up(hosts=4) == [NEW_HOST]
+    known.write_text(known.read_text() + next(
+        line + "\n" for line in bed.known_hosts.read_text().splitlines()
+        if line.startswith(f"{NEW_HOST},")))
+    added = run("member add", "member", "add", NEW_HOST, "--address", NEW_ADDRESS,
+                "--ssh", NEW_HOST)
+    assert f"{NEW_HOST} is a voting member" in added
+    members = _members(d)
+    assert sorted(members) == sorted(bed.hosts())
+    assert members[NEW_HOST]["is_learner"] is False
+    hashes = _hashes(d)
+    assert len(hashes) == 4 and len(set(hashes.values())) == 1
+    assert bed.ssh(NEW_HOST, "systemctl is-active etcd").stdout.strip() == "active"
+    for instance in dbhosts.INSTANCES:  # every Patroni node's hosts list follows
+        for host in DB_HOSTS:
+            assert f"{NEW_ADDRESS}:2379" in _hosts_in_etcd3(bed, host, instance)
+
+    run("member remove", "member", "remove", NEW_HOST, "--yes")
+    assert sorted(_members(d)) == ["dcs-00", "dcs-01", "dcs-02"]
+    gone = bed.ssh(NEW_HOST, "systemctl is-active etcd; ls /var/lib/etcd /etc/dcs",
+                   check=False).stdout
+    assert gone.split() == ["inactive"], gone
+    for instance in dbhosts.INSTANCES:
+        for host in DB_HOSTS:
+            assert f"{NEW_ADDRESS}:2379" not in _hosts_in_etcd3(bed, host, instance)
+    assert bed.remove_last_host() == NEW_HOST
+    assert len(d.agent("keys", "/life/")) == 20  # type: ignore[arg-type]
+
+    # A follower's machine replaced: new disk, new host key, same name and address.
+    view = wait_healthy(d)
+    host = next(h for h in ("dcs-00", "dcs-01", "dcs-02") if h != view["leader"])
+    old_id = next(m for m in view["members"] if m["name"] == host)["id"]  # type: ignore[attr-defined]
+    bed.rebuild(host)
+    assert bed.ssh(host, "test -e /var/lib/etcd", check=False).returncode != 0
+    refused = d.dcsctl("member", "replace", host, "--yes", check=False)
+    assert refused.returncode == 4, refused.stderr
+    assert f"the SSH host key of {host} has changed" in refused.stderr
+    assert f"ssh-keygen -R {host} -f {known}" in refused.stderr
+    view = status_of(d)  # nothing changed: the old member is still listed
+    assert next(m for m in view["members"] if m["name"] == host)["id"] == old_id  # type: ignore[attr-defined]
+
+    # The operator's step, as the error says: drop the old key, scan the new one and
+    # compare its fingerprint with the one the new machine's console shows.
+    subprocess.run(["ssh-keygen", "-R", host, "-f", str(known)], check=True,
+                   capture_output=True)
+    scanned = bed.run(["ssh-keyscan", "-t", "ed25519", host]).stdout
+    known.write_text(known.read_text() + scanned)
+    on_console = bed.ssh(host, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").stdout
+    fingerprints = subprocess.run(["ssh-keygen", "-lf", str(known)], check=True,
+                                  capture_output=True, text=True).stdout
+    assert on_console.split()[1] in fingerprints
+
+    replaced = run("member replace", "member", "replace", host, "--yes")
+    assert f"{host} replaced and promoted" in replaced
+    members = _members(d)
+    assert members[host]["id"] != old_id
+    assert len(d.agent("keys", "/life/")) == 20  # type: ignore[arg-type]
+    assert len(set(_hashes(d).values())) == 1
+    assert "no changes" in d.dcsctl("up").stderr  # the operator's spec file still fits
+
+
+@pytest.mark.timeout(1800)
+def test_operations_never_demote_restart_or_lose_a_write_in_two_patroni_scopes(
+        db_cluster: Deployment, db_bed: Testbed, tmp_path: Path) -> None:
+    d, bed = db_cluster, db_bed
+    mirror = bed.release_mirror()
+    assert mirror is not None
+    # A second scope on the same DCS: Patroni's second instance on the same hosts.
+    document = yaml.safe_load(d.spec_file.read_text())
+    document["patroni"]["scopes"].append(bed.patroni_scope(dbhosts.SECOND))
+    d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    d.dcsctl("up", timeout=600)
+    start_patroni(bed, dbhosts.SECOND)
+    _formed_first = wait_until(lambda: _formed(bed, dbhosts.FIRST), timeout=60, interval=1,
+                               what="the first scope is not whole")
+    first_primary = next(h for h, s in _formed_first.items() if s["role"] == "primary")
+
+    watcher = Watcher(bed, dbhosts.INSTANCES, tmp_path, WATCH_MAX_S)
+    ops: list[tuple[str, float, float]] = []
+    try:
+        began = time.time()
+        wait_until(lambda: all(_acked_since(watcher, i.scope, began) >= 5
+                               for i in dbhosts.INSTANCES),
+                   timeout=60, interval=0.5, what="the writers did not get going",
+                   last_error=lambda: watcher.out.read_text()[-1500:])
+
+        def run(name: str, *argv: str) -> str:
+            start = time.time()
+            result = d.dcsctl(*argv, timeout=900)
+            ops.append((name, start, time.time()))
+            wait_healthy(d)
+            return result.stdout + result.stderr
+
+        out = run("certs rotate", "certs", "rotate", "--yes")
+        out = run("certs rotate --patroni", "certs", "rotate", "--patroni", "--yes")
+        deployed = next(line for line in out.split("; ")
+                        if "new bundles deployed and verified" in line)
+        for instance in dbhosts.INSTANCES:
+            for host in DB_HOSTS:
+                assert f"{instance.scope}/{host}" in deployed, out
+        out = run("certs rotate --ca", "certs", "rotate", "--ca", "--yes")
+        if "--finish" in out:
+            out = run("certs rotate --ca --finish", "certs", "rotate", "--ca", "--finish",
+                      "--yes")
+        assert "old CA dropped" in out, out
+        run("restart", "restart")
+        run("maintenance", "maintenance")
+        run("backup", "backup")
+
+        _member_operations(d, bed, run)
+
+        # the rolling upgrade, each release from the site's mirror
+        for step in (NEWEST["3.6"], NEWEST["3.7"]):
+            document = yaml.safe_load(d.spec_file.read_text())
+            document["install"] = mirror.install(step)
+            d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+            run(f"upgrade -> {step}", "upgrade", "--to", str(step))
+            versions = {m["status"]["version"] for m in wait_healthy(d)["members"]}  # type: ignore[attr-defined]
+            assert versions == {str(step)}, versions
+
+        # the last operation's aftermath: every node back on the DCS after it
+        settled = ops[-1][2]
+        wait_until(lambda: _all_seen_after(watcher, settled), timeout=60, interval=1,
+                   what="a node did not read the DCS after the last operation")
+
+        # Positive control: a switchover demotes the first scope's primary and restarts
+        # its PostgreSQL as a replica; the same analysis must see both.
+        control = time.time()
+        bed.run(["curl", "-s", "--fail", "--max-time", "30", "-XPOST",
+                 f"http://{DB_HOSTS[first_primary]}:8008/switchover",
+                 "-d", json.dumps({"leader": first_primary})])
+        wait_until(lambda: (states := _formed(bed, dbhosts.FIRST)) is not None
+                   and states[first_primary]["role"] == "replica", timeout=120, interval=1,
+                   what="the switchover did not complete")
+        wait_until(lambda: _all_seen_after(watcher, time.time() - 1), timeout=60,
+                   interval=1, what="the nodes did not settle after the switchover")
+        ended = time.time()
+    finally:
+        errors = watcher.stop()
+    records = watcher.records()
+    present = watcher.present()
+
+    rows = []
+    bounds = [*(start for _, start, _ in ops), control]
+    for (name, start, finished), end in zip(ops, bounds[1:], strict=True):
+        for instance in dbhosts.INSTANCES:
+            window = pgwatch.summarise(records, instance.scope, start, end)
+            rows.append((name, finished - start, window))
+    table = ["operation | scope | took s | demotions | promotions | PG restarts | "
+             "longest dcs_last_seen age s | writes acked (failed)",
+             "---|---|---|---|---|---|---|---"]
+    table += [f"{name} | {w.scope} | {took:.1f} | {w.demotions} | {w.promotions} | "
+              f"{w.pg_restarts} | {w.longest_seen_age_s:.1f} | {w.acked} ({w.failed})"
+              for name, took, w in rows]
+    print("\n" + "\n".join(table))
+    lost = {i.scope: sorted(set(pgwatch.acknowledged(records, i.scope))
+                            - set(present[i.scope])) for i in dbhosts.INSTANCES}
+    counts = {s: len(pgwatch.acknowledged(records, s)) for s in lost}
+    print(f"writes acknowledged {counts}, lost {lost}")
+
+    for name, _, w in rows:
+        assert (w.demotions, w.promotions, w.pg_restarts) == (0, 0, 0), (name, w, errors)
+        assert w.longest_seen_age_s < dbhosts.TTL, (name, w)
+        assert w.samples > 0 and w.acked > 0, (name, w)  # watched and written throughout
+    assert lost == {i.scope: [] for i in dbhosts.INSTANCES}, lost
+    # the positive control: the switchover is seen as what it is
+    switched = pgwatch.summarise(records, dbhosts.FIRST.scope, control, ended)
+    assert switched.demotions == 1 and switched.promotions == 1, switched
+    assert switched.pg_restarts >= 1, switched
+    calm = pgwatch.summarise(records, dbhosts.SECOND.scope, control, ended)
+    assert (calm.demotions, calm.pg_restarts) == (0, 0), calm
