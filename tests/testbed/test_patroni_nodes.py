@@ -19,12 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dcsctl.etcd.versions import NEWEST
+from dcsctl.etcd.versions import NEWEST, Version
 from dcsctl.wait import wait_until
+from tests.faults.scenarios import MIN_ACKED_DURING
 from tests.patroni.harness import PATRONI_BIN
+from tests.support.lab import risks_of
 from tests.testbed import dbhosts, pgwatch
 from tests.testbed.bed import REPO, Testbed
 from tests.testbed.conftest import Deployment, make_deployment, status_of, wait_healthy
+from tests.testbed.history import recording
 
 DB_HOSTS = {"db-00": "192.168.56.70", "db-01": "192.168.56.71", "db-02": "192.168.56.72"}
 NEW_HOST, NEW_ADDRESS = "dcs-03", "192.168.56.13"
@@ -122,14 +125,15 @@ def test_database_hosts_run_postgresql_and_patroni_as_a_service_waiting_for_the_
 @pytest.fixture(scope="module")
 def db_cluster(db_bed: Testbed, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Deployment]:
-    """The guide's etcd on etcd's newest 3.5 release (the upgrades go on from there),
+    """The guide's etcd as the guide installs it (Debian's 3.5.16),
     with the testbed's patroni section and the operator's own known_hosts; `dcsctl up`
     (Patroni is started by the test, as the operator does)."""
     d = make_deployment(db_bed, tmp_path_factory.mktemp("testbed-patroni"))
-    mirror = db_bed.release_mirror()
-    assert mirror is not None
     document = yaml.safe_load(d.spec_file.read_text())
-    document["install"] = mirror.install(NEWEST["3.5"])
+    # Debian's 3.5.16 (the guide's `install: apt`), its advisories accepted by name: the
+    # upgrades go from there to the newest 3.5, 3.6 and 3.7 releases
+    document["install"] = {"method": "apt"}
+    document["etcd"]["accept_risks"] = risks_of(Version(3, 5, 16))
     d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
     _operators_known_hosts(d, list(db_bed.all_hosts()))
     try:
@@ -356,64 +360,125 @@ def _member_operations(d: Deployment, bed: Testbed,
     assert "no changes" in d.dcsctl("up").stderr  # the operator's spec file still fits
 
 
+def _rotations_and_restart(run: Callable[..., str]) -> None:
+    run("certs rotate", "certs", "rotate", "--yes")
+    out = run("certs rotate --patroni", "certs", "rotate", "--patroni", "--yes")
+    deployed = next(line for line in out.split("; ")
+                    if "new bundles deployed and verified" in line)
+    for instance in dbhosts.INSTANCES:
+        for host in DB_HOSTS:
+            assert f"{instance.scope}/{host}" in deployed, out
+    out = run("certs rotate --ca", "certs", "rotate", "--ca", "--yes")
+    if "--finish" in out:
+        out = run("certs rotate --ca --finish", "certs", "rotate", "--ca", "--finish",
+                  "--yes")
+    assert "old CA dropped" in out, out
+    run("restart", "restart")
+
+
+def _name_release(d: Deployment, bed: Testbed, step: Version) -> None:
+    mirror = bed.release_mirror()
+    assert mirror is not None
+    document = yaml.safe_load(d.spec_file.read_text())
+    document["install"] = mirror.install(step)
+    d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _upgrade_steps(d: Deployment, bed: Testbed, run: Callable[..., str], name: str,
+                   steps: list[tuple[Version, tuple[str, ...]]]) -> None:
+    """Each release named by version alone and fetched from the site's mirror, under etcd
+    writers too. (Was test_lifecycle's upgrade through the spec: every assertion kept.)"""
+    with recording(d, name, max_seconds=900) as upgrading:
+        upgrading.took_effect()
+        for step, command in steps:
+            _name_release(d, bed, step)
+            out = run(f"{command[0]} -> {step}", *command)
+            assert f"-> {step}" in out
+            assert "snapshot before the change" in out
+            assert {m["status"]["version"]  # type: ignore[index]
+                    for m in _members(d).values()} == {str(step)}
+    upgraded = upgrading.history
+    assert upgraded is not None and upgrading.error == "", upgrading.error
+    assert upgraded.linearizable, upgraded.checker
+    assert upgraded.acked_during >= MIN_ACKED_DURING, upgraded
+    for host in ("dcs-00", "dcs-01", "dcs-02"):
+        unit = bed.ssh(host, "systemctl cat etcd").stdout
+        assert "ExecStart=/usr/local/bin/etcd\n" in unit, unit
+        running = bed.ssh(host, "sudo readlink /proc/$(systemctl show -p MainPID --value "
+                          "etcd)/exe").stdout.strip()
+        assert running == "/usr/local/bin/etcd"
+    assert len(set(_hashes(d).values())) == 1
+    assert "no changes" in d.dcsctl("up").stderr
+    print(f"etcd writers through {name}: {upgraded}")
+
+
+def _away_from_debians_package(d: Deployment, bed: Testbed, run: Callable[..., str]) -> None:
+    """Debian's 3.5.16 -> the newest 3.5 release by `up`."""
+    # Positive control: straight from Debian's 3.5.16 to 3.6 is not a supported path, and
+    # the spec's switch to a release does not slip past that check.
+    _name_release(d, bed, NEWEST["3.6"])
+    refused = d.dcsctl("up", check=False)
+    assert refused.returncode != 0 and "refusing to move etcd 3.5.16" in refused.stderr, (
+        refused.stderr)
+    assert {m["status"]["version"] for m in _members(d).values()} == {  # type: ignore[index]
+        "3.5.16"}
+    _upgrade_steps(d, bed, run, "upgrade-to-the-newest-3.5", [(NEWEST["3.5"], ("up",))])
+
+
 @pytest.mark.timeout(1800)
 def test_operations_never_demote_restart_or_lose_a_write_in_two_patroni_scopes(
         db_cluster: Deployment, db_bed: Testbed, tmp_path: Path) -> None:
     d, bed = db_cluster, db_bed
-    mirror = bed.release_mirror()
-    assert mirror is not None
-    # A second scope on the same DCS: Patroni's second instance on the same hosts.
-    document = yaml.safe_load(d.spec_file.read_text())
-    document["patroni"]["scopes"].append(bed.patroni_scope(dbhosts.SECOND))
-    d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    d.dcsctl("up", timeout=600)
-    start_patroni(bed, dbhosts.SECOND)
-    _formed_first = wait_until(lambda: _formed(bed, dbhosts.FIRST), timeout=60, interval=1,
-                               what="the first scope is not whole")
-    first_primary = next(h for h, s in _formed_first.items() if s["role"] == "primary")
-
+    first_primary = next(h for h, s in _states(bed, dbhosts.FIRST).items()
+                         if s.get("role") == "primary")
     watcher = Watcher(bed, dbhosts.INSTANCES, tmp_path, WATCH_MAX_S)
-    ops: list[tuple[str, float, float]] = []
+    ops: list[tuple[str, float, float, tuple[dbhosts.Instance, ...]]] = []
+    live: list[dbhosts.Instance] = [dbhosts.FIRST]
     try:
-        began = time.time()
-        wait_until(lambda: all(_acked_since(watcher, i.scope, began) >= 5
-                               for i in dbhosts.INSTANCES),
-                   timeout=60, interval=0.5, what="the writers did not get going",
-                   last_error=lambda: watcher.out.read_text()[-1500:])
-
         def run(name: str, *argv: str) -> str:
             start = time.time()
             result = d.dcsctl(*argv, timeout=900)
-            ops.append((name, start, time.time()))
+            ops.append((name, start, time.time(), tuple(live)))
             wait_healthy(d)
             return result.stdout + result.stderr
 
-        out = run("certs rotate", "certs", "rotate", "--yes")
-        out = run("certs rotate --patroni", "certs", "rotate", "--patroni", "--yes")
-        deployed = next(line for line in out.split("; ")
-                        if "new bundles deployed and verified" in line)
-        for instance in dbhosts.INSTANCES:
-            for host in DB_HOSTS:
-                assert f"{instance.scope}/{host}" in deployed, out
-        out = run("certs rotate --ca", "certs", "rotate", "--ca", "--yes")
-        if "--finish" in out:
-            out = run("certs rotate --ca --finish", "certs", "rotate", "--ca", "--finish",
-                      "--yes")
-        assert "old CA dropped" in out, out
-        run("restart", "restart")
+        def writing(instance: dbhosts.Instance) -> None:
+            began = time.time()
+            wait_until(lambda: _acked_since(watcher, instance.scope, began) >= 5,
+                       timeout=60, interval=0.5, what="the writer did not get going",
+                       last_error=lambda: watcher.out.read_text()[-1500:])
+
+        writing(dbhosts.FIRST)
+        # Off Debian's package first: a second scope is refused on an etcd that lets one
+        # scope's user reach another's keys (3.5.16 has four such advisories).
+        _away_from_debians_package(d, bed, run)
+
+        # A second scope on the same DCS: Patroni's second instance on the same hosts.
+        document = yaml.safe_load(d.spec_file.read_text())
+        document["patroni"]["scopes"].append(bed.patroni_scope(dbhosts.SECOND))
+        d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        d.dcsctl("up", timeout=600)
+        start_patroni(bed, dbhosts.SECOND)
+        live.append(dbhosts.SECOND)
+        writing(dbhosts.SECOND)
+
+        # etcd's own writers too (tests/support/history.py, checked by histcheck) through
+        # the rotations and the restart
+        with recording(d, "rotate-and-restart", max_seconds=900) as rolled:
+            rolled.took_effect()
+            _rotations_and_restart(run)
+        rotation = rolled.history
+        assert rotation is not None and rolled.error == "", rolled.error
+        assert rotation.linearizable, rotation.checker
+        assert rotation.acked_during >= MIN_ACKED_DURING, rotation
+        print(f"etcd writers through the rotations and the restart: {rotation}")
         run("maintenance", "maintenance")
         run("backup", "backup")
 
         _member_operations(d, bed, run)
-
-        # the rolling upgrade, each release from the site's mirror
-        for step in (NEWEST["3.6"], NEWEST["3.7"]):
-            document = yaml.safe_load(d.spec_file.read_text())
-            document["install"] = mirror.install(step)
-            d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
-            run(f"upgrade -> {step}", "upgrade", "--to", str(step))
-            versions = {m["status"]["version"] for m in wait_healthy(d)["members"]}  # type: ignore[attr-defined]
-            assert versions == {str(step)}, versions
+        _upgrade_steps(d, bed, run, "the-rolling-upgrade", [
+            (NEWEST["3.6"], ("upgrade", "--to", str(NEWEST["3.6"]))),
+            (NEWEST["3.7"], ("upgrade", "--to", str(NEWEST["3.7"])))])
 
         # the last operation's aftermath: every node back on the DCS after it
         settled = ops[-1][2]
@@ -429,7 +494,8 @@ def test_operations_never_demote_restart_or_lose_a_write_in_two_patroni_scopes(
         wait_until(lambda: (states := _formed(bed, dbhosts.FIRST)) is not None
                    and states[first_primary]["role"] == "replica", timeout=120, interval=1,
                    what="the switchover did not complete")
-        wait_until(lambda: _all_seen_after(watcher, time.time() - 1), timeout=60,
+        switched = time.time()
+        wait_until(lambda: _all_seen_after(watcher, switched), timeout=60,
                    interval=1, what="the nodes did not settle after the switchover")
         ended = time.time()
     finally:
@@ -438,9 +504,9 @@ def test_operations_never_demote_restart_or_lose_a_write_in_two_patroni_scopes(
     present = watcher.present()
 
     rows = []
-    bounds = [*(start for _, start, _ in ops), control]
-    for (name, start, finished), end in zip(ops, bounds[1:], strict=True):
-        for instance in dbhosts.INSTANCES:
+    bounds = [*(start for _, start, _, _ in ops), control]
+    for (name, start, finished, scopes), end in zip(ops, bounds[1:], strict=True):
+        for instance in scopes:  # the second scope is watched from its start on
             window = pgwatch.summarise(records, instance.scope, start, end)
             rows.append((name, finished - start, window))
     table = ["operation | scope | took s | demotions | promotions | PG restarts | "
@@ -461,8 +527,8 @@ def test_operations_never_demote_restart_or_lose_a_write_in_two_patroni_scopes(
         assert w.samples > 0 and w.acked > 0, (name, w)  # watched and written throughout
     assert lost == {i.scope: [] for i in dbhosts.INSTANCES}, lost
     # the positive control: the switchover is seen as what it is
-    switched = pgwatch.summarise(records, dbhosts.FIRST.scope, control, ended)
-    assert switched.demotions == 1 and switched.promotions == 1, switched
-    assert switched.pg_restarts >= 1, switched
+    seen = pgwatch.summarise(records, dbhosts.FIRST.scope, control, ended)
+    assert seen.demotions == 1 and seen.promotions == 1, seen
+    assert seen.pg_restarts >= 1, seen
     calm = pgwatch.summarise(records, dbhosts.SECOND.scope, control, ended)
     assert (calm.demotions, calm.pg_restarts) == (0, 0), calm
