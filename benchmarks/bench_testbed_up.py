@@ -79,7 +79,7 @@ def timed(bed: Testbed, argv: list[str], env: dict[str, str]
           ) -> tuple[subprocess.CompletedProcess[str], float]:
     """A command on the control side, and its wall time. The testbed's isolation check
     runs before the clock starts (Testbed.run would time it too)."""
-    bed.net.check_isolation(bed.hosts())
+    bed.net.check_isolation(bed.all_hosts())
     started = time.perf_counter()
     result = subprocess.run(["ip", "netns", "exec", bed.net.control_ns, *argv],
                             env=bed.control_env(env), cwd=REPO, capture_output=True,

@@ -1,6 +1,10 @@
 """The testbed: N Debian hosts on one machine, each a systemd-nspawn container booting real
 systemd and sshd in a network namespace of its own, on a bridge with the control side.
 
+Database hosts (db-00.. at .70-, `up(db=N)`) boot the suite's database tree: Debian's
+PostgreSQL and Patroni as systemd services (dbhosts.py), waiting for the bundle dcsctl
+deploys.
+
 A host's root filesystem is an overlay: the cached tree of its suite (rootfs.py) below,
 the host's own layer above (its host key, machine-id, hostname, etcd's data), so hosts
 are made in a second and keep their disks across reboots and power cuts. The local apt
@@ -27,11 +31,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from dcsctl.etcd.versions import Version
 from dcsctl.wait import wait_until
 from tests.support import mirror as mirror_module
 from tests.support.mirror import Mirror
-from tests.testbed import rootfs
+from tests.testbed import dbhosts, rootfs
 from tests.testbed.net import HOST_IF, Net, run
 
 REPO = rootfs.REPO
@@ -76,9 +82,32 @@ class Testbed:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def hosts(self) -> dict[str, str]:
-        """name -> address of every host the testbed has (dcs-00 at .10, ...)."""
+        """name -> address of every etcd host the testbed has (dcs-00 at .10, ...)."""
         count = int(str(self._config().get("hosts", 0)))
         return {f"dcs-{i:02d}": self.net.address(i) for i in range(count)}
+
+    def db_hosts(self) -> dict[str, str]:
+        """name -> address of every database host (db-00 at .70, ...)."""
+        count = int(str(self._config().get("db", 0)))
+        return {f"db-{i:02d}": f"{self.net.subnet}.{dbhosts.DB_FIRST + i}"
+                for i in range(count)}
+
+    def all_hosts(self) -> dict[str, str]:
+        return {**self.hosts(), **self.db_hosts()}
+
+    def passwords(self) -> dbhosts.Passwords:
+        """PostgreSQL's superuser and replication passwords of the database hosts (made at
+        the first `up`, kept 0600 in the testbed's folder)."""
+        path = self.dir / "postgres-passwords.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.touch(mode=0o600)
+            tmp.write_text(json.dumps({"superuser": secrets.token_hex(16),
+                                       "replication": secrets.token_hex(16)}))
+            tmp.rename(path)
+        found = json.loads(path.read_text())
+        return dbhosts.Passwords(found["superuser"], found["replication"])
 
     def _host_dir(self, host: str) -> Path:
         return self.dir / "hosts" / host
@@ -91,8 +120,9 @@ class Testbed:
 
     # -- up / down --
 
-    def up(self, hosts: int = 3, suite: str = "bookworm") -> list[str]:
-        """Make the testbed (or finish making it); returns what changed, [] when all was up."""
+    def up(self, hosts: int = 3, suite: str = "bookworm", db: int | None = None) -> list[str]:
+        """Make the testbed (or finish making it) with `hosts` etcd hosts and `db` database
+        hosts (None: as many as it has); returns what changed, [] when all was up."""
         config = self._config()
         if config and config.get("suite") != suite:
             raise TestbedError(f"the testbed is up with suite {config['suite']}: "
@@ -100,27 +130,33 @@ class Testbed:
         if config and int(str(config["hosts"])) > hosts:
             raise TestbedError(f"the testbed has {config['hosts']} hosts: "
                                "run `scripts/testbed down` first")
+        have_db = int(str(config.get("db", 0))) if config else 0
+        db = have_db if db is None else db
+        if db < have_db:
+            raise TestbedError(f"the testbed has {have_db} database hosts: "
+                               "run `scripts/testbed down` first")
         for tool in ("mmdebstrap", "systemd-nspawn", "nft", "tc", "ssh-keygen"):
             if shutil.which(tool) is None:
                 raise TestbedError(f"{tool} is missing: run scripts/setup")
-        lower = rootfs.rootfs(suite)
+        rootfs.rootfs(suite)
+        if db:
+            rootfs.db_rootfs(suite)
         repo = rootfs.apt_repository()
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "testbed.json").write_text(json.dumps({"suite": suite, "hosts": hosts}))
+        self._write_config(suite, hosts, db)
         if not self.key.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dcsctl-testbed",
                  "-f", str(self.key)])
-        names = self.hosts()
+        names = self.all_hosts()
         self.net.ensure_bridge()
         self.net.ensure_attached(self.net.control_ns, self.net.port("ctl"),
                                  self.net.control_address)
         self.net.write_control_hosts(names)
         changed = []
-        for index, host in enumerate(names):
-            self.net.ensure_attached(self.net.host_ns(host), self.net.port(host),
-                                     self.net.address(index))
+        for host, address in names.items():
+            self.net.ensure_attached(self.net.host_ns(host), self.net.port(host), address)
             if self.init_pid(host) is None:
-                self._prepare(host, lower, names)
+                self._prepare(host, self._lower(host), names)
                 self._start(host, repo)
                 changed.append(host)
         self._write_known_hosts()
@@ -128,6 +164,29 @@ class Testbed:
         for host in names:
             self.wait_ready(host)
         return changed
+
+    def remove_db_hosts(self) -> list[str]:
+        """Every database host powered off and gone (namespace, disk, key): the testbed as
+        `up` without `db` made it."""
+        gone = list(self.db_hosts())
+        for host in gone:
+            if self.init_pid(host) is not None:
+                self.kill(host)
+            self._forget(host)
+            run(["ip", "netns", "del", self.net.host_ns(host)])
+        self._write_config(self._suite(), len(self.hosts()), 0)
+        self.net.write_control_hosts(self.all_hosts())
+        self._write_known_hosts()
+        return gone
+
+    def _write_config(self, suite: str, hosts: int, db: int) -> None:
+        (self.dir / "testbed.json").write_text(json.dumps(
+            {"suite": suite, "hosts": hosts, "db": db}))
+
+    def _lower(self, host: str) -> Path:
+        """The cached tree a host boots: the suite's, or its database variant."""
+        suite = self._suite()
+        return rootfs.db_rootfs(suite) if host in self.db_hosts() else rootfs.rootfs(suite)
 
     def down(self) -> None:
         """Remove every container, mount, namespace, link and file the testbed made."""
@@ -156,7 +215,7 @@ class Testbed:
             if self.init_pid(host) is not None:
                 self.kill(host)
             self._forget(host)
-            self._prepare(host, rootfs.rootfs(self._suite()), self.hosts())
+            self._prepare(host, self._lower(host), self.all_hosts())
             self._start(host, rootfs.apt_repository())
         self._write_known_hosts()
         for host in hosts:
@@ -173,9 +232,8 @@ class Testbed:
             self.kill(host)
         self._forget(host)
         run(["ip", "netns", "del", self.net.host_ns(host)])
-        (self.dir / "testbed.json").write_text(json.dumps(
-            {"suite": self._suite(), "hosts": len(names) - 1}))
-        self.net.write_control_hosts(self.hosts())
+        self._write_config(self._suite(), len(names) - 1, len(self.db_hosts()))
+        self.net.write_control_hosts(self.all_hosts())
         self._write_known_hosts()
         return host
 
@@ -277,7 +335,7 @@ class Testbed:
             env: Mapping[str, str] | None = None, input: bytes | None = None
             ) -> subprocess.CompletedProcess[str]:
         """A command on the control side (in its namespace, names from its hosts file)."""
-        self.net.check_isolation(self.hosts())
+        self.net.check_isolation(self.all_hosts())
         result = subprocess.run(
             ["ip", "netns", "exec", self.net.control_ns, *argv], capture_output=True,
             timeout=timeout, check=False, env=self.control_env(env), cwd=REPO,
@@ -359,9 +417,14 @@ class Testbed:
             subprocess.run([dcsctl, "init", "--target", "ssh", "-o", str(out)], check=True,
                            capture_output=True, timeout=60, env=environ)
             text = out.read_text()
-        # The guide's database hosts (db-00..) are not booted here: their `patroni:`
-        # section (the last one init writes) would send `up` to hosts that do not exist.
-        text = text.partition("\n# Patroni scopes")[0].rstrip("\n") + "\n"
+        # init's `patroni:` section (the last one it writes) names the guide's database
+        # hosts: kept for the ones booted here, with `reload: systemd` (Patroni is a
+        # systemd service on them); left out when there are none (`up` would go to hosts
+        # that do not exist).
+        text, comment, section = text.partition("\n# Patroni scopes")
+        text = text.rstrip("\n") + "\n"
+        if self.db_hosts():
+            text += comment + self._patroni_section(section)
         anchor = f"ssh:\n  user: {rootfs.USER}\n"
         if anchor not in text:
             raise TestbedError(f"`dcsctl init --target ssh` no longer writes {anchor!r}")
@@ -375,9 +438,40 @@ class Testbed:
                                 f"  ca_file: {mirror.ca_file}\n")
         return text
 
+    def _patroni_section(self, written: str) -> str:
+        """init's patroni section (its comment line, then the YAML) for the booted
+        database hosts."""
+        comment, _, body = written.partition("\n")
+        document = yaml.safe_load(body)
+        (scope,) = document["patroni"]["scopes"]
+        if scope["name"] != dbhosts.FIRST.scope:
+            raise TestbedError(f"`dcsctl init --target ssh` names scope {scope['name']!r}, "
+                               f"the testbed's Patroni runs {dbhosts.FIRST.scope!r}")
+        booted = self.db_hosts()
+        nodes = [node for node in scope["nodes"] if node["name"] in booted]
+        for node in nodes:
+            if node["address"] != booted[node["name"]]:
+                raise TestbedError(f"init puts {node['name']} at {node['address']}, the "
+                                   f"testbed at {booted[node['name']]}")
+            node["reload"] = "systemd"
+        if len(nodes) != len(booted):
+            raise TestbedError(f"init names {len(scope['nodes'])} database hosts, the "
+                               f"testbed has {len(booted)}")
+        scope["nodes"] = nodes
+        return comment + "\n" + yaml.safe_dump(document, sort_keys=False)
+
+    def patroni_scope(self, instance: dbhosts.Instance) -> dict[str, object]:
+        """A spec's scope entry for one Patroni instance on every database host."""
+        return {"name": instance.scope, "namespace": "/service/", "nodes": [
+            {"name": host, "address": address, "ssh": host,
+             "bundle_dir": instance.bundle_dir, "owner": "postgres", "reload": "systemd",
+             "systemd_unit": instance.unit,
+             "rest_api": f"http://{address}:{instance.rest_port}"}
+            for host, address in self.db_hosts().items()]}
+
     def status(self) -> list[HostStatus]:
         found = []
-        for host, address in self.hosts().items():
+        for host, address in self.all_hosts().items():
             pid = self.init_pid(host)
             state = self._system_state(pid) if pid else "off"
             faults = self.net.faults(host) if Path("/run/netns", self.net.host_ns(host)
@@ -388,8 +482,8 @@ class Testbed:
     # -- internals --
 
     def _check_host(self, host: str) -> None:
-        if host not in self.hosts():
-            raise TestbedError(f"no host {host} (have: {', '.join(self.hosts()) or 'none'})")
+        if host not in self.all_hosts():
+            raise TestbedError(f"no host {host} (have: {', '.join(self.all_hosts()) or 'none'})")
 
     def _forget(self, host: str) -> None:
         """A stopped host's disk and host key gone."""
@@ -405,7 +499,7 @@ class Testbed:
     def _write_known_hosts(self) -> None:
         self.known_hosts.write_text("".join(
             f"{host},{address} {self._host_key(host).with_suffix('.pub').read_text()}"
-            for host, address in self.hosts().items()))
+            for host, address in self.all_hosts().items()))
 
     def _host_key(self, host: str) -> Path:
         return self.dir / "hostkeys" / host / "ssh_host_ed25519_key"
@@ -440,6 +534,33 @@ class Testbed:
         authorized = ssh_dir / "authorized_keys"
         _install(authorized, self.key.with_suffix(".pub").read_bytes(), 0o600)
         os.chown(authorized, uid, gid)
+        if host in self.db_hosts():
+            self._prepare_database(host, names[host], etc)
+
+    def _prepare_database(self, host: str, address: str, etc: Path) -> None:
+        """Each Patroni instance's own settings, the link to the etcd3.yml dcsctl will
+        deploy, and its unit, enabled (it starts once that file exists)."""
+        uid, gid = _ids(etc / "passwd", "postgres")
+        passwords = self.passwords()
+        units = etc / "systemd" / "system"
+        wants = units / "multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (etc / "patroni").mkdir(mode=0o755, exist_ok=True)
+        for instance in dbhosts.INSTANCES:
+            folder = etc / instance.config_dir.removeprefix("/etc/")
+            folder.mkdir(mode=0o750, exist_ok=True)
+            os.chown(folder, uid, gid)
+            config = folder / "patroni.yml"
+            _install(config, dbhosts.patroni_config(instance, host, address, self.net.subnet,
+                                                    passwords).encode(), 0o600)
+            os.chown(config, uid, gid)
+            link = folder / "zz-etcd3.yml"
+            if not link.is_symlink():
+                link.symlink_to(f"{instance.bundle_dir}/etcd3.yml")
+            _install(units / f"{instance.unit}.service", dbhosts.unit(instance).encode(), 0o644)
+            enabled = wants / f"{instance.unit}.service"
+            if not enabled.is_symlink():
+                enabled.symlink_to(f"../{instance.unit}.service")
 
     def _start(self, host: str, repo: Path, init: Sequence[str] = ()) -> None:
         """Boot the host's systemd, or run `init` as its PID 1 instead."""

@@ -19,6 +19,9 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="make the testbed (idempotent)")
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--suite", choices=SUITES, default="bookworm")
+    up.add_argument("--db", type=int, default=None, metavar="N",
+                    help="also N database hosts db-00.. (PostgreSQL + Patroni 4.1.5 as "
+                    "systemd services; default: as many as the testbed has)")
     for name in ("down", "status", "spec"):
         sub.add_parser(name)
     ssh = sub.add_parser("ssh", help="a shell or command on a host, as the admin user")
@@ -43,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _exec_in_control(bed: Testbed, argv: list[str]) -> int:
     """Interactive: the command gets this terminal (no capture)."""
-    bed.net.check_isolation(bed.hosts())
+    bed.net.check_isolation(bed.all_hosts())
     return subprocess.call(["ip", "netns", "exec", bed.net.control_ns, *argv],
                            env=bed.control_env())
 
@@ -58,7 +61,7 @@ def main(argv: list[str]) -> int:
     bed = Testbed(prefix=os.environ.get("DCSCTL_TESTBED_PREFIX", "dcstb"))
     command = args.command
     if command == "up":
-        changed = bed.up(args.hosts, args.suite)
+        changed = bed.up(args.hosts, args.suite, db=args.db)
         print(f"booted {', '.join(changed)}" if changed else "no changes")
         command = "status"
     if command == "status":
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> int:
     elif command == "block-ssh":
         bed.net.block_ssh(args.host)
     elif command == "heal":
-        for host in [args.host] if args.host else list(bed.hosts()):
+        for host in [args.host] if args.host else list(bed.all_hosts()):
             bed.net.heal(host)
     elif command == "delay":
         bed.net.delay(args.host, args.ms, args.jitter)

@@ -85,7 +85,7 @@ class Deployment:
                ) -> subprocess.Popen[str]:
         """A bounded sequential writer (at most one put per `interval` s); prints
         `ack KEY` / `fail KEY` lines."""
-        self.bed.net.check_isolation(self.bed.hosts())
+        self.bed.net.check_isolation(self.bed.all_hosts())
         return subprocess.Popen(
             ["ip", "netns", "exec", self.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
              "tests.testbed.agent", str(self.spec_file), "write", prefix, str(count),

@@ -76,7 +76,7 @@ def recording(cluster: Deployment, name: str, max_seconds: float = 600,
     assert found == [], f"{prefix} is not fresh: {found}"
     path = cluster.home.parent / "histories" / f"{name}-{number}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    cluster.bed.net.check_isolation(cluster.bed.hosts())
+    cluster.bed.net.check_isolation(cluster.bed.all_hosts())
     process = subprocess.Popen(
         ["ip", "netns", "exec", cluster.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
          "tests.testbed.agent", str(cluster.spec_file), "history", prefix, str(path),

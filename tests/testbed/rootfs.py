@@ -1,5 +1,6 @@
-"""What the testbed's hosts are made of: a Debian root filesystem per suite, and a local apt
-repository (the air-gapped mirror) holding Debian's etcd packages.
+"""What the testbed's hosts are made of: a Debian root filesystem per suite (and a database
+variant of it: PostgreSQL and Patroni), and a local apt repository (the air-gapped mirror)
+holding Debian's etcd packages.
 
 Both are built once and cached outside the checkout (~/.cache/dcsctl/testbed, or
 $DCSCTL_TESTBED_CACHE), keyed by everything that goes into them; a build lands in a
@@ -49,6 +50,26 @@ HOOKS = (
 )
 
 
+# The database hosts (db-00..): Debian's PostgreSQL, and Python for Patroni's venv.
+DB_PACKAGES = ("postgresql", "python3", "python3-venv")
+PATRONI_VENV = "/opt/patroni"
+# Debian's postgresql-common would create and start a "main" cluster on install; Patroni
+# makes its own data directory, and nothing else may run PostgreSQL on these hosts.
+DB_ESSENTIAL_HOOKS = (
+    'mkdir -p "$1"/etc/postgresql-common',
+    'echo "create_main_cluster = false" > "$1"/etc/postgresql-common/createcluster.conf',
+)
+DB_HOOKS = ('ln -sf /dev/null "$1"/etc/systemd/system/postgresql.service',)
+# WHEELS is replaced by the wheel folder (patroni_wheels), copied in and removed again.
+PATRONI_HOOKS = (
+    'cp -r WHEELS "$1"/tmp/patroni-wheels',
+    f'chroot "$1" python3 -m venv {PATRONI_VENV}',
+    f'chroot "$1" {PATRONI_VENV}/bin/pip install --quiet --no-index --disable-pip-version-check'
+    ' --find-links /tmp/patroni-wheels patroni[etcd3,psycopg3]',
+    'rm -rf "$1"/tmp/patroni-wheels',
+)
+
+
 class BuildError(RuntimeError):
     pass
 
@@ -81,17 +102,37 @@ def _publish(tmp: Path, final: Path) -> Path:
 
 def rootfs(suite: str) -> Path:
     """The cached root filesystem of `suite` (built with mmdebstrap the first time)."""
+    return _build_rootfs(f"rootfs-{suite}", suite, PACKAGES, (), HOOKS)
+
+
+def db_rootfs(suite: str) -> Path:
+    """The database hosts' tree: the same server plus Debian's PostgreSQL (no cluster: Patroni
+    makes its own) and Patroni in /opt/patroni, installed from wheels this machine fetched
+    from PyPI (patroni_wheels): the hosts never reach a package index."""
+    if suite != "bookworm":
+        raise BuildError(f"database hosts are built on bookworm only (asked: {suite})")
+    wheels = patroni_wheels()
+    hooks = (*HOOKS, *DB_HOOKS, *(hook.replace("WHEELS", str(wheels)) for hook in PATRONI_HOOKS))
+    return _build_rootfs(f"rootfs-db-{suite}", suite, (*PACKAGES, *DB_PACKAGES),
+                         DB_ESSENTIAL_HOOKS, hooks)
+
+
+def _build_rootfs(name: str, suite: str, packages: tuple[str, ...],
+                  essential_hooks: tuple[str, ...], hooks: tuple[str, ...]) -> Path:
     if suite not in SUITES:
         raise BuildError(f"suite {suite!r}: choose one of {', '.join(SUITES)}")
-    final = cache_dir() / f"rootfs-{suite}-{_key(suite, PACKAGES, HOOKS)}"
+    key = _key(suite, packages, hooks) if not essential_hooks else _key(
+        suite, packages, essential_hooks, hooks)
+    final = cache_dir() / f"{name}-{key}"
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     argv = ["mmdebstrap", "--quiet", "--mode=root", "--variant=minbase",
-            "--include=" + ",".join(PACKAGES),
-            *(f"--customize-hook={hook}" for hook in HOOKS), suite, str(tmp)]
+            "--include=" + ",".join(packages),
+            *(f"--essential-hook={hook}" for hook in essential_hooks),
+            *(f"--customize-hook={hook}" for hook in hooks), suite, str(tmp)]
     try:
         _run(argv, timeout=600)
     except BaseException:
@@ -153,3 +194,39 @@ def _stanza(deb: Path) -> str:
     data = deb.read_bytes()
     return (f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
             f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+
+
+def patroni_pins() -> list[str]:
+    """Patroni and every package of scripts/setup's .tools/patroni, at the versions there:
+    the hosts run the Patroni the lab's tests run."""
+    pip = REPO / ".tools" / "patroni" / "bin" / "pip"
+    if not pip.exists():
+        raise BuildError(f"{pip} is missing: run scripts/setup first")
+    frozen = _run([str(pip), "freeze", "--disable-pip-version-check"], timeout=60)
+    pins = sorted(line.strip() for line in frozen.splitlines() if "==" in line)
+    if not any(pin.lower().startswith("patroni==") for pin in pins):
+        raise BuildError(f"no Patroni in {pip.parent.parent}: run scripts/setup")
+    return pins
+
+
+def patroni_wheels() -> Path:
+    """A folder of wheels for Patroni and its dependencies (the pins of .tools/patroni),
+    fetched from PyPI by this machine's pip (packages without a wheel are built here:
+    python-etcd, ydiff are pure Python). This machine and the hosts are both Debian 12 with
+    its Python 3.11, so the wheels pip picks here are the hosts' wheels."""
+    pins = patroni_pins()
+    final = cache_dir() / f"patroni-wheels-{_key(pins)}"
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pip = REPO / ".tools" / "patroni" / "bin" / "pip"
+    try:
+        _run([str(pip), "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+              "--use-pep517",  # python-etcd and ydiff are setup.py sdists
+              "--wheel-dir", str(tmp), *pins], timeout=600)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, final)

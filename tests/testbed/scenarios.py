@@ -147,7 +147,7 @@ class UnderWriter:
 
 def _leader_watch(cluster: Deployment, old: str) -> subprocess.Popen[str]:
     """probe.py new-leader on the control side, polling already when this returns."""
-    cluster.bed.net.check_isolation(cluster.bed.hosts())
+    cluster.bed.net.check_isolation(cluster.bed.all_hosts())
     watch = subprocess.Popen(
         ["ip", "netns", "exec", cluster.bed.net.control_ns, str(VENV_BIN / "python"), "-m",
          "tests.testbed.probe", str(cluster.spec_file), "new-leader", old, "60"],

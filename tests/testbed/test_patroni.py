@@ -45,7 +45,7 @@ class Watch:
 
     def __init__(self, deployment: Deployment, out: Path) -> None:
         self.out = out
-        deployment.bed.net.check_isolation(deployment.bed.hosts())
+        deployment.bed.net.check_isolation(deployment.bed.all_hosts())
         with out.open("w") as sink:
             self.process = subprocess.Popen(
                 ["ip", "netns", "exec", deployment.bed.net.control_ns,
@@ -115,7 +115,7 @@ def patroni(cluster: Deployment, testbed: Testbed, tmp_path: Path
     cluster.dcsctl("patroni", "add", SCOPE)
     cluster.dcsctl("patroni", "config", SCOPE, "--node", NODE, "--out", str(bundle))
     section = yaml.safe_load((bundle / "etcd3.yml").read_text())["etcd3"]
-    testbed.net.check_isolation(testbed.hosts())
+    testbed.net.check_isolation(testbed.all_hosts())
     with patroni_node(SCOPE, NODE, "127.0.0.1", section, bundle,
                       netns=testbed.net.control_ns) as node:
         watch = Watch(cluster, tmp_path / "samples.jsonl")
