@@ -106,7 +106,8 @@ def certs_rotate(
     keep_keys: Annotated[bool, typer.Option(
         "--keep-keys", help="renew certificates only, same keys, no restart")] = False,
     patroni: Annotated[bool, typer.Option(
-        "--patroni", help="also new keys for the Patroni bundles (redeploy them)")] = False,
+        "--patroni",
+        help="also new keys for the Patroni bundles (deployed to the spec's nodes)")] = False,
     spec_file: SpecOption = None, cluster_name: ClusterOption = None, yes: YesOption = False,
     accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:

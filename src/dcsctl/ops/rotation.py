@@ -159,7 +159,7 @@ def _reissue_leaves(cluster: Cluster, ca: Identity) -> list[str]:
 @dataclass(frozen=True)
 class RotationResult:
     renewed: tuple[str, ...]
-    patroni_bundles: tuple[str, ...]
+    patroni_bundles: tuple[str, ...]  # rewritten for nodes no spec lists: a human copies them
     finished: bool
     note: str
 
@@ -173,6 +173,12 @@ def _reissue_patroni(
         patroni_ops.config(cluster, node_dir.parent.name, node_dir.name, ca=ca, trust=trust)
         bundles.append(f"{node_dir.parent.name}/{node_dir.name}")
     return tuple(bundles)
+
+
+def _left_for_a_human(cluster: Cluster, bundles: tuple[str, ...]) -> tuple[str, ...]:
+    """The rewritten bundles no spec node receives from dcsctl itself."""
+    unmanaged = set(patroni_deploy.unmanaged_bundles(cluster))
+    return tuple(bundle for bundle in bundles if bundle in unmanaged)
 
 
 def _deploy_managed(cluster: Cluster, *, ca: Identity | None = None,
@@ -201,7 +207,8 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
     if patroni and left:
         note += (f"; deploy the new Patroni bundles of {', '.join(left)}, then run `dcsctl "
                  "certs revoke --superseded` to revoke their old certificates")
-    return RotationResult(("admin", "jwt", *keys.members), bundles, True, note)
+    return RotationResult(("admin", "jwt", *keys.members), _left_for_a_human(cluster, bundles),
+                          True, note)
 
 
 def rotate_leaves(cluster: Cluster) -> RotationResult:
@@ -211,7 +218,8 @@ def rotate_leaves(cluster: Cluster) -> RotationResult:
         renewed = _reissue_leaves(cluster, ca)
         bundles = _reissue_patroni(cluster)
         _deploy_managed(cluster)
-    return RotationResult(tuple(renewed), bundles, True, "no member was restarted")
+    return RotationResult(tuple(renewed), _left_for_a_human(cluster, bundles), True,
+                          "no member was restarted")
 
 
 def _rotation_state(cluster: Cluster) -> Path:
@@ -264,7 +272,7 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             _deploy_managed(cluster, ca=new_ca, trust=both)
             left = patroni_deploy.unmanaged_bundles(cluster)
             if left and not finish:
-                return RotationResult(renewed, interim, False,
+                return RotationResult(renewed, _left_for_a_human(cluster, interim), False,
                                       f"deploy the new Patroni bundles of {', '.join(left)}, "
                                       "then run `dcsctl certs rotate --ca --finish` to drop "
                                       "the old CA")
@@ -276,7 +284,7 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
             return RotationResult(renewed, (), True, "old CA dropped")
         bundles = _reissue_patroni(cluster)
         _deploy_managed(cluster)  # the nodes trust the new CA only, like the members
-    return RotationResult(renewed, bundles, True, "old CA dropped")
+    return RotationResult(renewed, _left_for_a_human(cluster, bundles), True, "old CA dropped")
 
 
 def _reissue_by_new_ca(cluster: Cluster, new_ca: Identity, both: bytes,

@@ -40,8 +40,8 @@ def certificates_output(checked: CertificateCheck) -> Output:
 
 def rotation_output(result: RotationResult) -> Output:
     renewed = (f"renewed: {', '.join(result.renewed)}",) if result.renewed else ()
-    bundles = (f"Patroni bundles rewritten (redeploy them): {', '.join(result.patroni_bundles)}",
-               ) if result.patroni_bundles else ()
+    bundles = (f"Patroni bundles rewritten on this machine (copy them to their nodes): "
+               f"{', '.join(result.patroni_bundles)}",) if result.patroni_bundles else ()
     return Output((*renewed, *bundles, result.note))
 
 
