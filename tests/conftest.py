@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,15 +16,27 @@ from tests.support.reads import RecordReads
 pytest_plugins = ["tests.support.ssh_clusters"]
 
 
+TESTBED = "tests/testbed/"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With parallel workers (`pytest -n N --dist loadgroup`, as CI runs), a module's tests
-    run on one worker, in order: a module-scoped deployment is built once and its tests
-    may build on each other. Every testbed test runs on the same worker: one testbed per
-    run (a session fixture, fixed addresses)."""
-    testbed = Path(__file__).resolve().parent / "testbed"
-    for item in items:
-        group = "testbed" if testbed in item.path.parents else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The testbed's tests first: with parallel workers they are one unit of work (below),
+    the longest, so one worker starts on it while the other takes everything else."""
+    items.sort(key=lambda item: not item.nodeid.startswith(TESTBED))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (`pytest -n N`, as CI runs)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Parallel workers take a module at a time, its tests in order (a module-scoped
+    deployment is built once; its tests may build on each other), and every testbed test
+    on the same worker: one testbed per run (a session fixture, fixed addresses)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndTheTestbed(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return TESTBED if nodeid.startswith(TESTBED) else nodeid.split("::", maxsplit=1)[0]
+
+    return ModulesAndTheTestbed(config, log)
 
 
 @pytest.fixture
