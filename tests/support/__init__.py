@@ -54,6 +54,17 @@ def poll(check: Callable[[], T | None], timeout: float, what: str,
         raise TimeoutError(exc.message) from exc
 
 
+def end_by_closing_stdin(process: subprocess.Popen[str], timeout: float) -> str:
+    """End a sampler that runs until its stdin closes; SIGKILL it (our own child, by PID)
+    if it is not gone within `timeout`. What it printed on stderr."""
+    try:
+        _, errors = process.communicate(input="", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, errors = process.communicate(timeout=10)
+    return errors
+
+
 class HasSpecFile(Protocol):
     environ: Mapping[str, str]
     spec_file: Path

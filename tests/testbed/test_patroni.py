@@ -28,6 +28,7 @@ import yaml
 
 from dcsctl.wait import wait_until
 from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
+from tests.support import end_by_closing_stdin
 from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
 from tests.testbed.conftest import Deployment, wait_healthy
@@ -63,12 +64,7 @@ class Watch:
 
     def stop(self) -> str:
         """Close its stdin (it ends at once) and return what it printed on stderr."""
-        try:
-            _, errors = self.process.communicate(input="", timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()  # our own child, by PID
-            _, errors = self.process.communicate(timeout=10)
-        return errors
+        return end_by_closing_stdin(self.process, timeout=30)
 
 
 def _log_lines(node: PatroniNode, since: float, until: float = float("inf")) -> list[str]:

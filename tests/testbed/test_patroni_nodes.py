@@ -23,6 +23,7 @@ from dcsctl.etcd.versions import NEWEST, Version
 from dcsctl.wait import wait_until
 from tests.faults.scenarios import MIN_ACKED_DURING
 from tests.patroni.harness import PATRONI_BIN
+from tests.support import end_by_closing_stdin
 from tests.support.lab import risks_of
 from tests.testbed import dbhosts, pgwatch
 from tests.testbed.bed import REPO, Testbed
@@ -228,12 +229,7 @@ class Watcher:
 
     def stop(self) -> str:
         """Close its stdin (it ends within a second) and return its stderr."""
-        try:
-            _, errors = self.process.communicate(input="", timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()  # our own child, by PID
-            _, errors = self.process.communicate(timeout=10)
-        return errors
+        return end_by_closing_stdin(self.process, timeout=60)
 
     def present(self) -> dict[str, list[int]]:
         result = self.bed.run([str(PATRONI_PYTHON), "-m", "tests.testbed.pgwatch",
