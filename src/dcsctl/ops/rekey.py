@@ -110,16 +110,13 @@ class KeyRotation:
         return self._revoke(old, member.name)
 
 
-def rekey_patroni(cluster: Cluster) -> tuple[str, ...]:
+def rekey_patroni(cluster: Cluster) -> None:
     """New keys for every Patroni bundle kept in the state dir. The nodes still present
     the old certificates until the new bundles are deployed: those are kept aside for
     `certs revoke --superseded`, not revoked now."""
-    bundles = []
     for node_dir in sorted((cluster.dir.root / "patroni").glob("*/*")):
         scope, node = node_dir.parent.name, node_dir.name
         old = node_dir / f"{node}.crt"
         if old.exists():
             revocation.keep_superseded(cluster, f"patroni-{scope}-{node}", old.read_bytes())
         patroni_ops.config(cluster, scope, node, renew=True)
-        bundles.append(f"{scope}/{node}")
-    return tuple(bundles)

@@ -166,19 +166,10 @@ class RotationResult:
 
 def _reissue_patroni(
     cluster: Cluster, ca: Identity | None = None, trust: bytes | None = None
-) -> tuple[str, ...]:
+) -> None:
     """Rewrite every Patroni bundle kept in the state dir (signed by `ca`, trusting `trust`)."""
-    bundles = []
     for node_dir in sorted((cluster.dir.root / "patroni").glob("*/*")):
         patroni_ops.config(cluster, node_dir.parent.name, node_dir.name, ca=ca, trust=trust)
-        bundles.append(f"{node_dir.parent.name}/{node_dir.name}")
-    return tuple(bundles)
-
-
-def _left_for_a_human(cluster: Cluster, bundles: tuple[str, ...]) -> tuple[str, ...]:
-    """The rewritten bundles no spec node receives from dcsctl itself."""
-    unmanaged = set(patroni_deploy.unmanaged_bundles(cluster))
-    return tuple(bundle for bundle in bundles if bundle in unmanaged)
 
 
 def _deploy_managed(cluster: Cluster, *, ca: Identity | None = None,
@@ -197,18 +188,18 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
     with locked(cluster.dir):
         ca = cluster.dir.required(cluster.dir.ca(), "CA")
         keys = rekey(cluster, ca)
-        bundles = rekey_patroni(cluster) if patroni else _reissue_patroni(cluster)
+        # Every bundle is rewritten; those of nodes no spec lists are left for a human.
+        (rekey_patroni if patroni else _reissue_patroni)(cluster)
         deployed = _deploy_managed(cluster)
     note = f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
     if deployed:
         note += (f"; Patroni nodes {', '.join(deployed)}: new bundles deployed and verified, "
                  "the certificates they replaced revoked")
-    left = patroni_deploy.unmanaged_bundles(cluster)
+    left = tuple(patroni_deploy.unmanaged_bundles(cluster))
     if patroni and left:
         note += (f"; deploy the new Patroni bundles of {', '.join(left)}, then run `dcsctl "
                  "certs revoke --superseded` to revoke their old certificates")
-    return RotationResult(("admin", "jwt", *keys.members), _left_for_a_human(cluster, bundles),
-                          True, note)
+    return RotationResult(("admin", "jwt", *keys.members), left, True, note)
 
 
 def rotate_leaves(cluster: Cluster) -> RotationResult:
@@ -216,10 +207,10 @@ def rotate_leaves(cluster: Cluster) -> RotationResult:
     with locked(cluster.dir):
         ca = cluster.dir.required(cluster.dir.ca(), "CA")
         renewed = _reissue_leaves(cluster, ca)
-        bundles = _reissue_patroni(cluster)
+        _reissue_patroni(cluster)
         _deploy_managed(cluster)
-    return RotationResult(tuple(renewed), _left_for_a_human(cluster, bundles), True,
-                          "no member was restarted")
+    return RotationResult(tuple(renewed), tuple(patroni_deploy.unmanaged_bundles(cluster)),
+                          True, "no member was restarted")
 
 
 def _rotation_state(cluster: Cluster) -> Path:
@@ -267,12 +258,12 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
                    if step == "trusting-both" else ())
         has_patroni = any((directory.root / "patroni").glob("*/*"))
         if has_patroni:
-            interim = _reissue_patroni(cluster, new_ca, both)
+            _reissue_patroni(cluster, new_ca, both)
             # Certificates of the new CA onto the nodes, verified, the old ones revoked.
             _deploy_managed(cluster, ca=new_ca, trust=both)
-            left = patroni_deploy.unmanaged_bundles(cluster)
+            left = tuple(patroni_deploy.unmanaged_bundles(cluster))
             if left and not finish:
-                return RotationResult(renewed, _left_for_a_human(cluster, interim), False,
+                return RotationResult(renewed, left, False,
                                       f"deploy the new Patroni bundles of {', '.join(left)}, "
                                       "then run `dcsctl certs rotate --ca --finish` to drop "
                                       "the old CA")
@@ -282,9 +273,10 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
         state_path.unlink(missing_ok=True)
         if not has_patroni:
             return RotationResult(renewed, (), True, "old CA dropped")
-        bundles = _reissue_patroni(cluster)
+        _reissue_patroni(cluster)
         _deploy_managed(cluster)  # the nodes trust the new CA only, like the members
-    return RotationResult(renewed, _left_for_a_human(cluster, bundles), True, "old CA dropped")
+    return RotationResult(renewed, tuple(patroni_deploy.unmanaged_bundles(cluster)), True,
+                          "old CA dropped")
 
 
 def _reissue_by_new_ca(cluster: Cluster, new_ca: Identity, both: bytes,
