@@ -114,7 +114,10 @@ class SshEtcd:
         return self.state(member).version
 
     def version(self, member: str) -> Version:
-        """What the host's etcd says."""
+        """What the host's etcd says: the install state's (the same `etcd --version`, read
+        once per run and kept true by `install`), asked again only to name what is wrong."""
+        if (known := self.state(member).version) is not None:
+            return known
         etcd = self._hosts.paths(member).etcd
         result = self._hosts.host(member).run([str(etcd), "--version"])
         try:
