@@ -43,13 +43,15 @@ def _still_good(
         and pki.key_matches(identity.cert_pem, identity.key_pem)
         and set(facts.dns_names) == set(sans.dns)
         and set(facts.ip_addresses) == {str(ip) for ip in sans.ips}
-        and facts.not_after - now > renew_before(facts.not_after - facts.not_before)
+        and not due_for_renewal(facts, now)
     )
 
 
-def renew_before(lifetime: dt.timedelta) -> dt.timedelta:
-    """Renew 30 days before expiry, or at two thirds of a shorter lifetime."""
-    return min(RENEW_BEFORE, lifetime / 3)
+def due_for_renewal(facts: pki.CertificateFacts, now: dt.datetime) -> bool:
+    """30 days before its end, or at two thirds of a shorter lifetime: the one renewal
+    window of every certificate dcsctl issues (members, admin, monitoring, Patroni nodes)."""
+    lifetime = facts.not_after - facts.not_before
+    return facts.not_after - now <= min(RENEW_BEFORE, lifetime / 3)
 
 
 @dataclass(frozen=True)

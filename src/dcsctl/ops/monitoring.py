@@ -19,7 +19,7 @@ from dcsctl import pki, prometheus
 from dcsctl.errors import DcsctlError, NotFound
 from dcsctl.files import atomic_write
 from dcsctl.identity import Identity
-from dcsctl.ops.certs import renew_before
+from dcsctl.ops.certs import due_for_renewal
 from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
 
@@ -34,7 +34,7 @@ def _still_good(identity: Identity, ca: Identity, now: dt.datetime) -> bool:
     facts = pki.inspect(identity.cert_pem)
     return (pki.is_issued_by(identity.cert_pem, ca.cert_pem)
             and pki.key_matches(identity.cert_pem, identity.key_pem)
-            and facts.not_after - now > renew_before(facts.not_after - facts.not_before))
+            and not due_for_renewal(facts, now))
 
 
 def ensure_identity(cluster: Cluster) -> tuple[Identity, bool]:

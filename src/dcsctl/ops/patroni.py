@@ -26,7 +26,7 @@ from dcsctl.etcd.versions import Advisory, Version, cross_scope, upgrade_advice
 from dcsctl.files import atomic_write, private_dir
 from dcsctl.identity import Identity
 from dcsctl.ops import revocation
-from dcsctl.ops.certs import renew_before
+from dcsctl.ops.certs import due_for_renewal
 from dcsctl.ops.cluster import Cluster
 from dcsctl.state import PRIVATE, PUBLIC, locked
 
@@ -356,8 +356,7 @@ def _still_good(cluster: Cluster, current: Identity, ca: Identity) -> bool:
     facts = pki.inspect(current.cert_pem)
     return (pki.is_issued_by(current.cert_pem, ca.cert_pem)
             and pki.serial_number(current.cert_pem) not in revoked
-            and facts.not_after - cluster.context.clock()
-            > renew_before(facts.not_after - facts.not_before))
+            and not due_for_renewal(facts, cluster.context.clock()))
 
 
 def _node_identity(

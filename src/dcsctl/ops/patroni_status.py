@@ -16,7 +16,7 @@ from dcsctl.etcd.gateway import Gateway
 from dcsctl.etcd.tls import ClientTls
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
-from dcsctl.ops.certs import renew_before
+from dcsctl.ops.certs import due_for_renewal
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_deploy import bundle_paths, file_states
 from dcsctl.patroni_node import PATRONI_FLOOR, version_tuple
@@ -233,12 +233,13 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
                       "run `dcsctl up`: it deploys the bundle")]
     found = []
     facts = pki.inspect(deployed)
-    left = facts.not_after - cluster.context.clock()
+    now = cluster.context.clock()
+    left = facts.not_after - now
     revoked = pki.serial_number(deployed) in {
         e.serial for e in revocation.revoked(cluster.dir)}
     same = issued is not None and deployed.strip() == issued.strip()
     verdict = Verdict.FAIL if (not same or revoked or left <= dt.timedelta(0)) else (
-        Verdict.WARN if left <= renew_before(facts.not_after - facts.not_before) else Verdict.OK)
+        Verdict.WARN if due_for_renewal(facts, now) else Verdict.OK)
     detail = (f"deployed serial {_serial(deployed)}"
               + ("" if same else f", issued {_serial(issued)}")
               + f", {left.days} days left" + (", revoked" if revoked else ""))
