@@ -84,7 +84,6 @@ class PhaseOutcome:
     changed: bool
     note: str
     seconds: float
-    result: object = None  # what the phase handed on (Done.result); None when skipped
 
 
 class Progress(Protocol):
@@ -121,12 +120,14 @@ def run_phases(phases: Sequence[Phase], progress: Progress,
             outcome = PhaseOutcome(phase.name, phase.summary, False, UNCHANGED, 0.0)
         else:
             done = phase.run()
-            note, result = (done.note, done.result) if isinstance(done, Done) else (done, None)
             if isinstance(done, Done):
-                handover.hand_on(phase.name, result)
+                handover.hand_on(phase.name, done.result)
+                note = done.note
+            else:
+                note = done
             changed = not phase.check_only and note != UNCHANGED
             outcome = PhaseOutcome(
-                phase.name, phase.summary, changed, note, time.monotonic() - started, result
+                phase.name, phase.summary, changed, note, time.monotonic() - started
             )
         progress.phase_finished(outcome)
         outcomes.append(outcome)
