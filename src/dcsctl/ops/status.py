@@ -48,9 +48,8 @@ class VersionAdvisory:
     advisory: Advisory
 
 
-def version_advisories(running: dict[str, str]) -> list[VersionAdvisory]:
-    """Advisories per running version (member name -> version it reported)."""
-    by_version = members_by_version((n, Version.parse(v)) for n, v in running.items())
+def version_advisories(by_version: dict[Version, list[str]]) -> list[VersionAdvisory]:
+    """Advisories per running version (version -> the members that reported it)."""
     return [VersionAdvisory(str(version), tuple(members), advisory)
             for version, members in sorted(by_version.items())
             for advisory in advisories(version)]
@@ -198,7 +197,7 @@ def status(cluster: Cluster, record: ClusterRecord | None = None) -> ClusterView
         db_quota=spec.etcd.quota_backend_bytes,
         problems=tuple(problems),
         patroni=tuple(patroni),
-        advisories=tuple(version_advisories(running)),
+        advisories=tuple(version_advisories(by_version)),
         auth_enabled=auth_enabled,
     )
 
