@@ -585,6 +585,11 @@ class ClusterSpec(_Strict):
 
     # -- derived values: one place that knows how names and URLs are formed --
     @property
+    def backup_store(self) -> BackupStore | None:
+        """Where off-site backups go; None: backups stay on the control machine."""
+        return self.backup.store if self.backup is not None else None
+
+    @property
     def shared_dns_name(self) -> str:
         """One DNS name in every member cert, so one TLS client can verify any member."""
         return f"{self.name}.{self.domain}" if self.domain else self.name

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 
 def uses_store(cluster: Cluster, directory: Path | None) -> bool:
     """Backups go to the spec's store unless a directory is named."""
-    return directory is None and cluster.spec.backup is not None \
-        and cluster.spec.backup.store is not None
+    return directory is None and cluster.spec.backup_store is not None
 
 
 @dataclass(frozen=True)

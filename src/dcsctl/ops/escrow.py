@@ -62,7 +62,7 @@ def export(cluster: Cluster, out: Path, passphrase: bytes, *, to_store: bool = F
            log2_n: int = escrow_format.SCRYPT_LOG2_N) -> Exported:
     escrow_format.check_passphrase(passphrase)
     with locked(cluster.dir):
-        if cluster.spec.backup and cluster.spec.backup.store:
+        if cluster.spec.backup_store is not None:
             # Made now if no backup made it yet: the escrow must open every later backup.
             cluster.dir.backup_key(create=True)
         cluster.dir.manifest_key(create=True)

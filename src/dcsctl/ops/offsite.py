@@ -43,17 +43,12 @@ MANIFEST_SUFFIX = ".manifest.sealed"
 RECORD_FORMAT = 1
 
 
-def configured(cluster: Cluster) -> bool:
-    backup = cluster.spec.backup
-    return backup is not None and backup.store is not None
-
-
 def open_settings(cluster: Cluster) -> S3Store:
-    backup = cluster.spec.backup
-    if backup is None or backup.store is None:
+    store = cluster.spec.backup_store
+    if store is None:
         raise DcsctlError(f"cluster {cluster.spec.name!r} has no backup store",
                           fix="add backup.store.s3 to the spec (see docs/backup.md)")
-    return backup.store.s3
+    return store.s3
 
 
 def open_store(cluster: Cluster, *, timeout_s: float | None = None) -> Store:

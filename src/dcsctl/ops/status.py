@@ -212,5 +212,5 @@ def look(cluster: Cluster) -> Looked:
     """`dcsctl status`: the cluster's view, and a warning when the escrow of this control
     machine's state is older than the last change of keys or users (or missing)."""
     stale = escrow_status.staleness(
-        cluster.dir, store_configured=bool(cluster.spec.backup and cluster.spec.backup.store))
+        cluster.dir, store_configured=cluster.spec.backup_store is not None)
     return Looked(status(cluster), (stale,) if stale else ())
