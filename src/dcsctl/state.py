@@ -130,6 +130,15 @@ class ClusterDir:
         return self.pki_dir / "superseded"
 
     @property
+    def next_ca_cert(self) -> Path:
+        """The CA a `certs rotate --ca` under way brings in; absent otherwise."""
+        return self.pki_dir / "ca-next.crt"
+
+    @property
+    def next_ca_key(self) -> Path:
+        return self.pki_dir / "ca-next.key"
+
+    @property
     def trust_bundle(self) -> Path:
         """CA certificates trusted during a CA rotation (old + new); absent otherwise."""
         return self.pki_dir / "trust.crt"

@@ -135,5 +135,5 @@ def ensure_pki(cluster: Cluster, now: dt.datetime) -> str:
 
 def incoming_ca(directory: ClusterDir) -> bytes | None:
     """The CA a `certs rotate --ca` under way brings in (None: no rotation under way)."""
-    incoming = directory.pki_dir / "ca-next.crt"
+    incoming = directory.next_ca_cert
     return incoming.read_bytes() if incoming.exists() else None

@@ -231,7 +231,7 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
     `--finish` then completes it.
     """
     directory = cluster.dir
-    next_cert, next_key = directory.pki_dir / "ca-next.crt", directory.pki_dir / "ca-next.key"
+    next_cert, next_key = directory.next_ca_cert, directory.next_ca_key
     state_path = _rotation_state(cluster)
     runtime = MemberRuntime(cluster)
     with locked(directory):
