@@ -43,6 +43,16 @@ def _revision(lab: LabCluster) -> int:
         return client.revision()
 
 
+def _perf(lab: LabCluster, *argv: str) -> dict[str, object]:
+    """check perf's JSON. Its verdict is etcdctl's latency and throughput rule, so it may
+    be FAIL on a busy machine (CI runs two workers on two cores): what must hold is that
+    the exit code says the verdict; the callers check the rest, which holds either way."""
+    result = lab.dcsctl("check", "perf", "--json", *argv)
+    data = result.json()
+    assert result.code == (0 if data["passed"] else 1), result.err
+    return data
+
+
 def _assert_writable_without_alarms(lab: LabCluster) -> None:
     status = lab.dcsctl("status", "--json")
     assert status.json()["alarms"] == [], status.out
@@ -55,15 +65,14 @@ def test_short_perf_run_passes_cleans_up_and_plots(running_lab: LabCluster,
                                                    tmp_path: Path) -> None:
     plot = tmp_path / "perf.png"
     before = max(_db_sizes(running_lab))
-    result = running_lab.ok("check", "perf", "--duration", "3", "--json", "--plot", str(plot))
-    data = result.json()
+    data = _perf(running_lab, "--duration", "3", "--plot", str(plot))
     assert set(data) >= {"load", "passed", "verdict", "stats", "throughput_per_second",
                          "db_size_before", "db_size_after"}
     stats = data["stats"]
     assert isinstance(stats, dict)
     assert stats["count"] >= 400 and stats["errors"] == 0  # 150/s for 3 s
     assert stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["slowest"]
-    assert data["verdict"][-1] in {"PASS", "FAIL"}  # type: ignore[index]
+    assert data["verdict"][-1] == ("PASS" if data["passed"] else "FAIL")  # type: ignore[index]
     assert _keys_under(running_lab, "/dcsctl-check-perf/") == 0
     assert max(_db_sizes(running_lab)) < before + 2_000_000  # history compacted + defragged
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
@@ -258,7 +267,7 @@ def test_checks_on_a_dcs_with_patroni_keys_ask_first(small_quota_lab: LabCluster
             assert "demotes a primary" in refused.err
             assert "fix: run it where Patroni can afford it, or pass --yes" in refused.err
         assert _revision(lab) == revision  # nothing written
-        data = lab.ok("check", "perf", "--duration", "2", "--yes", "--json").json()
+        data = _perf(lab, "--duration", "2", "--yes")
         assert data["patroni_scopes"] == ["demo (/service/demo/)"]
         assert lab.ok("get", "/service/demo/leader").out == "db-0\n"
     finally:

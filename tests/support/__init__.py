@@ -66,8 +66,10 @@ def end_by_closing_stdin(process: subprocess.Popen[str], timeout: float) -> str:
 
 
 class HasSpecFile(Protocol):
-    environ: Mapping[str, str]
-    spec_file: Path
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def spec_file(self) -> Path: ...
 
 
 @dataclass(frozen=True)
