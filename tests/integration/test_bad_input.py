@@ -131,3 +131,22 @@ def test_interrupted_up_is_finished_by_running_it_again(lab: LabCluster) -> None
     result = lab.ok("up", "--json").json()
     assert lab.ok("status", "--json").json()["healthy"] is True
     assert result["cluster_id"]
+
+
+def test_a_member_the_spec_does_not_list_is_refused_with_the_members_named(
+    running_lab: LabCluster,
+) -> None:
+    def members() -> list[object]:
+        listed = running_lab.ok("status", "--json").json()["members"]
+        assert isinstance(listed, list)
+        return sorted(m["name"] for m in listed)
+
+    before = members()
+    for argv in (("logs", "nosuch"), ("member", "remove", "nosuch", "--yes"),
+                 ("member", "replace", "nosuch", "--yes")):
+        result = running_lab.dcsctl(*argv)
+        assert result.code == 1, (argv, result.err)
+        assert f"error: no member 'nosuch' in cluster '{running_lab.name}'" in result.err
+        assert "fix: name one of its members: " + ", ".join(running_lab.names()) in result.err
+        _no_traceback(result.err)
+    assert members() == before == sorted(running_lab.names())

@@ -17,6 +17,7 @@ from dcsctl.cli.common import (
     app,
     cluster_of,
     clusters_of,
+    confirm,
     guard_patroni,
     show,
 )
@@ -132,10 +133,8 @@ def restore(
     source = backups.restore_source(named, file, from_other_cluster=from_other_cluster,
                                     without_manifest=without_manifest)
     show(ctx, report.preview_output(named.spec.name, source.preview, source.path))
-    if not yes and not typer.confirm(
-        f"Replace the data of every member of {named.spec.name!r} with this snapshot?"
-    ):
-        raise DcsctlError("restore cancelled", fix="pass --yes to skip the question")
+    confirm(f"Replace the data of every member of {named.spec.name!r} with this snapshot?",
+            yes=yes, action="restore")
     result = backups.restore(named, running, source, keep_old=keep_old,
                              bump_revision=bump_revision, mark_compacted=mark_compacted)
     show(ctx, report.restored_output(result, source.path))

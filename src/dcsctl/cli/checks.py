@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +12,14 @@ from dcsctl.cli.common import (
     LOOK,
     ClusterOption,
     JsonOption,
-    Session,
     SpecOption,
     app,
+    confirm,
     running_cluster_of,
     session_of,
     show,
 )
-from dcsctl.errors import DcsctlError, ExitCode
+from dcsctl.errors import ExitCode
 from dcsctl.ops import checks
 from dcsctl.perf import MAX_DURATION_S
 from dcsctl.report import checks as report
@@ -34,15 +33,11 @@ YesOption = Annotated[bool, typer.Option(
     "--yes", "-y", help="run even on a DCS that serves Patroni (do not ask)")]
 
 
-def _confirm(session: Session, plan: checks.CheckPlan, yes: bool) -> None:
+def _confirm(plan: checks.CheckPlan, yes: bool) -> None:
     """On a DCS that serves Patroni, say what the check risks and ask (or take --yes)."""
-    if not plan.scopes or yes:
-        return
-    if not sys.stdin.isatty():
-        raise checks.unconfirmed(plan)
-    session.err.print(f"warning: {plan.risk}", highlight=False, markup=False)
-    if not typer.confirm("Run the check anyway?"):
-        raise DcsctlError("check cancelled", fix="pass --yes to skip the question")
+    if plan.scopes:
+        confirm("Run the check anyway?", yes=yes, action="check", risk=plan.risk,
+                unattended=checks.unconfirmed(plan))
 
 
 @check_app.command("perf")
@@ -59,7 +54,7 @@ def perf_(
     """Write at the load's rate for its duration; PASS/FAIL as etcdctl judges it."""
     session = session_of(ctx)
     cluster = running_cluster_of(ctx, spec_file, cluster_name)
-    _confirm(session, checks.plan_perf(cluster, load, duration_s=duration, prefix=prefix), yes)
+    _confirm(checks.plan_perf(cluster, load, duration_s=duration, prefix=prefix), yes)
     with Progress(TextColumn("check perf"), BarColumn(), TextColumn("{task.fields[writes]}"),
                   TimeRemainingColumn(), console=session.err, transient=True,
                   disable=not session.err.is_terminal) as bar:
@@ -90,7 +85,7 @@ def datascale(
     """Write the load's keys; report the memory growth of every member."""
     session = session_of(ctx)
     cluster = running_cluster_of(ctx, spec_file, cluster_name)
-    _confirm(session, checks.plan_datascale(cluster, load, prefix=prefix), yes)
+    _confirm(checks.plan_datascale(cluster, load, prefix=prefix), yes)
     with Progress(TextColumn("check datascale"), BarColumn(), TextColumn("{task.completed}"),
                   console=session.err, transient=True,
                   disable=not session.err.is_terminal) as bar:

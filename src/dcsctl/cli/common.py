@@ -91,17 +91,21 @@ def guard_patroni(ctx: typer.Context, cluster: Cluster, operation: str,
         cluster, operation, frozenset(accepted or ()), trusted_after=trusted_after))
 
 
-def confirm(question: str, *, yes: bool, action: str) -> None:
-    """Go on only with --yes or a "y" typed at a terminal.
+def confirm(question: str, *, yes: bool, action: str, risk: str = "",
+            unattended: DcsctlError | None = None) -> None:
+    """Go on only with --yes or a "y" typed at a terminal (after `risk`, if any, is shown).
 
-    Without a terminal nobody can answer: a script that forgot --yes is refused rather
-    than left waiting or, worse, taken as a yes.
+    Without a terminal nobody can answer: a script that forgot --yes is refused
+    (`unattended`, or a generic refusal) rather than left waiting or, worse, taken as a yes.
     """
     if yes:
         return
     if not sys.stdin.isatty():
-        raise DcsctlError(f"{action} needs a confirmation and there is no terminal to ask on",
-                          fix="run it at a terminal, or pass --yes if you mean it")
+        raise unattended or DcsctlError(
+            f"{action} needs a confirmation and there is no terminal to ask on",
+            fix="run it at a terminal, or pass --yes if you mean it")
+    if risk:
+        typer.echo(f"warning: {risk}", err=True)
     if not typer.confirm(question):
         raise DcsctlError(f"{action} cancelled", fix="pass --yes to skip the question")
 

@@ -126,6 +126,15 @@ class Cluster:
             return found
         return binaries.find(self.spec.etcd.bin_dir, self.context.environ)
 
+    def member(self, name: str) -> spec_module.Member:
+        """The spec's member called `name`; a name it does not list is the user's to fix."""
+        try:
+            return self.spec.member(name)
+        except KeyError:
+            names = ", ".join(m.name for m in self.spec.members)
+            raise NotFound(f"no member {name!r} in cluster {self.spec.name!r}",
+                           fix=f"name one of its members: {names}") from None
+
     def host_of(self, member: str) -> Host:
         """The machine that runs `member`."""
         return self.target.placement.host(member)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from dcsctl.errors import NotFound
 from dcsctl.ops.cluster import Cluster
 
 
 def tail(cluster: Cluster, member: str, lines: int) -> list[str]:
-    try:
-        cluster.spec.member(member)
-    except KeyError as exc:
-        names = ", ".join(m.name for m in cluster.spec.members)
-        raise NotFound(f"no member {member!r} in cluster {cluster.spec.name!r}",
-                       fix=f"use one of: {names}") from exc
-    return cluster.service(member).log_tail(lines)
+    return cluster.service(cluster.member(member).name).log_tail(lines)

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from dcsctl import pki
 from dcsctl import spec as spec_module
-from dcsctl.errors import ClusterUnhealthy, DcsctlError, NotFound
+from dcsctl.errors import ClusterUnhealthy, DcsctlError
 from dcsctl.etcd.model import EndpointStatus, MemberInfo
 from dcsctl.files import atomic_write
 from dcsctl.ops import certs, patroni_deploy, provision, revocation
@@ -261,9 +261,7 @@ def remove(cluster: Cluster, name: str, *, force: bool = False) -> MemberChange:
 def _remove(cluster: Cluster, record: ClusterRecord, name: str, *, force: bool
             ) -> MemberChange:
     """`member remove` over the record the command read."""
-    if name not in {m.name for m in cluster.spec.members}:
-        raise NotFound(f"no member {name!r} in cluster {cluster.spec.name!r}",
-                       fix="see `dcsctl status` for the members")
+    cluster.member(name)
     if len(cluster.spec.members) == 1:
         raise DcsctlError(f"{name} is the last member", fix="use `dcsctl destroy` instead")
     healthy, needed = _quorum_after_removal(cluster, name)
@@ -353,10 +351,7 @@ class LeaveWorkflow:
 
 def replace(cluster: Cluster, name: str) -> MemberChange:
     """A dead or wiped member: remove it, then add it again with a fresh data dir."""
-    if name not in {m.name for m in cluster.spec.members}:
-        raise NotFound(f"no member {name!r} in cluster {cluster.spec.name!r}",
-                       fix="see `dcsctl status` for the members")
-    member = cluster.spec.member(name)
+    member = cluster.member(name)
     # back in its old place: the operator's spec file (its order) still matches the saved one
     position = [m.name for m in cluster.spec.members].index(name)
     # The new machine must answer (SSH: its host key known) before the old member is
