@@ -10,12 +10,13 @@ leader was seen, after the operation began), and has histcheck judge the whole h
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dcsctl.etcd.model import EndpointStatus
@@ -29,6 +30,11 @@ MIN_ACKED_DURING = 20  # writes acknowledged after a fault took effect, per faul
 # ... during an operation that lasts well under a second (a certificate reload in place,
 # compaction and defragmentation of a small database): at ~100 writes/s, a handful.
 MIN_ACKED_DURING_QUICK = 3
+# The longest stretch without an acknowledged write that an operation which keeps quorum
+# may cause on a busy machine: a call stuck on a restarting member ends at the workload's
+# 2 s deadline while the other clients go on (measured on an idle one: 0.04-0.06 s for a
+# rolling restart); a quorum lost for a member's restart stops every client for longer.
+MAX_WRITE_GAP_S = 5.0
 
 
 def _leader(cluster: Cluster, exclude: str | None = None) -> tuple[str, int] | None:
@@ -65,6 +71,10 @@ class HistoryFigures:
     acked_during: int  # writes acknowledged after the fault took effect, while it lasted
     linearizable: bool
     checker: str  # histcheck's output
+    failures: dict[str, int]  # how the unknown and failed calls ended: code -> count
+    # operation(): the longest stretch, in seconds, in which no write was acknowledged
+    # while the operation ran (None for the other scenarios)
+    longest_gap_s: float | None = None
 
     def row(self) -> str:
         verdict = "**yes**" if self.linearizable else "**NO**"
@@ -78,14 +88,14 @@ def _prefix(scenario: str) -> str:
 
 @contextlib.contextmanager
 def recorded(lab: LabCluster, scenario: str, workdir: Path,
-             **options: float) -> Iterator[Workload]:
+             max_seconds: float = 300.0) -> Iterator[Workload]:
     """The workload under the scenario's own fresh prefix; its history is written to
     `workdir/<scenario>.jsonl` when the block ends (the check is `finish`'s)."""
     connect = lab_connect(lab)
     prefix = _prefix(scenario)
     assert_empty(connect, prefix)
     with Workload(connect, prefix, workdir / f"{scenario}.jsonl",
-                  **options) as workload:
+                  max_seconds=max_seconds) as workload:
         workload.wait_acked(MIN_ACKED_DURING)  # a fault lands mid-stream
         yield workload
 
@@ -97,7 +107,7 @@ def finish(workload: Workload, scenario: str, acked_during: int) -> HistoryFigur
     assert checked.code in (0, 1), f"histcheck could not judge {workload.path}:\n{checked.output}"
     return HistoryFigures(scenario, workload.prefix, workload.path, summary.operations,
                           summary.acked_writes, summary.unknown, summary.failed, acked_during,
-                          checked.linearizable, checked.output)
+                          checked.linearizable, checked.output, dict(workload.failures))
 
 
 def hashes_equal(lab: LabCluster) -> bool:
@@ -134,9 +144,8 @@ def leader_kills(lab: LabCluster, rounds: int, workdir: Path) -> LeaderKills:
     scenario = f"leader-kill-x{rounds}"
     with recorded(lab, scenario, workdir, max_seconds=120 + rounds * 20) as workload:
         for _ in range(rounds):
-            leader = _leader(cluster)
-            assert leader is not None, "no leader before the kill"
-            name, pid = leader
+            # polled: one status round may miss its 0.5 s on a busy machine
+            name, pid = poll(lambda: _leader(cluster), DEADLINE_S, "no leader before the kill")
             killed_at = time.monotonic_ns()
             os.kill(pid, signal.SIGKILL)
             new_leader_s = _wait(lambda n=name: _leader(cluster, exclude=n) is not None,
@@ -242,9 +251,12 @@ def operation(lab: LabCluster, scenario: str, workdir: Path,
         effective = time.monotonic_ns()
         act(workload)
         done = time.monotonic_ns()
-        during = sum(1 for at in workload.acked_write_returns(effective) if at <= done)
+        returns = [at for at in workload.acked_write_returns(effective) if at <= done]
         workload.wait_acked(MIN_ACKED_DURING, since_ns=done)
-    return finish(workload, scenario, during)
+    edges = [effective, *returns, done]
+    longest_gap_ns = max(later - earlier for earlier, later in itertools.pairwise(edges))
+    return replace(finish(workload, scenario, len(returns)),
+                   longest_gap_s=longest_gap_ns / 1e9)
 
 
 def lose_member(lab: LabCluster, name: str) -> None:

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,10 @@ def test_short_perf_run_passes_cleans_up_and_plots(running_lab: LabCluster,
                          "db_size_before", "db_size_after"}
     stats = data["stats"]
     assert isinstance(stats, dict)
-    assert stats["count"] >= 400 and stats["errors"] == 0  # 150/s for 3 s
+    if data["passed"]:  # 150/s for 3 s
+        assert stats["count"] >= 400 and stats["errors"] == 0
+    else:  # a machine too busy to keep etcdctl's pace still wrote, and said so
+        assert stats["count"] > 0
     assert stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["slowest"]
     assert data["verdict"][-1] == ("PASS" if data["passed"] else "FAIL")  # type: ignore[index]
     assert _keys_under(running_lab, "/dcsctl-check-perf/") == 0
@@ -202,6 +206,7 @@ def _fill_quota(lab: LabCluster) -> int:
 def test_perf_recovers_when_the_quota_fills_during_the_run(
         small_quota_lab: LabCluster) -> None:
     lab = small_quota_lab
+    launched = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "dcsctl", "check", "perf", "--duration", "30", "--json",
          "-f", str(lab.spec_file)],
@@ -211,6 +216,7 @@ def test_perf_recovers_when_the_quota_fills_during_the_run(
         # The check planned and started writing: only now does the quota fill.
         poll(lambda: _keys_under(lab, PERF_PREFIX) > 50, 30, "no load written")
         assert _fill_quota(lab) > 10
+        filled_s = time.monotonic() - launched
         out, err = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
@@ -223,7 +229,9 @@ def test_perf_recovers_when_the_quota_fills_during_the_run(
         assert "database space exceeded" in nospace["stopped_by"]
         assert nospace["disarmed"] == ["NOSPACE"] and nospace["write_verified"] is True
         assert nospace["db_size_after"] < QUOTA_32_MIB // 2
-        assert data["stats"]["count"] < 150 * 15  # stopped at once, not after 30 s
+        # stopped at once, not after its 30 s: its writes span no more than the time it
+        # took to fill the quota (however slow this machine's disk made that)
+        assert data["stats"]["seconds"] <= filled_s + 5, (data["stats"], filled_s)
         assert _keys_under(lab, PERF_PREFIX) == 0
         _assert_writable_without_alarms(lab)
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support import is_gone
+from tests.support import is_gone, poll
 from tests.support.lab import VENV_BIN, LabCluster
 from tests.support.reads import RecordReads
 
@@ -106,7 +107,8 @@ def test_rerun_after_member_killed_restarts_it(lab: LabCluster) -> None:
     lab.ok("up")
     view = lab.ok("status", "--json").json()
     victim = view["members"][1]  # type: ignore[index]
-    os.kill(victim["pid"], 9)
+    os.kill(victim["pid"], signal.SIGKILL)
+    poll(lambda: is_gone(victim["pid"]) or None, 10, "the killed member did not exit")
     result = lab.ok("up", "--json").json()
     start = next(p for p in result["phases"] if p["name"] == "start")  # type: ignore[union-attr]
     assert start["changed"] and victim["name"] in start["note"]

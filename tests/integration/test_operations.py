@@ -20,12 +20,14 @@ from dcsctl import pki
 from dcsctl.errors import DcsctlError
 from dcsctl.etcd.versions import NEWEST, Version
 from tests.faults.scenarios import (
+    MAX_WRITE_GAP_S,
     MIN_ACKED_DURING,
     MIN_ACKED_DURING_QUICK,
     member_replace,
     operation,
 )
-from tests.support import cluster_of
+from tests.support import cluster_of, is_gone, poll
+from tests.support.history import SLOW
 from tests.support.lab import REPO, LabCluster, etcd_bin_dir, risks_of
 from tests.support.reads import RecordReads
 
@@ -130,7 +132,9 @@ def test_member_add_killed_between_add_and_start_is_finished_by_rerun(lab: LabCl
 def test_removal_that_would_break_quorum_is_refused(lab: LabCluster) -> None:
     lab.ok("up")
     members = _members(lab)
-    os.kill(int(str(members[0]["pid"])), signal.SIGKILL)
+    killed = int(str(members[0]["pid"]))
+    os.kill(killed, signal.SIGKILL)
+    poll(lambda: is_gone(killed) or None, 10, "the killed member did not exit")
     refused = lab.dcsctl("member", "remove", str(members[1]["name"]), "--yes")
     assert refused.code == 5
     assert "quorum" in refused.err and "--force" in refused.err
@@ -173,8 +177,9 @@ def test_leaf_rotation_under_writes_loses_no_request(any_cluster: LabCluster,
     pids = [m["pid"] for m in _members(lab)]
     history = operation(lab, "certs-rotate-keep-keys", tmp_path,
                         lambda _: lab.ok("certs", "rotate", "--keep-keys"))
-    # Certificates are reloaded in place: not one call fails, writes go on throughout.
-    assert history.unknown == 0 and history.failed == 0
+    # Certificates are reloaded in place: no call is refused or cut off (one slower than
+    # the workload's deadline on a busy machine ends unanswered: SLOW), writes go on.
+    assert set(history.failures) <= SLOW, history.failures
     assert history.acked_during >= MIN_ACKED_DURING_QUICK
     assert history.linearizable, history.checker
     after = [_served_serial(lab, i) for i in range(3)]
@@ -252,9 +257,13 @@ def test_rolling_restart_under_writes(any_cluster: LabCluster, tmp_path: Path) -
     after = _members(lab)
     assert all(m["pid"] not in pids for m in after)
     assert all(m["healthy"] for m in after)
-    # Leadership is handed over first: a call or two per client in flight to a restarting
-    # member, never an outage.
-    assert history.unknown + history.failed <= 12, history
+    # Leadership is handed over first and one member restarts at a time: never an outage.
+    # A call in flight to a restarting member may end unanswered (counted, not bounded:
+    # how many grows with a busy machine's slowness), but the other clients' writes go on.
+    assert history.longest_gap_s is not None
+    print(f"\nrolling restart: longest write gap {history.longest_gap_s:.2f} s, "
+          f"unanswered {history.failures}")
+    assert history.longest_gap_s < MAX_WRITE_GAP_S, history
     assert history.acked_during >= MIN_ACKED_DURING
     assert history.linearizable, history.checker
 

@@ -26,9 +26,10 @@ def test_puts_in_flight_at_a_leader_kill_are_acknowledged(
     stop = threading.Event()
 
     def write() -> None:
-        # 3 s: longer than an election (1-2 s with etcd's defaults), far shorter than
-        # the 7 s a member holds a put it forwarded to a dead leader.
-        with cluster.admin_client(timeout=3.0) as client:
+        # 5 s: longer than an election (1-2 s with etcd's defaults, 2.5 s seen on a busy
+        # 2-core machine), shorter than the 7 s a member holds a put it forwarded to a
+        # dead leader: without the resend, that put still fails here.
+        with cluster.admin_client(timeout=5.0) as client:
             for index in range(20_000):  # bounded; stopped long before
                 if stop.is_set():
                     return

@@ -14,6 +14,8 @@ import signal
 import ssl
 import subprocess
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -78,7 +80,7 @@ class PatroniNode:
         return data
 
     def role(self) -> str:
-        return str(self.state().get("role", "unreachable"))
+        return str(self.state().get("role", UNREACHABLE))
 
     def wait_primary(self, timeout: float = 120) -> None:
         poll(lambda: self.role() == "primary" and self.state().get("state") == "running",
@@ -110,6 +112,44 @@ class PatroniNode:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+# A REST API too slow to answer within 2 s on a busy machine is no answer ("unreachable"),
+# not a demotion; a real demotion also restarts PostgreSQL, which the tests check by its
+# start time.
+UNREACHABLE = "unreachable"
+
+
+class RoleSampler:
+    """Patroni's role every 0.5 s in a thread while the block runs (bounded: 300 s)."""
+
+    def __init__(self, node: PatroniNode) -> None:
+        self.node = node
+        self.roles: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 300
+        while not self._done.is_set() and time.monotonic() < deadline:
+            self.roles.append(self.node.role())
+            self._done.wait(0.5)
+
+    def __enter__(self) -> RoleSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def observe(self, seconds: float) -> None:
+        """Let the sampler watch for a window (Patroni's ttl: a lost lock shows by then)."""
+        self._done.wait(seconds)
+
+    def never_demoted(self) -> bool:
+        """Every answer was `primary`, and at least half the samples were answered."""
+        answered = [role for role in self.roles if role != UNREACHABLE]
+        return len(answered) >= len(self.roles) / 2 and set(answered) == {"primary"}
 
 
 def _tool(name: str) -> str:

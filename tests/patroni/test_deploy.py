@@ -24,8 +24,8 @@ from dcsctl.hosts.local import LocalHost
 from dcsctl.ops.patroni_nodes import reconnect, seen_after
 from dcsctl.patroni_node import Endpoint
 from dcsctl.patroni_rest import PatroniApi
-from tests.patroni.harness import PATRONI_BIN, patroni_node
-from tests.patroni.test_node_credentials import TIMING, RoleSampler
+from tests.patroni.harness import PATRONI_BIN, RoleSampler, patroni_node
+from tests.patroni.test_node_credentials import TIMING
 from tests.ssh.sshd import SshLab, start_ssh_lab
 from tests.support.lab import LabCluster
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +25,14 @@ from dcsctl.ops.patroni_nodes import reconnect, seen_after
 from dcsctl.patroni_node import Endpoint
 from dcsctl.patroni_rest import PatroniApi
 from dcsctl.spec import KeyType
-from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, patroni_node
+from tests.patroni.harness import (
+    OS_USER,
+    PATRONI_BIN,
+    PatroniNode,
+    RoleSampler,
+    patroni_node,
+)
+from tests.support import poll
 from tests.support.lab import LabCluster
 
 # ttl, loop_wait, retry_timeout: a short loop so dcs_last_seen moves every ~2 s; a node
@@ -75,39 +80,21 @@ def _replace(path: Path, content: bytes, mode: int) -> None:
     os.chown(path, user.pw_uid, user.pw_gid)
 
 
-class RoleSampler:
-    """Patroni's role every 0.5 s in a thread, for as long as the test runs (bounded)."""
-
-    def __init__(self, node: PatroniNode) -> None:
-        self.node = node
-        self.roles: list[str] = []
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 300
-        while not self._done.is_set() and time.monotonic() < deadline:
-            self.roles.append(self.node.role())
-            self._done.wait(0.5)
-
-    def __enter__(self) -> RoleSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=10)
-
-    def never_demoted(self) -> bool:
-        """Every answer was `primary`. A REST API too slow to answer within 2 s on a busy
-        machine counts as no answer, not as a demotion (a demotion also restarts
-        PostgreSQL, which the tests check by its start time)."""
-        answered = [role for role in self.roles if role != "unreachable"]
-        return len(answered) >= len(self.roles) / 2 and set(answered) == {"primary"}
-
-
 def _log_since(node: PatroniNode, start: int) -> list[str]:
     return node.log_tail(100_000).splitlines()[start:]
+
+
+def _tls_refusals_since(node: PatroniNode, start: int, timeout: float = 20) -> list[str]:
+    """The TLS errors Patroni logged after line `start`, once there are any (20 s: its
+    retries come every few seconds); none at all after that is an answer too."""
+    def refusals() -> list[str] | None:
+        return [line for line in _log_since(node, start)
+                if "SSL" in line or "certificate" in line.lower()] or None
+
+    try:
+        return poll(refusals, timeout, "a TLS error in Patroni's log", interval=0.2)
+    except TimeoutError:
+        return []
 
 
 def test_patroni_reads_tls_files_per_new_connection_not_on_reload(
@@ -154,13 +141,7 @@ def test_patroni_reads_tls_files_per_new_connection_not_on_reload(
             mark = len(node.log_tail(100_000).splitlines())
             done = reconnect(LocalHost(), "pg0", api, rest, etcd)
             assert done.pid == pid and done.aborted >= 1
-            refused = [line for line in _log_since(node, mark)
-                       if "SSL" in line or "certificate" in line.lower()]
-            deadline = time.monotonic() + 8
-            while not refused and time.monotonic() < deadline:
-                time.sleep(0.2)
-                refused = [line for line in _log_since(node, mark)
-                           if "SSL" in line or "certificate" in line.lower()]
+            refused = _tls_refusals_since(node, mark)
             stalled = api.state().state.dcs_last_seen
 
             # 3. The good files back at the same paths: the retries pick them up by
@@ -187,13 +168,7 @@ def test_patroni_reads_tls_files_per_new_connection_not_on_reload(
             seen_after(api, api.state().node_time or 0, timeout=30)
             mark = len(node.log_tail(100_000).splitlines())
             reconnect(LocalHost(), "pg0", api, rest, etcd)
-            refused_again = [line for line in _log_since(node, mark)
-                             if "SSL" in line or "certificate" in line.lower()]
-            deadline = time.monotonic() + 8
-            while not refused_again and time.monotonic() < deadline:
-                time.sleep(0.2)
-                refused_again = [line for line in _log_since(node, mark)
-                                 if "SSL" in line or "certificate" in line.lower()]
+            refused_again = _tls_refusals_since(node, mark)
             _replace(node_dir / "pg0.key", good_key, 0o600)
             _replace(node_dir / "pg0.crt", good_cert, 0o644)
             seen_after(api, api.state().node_time or 0, timeout=20)

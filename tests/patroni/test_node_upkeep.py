@@ -43,8 +43,15 @@ from dcsctl.patroni_rest import PatroniApi
 from dcsctl.spec import KeyType
 from dcsctl.wait import wait_until
 from tests.monitoring.servers import get_json, node_exporter, prometheus
-from tests.patroni.harness import OS_USER, PATRONI_BIN, PatroniNode, RestTls, patroni_node
-from tests.patroni.test_node_credentials import TIMING, RoleSampler
+from tests.patroni.harness import (
+    OS_USER,
+    PATRONI_BIN,
+    PatroniNode,
+    RestTls,
+    RoleSampler,
+    patroni_node,
+)
+from tests.patroni.test_node_credentials import TIMING
 from tests.ssh.sshd import SshLab, start_ssh_lab
 from tests.support.lab import LabCluster, lab_clusters, loopback_subnet
 

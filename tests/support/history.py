@@ -24,6 +24,7 @@ import json
 import random
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,10 @@ DEADLINE_S = 2.0  # per call, like dcsctl's writer and Patroni's retry_timeout s
 # leader changed, a dropped connection) may have been committed: unknown.
 REFUSED = {"NOT_FOUND", "PERMISSION_DENIED", "INVALID_ARGUMENT", "UNAUTHENTICATED",
            "OUT_OF_RANGE", "RESOURCE_EXHAUSTED"}
+
+# How a call slower than DEADLINE_S ends: no answer, which a busy machine explains, not an
+# error the cluster gave (asyncio's TimeoutError at our deadline, gRPC's own at etcd's).
+SLOW = frozenset({"TimeoutError", "DEADLINE_EXCEEDED"})
 
 Connect = Callable[[], tuple[list[str], ClientTls]]
 
@@ -140,6 +145,8 @@ class Workload:
     # (call, gave up) of every call that failed or got no answer, in ns: how long a client
     # waited before it gave up (an unknown outcome has no return in the history)
     gave_up: list[tuple[int, int]] = field(default_factory=list)
+    # how the calls that failed or got no answer ended: gRPC code or exception type, count
+    failures: Counter[str] = field(default_factory=Counter, init=False)
     _stop: asyncio.Event | None = None
     _future: concurrent.futures.Future[None] | None = None
     _started: int = 0
@@ -336,7 +343,9 @@ class Workload:
 
     def _failed(self, number: int, op: dict[str, Any], started: int, exc: BaseException,
                 write: bool) -> None:
-        refused = _code(exc) in REFUSED
+        code = _code(exc)
+        refused = code in REFUSED
+        self.failures[code] += 1
         self.gave_up.append((started, time.monotonic_ns()))
         if write and not refused:
             self.records.append({"client": number, **op, "call": started, "return": None,

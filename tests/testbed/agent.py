@@ -98,7 +98,7 @@ def record_history(spec_file: str, prefix: str, path: str, max_seconds: float) -
     summary = workload.summary()
     print(json.dumps({"operations": summary.operations, "acked_writes": summary.acked_writes,
                       "unknown": summary.unknown, "failed": summary.failed,
-                      "error": failure}), flush=True)
+                      "failures": dict(workload.failures), "error": failure}), flush=True)
     return 1 if failure else 0
 
 

@@ -100,7 +100,8 @@ def recording(cluster: Deployment, name: str, max_seconds: float = 600,
     during = len(run.acked_since(run.effective_ns))
     run.history = HistoryFigures(name, prefix, path, summary["operations"],
                                  summary["acked_writes"], summary["unknown"], summary["failed"],
-                                 during, checked.linearizable, checked.output)
+                                 during, checked.linearizable, checked.output,
+                                 summary["failures"])
 
 
 def monotonic_of(wall: float) -> int:

@@ -105,7 +105,8 @@ def test_the_relay_delays_what_the_host_sends_and_keeps_the_source_address(net: 
         net.heal("a")
         net.heal("b")
     after, _ = _round_trips(net, net.host_ns("a"))
-    assert statistics.median(after) < 50, after  # the positive control's inverse
+    # the positive control's inverse: back near the first median, not 50 ms above it
+    assert statistics.median(after) < statistics.median(before) + 40, (before, after)
     print(f"round trip medians: {statistics.median(before):.1f} ms; b delayed 50 ms "
           f"{statistics.median(rtts):.1f} ms (from the control side "
           f"{statistics.median(control):.1f}); a 30 + b 50 {statistics.median(both):.1f} ms;"

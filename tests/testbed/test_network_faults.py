@@ -96,9 +96,14 @@ def test_a_delayed_leader_host_raises_the_peer_round_trip_by_the_delay(
     print(_show(window))
     leader = window.fault.split(" on ")[1].split()[0]
     assert set(window.request_ms) == set(testbed.hosts()), window.request_ms
-    assert 95 <= window.request_ms[leader] < 100 + 60, window.request_ms
-    assert all(ms < 50 for m, ms in window.request_ms.items() if m != leader)  # the control
-    assert window.connect_ms[leader] < 50, window.connect_ms  # the testbed's blind spot
+    # Relative to the members without the delay, so that a busy machine's own latency
+    # (the same on every host) moves neither side of a bound.
+    delayed = window.request_ms[leader]
+    undelayed = max(ms for m, ms in window.request_ms.items() if m != leader)
+    assert 95 <= delayed < 100 + 60 + undelayed, window.request_ms
+    assert undelayed < delayed - 50, window.request_ms  # the control: no delay elsewhere
+    # the testbed's blind spot: the relay's kernel answers the handshake undelayed
+    assert window.connect_ms[leader] < delayed - 50, window.connect_ms
     assert window.acked >= MIN_ACKED_DURING and window.linearizable, window.history
     assert window.rtt_check is not None and window.rtt_check.verdict is Verdict.WARN
 

@@ -156,11 +156,15 @@ def test_partitioning_a_follower_then_the_leader_etcd_host_never_demotes_patroni
     errors = watch.stop()
 
     samples = [s for s in watch.since(started) if float(str(s["t"])) < ended]
-    roles = [s.get("role") for s in samples]
-    assert roles and set(roles) == {"primary"}, (roles, errors, node.log_tail(20))
+    # A REST API too slow to answer in time on a busy machine is no answer, not a
+    # demotion: most samples must answer, and every answer says primary.
+    replied = [s for s in samples if s.get("role") != "unreachable"]
+    roles = [s.get("role") for s in replied]
+    assert len(replied) >= len(samples) / 2 and set(roles) == {"primary"}, (
+        [s.get("role") for s in samples], errors, node.log_tail(20))
     # a demotion restarts PostgreSQL: its start time and timeline never changed
-    assert len({s.get("pg_start") for s in samples}) == 1, samples
-    assert len({s.get("timeline") for s in samples}) == 1, samples
+    assert len({s.get("pg_start") for s in replied}) == 1, replied
+    assert len({s.get("timeline") for s in replied}) == 1, replied
     answered = [s for s in samples if "etcd_error" not in s]
     assert answered and all(s.get("lock") == NODE for s in answered), answered
     assert all(int(str(s["ttl"])) > 0 for s in answered)
