@@ -196,6 +196,15 @@ def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
     lab.ok("put", "/k", "v")
     pki_dir = lab.state / "pki"
     old_ca = (pki_dir / "ca.crt").read_bytes()
+    # --finish with no rotation under way is refused: it would have started one.
+    kept = {p: p.read_bytes() for p in sorted(lab.state.rglob("*")) if p.is_file()
+            and p.suffix in (".crt", ".key", ".json", ".pem")}
+    refused = lab.dcsctl("certs", "rotate", "--ca", "--finish", "--yes")
+    assert refused.code == 1, refused.err
+    assert "error: no CA rotation in progress" in refused.err, refused.err
+    assert "fix: start one with `dcsctl certs rotate --ca`" in refused.err, refused.err
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert not (pki_dir / "ca-next.crt").exists()
     old_admin = tmp_path / "old-admin"
     shutil.copytree(pki_dir, old_admin)
     history = operation(lab, "certs-rotate-ca", tmp_path,

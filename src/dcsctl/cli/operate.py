@@ -21,7 +21,7 @@ from dcsctl.cli.common import (
     running_cluster_of,
     show,
 )
-from dcsctl.errors import DcsctlError, ExitCode, NotFound
+from dcsctl.errors import DcsctlError, ExitCode, NotFound, UsageError
 from dcsctl.ops import certs, expiry, maintenance, members, rotation, upgrade, user_spec
 from dcsctl.report import Output
 from dcsctl.report import changes as report
@@ -116,7 +116,11 @@ def certs_rotate(
     if keep_keys and (ca or patroni):
         raise DcsctlError("--keep-keys renews member and admin certificates only",
                           fix="use it alone, or drop it for a key rotation")
+    if finish and not ca:
+        raise UsageError("--finish completes a CA rotation", fix="use it with --ca")
     cluster = running_cluster_of(ctx, spec_file, cluster_name)
+    if ca and finish:  # before the question: nothing to confirm when it would be refused
+        rotation.require_ca_rotation_under_way(cluster)
     # Dropping the old CA: afterwards the members trust only the incoming one.
     trusted_after = certs.incoming_ca(cluster.dir) if ca and finish else None
     guard_patroni(ctx, cluster, "certs rotate", accept_patroni_risk,
