@@ -16,9 +16,10 @@ from dcsctl.etcd.gateway import Gateway
 from dcsctl.etcd.tls import ClientTls
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
-from dcsctl.ops.certs import due_for_renewal
+from dcsctl.ops.certs import RENEW_BEFORE, due_for_renewal
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_deploy import bundle_paths, file_states
+from dcsctl.ops.rotation import WARN_DAYS as EXPIRING_DAYS
 from dcsctl.patroni_node import PATRONI_FLOOR, version_tuple
 from dcsctl.patroni_rest import Answer, PatroniApi, Timing
 from dcsctl.spec import PatroniNode, PatroniScope
@@ -238,15 +239,25 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
     revoked = pki.serial_number(deployed) in {
         e.serial for e in revocation.revoked(cluster.dir)}
     same = issued is not None and deployed.strip() == issued.strip()
-    verdict = Verdict.FAIL if (not same or revoked or left <= dt.timedelta(0)) else (
-        Verdict.WARN if due_for_renewal(facts, now) else Verdict.OK)
+    # Near expiry is what `certs check` calls expiring (and the certificate alert fires
+    # on): the same window here, a failure, not a note to read later.
+    expiring = facts.days_left(now) < EXPIRING_DAYS
+    failed = not same or revoked or left <= dt.timedelta(0) or expiring
     detail = (f"deployed serial {_serial(deployed)}"
               + ("" if same else f", issued {_serial(issued)}")
-              + f", {left.days} days left" + (", revoked" if revoked else ""))
-    found.append(Check(name, "certificate", verdict, detail,
-                       "" if verdict is Verdict.OK else "run `dcsctl up`: it renews and "
-                       "deploys the node's certificate, verified before the old one is "
-                       "revoked"))
+              + f", {left.days} days left" + (", revoked" if revoked else "")
+              + (f" (under {EXPIRING_DAYS}: expiring)" if expiring and left.days >= 0 else ""))
+    renews = "run `dcsctl up`: it renews and deploys the node's certificate, verified " \
+        "before the old one is revoked"
+    if failed and same and not revoked and left > dt.timedelta(0) \
+            and not due_for_renewal(facts, now):
+        # Only a lifetime under 90 days gets here: `up` renews at a third of it.
+        renew_at = facts.not_after - min(RENEW_BEFORE, (facts.not_after - facts.not_before) / 3)
+        renews = (f"`dcsctl up` renews it from {renew_at:%Y-%m-%d %H:%M} UTC (a third of its "
+                  f"lifetime before its end); a tls.leaf_days under {3 * EXPIRING_DAYS} keeps "
+                  f"certificates inside the {EXPIRING_DAYS}-day expiry warning: raise it")
+    found.append(Check(name, "certificate", Verdict.FAIL if failed else Verdict.OK, detail,
+                       renews if failed else ""))
     rendered = patroni_ops.node_etcd3(cluster, scope.name, name,
                                       PurePosixPath(node.bundle_dir))
     states = file_states(host, bundle_paths(node))
