@@ -72,6 +72,15 @@ def _owner(path: Path) -> str:
     return pwd.getpwuid(path.stat().st_uid).pw_name
 
 
+def _started(lab: LabCluster) -> dict[str, tuple[int, int]]:
+    """Each member's PID and when its pidfile was written (its start), in ns."""
+    found = {}
+    for name in lab.names():
+        pidfile = lab.state / "members" / name / "etcd.pid"
+        found[name] = (int(json.loads(pidfile.read_text())["pid"]), pidfile.stat().st_mtime_ns)
+    return found
+
+
 def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_verified(
     lab: LabCluster, db_host: DbHost
 ) -> None:
@@ -201,7 +210,36 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             # Consent names the node: another name does not open the door.
             assert lab.dcsctl("restart", "--accept-patroni-risk", f"{SCOPE}/db-99").code == 4
 
-            lab.ok("up")  # a new certificate, deployed and verified
+            # `up` with a setting that restarts every member (what docs/patroni.md says to
+            # do for auth_token_ttl_s) deploys the nodes' bundles first. A node it cannot
+            # fix (here its new key unreadable for Patroni: the revoked files go back)
+            # refuses the restart, naming the node.
+            document = lab.document()
+            document.setdefault("etcd", {})["auth_token_ttl_s"] = 3600
+            lab.spec_file.write_text(yaml.safe_dump(document))
+            _with_patroni(lab, db_host, owner="nobody", group="nogroup")
+            before = _started(lab)
+            refused = lab.dcsctl("up")
+            assert refused.code == 4, refused.err
+            assert f"Patroni node {SCOPE}/{NODE} would then be refused" in refused.err, (
+                refused.err)
+            assert "is revoked" in refused.err and "did not reach etcd" in refused.err
+            assert f"--accept-patroni-risk {SCOPE}/{NODE}" in refused.err
+            assert _started(lab) == before  # no member restarted
+            planned = lab.ok("up", "--plan").out  # the restart is still to do, and guarded
+            assert "~ restart etcd (settings written by an earlier run)" in planned, planned
+            assert "patroni  before restarting members" in planned, planned
+
+            _with_patroni(lab, db_host)  # the owner corrected
+            restarted = lab.ok("up", "--json").json()
+            note = str({o["name"]: o["note"]  # type: ignore[union-attr]
+                        for o in restarted["phases"]}["start"])
+            assert note.startswith("Patroni bundles first: "), note
+            assert "(restarted)" in note, note
+            after = _started(lab)
+            assert all(after[n][0] != before[n][0] for n in before), (before, after)
+            # The certificate was on the node before any member restarted.
+            assert cert.stat().st_mtime_ns < min(started for _, started in after.values())
             assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
             lab.ok("restart")
             after = api.state().node_time or 0
