@@ -54,12 +54,14 @@ def db_host(lab: LabCluster, tmp_path: Path) -> Iterator[DbHost]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _with_patroni(lab: LabCluster, db: DbHost, **node: object) -> None:
+def _with_patroni(lab: LabCluster, db: DbHost, *,
+                  extra: list[dict[str, object]] | None = None, **node: object) -> None:
+    """The spec's scope with db-00 (and `extra` nodes)."""
     document = lab.document()
     document["ssh"] = {"config_file": str(db.ssh.ssh_config), "sudo": False}
     document["patroni"] = {"scopes": [{"name": SCOPE, "nodes": [
         {"name": NODE, "address": db.address, "ssh": NODE,
-         "bundle_dir": str(db.bundle_dir), **node}]}]}
+         "bundle_dir": str(db.bundle_dir), **node}, *(extra or [])]}]}
     lab.spec_file.write_text(yaml.safe_dump(document))
 
 
@@ -212,33 +214,35 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
 
             # `up` with a setting that restarts every member (what docs/patroni.md says to
             # do for auth_token_ttl_s) deploys the nodes' bundles first. A node it cannot
-            # fix (here its new key unreadable for Patroni: the revoked files go back)
-            # refuses the restart, naming the node.
+            # reach (db-01: no sshd, no Patroni) refuses the restart, naming it; the
+            # revoked db-00 is named too (the deploy stopped at db-01, a replica first).
             document = lab.document()
             document.setdefault("etcd", {})["auth_token_ttl_s"] = 3600
             lab.spec_file.write_text(yaml.safe_dump(document))
-            _with_patroni(lab, db_host, owner="nobody", group="nogroup")
+            away = db_host.address.rsplit(".", 1)[0] + ".51"
+            _with_patroni(lab, db_host, extra=[{"name": "db-01", "address": away,
+                                                "ssh": away}])
             before = _started(lab)
             refused = lab.dcsctl("up")
             assert refused.code == 4, refused.err
-            assert f"Patroni node {SCOPE}/{NODE} would then be refused" in refused.err, (
-                refused.err)
-            assert "is revoked" in refused.err and "did not reach etcd" in refused.err
-            assert f"--accept-patroni-risk {SCOPE}/{NODE}" in refused.err
+            assert (f"Patroni nodes {SCOPE}/{NODE}, {SCOPE}/db-01 would then be refused"
+                    in refused.err), refused.err
+            assert "is revoked" in refused.err and "deploy before the restart" in refused.err
+            assert f"--accept-patroni-risk {SCOPE}/db-01" in refused.err, refused.err
             assert _started(lab) == before  # no member restarted
+
+            _with_patroni(lab, db_host)  # db-01 out of the spec
             planned = lab.ok("up", "--plan").out  # the restart is still to do, and guarded
             assert "~ restart etcd (settings written by an earlier run)" in planned, planned
             assert "patroni  before restarting members" in planned, planned
-
-            _with_patroni(lab, db_host)  # the owner corrected
             restarted = lab.ok("up", "--json").json()
             note = str({o["name"]: o["note"]  # type: ignore[union-attr]
                         for o in restarted["phases"]}["start"])
             assert note.startswith("Patroni bundles first: "), note
-            assert "(restarted)" in note, note
+            assert "reached etcd on new connections" in note and "(restarted)" in note, note
             after = _started(lab)
             assert all(after[n][0] != before[n][0] for n in before), (before, after)
-            # The certificate was on the node before any member restarted.
+            # The new certificate was on the node before any member restarted.
             assert cert.stat().st_mtime_ns < min(started for _, started in after.values())
             assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
             lab.ok("restart")

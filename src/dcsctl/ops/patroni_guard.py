@@ -140,7 +140,7 @@ def deploy_then_require_fit(cluster: Cluster, operation: str,
     except DcsctlError as exc:
         failure = exc
         note = f"deploy failed ({exc.message})"
-    fix = ((failure.fix or "fix what the deploy reports") + ", then run `dcsctl up` again"
+    fix = ((failure.fix or "fix what the deploy reports, then run `dcsctl up` again")
            if failure else "check the node's bundle_dir and its host over SSH, then run "
            "`dcsctl up` again")
     warnings = require_fit(cluster, operation, accepted, fix=fix,
