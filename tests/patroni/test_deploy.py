@@ -27,6 +27,7 @@ from dcsctl.patroni_rest import PatroniApi
 from tests.patroni.harness import PATRONI_BIN, RoleSampler, patroni_node
 from tests.patroni.test_node_credentials import TIMING
 from tests.ssh.sshd import SshLab, start_ssh_lab
+from tests.support import cluster_of
 from tests.support.lab import LabCluster
 
 SCOPE, NODE = "demo", "db-00"
@@ -199,7 +200,7 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
         healthy = lab.ok("patroni", "doctor", SCOPE, "--json").json()
         verdicts = {c["check"]: c["verdict"] for c in healthy["checks"]}  # type: ignore[union-attr]
         assert verdicts == {"reachable": "ok", "version": "ok", "dcs": "ok",
-                            "certificate": "ok", "etcd3.yml": "ok", "ttl": "ok",
+                            "certificate": "ok", "etcd3.yml": "ok", "hosts": "ok", "ttl": "ok",
                             "retry_timeout": "ok", "failsafe_mode": "warn", "access": "ok"}
         with RoleSampler(node) as sampler:
             lab.ok("certs", "revoke", str(cert), "--yes")
@@ -240,10 +241,10 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
                         for o in restarted["phases"]}["start"])
             assert note.startswith("Patroni bundles first: "), note
             assert "reached etcd on new connections" in note and "(restarted)" in note, note
-            after = _started(lab)
-            assert all(after[n][0] != before[n][0] for n in before), (before, after)
+            restarts = _started(lab)
+            assert all(restarts[n][0] != before[n][0] for n in before), (before, restarts)
             # The new certificate was on the node before any member restarted.
-            assert cert.stat().st_mtime_ns < min(started for _, started in after.values())
+            assert cert.stat().st_mtime_ns < min(at for _, at in restarts.values())
             assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
             lab.ok("restart")
             after = api.state().node_time or 0
@@ -261,6 +262,18 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             seen_after(api, api.state().node_time or 0, timeout=30)
         assert sampler.never_demoted(), sampler.roles
         assert api.state().state.postmaster_start_time == started
+
+        # doctor reads the live members from etcd, not the spec: a member removed behind
+        # dcsctl's back (still in the spec, still in the node's hosts) is named.
+        cluster = cluster_of(lab)
+        with cluster.admin_client() as client:
+            (spare_member,) = [m for m in client.member_list()
+                               if f"{spare}:2379" in " ".join(m.client_urls)]
+            client.member_remove(spare_member.id)
+        stale = lab.dcsctl("patroni", "doctor", SCOPE)
+        assert stale.code == 4, stale.err
+        assert f"{NODE} hosts: etcd3.yml hosts not a live member: {spare}:2379" in stale.err, (
+            stale.err)
 
 
 def test_key_and_ca_rotations_deploy_to_a_running_primary_with_no_manual_step(

@@ -9,10 +9,14 @@ import http.client
 import secrets
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+import yaml
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.etcd.gateway import Gateway
+from dcsctl.etcd.model import MemberInfo
 from dcsctl.etcd.tls import ClientTls
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
@@ -193,7 +197,70 @@ def _access(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> list[Ch
                   "run `dcsctl up` to restore the scope's role and grants" if problems else "")]
 
 
-def doctor_node(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> list[Check]:
+@dataclass(frozen=True)
+class HostsGap:
+    missing: tuple[str, ...]  # live members (name url) none of whose client URLs is listed
+    extra: tuple[str, ...]  # listed host:port that no live member serves
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    return f"{parts.hostname}:{parts.port}"
+
+
+def hosts_gap(listed: list[str], live: list[MemberInfo]) -> HostsGap:
+    """A node's etcd3 `hosts` against etcd's member list: every started voting member
+    reachable through one of its client URLs, nothing else (a learner serves no
+    Patroni request; an added but unstarted member serves nothing yet)."""
+    serving = [m for m in live if m.started and not m.is_learner]
+    wanted = {_host_port(u) for m in serving for u in m.client_urls}
+    have = {_host_port(h) for h in listed}
+    missing = tuple(f"{m.name} {', '.join(m.client_urls)}" for m in serving
+                    if not {_host_port(u) for u in m.client_urls} & have)
+    return HostsGap(missing, tuple(sorted(have - wanted)))
+
+
+def live_members(cluster: Cluster) -> list[MemberInfo] | str:
+    """etcd's member list, or why it could not be read."""
+    try:
+        with cluster.admin_client(timeout=cluster.context.deadline(5)) as client:
+            return client.member_list()
+    except DcsctlError as exc:
+        return exc.message
+
+
+def _hosts_check(cluster: Cluster, scope: PatroniScope, node: PatroniNode,
+                 live: list[MemberInfo] | str) -> Check:
+    name = node.name
+    path = PurePosixPath(node.bundle_dir) / "etcd3.yml"
+    if isinstance(live, str):
+        return Check(name, "hosts", Verdict.FAIL, f"etcd's member list: {live}",
+                     "see `dcsctl status`")
+    # Read for its hosts only: the password in it is neither kept nor shown.
+    content = cluster.database_host(scope.name, name).read(path)
+    try:
+        section = yaml.safe_load(content or b"") or {}
+        hosts = section.get("etcd3", {}).get("hosts") if isinstance(section, dict) else None
+    except (yaml.YAMLError, AttributeError):
+        hosts = None
+    listed = ([h.strip() for h in hosts.split(",")] if isinstance(hosts, str)
+              else [str(h) for h in hosts] if isinstance(hosts, list) else None)
+    if listed is None:
+        return Check(name, "hosts", Verdict.FAIL, f"no etcd3 hosts list in {path}",
+                     "run `dcsctl up` to deploy the current etcd3.yml")
+    gap = hosts_gap(listed, live)
+    if not gap.missing and not gap.extra:
+        return Check(name, "hosts", Verdict.OK,
+                     f"{', '.join(listed)}: every live member (etcd's member list)")
+    problems = ([f"missing {'; '.join(gap.missing)}"] if gap.missing else []) + (
+        [f"not a live member: {', '.join(gap.extra)}"] if gap.extra else [])
+    return Check(name, "hosts", Verdict.FAIL, "etcd3.yml hosts " + "; ".join(problems),
+                 "bring the spec's members to the live ones (`dcsctl member add/remove`), "
+                 "then `dcsctl up` deploys hosts with every member")
+
+
+def doctor_node(cluster: Cluster, scope: PatroniScope, node: PatroniNode,
+                live: list[MemberInfo] | str | None = None) -> list[Check]:
     name = node.name
     api = _api(cluster, node)
     try:
@@ -219,6 +286,8 @@ def doctor_node(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> lis
                         f"dcs_last_seen {age} s ago (ttl {timing.ttl} s)",
                         "" if fresh else f"look at Patroni's log on {name}"))
     checks += _bundle_checks(cluster, scope, node)
+    checks.append(_hosts_check(cluster, scope, node,
+                               live_members(cluster) if live is None else live))
     checks += _timing_checks(cluster, name, timing, api.failsafe())
     checks += _access_checks(cluster, scope, node)
     return checks
@@ -269,7 +338,7 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
                         for m in cluster.spec.members)
     found.append(Check(name, "etcd3.yml", Verdict.OK if hosts_ok else Verdict.FAIL,
                        f"hosts {members}, user and password as dcsctl renders them"
-                       if hosts_ok else "differs from what dcsctl renders (hosts: the live "
+                       if hosts_ok else "differs from what dcsctl renders (hosts: the spec's "
                        "members, user, password, paths)",
                        "" if hosts_ok else "run `dcsctl up` to deploy the current etcd3.yml"))
     return found
@@ -277,7 +346,8 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
 
 def doctor(cluster: Cluster, scope: str) -> list[Check]:
     (chosen,) = _scopes(cluster, scope)
-    results = in_parallel(list(chosen.nodes), lambda n: doctor_node(cluster, chosen, n))
+    live = live_members(cluster)  # once: every node's hosts against the same list
+    results = in_parallel(list(chosen.nodes), lambda n: doctor_node(cluster, chosen, n, live))
     return [check for checks in results for check in checks]
 
 
