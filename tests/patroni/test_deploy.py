@@ -230,6 +230,11 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
                     in refused.err), refused.err
             assert "is revoked" in refused.err and "deploy before the restart" in refused.err
             assert f"--accept-patroni-risk {SCOPE}/db-01" in refused.err, refused.err
+            # Consent is per node: db-01's accepted, the revoked db-00 still refuses.
+            consented = lab.dcsctl("up", "--accept-patroni-risk", f"{SCOPE}/db-01")
+            assert consented.code == 4, consented.err
+            assert f"Patroni node {SCOPE}/{NODE} would then be refused" in consented.err, (
+                consented.err)
             assert _started(lab) == before  # no member restarted
 
             _with_patroni(lab, db_host)  # db-01 out of the spec
