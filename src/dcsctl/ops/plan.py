@@ -54,7 +54,10 @@ def plan(cluster: Cluster) -> Plan:
     pending = pending_restarts(cluster) if cluster.dir.exists() else frozenset()
     hosts = [replace(h, service="~ restart etcd (settings written by an earlier run)")
              if h.member in pending and h.service.startswith("=") else h for h in hosts]
-    restarts = record.bootstrapped and any(h.service.startswith("~") for h in hosts)
+    # A restart, or a running member's etcd replaced (`up` rolls the members to it).
+    restarts = record.bootstrapped and any(
+        h.service.startswith("~") or (h.service.startswith("=") and not h.install.startswith("="))
+        for h in hosts)
     first = ("before restarting members: the Patroni bundles below deployed and verified, "
              "then refused (exit 4) while a node's deployed certificate would be refused on "
              "reconnecting (`--accept-patroni-risk SCOPE/NODE` to go ahead)"
