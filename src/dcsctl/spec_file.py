@@ -1,8 +1,9 @@
-"""The user's spec file is the user's: after an operation changes the cluster (members
-added, removed or replaced; a lab cluster's etcd.bin_dir after an upgrade) only the values
-that changed are written back into it, in place — comments, key order, quoting and the
-members' own comments stay as the user wrote them (a round-trip YAML parser), and the
-change is shown as a diff.
+"""The user's spec file is the user's: after an operation changes the cluster, only what
+that operation changed is written back into it, in place — `member add/remove/replace`
+change that member's entry and nothing else (edits the user has not applied with `up` yet
+stay); an upgrade writes its new etcd version or binaries. Comments, key order, quoting
+and the members' own comments stay as the user wrote them (a round-trip YAML parser), and
+the change is shown as a diff.
 """
 
 from __future__ import annotations
@@ -65,22 +66,21 @@ def member_changed(text: str, member: str, before: spec.ClusterSpec, after: spec
         items = document.get("members")
         if not isinstance(items, MutableSequence):
             return  # not a spec's shape: parse() refuses the file; leave it to the user
-        old = _entry(before, member)
+        old = _entry(before, member) or {}
         new = _entry(after, member)
         index = next((i for i, item in enumerate(items)
                       if isinstance(item, MutableMapping) and item.get("name") == member), None)
+        item = items[index] if index is not None else None
         if new is None:
             if index is not None:
                 _hand_on_comments(items, index)
                 del items[index]
-        elif index is None:
+        elif not isinstance(item, MutableMapping):
             _insert(items, _position(items, after, member), CommentedMap(_written(new)))
         elif old != new:
-            item = items[index]
-            assert isinstance(item, MutableMapping)
             written = _written(new)
-            for key in sorted((old or {}).keys() | new.keys()):
-                if (old or {}).get(key) == new.get(key):
+            for key in sorted(old.keys() | new.keys()):
+                if old.get(key) == new.get(key):
                     continue
                 if key in written:
                     item[key] = written[key]

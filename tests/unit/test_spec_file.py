@@ -97,19 +97,24 @@ def test_the_next_sections_comment_stays_directly_above_its_key_after_an_add() -
     assert lines[comment + 1] == "ports:"
     # the new member is the last item, in the items' own style, then the blank line
     assert lines[comment - 3:comment] == ["- name: dcs-03", "  address: 127.0.0.13", ""]
-    assert spec.parse(change.text).members == _with_members(
-        three, *LAB, ("dcs-03", "127.0.0.13")).members
+    four = _with_members(three, *LAB, ("dcs-03", "127.0.0.13"))
+    assert spec.parse(change.text).members == four.members
+    # and removing it again gives back the file as it was, the comment above `ports:`
+    assert spec_file.member_changed(change.text, "dcs-03", four, three).text == _init_file()
 
 
 def test_a_member_added_between_others_goes_below_their_comments_not_above() -> None:
-    saved = spec.parse(USERS_FILE)
+    text = USERS_FILE.replace("address: 127.0.0.11\n", "address: 127.0.0.11  # spare\n")
+    saved = spec.parse(text)
     grown = _with_members(saved, ("dcs-0", "127.0.0.10"), ("dcs-1", "127.0.0.11"),
                           ("dcs-5", "127.0.0.15"), ("dcs-2", "127.0.0.12"))
-    change = spec_file.member_changed(USERS_FILE, "dcs-5", saved, grown)
+    change = spec_file.member_changed(text, "dcs-5", saved, grown)
     assert _changed_lines(change) == ["+  - name: dcs-5", "+    address: 127.0.0.15"]
-    # "# rack B" was written above dcs-2: it still is, and dcs-5 is above it
-    assert re.search(r"  - name: dcs-5\n    address: 127.0.0.15\n  # rack B: do not move\n"
-                     r"  - name: dcs-2\n", change.text)
+    # "# rack B" was written above dcs-2: it still is, and dcs-5 is above it; dcs-1 keeps
+    # its own inline comment
+    assert re.search(r"    address: 127.0.0.11  # spare\n  - name: dcs-5\n"
+                     r"    address: 127.0.0.15\n  # rack B: do not move\n  - name: dcs-2\n",
+                     change.text)
     assert [m.name for m in spec.parse(change.text).members] == [
         m.name for m in grown.members]
 
