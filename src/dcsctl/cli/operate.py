@@ -49,7 +49,7 @@ def member_add(
     cluster = running_cluster_of(ctx, spec_file, cluster_name)
     members.add(cluster, name, address, client_port=client_port, peer_port=peer_port,
                 ssh=ssh, remote_root=remote_root)
-    show(ctx, report.spec_file_note(spec_file, user_spec.refresh(cluster, spec_file)))
+    show(ctx, report.spec_file_note(spec_file, user_spec.follow_member(cluster, spec_file, name)))
     show(ctx, Output((f"{name} is a voting member",)))
 
 
@@ -66,7 +66,7 @@ def member_remove(
     confirm(f"Remove member {name} from {cluster.spec.name!r}, stop it and delete its data?",
             yes=yes, action="member remove")
     members.remove(cluster, name, force=force)
-    show(ctx, report.spec_file_note(spec_file, user_spec.refresh(cluster, spec_file)))
+    show(ctx, report.spec_file_note(spec_file, user_spec.follow_member(cluster, spec_file, name)))
     show(ctx, Output((f"{name} removed",)))
 
 
@@ -81,6 +81,7 @@ def member_replace(
     confirm(f"Replace member {name} of {cluster.spec.name!r}: remove it, delete its data dir "
             "and let it join afresh?", yes=yes, action="member replace")
     members.replace(cluster, name)
+    show(ctx, report.spec_file_note(spec_file, user_spec.follow_member(cluster, spec_file, name)))
     show(ctx, Output((f"{name} replaced and promoted",)))
 
 
