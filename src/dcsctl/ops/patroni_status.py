@@ -204,8 +204,12 @@ class HostsGap:
 
 
 def _host_port(url: str) -> str:
-    parts = urlsplit(url if "://" in url else f"//{url}")
-    return f"{parts.hostname}:{parts.port}"
+    """`https://10.0.0.10:2379` and `10.0.0.10:2379` alike; as given when unparsable."""
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        return f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else url
+    except ValueError:
+        return url
 
 
 def hosts_gap(listed: list[str], live: list[MemberInfo]) -> HostsGap:
