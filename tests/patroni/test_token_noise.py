@@ -75,6 +75,7 @@ def _run(lab: LabCluster, ttl_s: int | None, out: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300 + WINDOW_S + DEFAULTS_WINDOW_S)  # two Patronis' start and stop too
 def test_token_errors_before_and_after_the_ttl_choice(
     lab_factory: Callable[..., LabCluster], tmp_path: Path
 ) -> None:
