@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from dcsctl.etcd.versions import Version
+from dcsctl.spec import GUIDE_DB_HOSTS
 from dcsctl.wait import wait_until
 from tests.support import mirror as mirror_module
 from tests.support.mirror import Mirror
@@ -132,6 +133,12 @@ class Testbed:
                                "run `scripts/testbed down` first")
         have_db = int(str(config.get("db", 0))) if config else 0
         db = have_db if db is None else db
+        if db > GUIDE_DB_HOSTS:  # before anything is built: `spec` could not name them
+            raise TestbedError(
+                f"--db {db}: the testbed's spec is `dcsctl init --target ssh`'s, which names "
+                f"{GUIDE_DB_HOSTS} database hosts (the guide's db-00..db-"
+                f"{GUIDE_DB_HOSTS - 1:02d}); `scripts/testbed spec` could not include more"
+                f"\nfix: scripts/testbed up --db {GUIDE_DB_HOSTS} (or fewer)")
         if db < have_db:
             raise TestbedError(f"the testbed has {have_db} database hosts: "
                                "run `scripts/testbed down` first")

@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--suite", choices=SUITES, default="bookworm")
     up.add_argument("--db", type=int, default=None, metavar="N",
-                    help="also N database hosts db-00.. (PostgreSQL + Patroni 4.1.5 as "
+                    help="also N (at most 3) database hosts db-00.. (PostgreSQL + Patroni 4.1.5 as "
                     "systemd services; default: as many as the testbed has)")
     for name in ("down", "status", "spec"):
         sub.add_parser(name)

@@ -26,7 +26,7 @@ from tests.faults.scenarios import HistoryFigures
 from tests.support.anomalies import read_history
 from tests.support.history import acked_write, check_history
 from tests.support.lab import VENV_BIN
-from tests.testbed.conftest import Deployment
+from tests.testbed.deployment import Deployment
 
 _fresh = itertools.count()
 

@@ -17,7 +17,7 @@ from dcsctl.etcd.versions import NEWEST
 from tests.faults.scenarios import HistoryFigures
 from tests.testbed import scenarios
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment, guide_cluster_on
+from tests.testbed.deployment import Deployment, guide_cluster_on
 from tests.testbed.scenarios import UnderWriter, Window
 
 HEADING = "## Testbed: the guide's hosts, faults on a real network"

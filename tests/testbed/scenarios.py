@@ -26,7 +26,7 @@ from dcsctl.targets.ssh.checks import rtt_check
 from tests.faults.scenarios import MIN_ACKED_DURING, HistoryFigures
 from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import (
+from tests.testbed.deployment import (
     Deployment,
     hashes_equal,
     status_of,

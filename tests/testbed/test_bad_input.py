@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import (
+from tests.testbed.deployment import (
     Deployment,
     hashes_equal,
     make_deployment,

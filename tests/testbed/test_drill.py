@@ -19,7 +19,7 @@ from tests.store.test_escrow import passphrase_file
 from tests.store.versitygw import Gateway, versitygw
 from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment, guide_cluster_on, wait_healthy
+from tests.testbed.deployment import Deployment, guide_cluster_on, wait_healthy
 
 HOSTS = ("dcs-00", "dcs-01", "dcs-02")
 

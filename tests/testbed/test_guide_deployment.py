@@ -11,7 +11,7 @@ import yaml
 
 from dcsctl.etcd.versions import RECOMMENDED
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import make_deployment, status_of
+from tests.testbed.deployment import make_deployment, status_of
 
 
 def test_the_guides_deployment_from_preflight_to_destroy(testbed: Testbed,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.faults.scenarios import MIN_ACKED_DURING
 from tests.testbed import scenarios
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment
+from tests.testbed.deployment import Deployment
 
 
 def test_a_rebooted_member_host_runs_etcd_again_by_systemd_alone(

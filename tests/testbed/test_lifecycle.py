@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dcsctl.etcd.versions import RECOMMENDED
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import (
+from tests.testbed.deployment import (
     Deployment,
     make_deployment,
     status_of,

@@ -16,7 +16,7 @@ from tests.faults.scenarios import MIN_ACKED_DURING
 from tests.support.lab import VENV_BIN
 from tests.testbed import scenarios
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment, wait_healthy
+from tests.testbed.deployment import Deployment, wait_healthy
 
 WINDOW_S = 15  # CI; the report's windows are 2 minutes
 

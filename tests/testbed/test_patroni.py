@@ -31,7 +31,7 @@ from tests.patroni.harness import PATRONI_BIN, PatroniNode, patroni_node
 from tests.support import end_by_closing_stdin
 from tests.support.lab import VENV_BIN
 from tests.testbed.bed import Testbed
-from tests.testbed.conftest import Deployment, wait_healthy
+from tests.testbed.deployment import Deployment, wait_healthy
 
 SCOPE = "demo"
 NODE = "pg0"

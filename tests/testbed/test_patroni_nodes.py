@@ -27,7 +27,7 @@ from tests.support import end_by_closing_stdin
 from tests.support.lab import risks_of
 from tests.testbed import dbhosts, pgwatch
 from tests.testbed.bed import REPO, Testbed
-from tests.testbed.conftest import Deployment, make_deployment, status_of, wait_healthy
+from tests.testbed.deployment import Deployment, make_deployment, status_of, wait_healthy
 from tests.testbed.history import recording
 
 DB_HOSTS = {"db-00": "192.168.56.70", "db-01": "192.168.56.71", "db-02": "192.168.56.72"}
@@ -450,10 +450,25 @@ def test_operations_never_demote_restart_or_lose_a_write_in_two_patroni_scopes(
         _away_from_debians_package(d, bed, run)
 
         # A second scope on the same DCS: Patroni's second instance on the same hosts.
+        # `up` (deploy) with the first scope's Patroni running: the second scope's role and
+        # user made (an auth change: every token of the first scope's nodes goes stale) and
+        # its bundles placed on the database hosts, and the first scope's primary's
+        # etcd3.yml (an operator's edit) put back and that Patroni reloaded, in one `up`.
         document = yaml.safe_load(d.spec_file.read_text())
         document["patroni"]["scopes"].append(bed.patroni_scope(dbhosts.SECOND))
         d.spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
-        d.dcsctl("up", timeout=600)
+        etcd3 = f"{dbhosts.FIRST.bundle_dir}/etcd3.yml"
+        bed.ssh(first_primary, f"echo '# edited' | sudo tee -a {etcd3}")
+        since = bed.ssh(first_primary, "date +%s").stdout.strip()
+        run("up (deploy)", "up")
+        assert "# edited" not in bed.ssh(first_primary, f"sudo cat {etcd3}").stdout
+        journal = bed.ssh(first_primary, f"sudo journalctl -u {dbhosts.FIRST.unit} --since "
+                          f"@{since} --no-pager -o cat").stdout
+        assert "Reloaded" in journal, journal  # the running primary reloaded, not restarted
+        for host in DB_HOSTS:
+            placed = bed.ssh(host, f"sudo ls {dbhosts.SECOND.bundle_dir}").stdout.split()
+            assert sorted(placed) == sorted(["ca.crt", f"{host}.crt", f"{host}.key",
+                                             "etcd3.yml"]), placed
         start_patroni(bed, dbhosts.SECOND)
         live.append(dbhosts.SECOND)
         writing(dbhosts.SECOND)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,31 @@ def test_up_is_idempotent_isolation_is_enforced_and_down_removes_everything() ->
     finally:
         bed.down()
     assert bed.leftovers() == []
+
+
+def test_scripts_testbed_refuses_more_database_hosts_than_its_spec_names(
+        tmp_path: Path) -> None:
+    """`up --db 4` would boot a host `scripts/testbed spec` cannot name: refused before
+    anything is made. Positive control: `--db 3` passes that check (it fails later, on
+    the missing mmdebstrap of an empty PATH, still before anything is made)."""
+    if os.geteuid() != 0:
+        pytest.skip("scripts/testbed needs root")
+    script = str(REPO / "scripts" / "testbed")
+    environ = {**os.environ, "DCSCTL_TESTBED_PREFIX": "dcstbq",
+               "DCSCTL_TESTBED_STATE": str(tmp_path)}
+    refused = subprocess.run([script, "up", "--db", "4"], capture_output=True, text=True,
+                             env=environ, timeout=60, check=False)
+    assert refused.returncode == 1, refused.stderr
+    error, _, fix = refused.stderr.partition("\nfix: ")
+    assert error.startswith("error: --db 4: ") and "names 3 database hosts" in error, error
+    assert fix.strip() == "scripts/testbed up --db 3 (or fewer)", refused.stderr
+    assert "Traceback" not in refused.stderr and list(tmp_path.iterdir()) == []
+    accepted = subprocess.run(  # the script's own Python: an empty PATH has no bash
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "tests.testbed.cli", "up", "--db",
+         "3"], capture_output=True, text=True, cwd=REPO,
+        env={**environ, "PATH": str(tmp_path / "nothing")}, timeout=60, check=False)
+    assert "mmdebstrap is missing" in accepted.stderr, accepted.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_scripts_testbed_works_on_the_testbed_its_prefix_names(testbed: Testbed) -> None:
