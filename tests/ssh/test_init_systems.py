@@ -3,20 +3,20 @@
 Proven with an init system that exists only here — runit's shape: a run file per
 service that the init system keeps on the host — plugged in for `service.manager`, then
 the SSH core flow on real sshd hosts: preflight asks it about the host, `up` writes its
-file and starts etcd through its service, `status` sees the members healthy, `destroy`
-takes its file back."""
+file and starts etcd through its service, `status` sees the members healthy, a change to
+its file (which etcd reads at start-up) restarts that member alone, `destroy` takes its
+file back."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import ClassVar
 
 import pytest
 
 from dcsctl.services.protocol import Service
-from dcsctl.spec import ServiceManager
 from dcsctl.state import PUBLIC
 from dcsctl.targets.protocol import Check, Verdict
 from dcsctl.targets.ssh import init_systems
@@ -37,7 +37,7 @@ class RunFileInit:
         self.detached = init_systems.DetachedProcess(place)
 
     def _run_file(self) -> PurePath:
-        return self.place.paths.pidfile.parent / RUN_FILE
+        return self.detached.pidfile.parent / RUN_FILE
 
     def service(self) -> Service:
         RunFileInit.services_made.append(self.place.member.name)
@@ -45,7 +45,7 @@ class RunFileInit:
 
     def files(self) -> list[DesiredFile]:
         script = f"#!/bin/sh\nexec {self.place.paths.etcd}\n".encode()
-        return [DesiredFile(self._run_file(), script, PUBLIC, None)]
+        return [DesiredFile(self._run_file(), script, PUBLIC, None, read_at_start=True)]
 
     def teardown(self) -> list[PurePath]:
         return [self._run_file(), *self.detached.teardown()]
@@ -58,9 +58,9 @@ class RunFileInit:
 def test_a_new_init_system_is_one_class_and_one_registry_entry(
         ssh_cluster_factory: Callable[..., SshCluster],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(init_systems.INIT_SYSTEMS, ServiceManager.PROCESS, RunFileInit)
+    monkeypatch.setitem(init_systems.INIT_SYSTEMS, RunFileInit.name, RunFileInit)
     RunFileInit.services_made.clear()
-    cluster = ssh_cluster_factory()
+    cluster = ssh_cluster_factory(service={"manager": RunFileInit.name})
     members = list(cluster.roots)
 
     checks = json.loads(cluster.ok("preflight", "--json").out)["checks"]
@@ -78,5 +78,22 @@ def test_a_new_init_system_is_one_class_and_one_registry_entry(
         assert run_file.read_text().startswith("#!/bin/sh\nexec "), member
     assert set(RunFileInit.services_made) >= set(members)  # etcd went through its service
 
+    # Its run file is read at start-up: changed on one host, that member alone restarts.
+    changed, *kept = members
+    pids = {member: _pid(cluster.roots[member]) for member in members}
+    (cluster.roots[changed] / "run" / RUN_FILE).write_text("#!/bin/sh\nexit 1\n")
+    planned = json.loads(cluster.ok("up", "--plan", "--json").out)["hosts"]
+    service = {host["member"]: host["service"] for host in planned}
+    assert service[changed].startswith("~ restart etcd"), service
+    assert all(service[member] == "= etcd running" for member in kept), service  # control
+    assert f"restarting {changed}" in cluster.ok("up").out
+    assert _pid(cluster.roots[changed]) != pids[changed]
+    assert all(_pid(cluster.roots[member]) == pids[member] for member in kept)
+
     cluster.ok("destroy", "--yes")
     assert not any((root / "run" / RUN_FILE).exists() for root in cluster.roots.values())
+
+
+def _pid(root: Path) -> str:
+    """The PID etcd runs as on the host under `root`, from the pidfile of its service."""
+    return (root / "run" / "dcsctl-etcd.pid").read_text().split()[0]
