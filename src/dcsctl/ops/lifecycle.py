@@ -100,9 +100,9 @@ class UpWorkflow:
         return Done(installs.note, installs)
 
     def config(self) -> Done[provision.Configured]:
-        configured = provision.configure(self.cluster, self.record)
-        return Done(configured.note(self.handover.need("install", provision.Installs).restart),
-                    configured)
+        installs = self.handover.need("install", provision.Installs)
+        configured = provision.configure(self.cluster, self.record, installs.versions)
+        return Done(configured.note(installs.restart), configured)
 
     def restart(self) -> frozenset[str]:
         """Running members that must restart: a new binary (install), new settings
@@ -123,7 +123,8 @@ class UpWorkflow:
         return bool(self.record.bootstrapped and self.record.cluster_id)
 
     def bootstrap(self) -> Done[ClusterRecord]:
-        record = provision.bootstrap(self.cluster, self.record)
+        configured = self.handover.need("config", provision.Configured)
+        record = provision.bootstrap(self.cluster, self.record, configured.versions)
         return Done(f"cluster ID {record.cluster_id}", record)
 
 

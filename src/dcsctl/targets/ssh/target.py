@@ -111,8 +111,8 @@ class SshEtcd:
         self._states: dict[str, InstallState] = {}
 
     def state(self, member: str) -> InstallState:
-        """What the host has installed, read once per run and kept true by `install`, the
-        one thing here that changes it."""
+        """What the host has installed, read once per run; `install`, the one thing here
+        that changes it, drops the reading (read again when next asked)."""
         if member not in self._states:
             self._states[member] = install.install_state(self._hosts.place(member))
         return self._states[member]
@@ -124,8 +124,8 @@ class SshEtcd:
         return self.state(member).version
 
     def version(self, member: str) -> Version:
-        """What the host's etcd says: the install state's (the same `etcd --version`, read
-        once per run and kept true by `install`), asked again only to name what is wrong."""
+        """What the host's etcd says: the install state's (the same `etcd --version`),
+        asked again only to name what is wrong."""
         if (known := self.state(member).version) is not None:
             return known
         etcd = self._hosts.paths(member).etcd
@@ -166,9 +166,11 @@ class SshEtcd:
                                         self._cache)
 
     def install(self, member: str) -> Installed:
-        done, state = install.ensure_installed(self._hosts.place(member), self._cache,
-                                               self._environ, self.state(member))
-        self._states[member] = state
+        """What it installed is in its answer (`Installed.version`), not left for a later
+        call: the reading it changed is dropped."""
+        done = install.ensure_installed(self._hosts.place(member), self._cache,
+                                       self._environ, self.state(member))
+        self._states.pop(member, None)
         return done
 
     def with_version(self, given: ClusterSpec, wanted: Version, bin_dir: Path | None,
