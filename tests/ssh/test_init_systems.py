@@ -1,11 +1,12 @@
 """The init-system seam: a new init system is one class and one registry entry in
 `dcsctl.targets.ssh.init_systems`, and nothing else in dcsctl asks which one a host runs.
 Proven with an init system that exists only here — runit's shape: a run file per
-service that the init system keeps on the host — plugged in for `service.manager`, then
-the SSH core flow on real sshd hosts: preflight asks it about the host, `up` writes its
-file and starts etcd through its service, `status` sees the members healthy, a change to
-its file (which etcd reads at start-up) restarts that member alone, `destroy` takes its
-file back."""
+service that the init system keeps on the host — registered under a name of its own and
+named by the spec's `service.manager`, then the SSH core flow on real sshd hosts: `up`
+builds one per host for the run, its preflight asks it about each host, it writes its
+file and starts etcd through its service, the members end healthy; a change to its file
+(which etcd reads at start-up) restarts that member alone; `destroy` takes its file
+back."""
 
 from __future__ import annotations
 
@@ -30,9 +31,13 @@ class RunFileInit:
     """Test-only: etcd started detached like `process`, with a run file of its own."""
 
     name = "run-file"
+    # each one built: its member, and the SSH connection of the target that built it
+    built: ClassVar[list[tuple[str, int]]] = []
+    checked: ClassVar[dict[str, str]] = {}  # member: the PID 1 its host reported
     services_made: ClassVar[list[str]] = []
 
     def __init__(self, place: Place) -> None:
+        RunFileInit.built.append((place.member.name, id(place.host)))
         self.place = place
         self.detached = init_systems.DetachedProcess(place)
 
@@ -51,6 +56,7 @@ class RunFileInit:
         return [self._run_file(), *self.detached.teardown()]
 
     def host_check(self, pid1: str) -> Check:
+        RunFileInit.checked[self.place.member.name] = pid1
         return Check(self.place.member.name, "init", Verdict.OK,
                      f"run-file init (test): PID 1 is {pid1}")
 
@@ -59,18 +65,18 @@ def test_a_new_init_system_is_one_class_and_one_registry_entry(
         ssh_cluster_factory: Callable[..., SshCluster],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(init_systems.INIT_SYSTEMS, RunFileInit.name, RunFileInit)
-    RunFileInit.services_made.clear()
+    for made in (RunFileInit.built, RunFileInit.checked, RunFileInit.services_made):
+        made.clear()
     cluster = ssh_cluster_factory(service={"manager": RunFileInit.name})
     members = list(cluster.roots)
 
-    checks = json.loads(cluster.ok("preflight", "--json").out)["checks"]
-    init = {c["member"]: c["detail"] for c in checks if c["check"] == "init"}
-    assert set(init) == set(members)
-    assert all(detail.startswith("run-file init (test): PID 1 is") for detail in init.values())
-
-    cluster.ok("up")
-    status = json.loads(cluster.ok("status", "--json").out)
-    assert status["healthy"] is True and len(status["members"]) == 3
+    up = cluster.ok("up")
+    assert "3/3 members healthy" in up.out
+    # one per host and target for the whole run (`up`'s, and the status view's own)
+    assert {member for member, _ in RunFileInit.built} == set(members)
+    assert len(set(RunFileInit.built)) == len(RunFileInit.built), RunFileInit.built
+    # up's preflight asked it about each host, with what the host's /proc/1/comm says
+    assert set(RunFileInit.checked) == set(members) and all(RunFileInit.checked.values())
     for member, root in cluster.roots.items():
         run_file = root / "run" / RUN_FILE
         assert run_file.read_text().startswith("#!/bin/sh\nexec "), member
@@ -82,10 +88,10 @@ def test_a_new_init_system_is_one_class_and_one_registry_entry(
     (cluster.roots[changed] / "run" / RUN_FILE).write_text("#!/bin/sh\nexit 1\n")
     planned = json.loads(cluster.ok("up", "--plan", "--json").out)["hosts"]
     service = {host["member"]: host["service"] for host in planned}
-    run_file = {host["member"]: [f["action"] for f in host["files"]
-                                 if f["path"].endswith(RUN_FILE)] for host in planned}
+    run_files = {host["member"]: [f["action"] for f in host["files"]
+                                  if f["path"].endswith(RUN_FILE)] for host in planned}
     # its file is part of what `up` writes; the others' are as `up` left them (the control)
-    assert run_file == {changed: ["update"], **{member: ["unchanged"] for member in kept}}
+    assert run_files == {changed: ["update"], **{member: ["unchanged"] for member in kept}}
     assert service[changed].startswith("~ restart etcd"), service
     assert all(service[member] == "= etcd running" for member in kept), service
     again = cluster.ok("up").err
