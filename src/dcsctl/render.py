@@ -83,9 +83,7 @@ class HostPaths:
     """Host-level places beside the member's own files."""
 
     etcd: PurePosixPath
-    unit: PurePosixPath
     env_link: PurePosixPath | None
-    pidfile: PurePosixPath
     log: PurePosixPath
     hosts_file: PurePosixPath
     tarball_cache: PurePosixPath
@@ -95,9 +93,7 @@ class HostPaths:
         link = spec.paths.env_link
         return cls(
             etcd=on_host(member, spec.remote_bin_dir()) / "etcd",
-            unit=on_host(member, "/etc/systemd/system/etcd.service"),
             env_link=on_host(member, link) if link else None,
-            pidfile=on_host(member, "/run/dcsctl-etcd.pid"),
             log=on_host(member, spec.paths.log_file),
             hosts_file=on_host(member, "/etc/hosts"),
             tarball_cache=on_host(member, "/var/cache/dcsctl"),

@@ -47,11 +47,6 @@ class InstallMethod(enum.StrEnum):
     NONE = "none"  # etcd is already installed on the hosts
 
 
-class ServiceManager(enum.StrEnum):
-    SYSTEMD = "systemd"
-    PROCESS = "process"  # a detached process with a pidfile: hosts without systemd
-
-
 class KeyType(enum.StrEnum):
     ECDSA_P256 = "ecdsa-p256"
     RSA_2048 = "rsa-2048"
@@ -104,10 +99,11 @@ SYSTEM_DIRECTORIES = frozenset({
 # binary directories are right for it.
 BINARY_DIRECTORIES = frozenset({"/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin",
                                 "/usr/local/sbin", "/sbin"})
-# Files dcsctl manages at fixed places on every host: render.HostPaths puts them there
-# (tests/unit/test_spec.py checks that the two agree).
-SYSTEMD_UNIT = "/etc/systemd/system/etcd.service"
-PIDFILE = "/run/dcsctl-etcd.pid"
+# Files dcsctl manages at fixed places on every host: render.HostPaths puts the last two
+# there (tests/unit/test_spec.py checks that the two agree), the init systems of the SSH
+# target (targets/ssh/init_systems.py) their own.
+SYSTEMD_UNIT = "/etc/systemd/system/etcd.service"  # service.manager systemd
+PIDFILE = "/run/dcsctl-etcd.pid"  # service.manager process
 HOSTS_FILE = "/etc/hosts"
 TARBALL_CACHE = "/var/cache/dcsctl"
 
@@ -248,9 +244,23 @@ class InstallSettings(_Strict):
         return value
 
 
+# The name of an init system. Which ones exist is the SSH target's to say
+# (targets/ssh/init_systems.py: systemd, process), not this pure module's.
+INIT_SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
 class ServiceSettings(_Strict):
-    manager: ServiceManager = ServiceManager.SYSTEMD
+    # What runs etcd on an SSH host: systemd, or process (a detached process with a
+    # pidfile: hosts without systemd).
+    manager: str = "systemd"
     user: str = "etcd"  # owns the data dir and the member key; etcd runs as this user
+
+    @field_validator("manager")
+    @classmethod
+    def _manager(cls, value: str) -> str:
+        if not INIT_SYSTEM_NAME.match(value):
+            raise ValueError("must name an init system, such as systemd or process")
+        return value
 
     @field_validator("user")
     @classmethod

@@ -16,8 +16,8 @@ from dcsctl.workflow import UNCHANGED, Handover, Phase
 from tests.support import cluster_of
 from tests.support.lab import LabCluster
 
-NOTHING_TO_RESTART = Handover(install=provision.Installs(UNCHANGED, frozenset(), ()),
-                              config=provision.Configured((), frozenset()))
+NOTHING_TO_RESTART = Handover(install=provision.Installs(UNCHANGED, frozenset(), (), {}),
+                              config=provision.Configured((), frozenset(), {}))
 
 
 def _observable(cluster: Cluster) -> tuple[dict[str, tuple[bytes, int]], int]:
@@ -54,7 +54,8 @@ def test_the_checks_of_every_workflow_only_observe(running_lab: LabCluster) -> N
         restore = RestoreWorkflow(
             cluster, cluster, preview, RestorePlan(str(snapshot), "", record.token, 0, False),
             record, keep_old=True,
-            handover=Handover(config=Reconfigured(record, provision.Configured((), frozenset()))))
+            handover=Handover(config=Reconfigured(record,
+                                                  provision.Configured((), frozenset(), {}))))
 
         def ask() -> dict[str, dict[str, bool]]:
             return {"up": _checks(up.phases()), "member add": _checks(join.phases()),
@@ -84,8 +85,8 @@ def test_the_start_phase_runs_alone_and_restarts_what_it_is_handed(
     try:
         member = cluster.spec.members[1].name
         pids = {m.name: _pid(cluster, m.name) for m in cluster.spec.members}
-        handed = Handover(install=provision.Installs(UNCHANGED, frozenset({member}), ()),
-                          config=provision.Configured((), frozenset()))
+        handed = Handover(install=provision.Installs(UNCHANGED, frozenset({member}), (), {}),
+                          config=provision.Configured((), frozenset(), {}))
         start = {p.name: p for p in UpWorkflow(cluster, cluster.dir.record(),
                                                 handed).phases()}["start"]
         assert start.done_if is not None and not start.done_if()

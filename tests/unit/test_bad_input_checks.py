@@ -3,17 +3,21 @@ printed: init system, clock, free space on the data filesystem, a changed SSH ho
 
 from __future__ import annotations
 
+from pathlib import Path, PurePosixPath
+
 import pytest
 
 from dcsctl import render, spec
+from dcsctl.errors import SpecError
 from dcsctl.hosts.local import LocalHost
 from dcsctl.hosts.ssh import Destination, unreachable
-from dcsctl.spec import ServiceManager
+from dcsctl.state import ClusterDir
 from dcsctl.targets.disk import MIN_DATA_FREE_BYTES, disk_check
 from dcsctl.targets.protocol import Check, PreflightReport, Verdict
+from dcsctl.targets.ssh import init_systems
 from dcsctl.targets.ssh.checks import clock_check
-from dcsctl.targets.ssh.init_systems import init_system
 from dcsctl.targets.ssh.place import Place
+from dcsctl.targets.ssh.target import ssh_target
 
 # What OpenSSH 9.2 prints (LogLevel=ERROR) when a known host presents another key.
 CHANGED = """\
@@ -36,24 +40,49 @@ UNKNOWN = ("No ED25519 host key is known for dcs-02 and you have requested stric
 
 
 @pytest.mark.parametrize(("manager", "init", "verdict"), [
-    (ServiceManager.SYSTEMD, "systemd", Verdict.OK),
-    (ServiceManager.SYSTEMD, "sshd", Verdict.FAIL),
-    (ServiceManager.SYSTEMD, "", Verdict.FAIL),
-    (ServiceManager.PROCESS, "sshd", Verdict.OK),
+    ("systemd", "systemd", Verdict.OK),
+    ("systemd", "sshd", Verdict.FAIL),
+    ("systemd", "", Verdict.FAIL),
+    ("process", "sshd", Verdict.OK),
 ])
-def test_service_systemd_needs_systemd_as_pid_1(manager: ServiceManager, init: str,
+def test_service_systemd_needs_systemd_as_pid_1(manager: str, init: str,
                                                 verdict: Verdict) -> None:
     cluster = spec.from_mapping({**spec.digest_source(spec.ssh_spec(3, release="3.7.4")),
-                                 "service": {"manager": str(manager)}}, source="test")
+                                 "service": {"manager": manager}}, source="test")
     member = cluster.member("dcs-02")
     layout = render.remote_layout(cluster, member)
     place = Place(cluster, member, LocalHost(), layout, render.HostPaths.of(cluster, member),
                   layout)
-    check = init_system(place).host_check(init)
+    check = init_systems.kind(manager)(place).host_check(init)
     assert check.verdict is verdict
     if verdict is Verdict.FAIL:
         assert "not systemd" in check.detail
         assert "service: {manager: process}" in check.fix
+
+
+def test_an_init_system_dcsctl_does_not_know_stops_the_ssh_target(tmp_path: Path) -> None:
+    known = spec.digest_source(spec.ssh_spec(3, release="3.7.4"))
+    cluster = spec.from_mapping({**known, "service": {"manager": "upstart"}}, source="test")
+    with pytest.raises(SpecError) as refused:
+        ssh_target(cluster, ClusterDir(tmp_path, cluster.name), tmp_path, {})
+    assert "no init system called 'upstart'" in refused.value.message
+    assert refused.value.fix.endswith("one of process, systemd")
+    # the control: a name it knows builds the target (nothing is reached yet)
+    ssh_target(spec.from_mapping(known, source="test"), ClusterDir(tmp_path, cluster.name),
+               tmp_path, {}).close()
+
+
+def test_each_init_system_keeps_its_files_under_the_members_remote_root() -> None:
+    cluster = spec.ssh_spec(1, release="3.7.4")
+    member = cluster.members[0].model_copy(update={"remote_root": "/srv/host0"})
+    layout = render.remote_layout(cluster, member)
+    place = Place(cluster, member, LocalHost(), layout, render.HostPaths.of(cluster, member),
+                  layout)
+    unit = init_systems.Systemd(place).files()  # (its teardown would run systemctl here)
+    assert [(f.path, f.read_at_start) for f in unit] == [
+        (PurePosixPath("/srv/host0/etc/systemd/system/etcd.service"), True)]
+    assert init_systems.DetachedProcess(place).teardown() == [
+        PurePosixPath("/srv/host0/run/dcsctl-etcd.pid")]
 
 
 @pytest.mark.parametrize(("remote", "verdict", "says"), [

@@ -55,7 +55,6 @@ def test_remote_root_prefixes_every_host_path() -> None:
     paths = render.HostPaths.of(SSH, member)
     assert layout.config == PurePosixPath("/srv/host0/etc/dcs/etcd")
     assert layout.key == PurePosixPath("/srv/host0/etc/dcs/cert/dcs-00.key")
-    assert paths.unit == PurePosixPath("/srv/host0/etc/systemd/system/etcd.service")
     assert paths.env_link == PurePosixPath("/srv/host0/etc/default/etcd")
     assert paths.etcd == PurePosixPath("/srv/host0/usr/local/bin/etcd")  # a release
 

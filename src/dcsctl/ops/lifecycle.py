@@ -118,14 +118,14 @@ class UpWorkflow:
         return Done(installs.note, installs)
 
     def config(self) -> Done[provision.Configured]:
-        configured = provision.configure(self.cluster, self.record)
-        restart = self.handover.need("install", provision.Installs).restart | configured.restart
+        installs = self.handover.need("install", provision.Installs)
+        configured = provision.configure(self.cluster, self.record, installs.versions)
+        restart = installs.restart | configured.restart
         pending = pending_restarts(self.cluster)
         if restart - pending:
             atomic_write(_pending_path(self.cluster),
                          json.dumps(sorted(restart | pending)).encode(), PUBLIC)
-        return Done(configured.note(self.handover.need("install", provision.Installs).restart),
-                    configured)
+        return Done(configured.note(installs.restart), configured)
 
     def restart(self) -> frozenset[str]:
         """Running members that must restart: a new binary (install), new settings
@@ -160,7 +160,8 @@ class UpWorkflow:
         return bool(self.record.bootstrapped and self.record.cluster_id)
 
     def bootstrap(self) -> Done[ClusterRecord]:
-        record = provision.bootstrap(self.cluster, self.record)
+        configured = self.handover.need("config", provision.Configured)
+        record = provision.bootstrap(self.cluster, self.record, configured.versions)
         return Done(f"cluster ID {record.cluster_id}", record)
 
 

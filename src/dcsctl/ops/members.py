@@ -24,7 +24,7 @@ from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.runtime import MemberRuntime, hand_over_leadership
 from dcsctl.state import PRIVATE, ClusterRecord, locked
 from dcsctl.wait import wait_until
-from dcsctl.workflow import Phase, PhaseOutcome, run_phases
+from dcsctl.workflow import Done, Handover, Phase, PhaseOutcome, run_phases
 
 JOIN_TIMEOUT_S = 60.0
 T = TypeVar("T")
@@ -109,15 +109,17 @@ def _once_settled(cluster: Cluster, change: Callable[[], T], what: str) -> T:
 
 
 class JoinWorkflow:
-    """Add one member to a running cluster: learner, start, promote."""
+    """Add one member to a running cluster: learner, start, promote. The config phase
+    takes the version install handed on from the run's Handover."""
 
     def __init__(self, cluster: Cluster, member: spec_module.Member,
-                 record: ClusterRecord) -> None:
+                 record: ClusterRecord, handover: Handover | None = None) -> None:
         self.cluster = cluster
         self.member = member
         self.record = record
         self.runtime = MemberRuntime(cluster)
         self.peer_url = cluster.spec.peer_url(member)
+        self.handover = handover if handover is not None else Handover()
 
     def phases(self) -> list[Phase]:
         cluster, clock = self.cluster, self.cluster.context.clock
@@ -127,17 +129,28 @@ class JoinWorkflow:
             Phase("pki", f"certificate for {self.member.name}",
                   lambda: certs.ensure_pki(cluster, clock()),
                   lambda: certs.plan_pki(cluster, clock()).complete),
-            Phase("install", "etcd and its service user on the new host",
-                  lambda: provision.install(cluster, [self.member]).note),
+            Phase("install", "etcd and its service user on the new host", self.install),
             Phase("add", "add as a learner", self.add, self.added),
             Phase("config", "etcd configuration (initial-cluster-state existing)",
-                  lambda: provision.configure(cluster, self.record).note()),
+                  self.config),
             Phase("start", f"start {self.member.name}", self.start, self.started),
             Phase("promote", "promote to voting member once in sync", self.promote,
                   self.promoted),
             Phase("health", "wait until every member is healthy", self.runtime.health,
                   check_only=True),
         ]
+
+    def install(self) -> Done[provision.Installs]:
+        installs = provision.install(self.cluster, [self.member])
+        return Done(installs.note, installs)
+
+    def config(self) -> str:
+        """Every member's configuration: the new one's rendered for what install handed
+        on, the others' for what their hosts have."""
+        others = [m for m in self.cluster.spec.members if m.name != self.member.name]
+        versions = {**provision.current_versions(self.cluster, others),
+                    **self.handover.need("install", provision.Installs).versions}
+        return provision.configure(self.cluster, self.record, versions).note()
 
     def preflight(self) -> str:
         _require_healthy(self.cluster, except_member=self.member.name)
@@ -230,7 +243,7 @@ def _add(
     with locked(grown.dir):
         workflow = JoinWorkflow(grown, grown.spec.member(name), record)
         outcomes = run_phases([*workflow.phases(), *_patroni_hosts(grown)],
-                              cluster.context.progress)
+                              cluster.context.progress, workflow.handover)
     return MemberChange(name, tuple(outcomes))
 
 
@@ -345,7 +358,7 @@ class LeaveWorkflow:
             cluster.target.remote.remove(name)
         shutil.rmtree(cluster.dir.member_dir(name), ignore_errors=True)
         # the remaining members' initial-cluster; no restart needed
-        provision.configure(self.shrunk, self.record)
+        provision.configure(self.shrunk, self.record, provision.current_versions(self.shrunk))
         return "stopped, data removed, spec saved"
 
 

@@ -59,6 +59,16 @@ class Installs:
     note: str
     restart: frozenset[str]  # running members whose etcd binary was replaced
     warnings: tuple[str, ...]
+    versions: Mapping[str, Version]  # per member: the etcd installed, to render its config for
+
+
+def current_versions(cluster: Cluster, members: Sequence[spec.Member] | None = None
+                     ) -> dict[str, Version]:
+    """The etcd each member's host has now, read once: what a workflow that installs
+    nothing (restore, member remove) renders configurations for."""
+    chosen = list(cluster.spec.members if members is None else members)
+    found = in_parallel(chosen, lambda m: cluster.target.etcd.version(m.name))
+    return {m.name: version for m, version in zip(chosen, found, strict=True)}
 
 
 def refuse_risky(cluster: Cluster, deploying: Mapping[Version, Sequence[str]]) -> None:
@@ -83,7 +93,8 @@ def install(cluster: Cluster, members: Sequence[spec.Member]) -> Installs:
     restart = frozenset(m.name for m, outcome in zip(members, done, strict=True)
                         if outcome.replaced and cluster.service(m.name).is_active())
     warnings = tuple(dict.fromkeys(w for outcome in done for w in outcome.warnings))
-    return Installs("; ".join(notes) if notes else UNCHANGED, restart, warnings)
+    versions = {m.name: outcome.version for m, outcome in zip(members, done, strict=True)}
+    return Installs("; ".join(notes) if notes else UNCHANGED, restart, warnings, versions)
 
 
 def _runtime_settings(content: bytes) -> dict[str, str]:
@@ -98,6 +109,7 @@ def _runtime_settings(content: bytes) -> dict[str, str]:
 class Configured:
     written: tuple[str, ...]  # one entry per member whose files changed
     restart: frozenset[str]  # running members that must restart to read them
+    versions: Mapping[str, Version]  # what each configuration was rendered for
 
     def note(self, restarting: frozenset[str] = frozenset()) -> str:
         if not self.written:
@@ -107,10 +119,12 @@ class Configured:
             f"; restarting {', '.join(sorted(restarting))}" if restarting else "")
 
 
-def configure(cluster: Cluster, record: ClusterRecord,
+def configure(cluster: Cluster, record: ClusterRecord, versions: Mapping[str, Version],
               members: Sequence[spec.Member] | None = None) -> Configured:
-    """Save the spec (and a new cluster's record), then bring each member's files to it; a
-    running member whose start-up settings changed is to be restarted."""
+    """Save the spec (and a new cluster's record), then bring each member's files to it,
+    its configuration rendered for `versions[member]` (what install handed on, or
+    `current_versions`); a running member whose start-up settings changed is to be
+    restarted."""
     directory = cluster.dir
     directory.save_spec(cluster.spec)
     if not directory.record_path.exists():
@@ -119,8 +133,7 @@ def configure(cluster: Cluster, record: ClusterRecord,
     founding = None if record.bootstrapped else record.token
 
     def one(member: spec.Member) -> tuple[int, bool]:
-        content = member_settings(cluster, member, record,
-                                  cluster.target.etcd.version(member.name))
+        content = member_settings(cluster, member, record, versions[member.name])
         written = cluster.target.files.write_member_files(member.name, content,
                                                           founding_token=founding)
         previous = written.previous_config
@@ -132,19 +145,20 @@ def configure(cluster: Cluster, record: ClusterRecord,
     return Configured(
         tuple(m.name if count == 1 else f"{m.name} ({count} files)"
               for m, (count, _) in zip(chosen, done, strict=True) if count),
-        frozenset(m.name for m, (_, restart) in zip(chosen, done, strict=True) if restart))
+        frozenset(m.name for m, (_, restart) in zip(chosen, done, strict=True) if restart),
+        {m.name: versions[m.name] for m in chosen})
 
 
-def bootstrap(cluster: Cluster, record: ClusterRecord) -> ClusterRecord:
+def bootstrap(cluster: Cluster, record: ClusterRecord,
+              versions: Mapping[str, Version]) -> ClusterRecord:
     """Record the cluster ID in `record` (the one the command read, or a phase before
     wrote); from now on a member that loses its data dir must not found a new cluster, so
-    every configuration says `existing`."""
+    every configuration says `existing` (rendered for `versions`, as configure did)."""
     with cluster.admin_client() as client:
         cluster_id = hex_id(client.cluster_id())
     record = cluster.dir.mark_bootstrapped(record, cluster_id)
-    target = cluster.target
-    in_parallel(list(cluster.spec.members), lambda m: target.files.write_config(
-        m.name, member_settings(cluster, m, record, target.etcd.version(m.name))))
+    in_parallel(list(cluster.spec.members), lambda m: cluster.target.files.write_config(
+        m.name, member_settings(cluster, m, record, versions[m.name])))
     return record
 
 

@@ -206,7 +206,8 @@ class RestoreWorkflow:
             members=tuple(m.name for m in self.cluster.spec.members), bootstrapped=True,
         )
         self.cluster.dir.save_record(record)
-        configured = provision.configure(self.cluster, record)
+        configured = provision.configure(self.cluster, record,
+                                         provision.current_versions(self.cluster))
         return Done(configured.note(), Reconfigured(record, configured))
 
     # -- start: whatever config wrote is read at start-up --
@@ -220,8 +221,8 @@ class RestoreWorkflow:
                                       bootstrapped=config.record.bootstrapped)
 
     def bootstrap(self) -> Done[ClusterRecord]:
-        record = provision.bootstrap(self.cluster,
-                                     self.handover.need("config", Reconfigured).record)
+        config = self.handover.need("config", Reconfigured)
+        record = provision.bootstrap(self.cluster, config.record, config.configured.versions)
         return Done(f"cluster ID {record.cluster_id}", record)
 
     # -- auth: whatever the snapshot held, dcsctl must be able to run this cluster --

@@ -167,9 +167,11 @@ class MemberFiles(Protocol):
 
 
 class EtcdBinaries(Protocol):
-    """Which etcd a member runs, and putting another one there. Every answer is read when
-    asked (no call leaves a version behind for a later one): a caller that needs a version
-    twice passes on the one it got."""
+    """Which etcd a member runs, and putting another one there. Every answer is what the
+    host has when asked (a part may read a host once per run, but `install` drops what it
+    read: no call leaves a version behind for a later one). A caller that needs the
+    version an install produced takes it from `Installed` and passes it on (`up` hands it
+    from its install phase to config and bootstrap)."""
 
     def wanted(self) -> Version | None:
         """The etcd version the spec calls for, if it names one."""

@@ -16,10 +16,9 @@ from dcsctl import tuning
 from dcsctl.errors import DcsctlError, EnvironmentProblem
 from dcsctl.etcd.versions import advisories, upgrade_advice
 from dcsctl.hosts.ssh import SshHost
-from dcsctl.services.protocol import Service
 from dcsctl.targets.disk import DISK_PROBE, data_disk, disk_check
 from dcsctl.targets.protocol import Check, Verdict
-from dcsctl.targets.ssh.init_systems import init_system
+from dcsctl.targets.ssh.init_systems import InitSystem
 from dcsctl.targets.ssh.install import InstallState, superseded_package
 from dcsctl.targets.ssh.place import Place
 from dcsctl.tuning import ELECTION_RTT_FACTOR
@@ -166,7 +165,7 @@ def _rtt_check(place: Place) -> Check:
 
 
 
-def reach(place: Place, host: SshHost) -> list[Check]:
+def reach(place: Place, host: SshHost, init_system: InitSystem) -> list[Check]:
     """What `up` must know before it writes anything: the host answers, as root, runs the
     spec's init system, its clock agrees with this machine's and the data dir has room."""
     name = place.member.name
@@ -181,7 +180,7 @@ def reach(place: Place, host: SshHost) -> list[Check]:
     how = "sudo" if place.spec.ssh.sudo else "login"
     return [Check(name, "ssh", Verdict.OK, f"reached {host.destination}"),
             Check(name, "privileges", Verdict.OK, f"root via {how}"),
-            init_system(place).host_check(init),
+            init_system.host_check(init),
             _clock_check(name, host),
             disk_check(name, data_dir, df_line)]
 
@@ -212,7 +211,7 @@ def _clock_check(member: str, host: SshHost) -> Check:
     return clock_check(member, remote_clock, before, time.time())
 
 
-def host_checks(place: Place, host: SshHost, service: Service,
+def host_checks(place: Place, host: SshHost, init_system: InitSystem,
                 state: Callable[[], InstallState]) -> list[Check]:
     """`dcsctl preflight`'s full list for one host."""
     name = place.member.name
@@ -234,10 +233,10 @@ def host_checks(place: Place, host: SshHost, service: Service,
                             "(passwordless sudo, or log in as root)"))
     checks.append(Check(name, "os", Verdict.OK if os_name else Verdict.WARN,
                         os_name or "no /etc/os-release"))
-    checks.append(init_system(place).host_check(init))
+    checks.append(init_system.host_check(init))
     checks.append(clock)
     checks.append(data_disk(host, name, place.layout.data_dir))
-    checks.append(_ports_check(place, service))
+    checks.append(_ports_check(place, init_system))
     checks.append(_fsync_check(place))
     checks.append(_rtt_check(place))
     checks.append(_etcd_check(place, state()))
@@ -259,9 +258,9 @@ def _etcd_check(place: Place, state: InstallState) -> Check:
     return Check(member.name, "etcd", Verdict.OK, f"etcd {state.version}")
 
 
-def _ports_check(place: Place, service: Service) -> Check:
+def _ports_check(place: Place, init_system: InitSystem) -> Check:
     member, host = place.member, place.host
-    if service.is_active():
+    if init_system.service().is_active():
         return Check(member.name, "ports", Verdict.OK, "held by this cluster's etcd")
     listening = host.run(["ss", "-Hltn"])
     if not listening.ok:

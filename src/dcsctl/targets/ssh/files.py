@@ -21,7 +21,7 @@ from dcsctl.hosts.protocol import UNCHANGED_EXIT, Host
 from dcsctl.state import PRIVATE, PUBLIC
 from dcsctl.targets.data_dir import DATA_DIR_MODE, ensure_dir, raise_unless_ok
 from dcsctl.targets.protocol import FileChange, Written
-from dcsctl.targets.ssh.init_systems import init_system
+from dcsctl.targets.ssh.init_systems import InitSystem
 from dcsctl.targets.ssh.place import DesiredFile, Place
 
 CERT_DIR_MODE = 0o750
@@ -58,12 +58,12 @@ def _issued(path: PurePath) -> bytes | None:
         return None
 
 
-def desired_files(place: Place, settings: bytes) -> list[DesiredFile]:
-    """Everything dcsctl writes on the member's host, built on the control machine."""
+def member_files(place: Place, settings: bytes) -> list[DesiredFile]:
+    """etcd's own files on the member's host, built on the control machine."""
     staged, on_host = place.staged, place.layout
     private, public = place.owner, "root:root"
-    files = [
-        DesiredFile(on_host.config, settings, PUBLIC, public),
+    return [
+        DesiredFile(on_host.config, settings, PUBLIC, public, read_at_start=True),
         DesiredFile(on_host.ca_cert, _issued(staged.ca_cert), PUBLIC, public),
         DesiredFile(on_host.crl, _issued(staged.crl), PUBLIC, public),
         DesiredFile(on_host.cert, _issued(staged.cert), PUBLIC, public),
@@ -72,7 +72,11 @@ def desired_files(place: Place, settings: bytes) -> list[DesiredFile]:
         DesiredFile(on_host.jwt_private, _issued(staged.jwt_private), PRIVATE, private,
                     secret=True),
     ]
-    return files + init_system(place).files()
+
+
+def desired_files(place: Place, init: InitSystem, settings: bytes) -> list[DesiredFile]:
+    """Everything dcsctl writes on the member's host: etcd's files and its init system's."""
+    return member_files(place, settings) + init.files()
 
 
 def hosts_file(place: Place) -> DesiredFile | None:
@@ -170,7 +174,8 @@ def founding_marker(place: Place) -> PurePath:
     return PurePath(f"{place.layout.data_dir}.dcsctl-token")
 
 
-def push(place: Place, settings: bytes, *, founding_token: str | None = None) -> Written:
+def push(place: Place, init: InitSystem, settings: bytes, *,
+         founding_token: str | None = None) -> Written:
     """Bring the host's directories, files and links to the spec.
 
     One round trip observes everything; only what differs is written, so a re-run on an
@@ -181,7 +186,7 @@ def push(place: Place, settings: bytes, *, founding_token: str | None = None) ->
     """
     host, member = place.host, place.member
     dirs = desired_dirs(place)
-    files = desired_files(place, settings)
+    files = desired_files(place, init, settings)
     if (etc_hosts := hosts_file(place)) is not None:
         files.append(etc_hosts)
     marker = None
@@ -216,8 +221,11 @@ def push(place: Place, settings: bytes, *, founding_token: str | None = None) ->
         raise_unless_ok(host, result.ok or result.returncode == UNCHANGED_EXIT,
                         f"linking {link}", result.stderr)
         changed.append(str(link))
-    # etcd reads its unit, like its settings, at start-up only.
-    return Written(tuple(changed), previous_config, str(place.paths.unit) in changed)
+    # What else etcd reads at start-up only (a unit) asks for a restart; whether the
+    # configuration's change does depends on what in it changed (ops/provision.py).
+    restart = any(f.read_at_start and f.path != config and str(f.path) in written
+                  for f in files)
+    return Written(tuple(changed), previous_config, restart)
 
 
 def sync_tls(place: Place) -> list[str]:
@@ -225,16 +233,16 @@ def sync_tls(place: Place) -> list[str]:
     layout = place.layout
     tls = {layout.ca_cert, layout.crl, layout.cert, layout.key, layout.jwt_private,
            layout.jwt_public}
-    wanted = [f for f in desired_files(place, b"") if f.path in tls and f.content is not None]
+    wanted = [f for f in member_files(place, b"") if f.path in tls and f.content is not None]
     return _write_differing(place.host, wanted, observe(place.host, [f.path for f in wanted]))[0]
 
 
-def remove(place: Place) -> None:
+def remove(place: Place, init: InitSystem) -> None:
     """Take back what `push` put on the host (destroy): keys, config, unit, data."""
     layout, paths, host = place.layout, place.paths, place.host
     doomed = [layout.key, layout.jwt_private, layout.cert, layout.jwt_public, layout.ca_cert,
               layout.crl, layout.config, founding_marker(place),
-              *init_system(place).teardown()]
+              *init.teardown()]
     if paths.env_link is not None:
         doomed.append(paths.env_link)
     result = host.run(["rm", "-rf", "--", *map(str, doomed), str(layout.data_dir)])
@@ -276,12 +284,11 @@ def file_change(host: Host, wanted: DesiredFile, now: Observed) -> FileChange:
     return FileChange(path, "update", tuple(diff))
 
 
-def planned_files(place: Place, settings: bytes,
+def planned_files(place: Place, wanted: Sequence[DesiredFile],
                   reissued: Sequence[PurePath]) -> list[FileChange]:
-    """What `push` would change; `reissued`: files the pki phase will issue anew, whose
-    content is not known yet."""
-    desired = [replace(f, content=None) if f.path in reissued else f
-               for f in desired_files(place, settings)]
+    """What `push` would change to bring `wanted` (`desired_files`) to the host;
+    `reissued`: files the pki phase will issue anew, whose content is not known yet."""
+    desired = [replace(f, content=None) if f.path in reissued else f for f in wanted]
     if (etc_hosts := hosts_file(place)) is not None:
         desired.append(etc_hosts)
     seen = observe(place.host, [f.path for f in desired])

@@ -1,11 +1,13 @@
 """What runs etcd on an SSH host: one object per init system, picked by the spec's
 `service.manager` and reading only what it needs. Each owns everything that differs
 between init systems — the service (start, stop, is it active), the files it needs on the
-host besides etcd's own (systemd: the unit), its teardown, and the check that the host
-runs it — so nothing else in dcsctl asks which init system a host has. (The shape of
-Patroni's DCS backends: one class per backend, one table that picks it.)
+host besides etcd's own (systemd: the unit) and whether etcd reads them at start-up, its
+teardown, and the check that the host runs it — so nothing else in dcsctl asks which init
+system a host has. The SSH target builds one per host and keeps it for the run. (The shape
+of Patroni's DCS backends: one class per backend, one table that picks it.)
 
-A new init system (OpenRC, runit) is one class here and one entry in `INIT_SYSTEMS`.
+A new init system (OpenRC, runit) is one class here and one entry in `INIT_SYSTEMS`, keyed
+by the name a spec gives in `service.manager`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from collections.abc import Callable
 from pathlib import PurePath
 from typing import Protocol
 
-from dcsctl import render
+from dcsctl import render, spec
+from dcsctl.errors import SpecError
 from dcsctl.services.protocol import Service
 from dcsctl.services.remote import RemoteProcessService, SystemdService
-from dcsctl.spec import ServiceManager
 from dcsctl.state import PUBLIC
 from dcsctl.targets.protocol import Check, Verdict
 from dcsctl.targets.ssh.place import DesiredFile, Place
@@ -31,8 +33,9 @@ class InitSystem(Protocol):
         ...
 
     def files(self) -> list[DesiredFile]:
-        """What it needs on the host besides etcd's own files; rewritten whenever they
-        change (a unit names the binary: a version that moves it changes the unit)."""
+        """What it needs on the host besides etcd's own files, each saying whether etcd
+        reads it at start-up (a unit names the binary: a version that moves it changes
+        the unit, and a running member must restart to take it)."""
         ...
 
     def teardown(self) -> list[PurePath]:
@@ -51,18 +54,19 @@ class Systemd:
 
     def __init__(self, place: Place) -> None:
         self.place = place
+        self.unit = render.on_host(place.member, spec.SYSTEMD_UNIT)
 
     def service(self) -> Service:
-        return SystemdService(self.place.host)
+        return SystemdService(self.place.host, self.unit.name)
 
     def files(self) -> list[DesiredFile]:
         place = self.place
         unit = render.systemd_unit(place.spec, place.layout, place.paths.etcd)
-        return [DesiredFile(place.paths.unit, unit, PUBLIC, "root:root")]
+        return [DesiredFile(self.unit, unit, PUBLIC, "root:root", read_at_start=True)]
 
     def teardown(self) -> list[PurePath]:
-        self.place.host.run(["systemctl", "disable", "etcd.service"])
-        return [self.place.paths.unit]
+        self.place.host.run(["systemctl", "disable", self.unit.name])
+        return [self.unit]
 
     def host_check(self, pid1: str) -> Check:
         """systemd must be PID 1: a container or a host booted with another init has none,
@@ -86,29 +90,39 @@ class DetachedProcess:
 
     def __init__(self, place: Place) -> None:
         self.place = place
+        self.pidfile = render.on_host(place.member, spec.PIDFILE)
 
     def service(self) -> Service:
-        paths = self.place.paths
-        return RemoteProcessService(self.place.host, paths.pidfile, paths.log,
+        return RemoteProcessService(self.place.host, self.pidfile, self.place.paths.log,
                                     self.place.spec.service.user)
 
     def files(self) -> list[DesiredFile]:
         return []
 
     def teardown(self) -> list[PurePath]:
-        return [self.place.paths.pidfile]
+        return [self.pidfile]
 
     def host_check(self, pid1: str) -> Check:
         return Check(self.place.member.name, "init", Verdict.OK,
                      f"PID 1 is {pid1 or 'unknown'}; etcd runs as a detached process")
 
 
-INIT_SYSTEMS: dict[ServiceManager, Callable[[Place], InitSystem]] = {
-    ServiceManager.SYSTEMD: Systemd,
-    ServiceManager.PROCESS: DetachedProcess,
+InitSystemKind = Callable[[Place], InitSystem]
+
+# By the name `service.manager` gives.
+INIT_SYSTEMS: dict[str, InitSystemKind] = {
+    Systemd.name: Systemd,
+    DetachedProcess.name: DetachedProcess,
 }
 
 
-def init_system(place: Place) -> InitSystem:
-    """The init system the spec names for this member's host."""
-    return INIT_SYSTEMS[place.spec.service.manager](place)
+def kind(name: str) -> InitSystemKind:
+    """The init system a spec's `service.manager` names. The spec checks only the name's
+    form: which init systems exist is known here, not to the pure spec module."""
+    found = INIT_SYSTEMS.get(name)
+    if found is None:
+        raise SpecError(
+            f"service.manager: dcsctl knows no init system called {name!r}",
+            fix=f"set service.manager to one of {', '.join(sorted(INIT_SYSTEMS))}",
+        )
+    return found

@@ -19,7 +19,10 @@ from dcsctl.targets.protocol import Installed
 from dcsctl.targets.ssh.place import Place
 
 # Debian starts a package's service on install; policy-rc.d answering 101 forbids it, so
-# the package's own etcd (with its own data dir) never runs next to ours.
+# the package's own etcd (with its own data dir) never runs next to ours. Debian also
+# enables its unit for the next boot: that is the host's init's doing, whatever runs
+# dcsctl's member (service.manager process on a systemd host too), so the script asks the
+# host whether systemd runs, not the spec's init system.
 APT_SCRIPT = r"""
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -137,9 +140,9 @@ def _check(host: Host, argv: list[str]) -> None:
 
 
 def ensure_installed(place: Place, cache: Path, environ: Mapping[str, str],
-                     state: InstallState) -> tuple[Installed, InstallState]:
-    """etcd present (per install method) and the service user existing; and the host's
-    state afterwards."""
+                     state: InstallState) -> Installed:
+    """etcd present (per install method) and the service user existing, from `state`
+    (what the host had)."""
     host, member = place.host, place.member
     method = place.spec.install.method
     notes = []
@@ -174,4 +177,4 @@ def ensure_installed(place: Place, cache: Path, environ: Mapping[str, str],
     found = [f"{member.name}: {warning}" for warning in warnings(version)]
     if superseded := superseded_package(place, final):
         found.append(superseded)
-    return Installed(note, version, version != state.version, tuple(found)), final
+    return Installed(note, version, version != state.version, tuple(found))

@@ -35,5 +35,8 @@ class DesiredFile:
     mode: int
     owner: str | None
     secret: bool = False  # a plan never shows its content
+    # etcd reads it only when it starts (its settings, a unit): a running member must
+    # restart to take a change; certificates and the CRL it re-reads on its own.
+    read_at_start: bool = False
 
 

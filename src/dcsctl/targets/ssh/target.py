@@ -1,8 +1,8 @@
 """SSH targets: each member on its own host, reached over SSH, in the guide's places
 (/etc/dcs, /var/lib/etcd), run by systemd or, on hosts without it, as a plain process.
 
-`ssh_target` builds the parts; they share one `SshHosts` (one SSH connection per host and
-run) and the etcd part's reading of what each host has installed."""
+`ssh_target` builds the parts; they share one `SshHosts` (per host and run: one SSH
+connection, one init system) and the etcd part's reading of what each host has installed."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from dcsctl.targets.protocol import (
     Target,
     Written,
 )
-from dcsctl.targets.ssh import checks, files, install
-from dcsctl.targets.ssh.init_systems import init_system
+from dcsctl.targets.ssh import checks, files, init_systems, install
+from dcsctl.targets.ssh.init_systems import InitSystem
 from dcsctl.targets.ssh.install import InstallState
 from dcsctl.targets.ssh.place import Place
 from dcsctl.workflow import in_parallel
@@ -48,12 +48,16 @@ def ssh_target(cluster_spec: ClusterSpec, directory: ClusterDir, cache: Path,
 
 
 class SshHosts:
-    """Every member on its own host; one shared SSH connection per host and run."""
+    """Every member on its own host; per host and run one shared SSH connection and one
+    init system (the spec's `service.manager`), built when first needed."""
 
     def __init__(self, cluster_spec: ClusterSpec, directory: ClusterDir) -> None:
         self.spec = cluster_spec
         self.dir = directory
+        # an init system dcsctl does not know stops every command here, before any host
+        self._init_kind = init_systems.kind(cluster_spec.service.manager)
         self._hosts: dict[str, SshHost] = {}
+        self._init_systems: dict[str, InitSystem] = {}
 
     def host(self, member: str) -> SshHost:
         if member not in self._hosts:
@@ -80,13 +84,19 @@ class SshHosts:
         return Place(self.spec, self.spec.member(member), self.host(member),
                      self.layout(member), self.paths(member), self.dir.layout(member))
 
+    def init_system(self, member: str) -> InitSystem:
+        if member not in self._init_systems:
+            self._init_systems[member] = self._init_kind(self.place(member))
+        return self._init_systems[member]
+
     def service(self, member: str) -> Service:
-        return init_system(self.place(member)).service()
+        return self.init_system(member).service()
 
     def close(self) -> None:
         for host in self._hosts.values():
             host.close()
         self._hosts.clear()
+        self._init_systems.clear()  # each holds its host's connection
 
 
 class SshEtcd:
@@ -101,8 +111,8 @@ class SshEtcd:
         self._states: dict[str, InstallState] = {}
 
     def state(self, member: str) -> InstallState:
-        """What the host has installed, read once per run and kept true by `install`, the
-        one thing here that changes it."""
+        """What the host has installed, read once per run; `install`, the one thing here
+        that changes it, drops the reading (read again when next asked)."""
         if member not in self._states:
             self._states[member] = install.install_state(self._hosts.place(member))
         return self._states[member]
@@ -114,8 +124,8 @@ class SshEtcd:
         return self.state(member).version
 
     def version(self, member: str) -> Version:
-        """What the host's etcd says: the install state's (the same `etcd --version`, read
-        once per run and kept true by `install`), asked again only to name what is wrong."""
+        """What the host's etcd says: the install state's (the same `etcd --version`),
+        asked again only to name what is wrong."""
         if (known := self.state(member).version) is not None:
             return known
         etcd = self._hosts.paths(member).etcd
@@ -156,9 +166,11 @@ class SshEtcd:
                                         self._cache)
 
     def install(self, member: str) -> Installed:
-        done, state = install.ensure_installed(self._hosts.place(member), self._cache,
-                                               self._environ, self.state(member))
-        self._states[member] = state
+        """What it installed is in its answer (`Installed.version`), not left for a later
+        call: the reading it changed is dropped."""
+        done = install.ensure_installed(self._hosts.place(member), self._cache,
+                                       self._environ, self.state(member))
+        self._states.pop(member, None)
         return done
 
     def with_version(self, given: ClusterSpec, wanted: Version, bin_dir: Path | None,
@@ -188,9 +200,10 @@ class SshChecks:
         def one(member: spec.Member) -> list[Check]:
             place = self._hosts.place(member.name)
             host = self._hosts.host(member.name)
+            init_system = self._hosts.init_system(member.name)
             if not thorough:
-                return checks.reach(place, host)
-            return checks.host_checks(place, host, self._hosts.service(member.name),
+                return checks.reach(place, host, init_system)
+            return checks.host_checks(place, host, init_system,
                                       lambda: self._etcd.state(member.name))
 
         found = [c for per_host in in_parallel(members, one) for c in per_host]
@@ -204,11 +217,11 @@ class SshFiles:
 
     def plan(self, member: str, settings: bytes, reissued: Sequence[PurePath],
              etcd: PlannedInstall) -> HostPlan:
-        place = self._hosts.place(member)
-        changes = files.planned_files(place, settings, reissued)
-        active = etcd.present and self._hosts.service(member).is_active()
-        # etcd reads its settings and its unit at start-up only (certificates it re-reads).
-        read_at_start = {str(place.layout.config), str(place.paths.unit)}
+        place, init_system = self._hosts.place(member), self._hosts.init_system(member)
+        wanted = files.desired_files(place, init_system, settings)
+        changes = files.planned_files(place, wanted, reissued)
+        active = etcd.present and init_system.service().is_active()
+        read_at_start = {str(f.path) for f in wanted if f.read_at_start}
         reconfigured = any(f.action == "update" and f.path in read_at_start for f in changes)
         if not active:
             service_note = "+ start etcd"
@@ -221,14 +234,15 @@ class SshFiles:
 
     def write_member_files(self, member: str, settings: bytes, *,
                            founding_token: str | None) -> Written:
-        return files.push(self._hosts.place(member), settings, founding_token=founding_token)
+        return files.push(self._hosts.place(member), self._hosts.init_system(member), settings,
+                          founding_token=founding_token)
 
     def write_config(self, member: str, settings: bytes) -> bool:
         host = self._hosts.host(member)
         changed = host.write(self._hosts.layout(member).config, settings, PUBLIC, "root:root")
         # What the init system keeps on the host may name the binary (a unit): a version
         # change that moves it (install: apt -> release) must start the new one.
-        for needed in init_system(self._hosts.place(member)).files():
+        for needed in self._hosts.init_system(member).files():
             if needed.content is not None:
                 changed = host.write(needed.path, needed.content, needed.mode,
                                      needed.owner) or changed
@@ -268,7 +282,7 @@ class SshRemote:
         return files.sync_tls(self._hosts.place(member))
 
     def remove(self, member: str) -> None:
-        files.remove(self._hosts.place(member))
+        files.remove(self._hosts.place(member), self._hosts.init_system(member))
 
     def left_behind(self) -> str:
         """What dcsctl installed but did not create for this cluster alone (other software
