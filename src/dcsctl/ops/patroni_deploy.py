@@ -5,9 +5,11 @@ Per node (replicas first, the primary last, so a problem shows on a replica): th
 land atomically at the same paths (the previous ones kept beside them); Patroni reloads
 when etcd3.yml changed (a reload re-reads only username/password); its connections to
 etcd are aborted so it opens new ones with the new files (patroni_node's docstring: the
-measurement); then its REST API must report a DCS read after that moment. A node that
-does not come back gets its previous files back and is made to reconnect with them, and
-the run stops naming it; nothing is revoked. Patroni is never restarted.
+measurement); then its REST API must report a DCS read after that moment, and the
+certificates that node held before are revoked at once. A node that does not come back
+gets its previous files back and is made to reconnect with them, and the run stops
+naming it; its own certificate is not revoked (it presents it again), those of the nodes
+verified before it already are. Patroni is never restarted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from dcsctl import pki
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.hosts.protocol import Host
 from dcsctl.identity import Identity
@@ -207,7 +210,7 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
         raise EnvironmentProblem(
             f"{scope.name}/{node.name}: Patroni did not reach etcd with the new bundle "
             f"({exc.message}); the previous files are back in place and it was made to "
-            "reconnect with them; nothing was revoked",
+            "reconnect with them; its certificate was not revoked",
             fix=f"look at Patroni's log on {node.name} (a key it cannot read: the node's "
             "owner in the spec must be the user Patroni runs as), then run `dcsctl up` "
             "again",
@@ -279,20 +282,44 @@ def unmanaged_bundles(cluster: Cluster) -> list[str]:
 
 def deploy_nodes(cluster: Cluster, *, ca: Identity | None = None,
                  trust: bytes | None = None) -> Deployed:
-    """Every spec node's bundle deployed and verified, replicas first; then the
-    certificates they replaced revoked (and forgotten as superseded)."""
+    """Every spec node's bundle deployed and verified, replicas first; each node's
+    replaced certificates revoked as soon as that node is verified."""
     settings = cluster.spec.patroni
     outcomes = []
+    revoked: list[int] = []
     for scope in settings.scopes if settings else []:
         for node in _primary_last(cluster, scope):
             made = bundle(cluster, scope, node, ca=ca, trust=trust)
-            outcomes.append(deploy_node(cluster, made))
-    # Every node reached etcd with its new certificate: the old ones are no one's now.
-    replaced = [o.replaced for o in outcomes if o.replaced is not None and o.verified]
-    revoked = revocation.revoke(cluster, replaced) if replaced else None
+            outcome = deploy_node(cluster, made)
+            outcomes.append(outcome)
+            if outcome.verified and outcome.files:
+                revoked.extend(_retire(cluster, made, outcome.replaced))
     revocation.forget_revoked_superseded(cluster)
-    return Deployed((), tuple(outcomes),
-                    tuple(r.serial for r in revoked.added) if revoked else ())
+    return Deployed((), tuple(outcomes), tuple(revoked))
+
+
+def _retire(cluster: Cluster, made: NodeBundle, replaced: bytes | None) -> list[int]:
+    """Revoke, right after its node was verified, every certificate that node held
+    before: the one read from its host, and those `certs rotate --patroni` kept aside for
+    it (the one it held, or one issued by an earlier run that never reached it).
+
+    At once rather than at the end of the run: a later node that does not come back
+    stops the run, and this node then shows `unchanged` on the next one, with its old
+    certificate no longer on its host nor (after a renewal) on the control machine:
+    nothing would revoke it ever. At once is also safe: the node's Patroni has just
+    opened new connections with the new files, and its old certificate is on no host.
+    The serials revoked."""
+    deployed = pki.serial_number(made.cert_pem)
+    label = revocation.patroni_label(made.scope.name, made.node.name)
+    kept = [cert for cert in revocation.superseded_of(cluster, label)
+            if pki.serial_number(cert) != deployed
+            and pki.holder_name(cert) == pki.holder_name(made.cert_pem)]
+    certificates = [*([replaced] if replaced is not None else []), *kept]
+    if not certificates:
+        return []
+    done = revocation.revoke(cluster, certificates)
+    revocation.forget_revoked_superseded(cluster)
+    return [entry.serial for entry in done.added]
 
 
 def take_off(cluster: Cluster, scope_name: str) -> tuple[str, ...]:
