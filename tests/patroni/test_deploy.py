@@ -8,7 +8,9 @@ directory that links the deployed etcd3.yml, as on a database host.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pwd
 import shutil
 import tempfile
@@ -27,6 +29,7 @@ from dcsctl.patroni_rest import PatroniApi
 from tests.patroni.harness import PATRONI_BIN, RoleSampler, patroni_node
 from tests.patroni.test_node_credentials import TIMING
 from tests.ssh.sshd import SshLab, start_ssh_lab
+from tests.support import poll
 from tests.support.lab import LabCluster
 
 SCOPE, NODE = "demo", "db-00"
@@ -130,7 +133,8 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             (kept / f"{NODE}.crt").unlink()
             failed = lab.dcsctl("up")
             assert failed.code == 4, failed.err
-            assert f"{SCOPE}/{NODE}" in failed.err and "nothing was revoked" in failed.err
+            assert f"{SCOPE}/{NODE}" in failed.err
+            assert "its certificate was not revoked" in failed.err
             assert cert.read_bytes() == second_cert and _owner(key) == "postgres"
             assert pki.serial_number(second_cert) not in _revoked(lab)
             done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
@@ -263,3 +267,94 @@ def test_key_and_ca_rotations_deploy_to_a_running_primary_with_no_manual_step(
             seen_after(api, done.node_time, timeout=20)  # new CA end to end
         assert sampler.never_demoted(), sampler.roles
         assert api.state().state.postmaster_start_time == started
+
+
+def test_a_node_that_fails_after_another_was_verified_leaves_no_superseded_certificate_valid(
+    lab: LabCluster, tmp_path: Path
+) -> None:
+    """`certs rotate --patroni` on two nodes, the replica first: the replica is verified,
+    then the primary cannot read its new key and the run stops naming it. The replica's
+    old certificate is revoked already (it would show `unchanged` on the next run, its
+    old certificate on no host: nothing would revoke it later); the primary's, back in
+    use, is not. Once the primary's owner is fixed, `up` revokes it too."""
+    if not (PATRONI_BIN / "patroni").exists():
+        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
+    first, second = "db-00", "db-01"  # db-00 the primary: deployed last
+    prefix = lab.addresses()[0].rsplit(".", 1)[0]
+    addresses = {first: f"{prefix}.50", second: f"{prefix}.51"}
+    root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
+    root.chmod(0o755)
+    bundle_dirs = {name: root / name / "etcd" for name in addresses}
+    for directory in bundle_dirs.values():
+        directory.parent.mkdir()
+        directory.parent.chmod(0o755)
+    ssh = start_ssh_lab(tmp_path / "ssh", addresses)
+
+    def spec(**primary: object) -> None:
+        document = lab.document()
+        document["ssh"] = {"config_file": str(ssh.ssh_config), "sudo": False}
+        document["patroni"] = {"scopes": [{"name": SCOPE, "nodes": [
+            {"name": name, "address": addresses[name], "ssh": name,
+             "bundle_dir": str(bundle_dirs[name]), **(primary if name == first else {})}
+            for name in addresses]}]}
+        lab.spec_file.write_text(yaml.safe_dump(document))
+
+    def cert(name: str) -> bytes:
+        return (bundle_dirs[name] / f"{name}.crt").read_bytes()
+
+    def crl_serials() -> set[int]:
+        """What every member's etcd checks new connections against, and dcsctl's record."""
+        found = [pki.revoked_serials(lab.member_tls(m, "crl").read_bytes())
+                 for m in lab.names()]
+        assert all(serials == found[0] for serials in found)
+        assert set(found[0]) == _revoked(lab)
+        return set(found[0])
+
+    try:
+        # The spec names an owner for db-00 that Patroni does not run as, and someone put
+        # the first bundle right by hand: every bundle dcsctl writes there from now on is
+        # one Patroni cannot read (the spec `certs rotate` uses is the one `up` recorded).
+        spec(owner="nobody", group="nogroup")
+        lab.ok("up")  # the files placed; no Patroni answers yet
+        postgres = pwd.getpwnam("postgres")
+        for path in bundle_dirs[first].iterdir():
+            os.chown(path, postgres.pw_uid, postgres.pw_gid)
+        with contextlib.ExitStack() as nodes:
+            primary = nodes.enter_context(patroni_node(
+                SCOPE, first, addresses[first], None, None,
+                etcd3_file=bundle_dirs[first] / "etcd3.yml", timing=TIMING))
+            try:
+                primary.wait_primary()
+                replica = nodes.enter_context(patroni_node(
+                    SCOPE, second, addresses[second], None, None,
+                    etcd3_file=bundle_dirs[second] / "etcd3.yml", timing=TIMING))
+                poll(lambda: replica.role() == "replica"
+                     and replica.state().get("state") in ("running", "streaming"),
+                     120, f"{second} did not become a replica")
+            except TimeoutError:
+                pytest.fail(f"Patroni did not start:\n{primary.log_tail()}")
+            started = PatroniApi(first, primary.api).state().state.postmaster_start_time
+            old = {name: cert(name) for name in addresses}
+            with RoleSampler(primary) as sampler:
+                failed = lab.dcsctl("certs", "rotate", "--patroni")
+                assert failed.code == 4, failed.err
+                assert f"{SCOPE}/{first}" in failed.err, failed.err
+                assert f"{SCOPE}/{second}" not in failed.err, failed.err
+                assert cert(second) != old[second]  # deployed and verified first
+                assert cert(first) == old[first]  # put back: in use again
+                revoked = crl_serials()
+                assert pki.serial_number(old[second]) in revoked
+                assert pki.serial_number(old[first]) not in revoked
+
+                spec()
+                lab.ok("up")
+                assert cert(first) != old[first]
+                revoked = crl_serials()
+                assert {pki.serial_number(c) for c in old.values()} <= revoked
+                assert not {pki.serial_number(cert(n)) for n in addresses} & revoked
+                assert not list((lab.state / "pki").glob("superseded/*.crt"))
+            assert sampler.never_demoted(), sampler.roles
+            assert PatroniApi(first, primary.api).state().state.postmaster_start_time == started
+    finally:
+        ssh.stop()
+        shutil.rmtree(root, ignore_errors=True)
