@@ -225,58 +225,17 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
         assert api.state().state.postmaster_start_time == started
 
 
-def test_key_and_ca_rotations_deploy_to_a_running_primary_with_no_manual_step(
-    lab: LabCluster, db_host: DbHost
-) -> None:
-    """`certs rotate --patroni` and `certs rotate --ca` put the new bundles on the node
-    themselves, verify, and revoke what they replaced; the primary never notices."""
-    if not (PATRONI_BIN / "patroni").exists():
-        pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
-    _with_patroni(lab, db_host)
-    lab.ok("up")
-    etcd3 = db_host.bundle_dir / "etcd3.yml"
-    key, cert = db_host.bundle_dir / f"{NODE}.key", db_host.bundle_dir / f"{NODE}.crt"
-    etcd = [Endpoint(a, 2379) for a in lab.addresses()]
-    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
-                      timing=TIMING) as node:
-        try:
-            node.wait_primary()
-        except TimeoutError:
-            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
-        api = PatroniApi(NODE, node.api)
-        started = api.state().state.postmaster_start_time
-        with RoleSampler(node) as sampler:
-            first_key, first_cert = key.read_bytes(), cert.read_bytes()
-            keys = lab.ok("certs", "rotate", "--patroni").out
-            assert f"{SCOPE}/{NODE}: new bundles deployed and verified" in keys, keys
-            assert "certs revoke --superseded" not in keys  # nothing left by hand
-            assert key.read_bytes() != first_key
-            assert pki.serial_number(first_cert) in _revoked(lab)
-            assert not list((lab.state / "pki").glob("superseded/*.crt"))
-
-            second_cert = cert.read_bytes()
-            old_ca = (lab.state / "pki" / "ca.crt").read_bytes()
-            rotated = lab.ok("certs", "rotate", "--ca").out
-            assert "old CA dropped" in rotated, rotated
-            new_ca = (lab.state / "pki" / "ca.crt").read_bytes()
-            assert new_ca != old_ca
-            assert (db_host.bundle_dir / "ca.crt").read_bytes() == new_ca
-            assert pki.is_issued_by(cert.read_bytes(), new_ca)
-            assert pki.serial_number(second_cert) in _revoked(lab)
-            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
-            seen_after(api, done.node_time, timeout=20)  # new CA end to end
-        assert sampler.never_demoted(), sampler.roles
-        assert api.state().state.postmaster_start_time == started
-
-
-def test_a_node_that_fails_after_another_was_verified_leaves_no_superseded_certificate_valid(
+def test_key_and_ca_rotations_deploy_to_two_nodes_and_a_failed_node_leaves_no_old_certificate_valid(
     lab: LabCluster, tmp_path: Path
 ) -> None:
-    """`certs rotate --patroni` on two nodes, the replica first: the replica is verified,
-    then the primary cannot read its new key and the run stops naming it. The replica's
-    old certificate is revoked already (it would show `unchanged` on the next run, its
-    old certificate on no host: nothing would revoke it later); the primary's, back in
-    use, is not. Once the primary's owner is fixed, `up` revokes it too."""
+    """`certs rotate --patroni` and `certs rotate --ca` put the new bundles on the nodes
+    themselves, verify, and revoke what they replaced; the primary never notices.
+
+    The key rotation meets a primary that cannot read its new key: the replica goes
+    first and is verified, its old certificate revoked at once (the next run shows it
+    `unchanged`, its old certificate on no host: nothing would revoke it later); then the
+    run stops naming the primary, whose old certificate, back in use, is not revoked.
+    Once the owner is fixed, `up` deploys it and revokes that one too."""
     if not (PATRONI_BIN / "patroni").exists():
         pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
     first, second = "db-00", "db-01"  # db-00 the primary: deployed last
@@ -302,13 +261,15 @@ def test_a_node_that_fails_after_another_was_verified_leaves_no_superseded_certi
     def cert(name: str) -> bytes:
         return (bundle_dirs[name] / f"{name}.crt").read_bytes()
 
-    def crl_serials() -> set[int]:
-        """What every member's etcd checks new connections against, and dcsctl's record."""
-        found = [pki.revoked_serials(lab.member_tls(m, "crl").read_bytes())
-                 for m in lab.names()]
-        assert all(serials == found[0] for serials in found)
-        assert set(found[0]) == _revoked(lab)
-        return set(found[0])
+    def serial(name: str) -> int:
+        return pki.serial_number(cert(name))
+
+    def crl() -> set[int]:
+        """What every member's etcd checks new connections against (dcsctl's record)."""
+        found = {frozenset(pki.revoked_serials(lab.member_tls(m, "crl").read_bytes()))
+                 for m in lab.names()}
+        assert found == {frozenset(_revoked(lab))}, found
+        return _revoked(lab)
 
     try:
         # The spec names an owner for db-00 that Patroni does not run as, and someone put
@@ -333,8 +294,11 @@ def test_a_node_that_fails_after_another_was_verified_leaves_no_superseded_certi
                      120, f"{second} did not become a replica")
             except TimeoutError:
                 pytest.fail(f"Patroni did not start:\n{primary.log_tail()}")
-            started = PatroniApi(first, primary.api).state().state.postmaster_start_time
+            api = PatroniApi(first, primary.api)
+            started = api.state().state.postmaster_start_time
             old = {name: cert(name) for name in addresses}
+            keys = {name: (bundle_dirs[name] / f"{name}.key").read_bytes()
+                    for name in addresses}
             with RoleSampler(primary) as sampler:
                 failed = lab.dcsctl("certs", "rotate", "--patroni")
                 assert failed.code == 4, failed.err
@@ -342,19 +306,35 @@ def test_a_node_that_fails_after_another_was_verified_leaves_no_superseded_certi
                 assert f"{SCOPE}/{second}" not in failed.err, failed.err
                 assert cert(second) != old[second]  # deployed and verified first
                 assert cert(first) == old[first]  # put back: in use again
-                revoked = crl_serials()
+                revoked = crl()
                 assert pki.serial_number(old[second]) in revoked
                 assert pki.serial_number(old[first]) not in revoked
 
-                spec()
+                spec()  # the owner fixed: `up` deploys the key the failed run issued
                 lab.ok("up")
-                assert cert(first) != old[first]
-                revoked = crl_serials()
+                assert {name: (bundle_dirs[name] / f"{name}.key").read_bytes() != key
+                        for name, key in keys.items()} == {first: True, second: True}
+                revoked = crl()
                 assert {pki.serial_number(c) for c in old.values()} <= revoked
-                assert not {pki.serial_number(cert(n)) for n in addresses} & revoked
+                assert not {serial(n) for n in addresses} & revoked
                 assert not list((lab.state / "pki").glob("superseded/*.crt"))
+
+                rotated = {name: cert(name) for name in addresses}
+                old_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+                done = lab.ok("certs", "rotate", "--ca").out
+                assert "old CA dropped" in done, done
+                new_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+                assert new_ca != old_ca
+                for name in addresses:
+                    assert (bundle_dirs[name] / "ca.crt").read_bytes() == new_ca
+                    assert pki.is_issued_by(cert(name), new_ca)
+                    assert pki.serial_number(rotated[name]) in _revoked(lab)
+                etcd = [Endpoint(a, 2379) for a in lab.addresses()]
+                reopened = reconnect(LocalHost(), first, api,
+                                     Endpoint(addresses[first], 8008), etcd)
+                seen_after(api, reopened.node_time, timeout=20)  # new CA end to end
             assert sampler.never_demoted(), sampler.roles
-            assert PatroniApi(first, primary.api).state().state.postmaster_start_time == started
+            assert api.state().state.postmaster_start_time == started
     finally:
         ssh.stop()
         shutil.rmtree(root, ignore_errors=True)
