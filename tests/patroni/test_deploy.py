@@ -101,6 +101,15 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
     assert "= " + str(etcd3) in lab.ok("up", "--plan").out
     again = lab.ok("up", "--json").json()
     assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
+    # Renewed while Patroni does not answer: the certificate it replaced is on no host
+    # any more, and not revoked either until a run sees the node reach etcd: pending.
+    placed = cert.read_bytes()
+    kept = lab.state / "patroni" / SCOPE / NODE
+    (kept / f"{NODE}.crt").unlink()
+    lab.ok("up")
+    assert cert.read_bytes() != placed
+    assert pki.serial_number(placed) not in _revoked(lab)
+    assert len(list((lab.state / "pki").glob("superseded/*.crt"))) == 1
 
     etcd = [Endpoint(a, 2379) for a in lab.addresses()]
     with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
@@ -111,8 +120,12 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
         api = PatroniApi(NODE, node.api)
         started = api.state().state.postmaster_start_time
-        kept = lab.state / "patroni" / SCOPE / NODE
         with RoleSampler(node) as sampler:
+            # Nothing to deploy, but the node reaches etcd now: what is pending goes.
+            lab.ok("up")
+            assert pki.serial_number(placed) in _revoked(lab)
+            assert not list((lab.state / "pki").glob("superseded/*.crt"))
+            assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
             # A renewal: the control machine's certificate gone, `up` issues another.
             first_cert = cert.read_bytes()
             (kept / f"{NODE}.crt").unlink()

@@ -188,10 +188,16 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
         host.write(file.path, file.content, file.mode, file.owner)
     if before is None:
         _drop_previous(host, paths)
+        if replaced is not None:
+            # On no host any more, not revoked either: kept as pending, revoked by the
+            # first later run that sees this node reach etcd (deploy_nodes).
+            revocation.keep_superseded(
+                cluster, revocation.patroni_label(scope.name, node.name), replaced)
         return NodeDeployed(
             scope.name, node.name, names, False,
             f"placed; Patroni does not answer at {node.rest_url}: start it with "
-            f"{node.bundle_dir}/etcd3.yml (not verified, nothing revoked)")
+            f"{node.bundle_dir}/etcd3.yml (not verified; what it replaced is revoked once "
+            "a run sees it reach etcd)")
     reloaded = "etcd3.yml" in names
     timing = api.timing()
     try:
@@ -291,17 +297,56 @@ def deploy_nodes(cluster: Cluster, *, ca: Identity | None = None,
         for node in _primary_last(cluster, scope):
             made = bundle(cluster, scope, node, ca=ca, trust=trust)
             outcome = deploy_node(cluster, made)
+            pending = _pending(cluster, made)
+            if not outcome.files and pending:
+                outcome = _verify_unchanged(cluster, made)
             outcomes.append(outcome)
-            if outcome.verified and outcome.files:
-                revoked.extend(_retire(cluster, made, outcome.replaced))
+            if outcome.verified and (outcome.files or pending):
+                revoked.extend(_retire(cluster, made, outcome.replaced, pending))
     revocation.forget_revoked_superseded(cluster)
     return Deployed((), tuple(outcomes), tuple(revoked))
 
 
-def _retire(cluster: Cluster, made: NodeBundle, replaced: bytes | None) -> list[int]:
+def _pending(cluster: Cluster, made: NodeBundle) -> list[bytes]:
+    """The certificates kept aside for this node (`certs rotate --patroni`, or a deploy
+    nobody verified) other than the one it is given now."""
+    deployed = pki.serial_number(made.cert_pem)
+    label = revocation.patroni_label(made.scope.name, made.node.name)
+    return [cert for cert in revocation.superseded_of(cluster, label)
+            if pki.serial_number(cert) != deployed
+            and pki.holder_name(cert) == pki.holder_name(made.cert_pem)]
+
+
+def _verify_unchanged(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
+    """A node whose files are already the ones issued, with certificates pending: it is
+    made to reconnect and must reach etcd with those files before they are revoked."""
+    node, scope = made.node, made.scope
+    api = _api(node, cluster)
+    if _state_or_none(api) is None:
+        return NodeDeployed(scope.name, node.name, (), False,
+                            "unchanged; Patroni does not answer: its old certificate is "
+                            "revoked once a run sees it reach etcd")
+    host = cluster.database_host(scope.name, node.name)
+    timing = api.timing()
+    try:
+        done = reconnect(host, node.name, api, _rest_endpoint(node), _etcd_endpoints(cluster))
+        seen_after(api, done.node_time, timeout=cluster.context.deadline(
+            timing.loop_wait + timing.retry_timeout / 2))
+    except (ClusterUnhealthy, EnvironmentProblem) as exc:
+        raise EnvironmentProblem(
+            f"{scope.name}/{node.name}: Patroni did not reach etcd with its bundle "
+            f"({exc.message}); the certificates it held before were not revoked",
+            fix=f"look at Patroni's log on {node.name}, then run `dcsctl up` again",
+        ) from exc
+    return NodeDeployed(scope.name, node.name, (), True,
+                        f"unchanged; reached etcd on new connections ({done.aborted} "
+                        "reopened)")
+
+
+def _retire(cluster: Cluster, made: NodeBundle, replaced: bytes | None,
+            pending: Sequence[bytes]) -> list[int]:
     """Revoke, right after its node was verified, every certificate that node held
-    before: the one read from its host, and those `certs rotate --patroni` kept aside for
-    it (the one it held, or one issued by an earlier run that never reached it).
+    before: the one read from its host, and the pending ones (`_pending`).
 
     At once rather than at the end of the run: a later node that does not come back
     stops the run, and this node then shows `unchanged` on the next one, with its old
@@ -309,12 +354,7 @@ def _retire(cluster: Cluster, made: NodeBundle, replaced: bytes | None) -> list[
     nothing would revoke it ever. At once is also safe: the node's Patroni has just
     opened new connections with the new files, and its old certificate is on no host.
     The serials revoked."""
-    deployed = pki.serial_number(made.cert_pem)
-    label = revocation.patroni_label(made.scope.name, made.node.name)
-    kept = [cert for cert in revocation.superseded_of(cluster, label)
-            if pki.serial_number(cert) != deployed
-            and pki.holder_name(cert) == pki.holder_name(made.cert_pem)]
-    certificates = [*([replaced] if replaced is not None else []), *kept]
+    certificates = [*([replaced] if replaced is not None else []), *pending]
     if not certificates:
         return []
     done = revocation.revoke(cluster, certificates)
