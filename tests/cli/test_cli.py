@@ -113,7 +113,10 @@ def test_destructive_commands_without_a_terminal_need_yes(
 ) -> None:
     spec_file = tmp_path / "c.yaml"
     assert cli(environ, "init", "-o", str(spec_file)).code == 0
-    (Path(environ["DCSCTL_HOME"]) / "dcs").mkdir(parents=True)
+    state = Path(environ["DCSCTL_HOME"]) / "dcs"
+    # A CA rotation under way (its incoming CA): `--finish` has one to finish.
+    (state / "pki").mkdir(parents=True)
+    (state / "pki" / "ca-next.crt").write_text("x")
     # A script's stdin: a "y" there is not a person's answer.
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
     result = cli(environ, *argv, "-f", str(spec_file))

@@ -42,14 +42,19 @@ def _neighbour(lab: LabCluster, last_octet: int) -> str:
     return lab.addresses()[0].rsplit(".", 1)[0] + f".{last_octet}"
 
 
-def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster,
-                                                   record_reads: RecordReads) -> None:
+def test_add_a_4th_and_5th_member_then_remove_them_spec_file_follows(
+        lab: LabCluster, record_reads: RecordReads) -> None:
     # The user's own file: a comment of theirs, and a mode of their choosing.
     users = lab.spec_file.read_text() + "# billing DCS: ask the DBA on call before changes\n"
     lab.spec_file.write_text(users)
     lab.spec_file.chmod(0o600)
     lab.ok("up")
     lab.ok("put", "/k", "before")
+    # ... and an edit of theirs not applied yet: the saved spec (which member add changes)
+    # still has etcd's default log level; the member changes must not write it back.
+    assert "etcd:" not in users
+    users += "etcd:\n  log_level: info  # pending: the next up applies it\n"
+    lab.spec_file.write_text(users)
     for name, octet in (("extra-3", 13), ("extra-4", 14)):
         address = _neighbour(lab, octet)
         record_reads.take()
@@ -62,6 +67,8 @@ def test_add_a_4th_and_5th_member_then_remove_them(lab: LabCluster,
     text = lab.spec_file.read_text()
     assert "extra-4" in text  # the -f file follows the membership, in place:
     assert "# billing DCS: ask the DBA on call before changes" in text
+    assert "  log_level: info  # pending: the next up applies it\n" in text
+    assert "log_level: warn" not in text
     assert lab.spec_file.stat().st_mode & 0o777 == 0o600
     for name in ("extra-4", "extra-3"):
         record_reads.take()
@@ -196,6 +203,15 @@ def test_ca_rotation_replaces_the_ca_and_refuses_the_old_one(
     lab.ok("put", "/k", "v")
     pki_dir = lab.state / "pki"
     old_ca = (pki_dir / "ca.crt").read_bytes()
+    # --finish with no rotation under way is refused: it would have started one.
+    kept = {p: p.read_bytes() for p in sorted(lab.state.rglob("*")) if p.is_file()
+            and p.suffix in (".crt", ".key", ".json", ".pem")}
+    refused = lab.dcsctl("certs", "rotate", "--ca", "--finish", "--yes")
+    assert refused.code == 1, refused.err
+    assert "error: no CA rotation in progress" in refused.err, refused.err
+    assert "fix: start one with `dcsctl certs rotate --ca`" in refused.err, refused.err
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert not (pki_dir / "ca-next.crt").exists()
     old_admin = tmp_path / "old-admin"
     shutil.copytree(pki_dir, old_admin)
     history = operation(lab, "certs-rotate-ca", tmp_path,

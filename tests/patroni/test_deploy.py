@@ -29,7 +29,7 @@ from dcsctl.patroni_rest import PatroniApi
 from tests.patroni.harness import PATRONI_BIN, RoleSampler, patroni_node
 from tests.patroni.test_node_credentials import TIMING
 from tests.ssh.sshd import SshLab, start_ssh_lab
-from tests.support import poll
+from tests.support import cluster_of, poll
 from tests.support.lab import LabCluster
 
 SCOPE, NODE = "demo", "db-00"
@@ -57,12 +57,14 @@ def db_host(lab: LabCluster, tmp_path: Path) -> Iterator[DbHost]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _with_patroni(lab: LabCluster, db: DbHost, **node: object) -> None:
+def _with_patroni(lab: LabCluster, db: DbHost, *,
+                  extra: list[dict[str, object]] | None = None, **node: object) -> None:
+    """The spec's scope with db-00 (and `extra` nodes)."""
     document = lab.document()
     document["ssh"] = {"config_file": str(db.ssh.ssh_config), "sudo": False}
     document["patroni"] = {"scopes": [{"name": SCOPE, "nodes": [
         {"name": NODE, "address": db.address, "ssh": NODE,
-         "bundle_dir": str(db.bundle_dir), **node}]}]}
+         "bundle_dir": str(db.bundle_dir), **node}, *(extra or [])]}]}
     lab.spec_file.write_text(yaml.safe_dump(document))
 
 
@@ -73,6 +75,15 @@ def _revoked(lab: LabCluster) -> set[int]:
 
 def _owner(path: Path) -> str:
     return pwd.getpwuid(path.stat().st_uid).pw_name
+
+
+def _started(lab: LabCluster) -> dict[str, tuple[int, int]]:
+    """Each member's PID and when its pidfile was written (its start), in ns."""
+    found = {}
+    for name in lab.names():
+        pidfile = lab.state / "members" / name / "etcd.pid"
+        found[name] = (int(json.loads(pidfile.read_text())["pid"]), pidfile.stat().st_mtime_ns)
+    return found
 
 
 def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_verified(
@@ -205,7 +216,7 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
         healthy = lab.ok("patroni", "doctor", SCOPE, "--json").json()
         verdicts = {c["check"]: c["verdict"] for c in healthy["checks"]}  # type: ignore[union-attr]
         assert verdicts == {"reachable": "ok", "version": "ok", "dcs": "ok",
-                            "certificate": "ok", "etcd3.yml": "ok", "ttl": "ok",
+                            "certificate": "ok", "etcd3.yml": "ok", "hosts": "ok", "ttl": "ok",
                             "retry_timeout": "ok", "failsafe_mode": "warn", "access": "ok"}
         with RoleSampler(node) as sampler:
             lab.ok("certs", "revoke", str(cert), "--yes")
@@ -218,7 +229,43 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             # Consent names the node: another name does not open the door.
             assert lab.dcsctl("restart", "--accept-patroni-risk", f"{SCOPE}/db-99").code == 4
 
-            lab.ok("up")  # a new certificate, deployed and verified
+            # `up` with a setting that restarts every member (what docs/patroni.md says to
+            # do for auth_token_ttl_s) deploys the nodes' bundles first. A node it cannot
+            # reach (db-01: no sshd, no Patroni) refuses the restart, naming it; the
+            # revoked db-00 is named too (the deploy stopped at db-01, a replica first).
+            document = lab.document()
+            document.setdefault("etcd", {})["auth_token_ttl_s"] = 3600
+            lab.spec_file.write_text(yaml.safe_dump(document))
+            away = db_host.address.rsplit(".", 1)[0] + ".51"
+            _with_patroni(lab, db_host, extra=[{"name": "db-01", "address": away,
+                                                "ssh": away}])
+            before = _started(lab)
+            refused = lab.dcsctl("up")
+            assert refused.code == 4, refused.err
+            assert (f"Patroni nodes {SCOPE}/{NODE}, {SCOPE}/db-01 would then be refused"
+                    in refused.err), refused.err
+            assert "is revoked" in refused.err and "deploy before the restart" in refused.err
+            assert f"--accept-patroni-risk {SCOPE}/db-01" in refused.err, refused.err
+            # Consent is per node: db-01's accepted, the revoked db-00 still refuses.
+            consented = lab.dcsctl("up", "--accept-patroni-risk", f"{SCOPE}/db-01")
+            assert consented.code == 4, consented.err
+            assert f"Patroni node {SCOPE}/{NODE} would then be refused" in consented.err, (
+                consented.err)
+            assert _started(lab) == before  # no member restarted
+
+            _with_patroni(lab, db_host)  # db-01 out of the spec
+            planned = lab.ok("up", "--plan").out  # the restart is still to do, and guarded
+            assert "~ restart etcd (settings written by an earlier run)" in planned, planned
+            assert "patroni  before restarting members" in planned, planned
+            restarted = lab.ok("up", "--json").json()
+            note = str({o["name"]: o["note"]  # type: ignore[union-attr]
+                        for o in restarted["phases"]}["start"])
+            assert note.startswith("Patroni bundles first: "), note
+            assert "reached etcd on new connections" in note and "(restarted)" in note, note
+            restarts = _started(lab)
+            assert all(restarts[n][0] != before[n][0] for n in before), (before, restarts)
+            # The new certificate was on the node before any member restarted.
+            assert cert.stat().st_mtime_ns < min(at for _, at in restarts.values())
             assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
             lab.ok("restart")
             after = api.state().node_time or 0
@@ -236,6 +283,18 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             seen_after(api, api.state().node_time or 0, timeout=30)
         assert sampler.never_demoted(), sampler.roles
         assert api.state().state.postmaster_start_time == started
+
+        # doctor reads the live members from etcd, not the spec: a member removed behind
+        # dcsctl's back (still in the spec, still in the node's hosts) is named.
+        cluster = cluster_of(lab)
+        with cluster.admin_client() as client:
+            (spare_member,) = [m for m in client.member_list()
+                               if f"{spare}:2379" in " ".join(m.client_urls)]
+            client.member_remove(spare_member.id)
+        stale = lab.dcsctl("patroni", "doctor", SCOPE)
+        assert stale.code == 4, stale.err
+        assert f"{NODE} hosts: etcd3.yml hosts not a live member: {spare}:2379" in stale.err, (
+            stale.err)
 
 
 def test_key_and_ca_rotations_deploy_to_two_nodes_and_a_failed_node_leaves_no_old_certificate_valid(

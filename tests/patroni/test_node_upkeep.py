@@ -273,6 +273,12 @@ def test_a_bundle_left_near_expiry_raises_the_alert_and_up_renews_it_on_a_runnin
     assert {h for h, r in rows.items() if r["verdict"] != "ok"} == {holder}
     old_expiry = pki.inspect(old.cert_pem).not_after.timestamp()
     assert _fact(textfiles, lab, holder) == old_expiry
+    # `patroni doctor` fails the node in the same window (exit 4), `up` named as the fix.
+    sick = lab.dcsctl("patroni", "doctor", db.scope)
+    assert sick.code == 4, sick.err
+    assert f"{db.name} certificate: deployed serial {pki.serial_number(old.cert_pem):x}" in (
+        sick.err), sick.err
+    assert "under 30: expiring" in sick.err and "run `dcsctl up`: it renews" in sick.err
 
     # The real Prometheus on dcsctl's rules, reading the facts through node_exporter.
     subnet = loopback_subnet()
@@ -313,6 +319,7 @@ def test_a_bundle_left_near_expiry_raises_the_alert_and_up_renews_it_on_a_runnin
     # A short leaf_days: the node's certificate is renewed at two thirds of its life, as
     # a member's, not reissued and redeployed by every `up`.
     document = lab.document()
+    found_tls = document.get("tls")
     document["tls"] = {"leaf_days": 10}
     lab.spec_file.write_text(yaml.safe_dump(document))
     (kept / f"{db.name}.crt").unlink()
@@ -322,6 +329,20 @@ def test_a_bundle_left_near_expiry_raises_the_alert_and_up_renews_it_on_a_runnin
     again = lab.ok("up", "--json").json()
     assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
     assert db.cert.read_bytes() == short
+    # ...which `certs check` and `doctor` call expiring all its life: doctor fails it and
+    # says why `up` does not renew it yet.
+    sick = lab.dcsctl("patroni", "doctor", db.scope)
+    assert sick.code == 4 and "`dcsctl up` renews it from" in sick.err, sick.err
+    assert "tls.leaf_days under 90" in sick.err, sick.err
+
+    # As the test found it: the default leaf_days, a certificate doctor passes.
+    document.pop("tls")
+    if found_tls is not None:
+        document["tls"] = found_tls
+    lab.spec_file.write_text(yaml.safe_dump(document))
+    (kept / f"{db.name}.crt").unlink()
+    lab.ok("up")
+    assert pki.inspect(db.cert.read_bytes()).days_left(dt.datetime.now(dt.UTC)) >= 364
 
 
 def test_an_https_rest_api_is_verified_against_the_spec_ca_and_a_wrong_ca_is_an_error(

@@ -1,4 +1,5 @@
-"""`patroni doctor`'s timing verdicts: Patroni's settings against this cluster's etcd."""
+"""`patroni doctor`'s timing verdicts (Patroni's settings against this cluster's etcd) and
+its hosts verdict (a node's etcd3 hosts against etcd's member list)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from dcsctl.etcd.model import MemberInfo
 from dcsctl.ops.cluster import Context
-from dcsctl.ops.patroni_status import _timing_checks
+from dcsctl.ops.patroni_status import HostsGap, _timing_checks, hosts_gap
 from dcsctl.patroni_rest import Timing
 from dcsctl.spec import from_mapping
 
@@ -35,3 +37,26 @@ def test_timing_verdicts(timing: Timing, election_ms: int, failsafe: bool | None
     checks = _timing_checks(_cluster(election_ms), "db-00", timing, failsafe)
     assert {c.name: str(c.verdict) for c in checks} == expected
     assert all(c.fix for c in checks if str(c.verdict) != "ok")
+
+
+def _member(name: str, url: str, *, learner: bool = False) -> MemberInfo:
+    return MemberInfo(1, name, (), (url,) if url else (), learner)
+
+
+LIVE = [_member("dcs-0", "https://10.0.0.10:2379"), _member("dcs-1", "https://10.0.0.11:2379"),
+        _member("dcs-2", "https://10.0.0.12:2379"),
+        _member("", ""),  # added, not started: serves nothing yet
+        _member("dcs-4", "https://10.0.0.14:2379", learner=True)]
+
+
+@pytest.mark.parametrize(("listed", "missing", "extra"), [
+    (["10.0.0.10:2379", "10.0.0.11:2379", "10.0.0.12:2379"], (), ()),
+    (["10.0.0.10:2379", "10.0.0.11:2379"], ("dcs-2 https://10.0.0.12:2379",), ()),
+    (["10.0.0.10:2379", "10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.9:2379"], (),
+     ("10.0.0.9:2379",)),
+    (["10.0.0.10:2379", "10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.14:2379"], (),
+     ("10.0.0.14:2379",)),
+])
+def test_hosts_are_compared_with_the_live_members(listed: list[str], missing: tuple[str, ...],
+                                                  extra: tuple[str, ...]) -> None:
+    assert hosts_gap(listed, LIVE) == HostsGap(missing, extra)

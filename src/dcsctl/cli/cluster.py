@@ -13,6 +13,7 @@ from dcsctl.cli.common import (
     SET_UP,
     ClusterOption,
     JsonOption,
+    PatroniRiskOption,
     SpecOption,
     YesOption,
     app,
@@ -66,13 +67,14 @@ def up(
     json_output: JsonOption = False,
     plan: Annotated[bool, typer.Option("--plan", help="show what would change on each "
                                        "member's host; touch nothing")] = False,
+    accept_patroni_risk: PatroniRiskOption = None,
 ) -> None:
     """Create or resume the cluster and bring it to the spec (safe to re-run)."""
     cluster = cluster_of(ctx, spec_file, cluster_name)
     if plan:
         show(ctx, report.plan_output(plan_ops.plan(cluster)), json_output=json_output)
         return
-    result = lifecycle.up(cluster)
+    result = lifecycle.up(cluster, frozenset(accept_patroni_risk or ()))
     _remember_client(ctx, spec_file, cluster_name, cluster)
     # For people, the cluster as it is now (over the record up left: not read again); a
     # script has the phases.

@@ -21,7 +21,7 @@ from dcsctl.cli.common import (
     running_cluster_of,
     show,
 )
-from dcsctl.errors import DcsctlError, ExitCode, NotFound
+from dcsctl.errors import DcsctlError, ExitCode, NotFound, UsageError
 from dcsctl.ops import certs, expiry, maintenance, members, rotation, upgrade, user_spec
 from dcsctl.report import Output
 from dcsctl.report import changes as report
@@ -49,7 +49,7 @@ def member_add(
     cluster = running_cluster_of(ctx, spec_file, cluster_name)
     members.add(cluster, name, address, client_port=client_port, peer_port=peer_port,
                 ssh=ssh, remote_root=remote_root)
-    show(ctx, report.spec_file_note(spec_file, user_spec.refresh(cluster, spec_file)))
+    show(ctx, report.spec_file_note(spec_file, user_spec.follow_member(cluster, spec_file, name)))
     show(ctx, Output((f"{name} is a voting member",)))
 
 
@@ -66,7 +66,7 @@ def member_remove(
     confirm(f"Remove member {name} from {cluster.spec.name!r}, stop it and delete its data?",
             yes=yes, action="member remove")
     members.remove(cluster, name, force=force)
-    show(ctx, report.spec_file_note(spec_file, user_spec.refresh(cluster, spec_file)))
+    show(ctx, report.spec_file_note(spec_file, user_spec.follow_member(cluster, spec_file, name)))
     show(ctx, Output((f"{name} removed",)))
 
 
@@ -81,6 +81,7 @@ def member_replace(
     confirm(f"Replace member {name} of {cluster.spec.name!r}: remove it, delete its data dir "
             "and let it join afresh?", yes=yes, action="member replace")
     members.replace(cluster, name)
+    show(ctx, report.spec_file_note(spec_file, user_spec.follow_member(cluster, spec_file, name)))
     show(ctx, Output((f"{name} replaced and promoted",)))
 
 
@@ -116,7 +117,11 @@ def certs_rotate(
     if keep_keys and (ca or patroni):
         raise DcsctlError("--keep-keys renews member and admin certificates only",
                           fix="use it alone, or drop it for a key rotation")
+    if finish and not ca:
+        raise UsageError("--finish completes a CA rotation", fix="use it with --ca")
     cluster = running_cluster_of(ctx, spec_file, cluster_name)
+    if ca and finish:  # before the question: nothing to confirm when it would be refused
+        rotation.require_ca_rotation_under_way(cluster)
     # Dropping the old CA: afterwards the members trust only the incoming one.
     trusted_after = certs.incoming_ca(cluster.dir) if ca and finish else None
     guard_patroni(ctx, cluster, "certs rotate", accept_patroni_risk,

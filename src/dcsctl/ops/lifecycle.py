@@ -8,6 +8,8 @@ other workflows share (checks, install, files, bootstrap, auth) are `provision`'
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +17,11 @@ from dcsctl import spec
 from dcsctl.errors import EnvironmentProblem
 from dcsctl.etcd.model import EndpointStatus
 from dcsctl.etcd.versions import Version
-from dcsctl.ops import certs, patroni_deploy, provision, upgrade
+from dcsctl.files import atomic_write
+from dcsctl.ops import certs, patroni_deploy, patroni_guard, provision, upgrade
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.runtime import DownResult, MemberRuntime, stop_members
-from dcsctl.state import ClusterRecord, locked
+from dcsctl.state import PUBLIC, ClusterRecord, locked
 from dcsctl.workflow import Done, Handover, Phase, PhaseOutcome, in_parallel, run_phases
 
 __all__ = ["DownResult", "UpResult", "destroy", "down", "stop_members", "up"]
@@ -53,17 +56,32 @@ def _check_same_cluster(cluster: Cluster, saved: spec.ClusterSpec) -> None:
         )
 
 
+def _pending_path(cluster: Cluster) -> Path:
+    return cluster.dir.root / "restart-pending.json"
+
+
+def pending_restarts(cluster: Cluster) -> frozenset[str]:
+    """Members whose new settings or binary are in place but who were not restarted
+    (the restart was refused, or the run was interrupted before it): config and install
+    see nothing left to change the next time, so the need is kept here."""
+    path = _pending_path(cluster)
+    return frozenset(json.loads(path.read_text())) if path.exists() else frozenset()
+
+
 class UpWorkflow:
     """The phases of `up`, over the record read once before them. Each phase takes what
     the phases before it handed on (the members to restart: what install and config
-    found; the record: what bootstrap wrote) from the run's Handover."""
+    found; the record: what bootstrap wrote) from the run's Handover. `accepted`: the
+    Patroni nodes (SCOPE/NODE) whose risk the user accepts when members restart."""
 
     def __init__(self, cluster: Cluster, record: ClusterRecord,
-                 handover: Handover | None = None) -> None:
+                 handover: Handover | None = None,
+                 accepted: Collection[str] = frozenset()) -> None:
         self.cluster = cluster
         self.runtime = MemberRuntime(cluster)
         self.record = record  # as it was before the phases; bootstrap hands on the new one
         self.handover = handover if handover is not None else Handover()
+        self.accepted = frozenset(accepted)
 
     @property
     def members(self) -> list[spec.Member]:
@@ -101,21 +119,40 @@ class UpWorkflow:
 
     def config(self) -> Done[provision.Configured]:
         configured = provision.configure(self.cluster, self.record)
+        restart = self.handover.need("install", provision.Installs).restart | configured.restart
+        pending = pending_restarts(self.cluster)
+        if restart - pending:
+            atomic_write(_pending_path(self.cluster),
+                         json.dumps(sorted(restart | pending)).encode(), PUBLIC)
         return Done(configured.note(self.handover.need("install", provision.Installs).restart),
                     configured)
 
     def restart(self) -> frozenset[str]:
         """Running members that must restart: a new binary (install), new settings
-        (config)."""
+        (config), or either from a run whose restart did not happen."""
+        pending = pending_restarts(self.cluster)
+        running = frozenset(m.name for m in self.members if m.name in pending
+                            and self.cluster.service(m.name).is_active())
         return (self.handover.need("install", provision.Installs).restart
-                | self.handover.need("config", provision.Configured).restart)
+                | self.handover.need("config", provision.Configured).restart | running)
 
     def started(self) -> bool:
         """The start phase's check: nothing to restart, every member running."""
         return not self.restart() and self.runtime.all_running()
 
-    def start(self) -> str:
-        return self.runtime.start_all(self.restart(), bootstrapped=self.record.bootstrapped)
+    def start(self) -> str | Done[patroni_guard.Prepared]:
+        restart = self.restart()
+        prepared = None
+        if restart and self.record.bootstrapped:
+            # Restarted members make Patroni reconnect: its nodes' certificates first.
+            prepared = patroni_guard.deploy_then_require_fit(
+                self.cluster, f"up (it restarts {', '.join(sorted(restart))})",
+                self.accepted)
+        note = self.runtime.start_all(restart, bootstrapped=self.record.bootstrapped)
+        _pending_path(self.cluster).unlink(missing_ok=True)
+        if prepared is None or not prepared.note:
+            return note
+        return Done(f"{prepared.note}; {note}", prepared)
 
     def bootstrapped(self) -> bool:
         """Observes only: the record read once before the phases says it (a bootstrap of
@@ -127,17 +164,17 @@ class UpWorkflow:
         return Done(f"cluster ID {record.cluster_id}", record)
 
 
-def _change_binaries_first(cluster: Cluster, running: Cluster,
-                           record: ClusterRecord | None) -> None:
+def _change_binaries_first(cluster: Cluster, running: Cluster, record: ClusterRecord | None,
+                           accepted: Collection[str]) -> tuple[str, ...]:
     """A running cluster whose spec names another etcd (SSH: another release tarball;
     lab: another etcd.bin_dir) moves there through the one rolling path of `dcsctl
     upgrade` (supported paths only, snapshot first, leader last) before the other phases
     run."""
     if record is None or not record.bootstrapped:
-        return
+        return ()
     wanted = cluster.target.etcd.wanted()
     if wanted is None:
-        return
+        return ()
     installed = in_parallel(list(cluster.spec.members),
                             lambda m: cluster.target.etcd.installed(m.name))
     if None in installed:
@@ -147,21 +184,29 @@ def _change_binaries_first(cluster: Cluster, running: Cluster,
             installed += [Version.parse(s.version) for s in client.statuses()
                           if isinstance(s, EndpointStatus)]
     if all(version in (None, wanted) for version in installed):
-        return
+        return ()
     with locked(cluster.dir):
+        # The roll restarts every member: Patroni's nodes first, as for a restart below.
+        prepared = patroni_guard.deploy_then_require_fit(
+            cluster, f"up (it moves the members to etcd {wanted})", accepted)
+        if prepared.note:
+            cluster.context.progress.message(prepared.note)
         upgrade.roll(running, cluster, wanted, record)
+    return prepared.warnings
 
 
-def up(cluster: Cluster) -> UpResult:
+def up(cluster: Cluster, accepted: Collection[str] = frozenset()) -> UpResult:
+    """`accepted`: Patroni nodes (SCOPE/NODE) whose deployed certificate may be refused
+    when a restart of the members makes them reconnect (`--accept-patroni-risk`)."""
     warnings = list(cluster.spec.warnings())
     fresh = not cluster.dir.root.exists()
     try:
         record = cluster.dir.record() if cluster.dir.exists() else None
         running = cluster.as_recorded()
         _check_same_cluster(cluster, running.spec)
-        _change_binaries_first(cluster, running, record)
+        warnings += _change_binaries_first(cluster, running, record, accepted)
         with locked(cluster.dir):
-            workflow = UpWorkflow(cluster, record or cluster.dir.create())
+            workflow = UpWorkflow(cluster, record or cluster.dir.create(), accepted=accepted)
             outcomes = run_phases(workflow.phases(), cluster.context.progress,
                                   workflow.handover)
     except BaseException:
@@ -171,6 +216,8 @@ def up(cluster: Cluster) -> UpResult:
         raise
     installs = workflow.handover.get("install", provision.Installs)
     warnings += installs.warnings if installs else ()
+    prepared = workflow.handover.get("start", patroni_guard.Prepared)
+    warnings += prepared.warnings if prepared else ()
     record = workflow.handover.get("bootstrap", ClusterRecord) or workflow.record
     if any(outcome.changed for outcome in outcomes):
         # A renewal (a member's certificate, a Patroni node's deployed bundle) clears the

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError, EnvironmentProblem
-from dcsctl.ops import revocation
+from dcsctl.ops import patroni_deploy, revocation
 from dcsctl.ops.cluster import Cluster
 
 # An operation and a margin: a certificate that expires within it counts as expired.
@@ -93,10 +93,16 @@ def certificate_problems(cert: bytes, trusted: bytes, revoked: set[int], now: dt
     return found
 
 
+UP_FIX = ("run `dcsctl up`: it deploys a new certificate to each node and checks the node "
+          "reached etcd with it; then run this again")
+
+
 def require_fit(cluster: Cluster, operation: str, accepted: Collection[str], *,
-                trusted_after: bytes | None = None) -> tuple[str, ...]:
+                trusted_after: bytes | None = None, fix: str = UP_FIX,
+                details: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Refuse `operation` (exit 4) while a managed node would lose the DCS at its next
-    reconnect; the risks the user accepted by name come back as warnings."""
+    reconnect; the risks the user accepted by name come back as warnings. `fix` and
+    `details` (before the nodes' problems) for a caller that tried a fix already."""
     risks = node_risks(cluster, trusted_after=trusted_after)
     refused = [r for r in risks if r.name not in accepted]
     if refused:
@@ -105,9 +111,41 @@ def require_fit(cluster: Cluster, operation: str, accepted: Collection[str], *,
             f"{operation} makes every etcd client reconnect, and Patroni node"
             f"{'s' if len(names) > 1 else ''} {', '.join(names)} would then be refused "
             "(a primary demotes itself when it loses the DCS)",
-            fix="run `dcsctl up`: it deploys a new certificate to each node and checks the "
-            "node reached etcd with it; then run this again. Or accept the risk by name: "
+            fix=f"{fix}. Or accept the risk by name: "
             + " ".join(f"--accept-patroni-risk {name}" for name in names),
-            details=tuple(f"{r.name}: {r.problem}" for r in refused),
+            details=(*details, *(f"{r.name}: {r.problem}" for r in refused)),
         )
     return tuple(f"{r.name}: {r.problem} (risk accepted)" for r in risks)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Patroni nodes made ready for a restart `up` is about to do."""
+
+    note: str  # what the deploy did ("" when the spec lists no node)
+    warnings: tuple[str, ...]  # risks accepted by name
+
+
+def deploy_then_require_fit(cluster: Cluster, operation: str,
+                            accepted: Collection[str]) -> Prepared:
+    """`up` restarts members (new settings, a new etcd): the bundles it would deploy
+    afterwards go out first, so a node on a stale but renewable certificate reconnects
+    with a good one; then the guard of every reconnecting operation. A deploy that fails
+    (the node named, its previous files back) refuses only if a node is then at risk."""
+    if not patroni_deploy.managed(cluster):
+        return Prepared("", ())
+    failure: DcsctlError | None = None
+    try:
+        note = patroni_deploy.deploy(cluster).note
+    except DcsctlError as exc:
+        failure = exc
+        note = f"deploy failed ({exc.message})"
+    fix = ((failure.fix or "fix what the deploy reports, then run `dcsctl up` again")
+           if failure else "check the node's bundle_dir and its host over SSH, then run "
+           "`dcsctl up` again")
+    warnings = require_fit(cluster, operation, accepted, fix=fix,
+                           details=(f"deploy before the restart: {failure.message}",)
+                           if failure else ())
+    if failure:
+        warnings += (f"Patroni bundles before the restart: {failure.message}",)
+    return Prepared(f"Patroni bundles first: {note}", warnings)

@@ -9,16 +9,21 @@ import http.client
 import secrets
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+import yaml
 
 from dcsctl import pki
 from dcsctl.errors import DcsctlError, EnvironmentProblem, NotFound
 from dcsctl.etcd.gateway import Gateway
+from dcsctl.etcd.model import MemberInfo
 from dcsctl.etcd.tls import ClientTls
 from dcsctl.ops import patroni as patroni_ops
 from dcsctl.ops import revocation
-from dcsctl.ops.certs import due_for_renewal
+from dcsctl.ops.certs import RENEW_BEFORE, due_for_renewal
 from dcsctl.ops.cluster import Cluster
 from dcsctl.ops.patroni_deploy import bundle_paths, file_states
+from dcsctl.ops.rotation import WARN_DAYS as EXPIRING_DAYS
 from dcsctl.patroni_node import PATRONI_FLOOR, version_tuple
 from dcsctl.patroni_rest import Answer, PatroniApi, Timing
 from dcsctl.spec import PatroniNode, PatroniScope
@@ -192,7 +197,74 @@ def _access(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> list[Ch
                   "run `dcsctl up` to restore the scope's role and grants" if problems else "")]
 
 
-def doctor_node(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> list[Check]:
+@dataclass(frozen=True)
+class HostsGap:
+    missing: tuple[str, ...]  # live members (name url) none of whose client URLs is listed
+    extra: tuple[str, ...]  # listed host:port that no live member serves
+
+
+def _host_port(url: str) -> str:
+    """`https://10.0.0.10:2379` and `10.0.0.10:2379` alike; as given when unparsable."""
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        return f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else url
+    except ValueError:
+        return url
+
+
+def hosts_gap(listed: list[str], live: list[MemberInfo]) -> HostsGap:
+    """A node's etcd3 `hosts` against etcd's member list: every started voting member
+    reachable through one of its client URLs, nothing else (a learner serves no
+    Patroni request; an added but unstarted member serves nothing yet)."""
+    serving = [m for m in live if m.started and not m.is_learner]
+    wanted = {_host_port(u) for m in serving for u in m.client_urls}
+    have = {_host_port(h) for h in listed}
+    missing = tuple(f"{m.name} {', '.join(m.client_urls)}" for m in serving
+                    if not {_host_port(u) for u in m.client_urls} & have)
+    return HostsGap(missing, tuple(sorted(have - wanted)))
+
+
+def live_members(cluster: Cluster) -> list[MemberInfo] | str:
+    """etcd's member list, or why it could not be read."""
+    try:
+        with cluster.admin_client(timeout=cluster.context.deadline(5)) as client:
+            return client.member_list()
+    except DcsctlError as exc:
+        return exc.message
+
+
+def _hosts_check(cluster: Cluster, scope: PatroniScope, node: PatroniNode,
+                 live: list[MemberInfo] | str) -> Check:
+    name = node.name
+    path = PurePosixPath(node.bundle_dir) / "etcd3.yml"
+    if isinstance(live, str):
+        return Check(name, "hosts", Verdict.FAIL, f"etcd's member list: {live}",
+                     "see `dcsctl status`")
+    # Read for its hosts only: the password in it is neither kept nor shown.
+    content = cluster.database_host(scope.name, name).read(path)
+    try:
+        section = yaml.safe_load(content or b"") or {}
+        hosts = section.get("etcd3", {}).get("hosts") if isinstance(section, dict) else None
+    except (yaml.YAMLError, AttributeError):
+        hosts = None
+    listed = ([h.strip() for h in hosts.split(",")] if isinstance(hosts, str)
+              else [str(h) for h in hosts] if isinstance(hosts, list) else None)
+    if listed is None:
+        return Check(name, "hosts", Verdict.FAIL, f"no etcd3 hosts list in {path}",
+                     "run `dcsctl up` to deploy the current etcd3.yml")
+    gap = hosts_gap(listed, live)
+    if not gap.missing and not gap.extra:
+        return Check(name, "hosts", Verdict.OK,
+                     f"{', '.join(listed)}: every live member (etcd's member list)")
+    problems = ([f"missing {'; '.join(gap.missing)}"] if gap.missing else []) + (
+        [f"not a live member: {', '.join(gap.extra)}"] if gap.extra else [])
+    return Check(name, "hosts", Verdict.FAIL, "etcd3.yml hosts " + "; ".join(problems),
+                 "bring the spec's members to the live ones (`dcsctl member add/remove`), "
+                 "then `dcsctl up` deploys hosts with every member")
+
+
+def doctor_node(cluster: Cluster, scope: PatroniScope, node: PatroniNode,
+                live: list[MemberInfo] | str | None = None) -> list[Check]:
     name = node.name
     api = _api(cluster, node)
     try:
@@ -218,6 +290,8 @@ def doctor_node(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> lis
                         f"dcs_last_seen {age} s ago (ttl {timing.ttl} s)",
                         "" if fresh else f"look at Patroni's log on {name}"))
     checks += _bundle_checks(cluster, scope, node)
+    checks.append(_hosts_check(cluster, scope, node,
+                               live_members(cluster) if live is None else live))
     checks += _timing_checks(cluster, name, timing, api.failsafe())
     checks += _access_checks(cluster, scope, node)
     return checks
@@ -238,15 +312,25 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
     revoked = pki.serial_number(deployed) in {
         e.serial for e in revocation.revoked(cluster.dir)}
     same = issued is not None and deployed.strip() == issued.strip()
-    verdict = Verdict.FAIL if (not same or revoked or left <= dt.timedelta(0)) else (
-        Verdict.WARN if due_for_renewal(facts, now) else Verdict.OK)
+    # Near expiry is what `certs check` calls expiring (and the certificate alert fires
+    # on): the same window here, a failure, not a note to read later.
+    expiring = facts.days_left(now) < EXPIRING_DAYS
+    failed = not same or revoked or left <= dt.timedelta(0) or expiring
     detail = (f"deployed serial {_serial(deployed)}"
               + ("" if same else f", issued {_serial(issued)}")
-              + f", {left.days} days left" + (", revoked" if revoked else ""))
-    found.append(Check(name, "certificate", verdict, detail,
-                       "" if verdict is Verdict.OK else "run `dcsctl up`: it renews and "
-                       "deploys the node's certificate, verified before the old one is "
-                       "revoked"))
+              + f", {left.days} days left" + (", revoked" if revoked else "")
+              + (f" (under {EXPIRING_DAYS}: expiring)" if expiring and left.days >= 0 else ""))
+    renews = "run `dcsctl up`: it renews and deploys the node's certificate, verified " \
+        "before the old one is revoked"
+    if failed and same and not revoked and left > dt.timedelta(0) \
+            and not due_for_renewal(facts, now):
+        # Only a lifetime under 90 days gets here: `up` renews at a third of it.
+        renew_at = facts.not_after - min(RENEW_BEFORE, (facts.not_after - facts.not_before) / 3)
+        renews = (f"`dcsctl up` renews it from {renew_at:%Y-%m-%d %H:%M} UTC (a third of its "
+                  f"lifetime before its end); a tls.leaf_days under {3 * EXPIRING_DAYS} keeps "
+                  f"certificates inside the {EXPIRING_DAYS}-day expiry warning: raise it")
+    found.append(Check(name, "certificate", Verdict.FAIL if failed else Verdict.OK, detail,
+                       renews if failed else ""))
     rendered = patroni_ops.node_etcd3(cluster, scope.name, name,
                                       PurePosixPath(node.bundle_dir))
     states = file_states(host, bundle_paths(node))
@@ -258,7 +342,7 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
                         for m in cluster.spec.members)
     found.append(Check(name, "etcd3.yml", Verdict.OK if hosts_ok else Verdict.FAIL,
                        f"hosts {members}, user and password as dcsctl renders them"
-                       if hosts_ok else "differs from what dcsctl renders (hosts: the live "
+                       if hosts_ok else "differs from what dcsctl renders (hosts: the spec's "
                        "members, user, password, paths)",
                        "" if hosts_ok else "run `dcsctl up` to deploy the current etcd3.yml"))
     return found
@@ -266,7 +350,8 @@ def _bundle_checks(cluster: Cluster, scope: PatroniScope, node: PatroniNode) -> 
 
 def doctor(cluster: Cluster, scope: str) -> list[Check]:
     (chosen,) = _scopes(cluster, scope)
-    results = in_parallel(list(chosen.nodes), lambda n: doctor_node(cluster, chosen, n))
+    live = live_members(cluster)  # once: every node's hosts against the same list
+    results = in_parallel(list(chosen.nodes), lambda n: doctor_node(cluster, chosen, n, live))
     return [check for checks in results for check in checks]
 
 

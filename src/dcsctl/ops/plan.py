@@ -4,11 +4,12 @@ a diff; secrets never shown, never read back), services — reading, never writi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dcsctl import spec
 from dcsctl.ops import certs, patroni_deploy
 from dcsctl.ops.cluster import Cluster
+from dcsctl.ops.lifecycle import pending_restarts
 from dcsctl.ops.patroni_deploy import NodePlan
 from dcsctl.ops.provision import member_settings
 from dcsctl.state import ClusterRecord
@@ -24,6 +25,7 @@ class Plan:
     pki: tuple[str, ...]  # what the pki phase would issue
     hosts: tuple[HostPlan, ...]
     nodes: tuple[NodePlan, ...] = ()  # Patroni nodes' bundles
+    patroni_first: str = ""  # what `up` does for the Patroni nodes before a restart
 
     @property
     def changes(self) -> bool:
@@ -48,4 +50,17 @@ def plan(cluster: Cluster) -> Plan:
         return cluster.target.files.plan(member.name, settings, reissued, etcd)
 
     hosts = in_parallel(list(cluster.spec.members), one)
-    return Plan(name, tuple(missing), tuple(hosts), tuple(patroni_deploy.planned(cluster)))
+    # A restart a run before did not get to (refused, interrupted): config sees no change.
+    pending = pending_restarts(cluster) if cluster.dir.exists() else frozenset()
+    hosts = [replace(h, service="~ restart etcd (settings written by an earlier run)")
+             if h.member in pending and h.service.startswith("=") else h for h in hosts]
+    # A restart, or a running member's etcd replaced (`up` rolls the members to it).
+    restarts = record.bootstrapped and any(
+        h.service.startswith("~") or (h.service.startswith("=") and not h.install.startswith("="))
+        for h in hosts)
+    first = ("before restarting members: the Patroni bundles below deployed and verified, "
+             "then refused (exit 4) while a node's deployed certificate would be refused on "
+             "reconnecting (`--accept-patroni-risk SCOPE/NODE` to go ahead)"
+             if restarts and patroni_deploy.managed(cluster) else "")
+    return Plan(name, tuple(missing), tuple(hosts), tuple(patroni_deploy.planned(cluster)),
+                first)

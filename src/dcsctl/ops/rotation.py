@@ -217,6 +217,22 @@ def _rotation_state(cluster: Cluster) -> Path:
     return cluster.dir.pki_dir / "rotation.json"
 
 
+def ca_rotation_under_way(cluster: Cluster) -> bool:
+    """A `certs rotate --ca` began and has not dropped the old CA yet (its state file, or
+    the incoming CA of a first step that was interrupted)."""
+    return _rotation_state(cluster).exists() or cluster.dir.next_ca_cert.exists()
+
+
+def require_ca_rotation_under_way(cluster: Cluster) -> None:
+    """`--finish` completes a rotation; with none under way it would start one."""
+    if not ca_rotation_under_way(cluster):
+        raise DcsctlError(
+            f"no CA rotation in progress for cluster {cluster.spec.name!r}: --finish "
+            "completes one that `certs rotate --ca` began and stopped",
+            fix="start one with `dcsctl certs rotate --ca` (it finishes by itself unless "
+            "Patroni bundles outside the spec must be deployed first)")
+
+
 def _write_member_trust(cluster: Cluster, bundle: bytes) -> None:
     for member in cluster.spec.members:
         atomic_write(Path(cluster.dir.layout(member.name).ca_cert), bundle, PUBLIC)
@@ -235,6 +251,8 @@ def rotate_ca(cluster: Cluster, *, finish: bool = False) -> RotationResult:
     state_path = _rotation_state(cluster)
     runtime = MemberRuntime(cluster)
     with locked(directory):
+        if finish:
+            require_ca_rotation_under_way(cluster)
         old = directory.required(directory.ca(), "CA")
         step = json.loads(state_path.read_text())["step"] if state_path.exists() else "begin"
         if step == "begin":

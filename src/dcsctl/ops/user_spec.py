@@ -6,7 +6,7 @@ changed values are written into it, in place, keeping its comments, layout and m
 from __future__ import annotations
 
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +45,30 @@ def create(environ: Mapping[str, str], *, members: int, name: str, kind: spec.Ta
 
 
 def refresh(cluster: Cluster, path: Path | None) -> spec_file.SpecFileChange | None:
-    """Bring the spec file the command was given up to the spec the state dir now holds;
-    the change (None: no file given, or nothing changed) with its diff."""
+    """After an upgrade or downgrade (the state dir now holds the spec the command was given
+    with the new version): bring the spec file up to it; the change (None: no file given,
+    or nothing changed) with its diff."""
     if path is None:
         return None
-    change = spec_file.updated(path.read_text(), cluster.dir.load_spec(), name=str(path))
+    saved = cluster.dir.load_spec()
+    return rewrite(path, lambda text: spec_file.updated(text, saved, name=str(path)))
+
+
+def follow_member(before: Cluster, path: Path | None, member: str
+                  ) -> spec_file.SpecFileChange | None:
+    """After `member add/remove/replace` of `member` on `before` (the cluster as its state
+    dir held it before the command): only that member changes in the spec file."""
+    if path is None:
+        return None
+    after = before.dir.load_spec()
+    return rewrite(path, lambda text: spec_file.member_changed(text, member, before.spec, after,
+                                                               name=str(path)))
+
+
+def rewrite(path: Path, change_of: Callable[[str], spec_file.SpecFileChange]
+            ) -> spec_file.SpecFileChange | None:
+    """Write the change to the file in place (atomically, its mode kept); None if none."""
+    change = change_of(path.read_text())
     if not change.changed:
         return None
     atomic_write(path, change.text.encode(), stat.S_IMODE(path.stat().st_mode))

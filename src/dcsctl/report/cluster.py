@@ -182,6 +182,8 @@ def plan_text(plan: Plan) -> list[str]:
             lines.append(f"  file     {mark} {change.path}")
             lines += [f"             {line}" for line in change.diff]
         lines.append(f"  service  {host.service}")
+    if plan.patroni_first:
+        lines.append(f"patroni  {plan.patroni_first}")
     for node in plan.nodes:
         lines.append(f"patroni {node.scope}/{node.node} ({node.destination})")
         for path, action in node.files:
@@ -206,6 +208,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             }
             for h in plan.hosts
         ],
+        "patroni_first": plan.patroni_first,
         "patroni_nodes": [
             {"scope": n.scope, "node": n.node, "destination": n.destination,
              "files": [{"path": path, "action": action} for path, action in n.files]}
