@@ -47,9 +47,9 @@ def db_host(lab: LabCluster, tmp_path: Path) -> Iterator[DbHost]:
     """db-00: an sshd on .50 of the lab cluster's /24, and a bundle dir Patroni (the
     postgres user) can reach (outside pytest's 0700 tmp dirs)."""
     address = lab.addresses()[0].rsplit(".", 1)[0] + ".50"
+    ssh = start_ssh_lab(tmp_path / "ssh", {NODE: address})  # may fail: nothing made yet
     root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
     root.chmod(0o755)
-    ssh = start_ssh_lab(tmp_path / "ssh", {NODE: address})
     try:
         yield DbHost(address, root / "etcd", ssh)
     finally:
@@ -313,13 +313,10 @@ def test_key_and_ca_rotations_deploy_to_two_nodes_and_a_failed_node_leaves_no_ol
     first, second = "db-00", "db-01"  # db-00 the primary: deployed last
     prefix = lab.addresses()[0].rsplit(".", 1)[0]
     addresses = {first: f"{prefix}.50", second: f"{prefix}.51"}
+    ssh = start_ssh_lab(tmp_path / "ssh", addresses)  # may fail: nothing made yet
     root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
     root.chmod(0o755)
     bundle_dirs = {name: root / name / "etcd" for name in addresses}
-    for directory in bundle_dirs.values():
-        directory.parent.mkdir()
-        directory.parent.chmod(0o755)
-    ssh = start_ssh_lab(tmp_path / "ssh", addresses)
 
     def spec(**primary: object) -> None:
         document = lab.document()
@@ -344,6 +341,9 @@ def test_key_and_ca_rotations_deploy_to_two_nodes_and_a_failed_node_leaves_no_ol
         return _revoked(lab)
 
     try:
+        for directory in bundle_dirs.values():
+            directory.parent.mkdir()
+            directory.parent.chmod(0o755)
         # The spec names an owner for db-00 that Patroni does not run as, and someone put
         # the first bundle right by hand: every bundle dcsctl writes there from now on is
         # one Patroni cannot read (the spec `certs rotate` uses is the one `up` recorded).
