@@ -8,7 +8,9 @@ directory that links the deployed etcd3.yml, as on a database host.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pwd
 import shutil
 import tempfile
@@ -27,7 +29,7 @@ from dcsctl.patroni_rest import PatroniApi
 from tests.patroni.harness import PATRONI_BIN, RoleSampler, patroni_node
 from tests.patroni.test_node_credentials import TIMING
 from tests.ssh.sshd import SshLab, start_ssh_lab
-from tests.support import cluster_of
+from tests.support import cluster_of, poll
 from tests.support.lab import LabCluster
 
 SCOPE, NODE = "demo", "db-00"
@@ -45,9 +47,9 @@ def db_host(lab: LabCluster, tmp_path: Path) -> Iterator[DbHost]:
     """db-00: an sshd on .50 of the lab cluster's /24, and a bundle dir Patroni (the
     postgres user) can reach (outside pytest's 0700 tmp dirs)."""
     address = lab.addresses()[0].rsplit(".", 1)[0] + ".50"
+    ssh = start_ssh_lab(tmp_path / "ssh", {NODE: address})  # may fail: nothing made yet
     root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
     root.chmod(0o755)
-    ssh = start_ssh_lab(tmp_path / "ssh", {NODE: address})
     try:
         yield DbHost(address, root / "etcd", ssh)
     finally:
@@ -110,6 +112,15 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
     assert "= " + str(etcd3) in lab.ok("up", "--plan").out
     again = lab.ok("up", "--json").json()
     assert {o["name"]: o["note"] for o in again["phases"]}["patroni"] == "unchanged"  # type: ignore[union-attr]
+    # Renewed while Patroni does not answer: the certificate it replaced is on no host
+    # any more, and not revoked either until a run sees the node reach etcd: pending.
+    placed = cert.read_bytes()
+    kept = lab.state / "patroni" / SCOPE / NODE
+    (kept / f"{NODE}.crt").unlink()
+    lab.ok("up")
+    assert cert.read_bytes() != placed
+    assert pki.serial_number(placed) not in _revoked(lab)
+    assert len(list((lab.state / "pki").glob("superseded/*.crt"))) == 1
 
     etcd = [Endpoint(a, 2379) for a in lab.addresses()]
     with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
@@ -120,8 +131,12 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
         api = PatroniApi(NODE, node.api)
         started = api.state().state.postmaster_start_time
-        kept = lab.state / "patroni" / SCOPE / NODE
         with RoleSampler(node) as sampler:
+            # Nothing to deploy, but the node reaches etcd now: what is pending goes.
+            lab.ok("up")
+            assert pki.serial_number(placed) in _revoked(lab)
+            assert not list((lab.state / "pki").glob("superseded/*.crt"))
+            assert pki.serial_number(cert.read_bytes()) not in _revoked(lab)
             # A renewal: the control machine's certificate gone, `up` issues another.
             first_cert = cert.read_bytes()
             (kept / f"{NODE}.crt").unlink()
@@ -142,7 +157,8 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
             (kept / f"{NODE}.crt").unlink()
             failed = lab.dcsctl("up")
             assert failed.code == 4, failed.err
-            assert f"{SCOPE}/{NODE}" in failed.err and "nothing was revoked" in failed.err
+            assert f"{SCOPE}/{NODE}" in failed.err
+            assert "its certificate was not revoked" in failed.err
             assert cert.read_bytes() == second_cert and _owner(key) == "postgres"
             assert pki.serial_number(second_cert) not in _revoked(lab)
             done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
@@ -281,45 +297,116 @@ def test_a_restart_is_refused_while_the_primarys_deployed_certificate_is_revoked
             stale.err)
 
 
-def test_key_and_ca_rotations_deploy_to_a_running_primary_with_no_manual_step(
-    lab: LabCluster, db_host: DbHost
+def test_key_and_ca_rotations_deploy_to_two_nodes_and_a_failed_node_leaves_no_old_certificate_valid(
+    lab: LabCluster, tmp_path: Path
 ) -> None:
-    """`certs rotate --patroni` and `certs rotate --ca` put the new bundles on the node
-    themselves, verify, and revoke what they replaced; the primary never notices."""
+    """`certs rotate --patroni` and `certs rotate --ca` put the new bundles on the nodes
+    themselves, verify, and revoke what they replaced; the primary never notices.
+
+    The key rotation meets a primary that cannot read its new key: the replica goes
+    first and is verified, its old certificate revoked at once (the next run shows it
+    `unchanged`, its old certificate on no host: nothing would revoke it later); then the
+    run stops naming the primary, whose old certificate, back in use, is not revoked.
+    Once the owner is fixed, `up` deploys it and revokes that one too."""
     if not (PATRONI_BIN / "patroni").exists():
         pytest.fail("Patroni is not installed in .tools/patroni: run scripts/setup")
-    _with_patroni(lab, db_host)
-    lab.ok("up")
-    etcd3 = db_host.bundle_dir / "etcd3.yml"
-    key, cert = db_host.bundle_dir / f"{NODE}.key", db_host.bundle_dir / f"{NODE}.crt"
-    etcd = [Endpoint(a, 2379) for a in lab.addresses()]
-    with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
-                      timing=TIMING) as node:
-        try:
-            node.wait_primary()
-        except TimeoutError:
-            pytest.fail(f"Patroni never became primary:\n{node.log_tail()}")
-        api = PatroniApi(NODE, node.api)
-        started = api.state().state.postmaster_start_time
-        with RoleSampler(node) as sampler:
-            first_key, first_cert = key.read_bytes(), cert.read_bytes()
-            keys = lab.ok("certs", "rotate", "--patroni").out
-            assert f"{SCOPE}/{NODE}: new bundles deployed and verified" in keys, keys
-            assert "certs revoke --superseded" not in keys  # nothing left by hand
-            assert key.read_bytes() != first_key
-            assert pki.serial_number(first_cert) in _revoked(lab)
-            assert not list((lab.state / "pki").glob("superseded/*.crt"))
+    first, second = "db-00", "db-01"  # db-00 the primary: deployed last
+    prefix = lab.addresses()[0].rsplit(".", 1)[0]
+    addresses = {first: f"{prefix}.50", second: f"{prefix}.51"}
+    ssh = start_ssh_lab(tmp_path / "ssh", addresses)  # may fail: nothing made yet
+    root = Path(tempfile.mkdtemp(prefix="dcsctl-db-"))
+    root.chmod(0o755)
+    bundle_dirs = {name: root / name / "etcd" for name in addresses}
 
-            second_cert = cert.read_bytes()
-            old_ca = (lab.state / "pki" / "ca.crt").read_bytes()
-            rotated = lab.ok("certs", "rotate", "--ca").out
-            assert "old CA dropped" in rotated, rotated
-            new_ca = (lab.state / "pki" / "ca.crt").read_bytes()
-            assert new_ca != old_ca
-            assert (db_host.bundle_dir / "ca.crt").read_bytes() == new_ca
-            assert pki.is_issued_by(cert.read_bytes(), new_ca)
-            assert pki.serial_number(second_cert) in _revoked(lab)
-            done = reconnect(LocalHost(), NODE, api, Endpoint(db_host.address, 8008), etcd)
-            seen_after(api, done.node_time, timeout=20)  # new CA end to end
-        assert sampler.never_demoted(), sampler.roles
-        assert api.state().state.postmaster_start_time == started
+    def spec(**primary: object) -> None:
+        document = lab.document()
+        document["ssh"] = {"config_file": str(ssh.ssh_config), "sudo": False}
+        document["patroni"] = {"scopes": [{"name": SCOPE, "nodes": [
+            {"name": name, "address": addresses[name], "ssh": name,
+             "bundle_dir": str(bundle_dirs[name]), **(primary if name == first else {})}
+            for name in addresses]}]}
+        lab.spec_file.write_text(yaml.safe_dump(document))
+
+    def cert(name: str) -> bytes:
+        return (bundle_dirs[name] / f"{name}.crt").read_bytes()
+
+    def serial(name: str) -> int:
+        return pki.serial_number(cert(name))
+
+    def crl() -> set[int]:
+        """What every member's etcd checks new connections against (dcsctl's record)."""
+        found = {frozenset(pki.revoked_serials(lab.member_tls(m, "crl").read_bytes()))
+                 for m in lab.names()}
+        assert found == {frozenset(_revoked(lab))}, found
+        return _revoked(lab)
+
+    try:
+        for directory in bundle_dirs.values():
+            directory.parent.mkdir()
+            directory.parent.chmod(0o755)
+        # The spec names an owner for db-00 that Patroni does not run as, and someone put
+        # the first bundle right by hand: every bundle dcsctl writes there from now on is
+        # one Patroni cannot read (the spec `certs rotate` uses is the one `up` recorded).
+        spec(owner="nobody", group="nogroup")
+        lab.ok("up")  # the files placed; no Patroni answers yet
+        postgres = pwd.getpwnam("postgres")
+        for path in bundle_dirs[first].iterdir():
+            os.chown(path, postgres.pw_uid, postgres.pw_gid)
+        with contextlib.ExitStack() as nodes:
+            primary = nodes.enter_context(patroni_node(
+                SCOPE, first, addresses[first], None, None,
+                etcd3_file=bundle_dirs[first] / "etcd3.yml", timing=TIMING))
+            try:
+                primary.wait_primary()
+                replica = nodes.enter_context(patroni_node(
+                    SCOPE, second, addresses[second], None, None,
+                    etcd3_file=bundle_dirs[second] / "etcd3.yml", timing=TIMING))
+                poll(lambda: replica.role() == "replica"
+                     and replica.state().get("state") in ("running", "streaming"),
+                     120, f"{second} did not become a replica")
+            except TimeoutError:
+                pytest.fail(f"Patroni did not start:\n{primary.log_tail()}")
+            api = PatroniApi(first, primary.api)
+            started = api.state().state.postmaster_start_time
+            old = {name: cert(name) for name in addresses}
+            keys = {name: (bundle_dirs[name] / f"{name}.key").read_bytes()
+                    for name in addresses}
+            with RoleSampler(primary) as sampler:
+                failed = lab.dcsctl("certs", "rotate", "--patroni")
+                assert failed.code == 4, failed.err
+                assert f"{SCOPE}/{first}" in failed.err, failed.err
+                assert f"{SCOPE}/{second}" not in failed.err, failed.err
+                assert cert(second) != old[second]  # deployed and verified first
+                assert cert(first) == old[first]  # put back: in use again
+                revoked = crl()
+                assert pki.serial_number(old[second]) in revoked
+                assert pki.serial_number(old[first]) not in revoked
+
+                spec()  # the owner fixed: `up` deploys the key the failed run issued
+                lab.ok("up")
+                assert {name: (bundle_dirs[name] / f"{name}.key").read_bytes() != key
+                        for name, key in keys.items()} == {first: True, second: True}
+                revoked = crl()
+                assert {pki.serial_number(c) for c in old.values()} <= revoked
+                assert not {serial(n) for n in addresses} & revoked
+                assert not list((lab.state / "pki").glob("superseded/*.crt"))
+
+                rotated = {name: cert(name) for name in addresses}
+                old_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+                done = lab.ok("certs", "rotate", "--ca").out
+                assert "old CA dropped" in done, done
+                new_ca = (lab.state / "pki" / "ca.crt").read_bytes()
+                assert new_ca != old_ca
+                for name in addresses:
+                    assert (bundle_dirs[name] / "ca.crt").read_bytes() == new_ca
+                    assert pki.is_issued_by(cert(name), new_ca)
+                    assert pki.serial_number(rotated[name]) in _revoked(lab)
+                etcd = [Endpoint(a, 2379) for a in lab.addresses()]
+                reopened = reconnect(LocalHost(), first, api,
+                                     Endpoint(addresses[first], 8008), etcd)
+                seen_after(api, reopened.node_time, timeout=20)  # new CA end to end
+            assert sampler.never_demoted(), sampler.roles
+            assert api.state().state.postmaster_start_time == started
+    finally:
+        ssh.stop()
+        shutil.rmtree(root, ignore_errors=True)

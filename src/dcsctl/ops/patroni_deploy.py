@@ -5,9 +5,11 @@ Per node (replicas first, the primary last, so a problem shows on a replica): th
 land atomically at the same paths (the previous ones kept beside them); Patroni reloads
 when etcd3.yml changed (a reload re-reads only username/password); its connections to
 etcd are aborted so it opens new ones with the new files (patroni_node's docstring: the
-measurement); then its REST API must report a DCS read after that moment. A node that
-does not come back gets its previous files back and is made to reconnect with them, and
-the run stops naming it; nothing is revoked. Patroni is never restarted.
+measurement); then its REST API must report a DCS read after that moment, and the
+certificates that node held before are revoked at once. A node that does not come back
+gets its previous files back and is made to reconnect with them, and the run stops
+naming it; its own certificate is not revoked (it presents it again), those of the nodes
+verified before it already are. Patroni is never restarted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from dcsctl import pki
 from dcsctl.errors import ClusterUnhealthy, DcsctlError, EnvironmentProblem
 from dcsctl.hosts.protocol import Host
 from dcsctl.identity import Identity
@@ -185,10 +188,16 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
         host.write(file.path, file.content, file.mode, file.owner)
     if before is None:
         _drop_previous(host, paths)
+        if replaced is not None:
+            # On no host any more, not revoked either: kept as pending, revoked by the
+            # first later run that sees this node reach etcd (deploy_nodes).
+            revocation.keep_superseded(
+                cluster, revocation.patroni_label(scope.name, node.name), replaced)
         return NodeDeployed(
             scope.name, node.name, names, False,
             f"placed; Patroni does not answer at {node.rest_url}: start it with "
-            f"{node.bundle_dir}/etcd3.yml (not verified, nothing revoked)")
+            f"{node.bundle_dir}/etcd3.yml (not verified; what it replaced is revoked once "
+            "a run sees it reach etcd)")
     reloaded = "etcd3.yml" in names
     timing = api.timing()
     try:
@@ -207,7 +216,7 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
         raise EnvironmentProblem(
             f"{scope.name}/{node.name}: Patroni did not reach etcd with the new bundle "
             f"({exc.message}); the previous files are back in place and it was made to "
-            "reconnect with them; nothing was revoked",
+            "reconnect with them; its certificate was not revoked",
             fix=f"look at Patroni's log on {node.name} (a key it cannot read: the node's "
             "owner in the spec must be the user Patroni runs as), then run `dcsctl up` "
             "again",
@@ -279,20 +288,78 @@ def unmanaged_bundles(cluster: Cluster) -> list[str]:
 
 def deploy_nodes(cluster: Cluster, *, ca: Identity | None = None,
                  trust: bytes | None = None) -> Deployed:
-    """Every spec node's bundle deployed and verified, replicas first; then the
-    certificates they replaced revoked (and forgotten as superseded)."""
+    """Every spec node's bundle deployed and verified, replicas first; each node's
+    replaced certificates revoked as soon as that node is verified."""
     settings = cluster.spec.patroni
     outcomes = []
+    revoked: list[int] = []
     for scope in settings.scopes if settings else []:
         for node in _primary_last(cluster, scope):
             made = bundle(cluster, scope, node, ca=ca, trust=trust)
-            outcomes.append(deploy_node(cluster, made))
-    # Every node reached etcd with its new certificate: the old ones are no one's now.
-    replaced = [o.replaced for o in outcomes if o.replaced is not None and o.verified]
-    revoked = revocation.revoke(cluster, replaced) if replaced else None
+            outcome = deploy_node(cluster, made)
+            pending = _pending(cluster, made)
+            if not outcome.files and pending:
+                outcome = _verify_unchanged(cluster, made)
+            outcomes.append(outcome)
+            if outcome.verified and (outcome.files or pending):
+                revoked.extend(_retire(cluster, made, outcome.replaced, pending))
     revocation.forget_revoked_superseded(cluster)
-    return Deployed((), tuple(outcomes),
-                    tuple(r.serial for r in revoked.added) if revoked else ())
+    return Deployed((), tuple(outcomes), tuple(revoked))
+
+
+def _pending(cluster: Cluster, made: NodeBundle) -> list[bytes]:
+    """The certificates kept aside for this node (`certs rotate --patroni`, or a deploy
+    nobody verified) other than the one it is given now."""
+    deployed = pki.serial_number(made.cert_pem)
+    label = revocation.patroni_label(made.scope.name, made.node.name)
+    return [cert for cert in revocation.superseded_of(cluster, label)
+            if pki.serial_number(cert) != deployed
+            and pki.holder_name(cert) == pki.holder_name(made.cert_pem)]
+
+
+def _verify_unchanged(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
+    """A node whose files are already the ones issued, with certificates pending: it is
+    made to reconnect and must reach etcd with those files before they are revoked."""
+    node, scope = made.node, made.scope
+    api = _api(node, cluster)
+    if _state_or_none(api) is None:
+        return NodeDeployed(scope.name, node.name, (), False,
+                            "unchanged; Patroni does not answer: its old certificate is "
+                            "revoked once a run sees it reach etcd")
+    host = cluster.database_host(scope.name, node.name)
+    timing = api.timing()
+    try:
+        done = reconnect(host, node.name, api, _rest_endpoint(node), _etcd_endpoints(cluster))
+        seen_after(api, done.node_time, timeout=cluster.context.deadline(
+            timing.loop_wait + timing.retry_timeout / 2))
+    except (ClusterUnhealthy, EnvironmentProblem) as exc:
+        raise EnvironmentProblem(
+            f"{scope.name}/{node.name}: Patroni did not reach etcd with its bundle "
+            f"({exc.message}); the certificates it held before were not revoked",
+            fix=f"look at Patroni's log on {node.name}, then run `dcsctl up` again",
+        ) from exc
+    return NodeDeployed(scope.name, node.name, (), True,
+                        f"unchanged; reached etcd on new connections ({done.aborted} "
+                        "reopened)")
+
+
+def _retire(cluster: Cluster, made: NodeBundle, replaced: bytes | None,
+            pending: Sequence[bytes]) -> list[int]:
+    """Revoke, right after its node was verified, every certificate that node held
+    before: the one read from its host, and the pending ones (`_pending`).
+
+    At once rather than at the end of the run: a later node that does not come back
+    stops the run, and this node then shows `unchanged` on the next one, with its old
+    certificate no longer on its host nor (after a renewal) on the control machine:
+    nothing would revoke it ever. At once is also safe: the node's Patroni has just
+    opened new connections with the new files, and its old certificate is on no host.
+    The serials revoked."""
+    certificates = [*([replaced] if replaced is not None else []), *pending]
+    if not certificates:
+        return []
+    done = revocation.revoke(cluster, certificates)
+    revocation.forget_revoked_superseded(cluster)
+    return [entry.serial for entry in done.added]
 
 
 def take_off(cluster: Cluster, scope_name: str) -> tuple[str, ...]:

@@ -112,11 +112,13 @@ class KeyRotation:
 
 def rekey_patroni(cluster: Cluster) -> None:
     """New keys for every Patroni bundle kept in the state dir. The nodes still present
-    the old certificates until the new bundles are deployed: those are kept aside for
-    `certs revoke --superseded`, not revoked now."""
+    the old certificates until the new bundles are deployed: those are kept aside, not
+    revoked now; the deploy revokes a spec node's once that node is verified on its new
+    one, `certs revoke --superseded` those of nodes a human deploys."""
     for node_dir in sorted((cluster.dir.root / "patroni").glob("*/*")):
         scope, node = node_dir.parent.name, node_dir.name
         old = node_dir / f"{node}.crt"
         if old.exists():
-            revocation.keep_superseded(cluster, f"patroni-{scope}-{node}", old.read_bytes())
+            revocation.keep_superseded(cluster, revocation.patroni_label(scope, node),
+                                        old.read_bytes())
         patroni_ops.config(cluster, scope, node, renew=True)

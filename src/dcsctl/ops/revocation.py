@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,14 +90,13 @@ def revoke(cluster: Cluster, certificates: Sequence[bytes]) -> Revoked:
     ca = cluster.dir.ca()
     if ca is None:
         raise NotFound(f"cluster {cluster.spec.name!r} has no CA", fix="run `dcsctl up`")
-    trusted = cluster.dir.trusted_cas() or ca.cert_pem
     entries = revoked(cluster.dir)
     known = {e.serial for e in entries}
     now = cluster.context.clock()
     added: list[pki.Revocation] = []
     already: list[int] = []
     for cert_pem in certificates:
-        if not any(pki.is_issued_by(cert_pem, one) for one in _split_pem(trusted)):
+        if not issued_here(cluster, cert_pem):
             raise DcsctlError(
                 f"certificate {pki.holder_name(cert_pem)!r} (serial "
                 f"{pki.serial_number(cert_pem):x}) was not issued by this cluster's CA",
@@ -116,12 +116,24 @@ def revoke(cluster: Cluster, certificates: Sequence[bytes]) -> Revoked:
     return Revoked(tuple(added), tuple(already))
 
 
+def issued_here(cluster: Cluster, cert_pem: bytes) -> bool:
+    """Issued by a CA the members trust now (both during a CA rotation)."""
+    ca = cluster.dir.ca()
+    trusted = cluster.dir.trusted_cas() or (ca.cert_pem if ca else b"")
+    return any(pki.is_issued_by(cert_pem, one) for one in _split_pem(trusted))
+
+
 def _split_pem(bundle: bytes) -> list[bytes]:
     marker = b"-----END CERTIFICATE-----"
     return [part + marker + b"\n" for part in bundle.split(marker) if part.strip()]
 
 
 # -- certificates replaced but still deployed (Patroni bundles) --
+
+def patroni_label(scope: str, node: str) -> str:
+    """How a Patroni node's superseded certificates are named (then `-SERIAL.crt`)."""
+    return f"patroni-{scope}-{node}"
+
 
 def keep_superseded(cluster: Cluster, label: str, cert_pem: bytes) -> Path:
     """Keep a replaced certificate until `certs revoke --superseded` revokes it."""
@@ -145,6 +157,23 @@ def forget_revoked_superseded(cluster: Cluster) -> None:
 
 def superseded(cluster: Cluster) -> list[Path]:
     return sorted(cluster.dir.superseded_dir.glob("*.crt"))
+
+
+def superseded_of(cluster: Cluster, label: str) -> list[bytes]:
+    """The superseded certificates kept under `label` that a CRL of this cluster can
+    still revoke (those of a CA dropped since mean nothing to any member)."""
+    found = []
+    for path in superseded(cluster):
+        rest = path.stem.removeprefix(label + "-")
+        if rest == path.stem or not re.fullmatch(r"[0-9a-f]+", rest):
+            continue
+        try:
+            cert_pem = path.read_bytes()
+            if issued_here(cluster, cert_pem):
+                found.append(cert_pem)
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def in_use(cluster: Cluster) -> dict[int, str]:
