@@ -173,13 +173,29 @@ def _reissue_patroni(
 
 
 def _deploy_managed(cluster: Cluster, *, ca: Identity | None = None,
-                    trust: bytes | None = None) -> tuple[str, ...]:
+                    trust: bytes | None = None) -> patroni_deploy.Deployed | None:
     """The spec's Patroni nodes get their bundles now, each verified before the
-    certificate it replaced is revoked; the scope/node names that changed."""
+    certificate it replaced is revoked (None: the spec lists no node)."""
     if not patroni_deploy.managed(cluster):
-        return ()
-    done = patroni_deploy.deploy_nodes(cluster, ca=ca, trust=trust)
-    return tuple(f"{n.scope}/{n.node}" for n in done.nodes if n.files)
+        return None
+    return patroni_deploy.deploy_nodes(cluster, ca=ca, trust=trust)
+
+
+def _deployed_note(deployed: patroni_deploy.Deployed | None) -> str:
+    """What happened on the nodes whose files changed: verified (and what they replaced
+    revoked), or only placed because Patroni did not answer (revoked once it does)."""
+    changed = [n for n in deployed.nodes if n.files] if deployed else []
+    verified = [f"{n.scope}/{n.node}" for n in changed if n.verified]
+    placed = [f"{n.scope}/{n.node}" for n in changed if not n.verified]
+    note = ""
+    if verified:
+        note += (f"; Patroni nodes {', '.join(verified)}: new bundles deployed and verified, "
+                 "the certificates they replaced revoked")
+    if placed:
+        note += (f"; Patroni nodes {', '.join(placed)}: new bundles placed, but Patroni did "
+                 "not answer: the certificates they replaced are revoked once a later "
+                 "`dcsctl up` sees them reach etcd")
+    return note
 
 
 def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
@@ -191,10 +207,8 @@ def rotate_keys(cluster: Cluster, *, patroni: bool = False) -> RotationResult:
         # Every bundle is rewritten; those of nodes no spec lists are left for a human.
         (rekey_patroni if patroni else _reissue_patroni)(cluster)
         deployed = _deploy_managed(cluster)
-    note = f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
-    if deployed:
-        note += (f"; Patroni nodes {', '.join(deployed)}: new bundles deployed and verified, "
-                 "the certificates they replaced revoked")
+    note = (f"new keys, members restarted one at a time; revoked {', '.join(keys.revoked)}"
+            + _deployed_note(deployed))
     left = tuple(patroni_deploy.unmanaged_bundles(cluster))
     if patroni and left:
         note += (f"; deploy the new Patroni bundles of {', '.join(left)}, then run `dcsctl "
