@@ -381,6 +381,12 @@ def test_key_and_ca_rotations_deploy_to_two_nodes_and_a_failed_node_leaves_no_ol
                 revoked = crl()
                 assert pki.serial_number(old[second]) in revoked
                 assert pki.serial_number(old[first]) not in revoked
+                # By hand, `certs revoke --superseded` leaves a listed node's kept
+                # certificates to the run that verifies its new bundle: db-00's is the
+                # one it uses again (revoking it demotes the primary at its next reconnect).
+                left = lab.ok("certs", "revoke", "--superseded", "--yes")
+                assert f"left to `dcsctl up`: {SCOPE}/{first}" in left.out, left.out
+                assert pki.serial_number(old[first]) not in crl()
 
                 spec()  # the owner fixed: `up` deploys the key the failed run issued
                 lab.ok("up")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from dcsctl import pki
@@ -179,6 +179,12 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
     api = _api(node, cluster)
     before = _state_or_none(api)
     paths = [str(f.path) for f in made.files]
+    if replaced is not None:
+        # Kept before the new files go out, so that a run cut short between placing and
+        # verifying them still knows what to revoke: the next run finds the node
+        # `unchanged` with this pending, verifies it and revokes (deploy_nodes).
+        revocation.keep_superseded(
+            cluster, revocation.patroni_label(scope.name, node.name), replaced)
     kept = host.run(["sh", "-c", KEEP_PREVIOUS_SCRIPT, "sh", *paths], timeout=60)
     if not kept.ok:
         raise DcsctlError(f"{scope.name}/{node.name}: could not keep the previous bundle "
@@ -187,12 +193,9 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
     for file in changed:
         host.write(file.path, file.content, file.mode, file.owner)
     if before is None:
+        # What it replaced stays pending (kept above): revoked by the first later run
+        # that sees this node reach etcd (deploy_nodes).
         _drop_previous(host, paths)
-        if replaced is not None:
-            # On no host any more, not revoked either: kept as pending, revoked by the
-            # first later run that sees this node reach etcd (deploy_nodes).
-            revocation.keep_superseded(
-                cluster, revocation.patroni_label(scope.name, node.name), replaced)
         return NodeDeployed(
             scope.name, node.name, names, False,
             f"placed; Patroni does not answer at {node.rest_url}: start it with "
@@ -275,6 +278,16 @@ def managed(cluster: Cluster) -> set[tuple[str, str]]:
     """(scope, node) of every database node the spec lists."""
     settings = cluster.spec.patroni
     return {(s.name, n.name) for s in (settings.scopes if settings else []) for n in s.nodes}
+
+
+def awaiting_verification(cluster: Cluster) -> dict[Path, str]:
+    """The kept certificate files of the spec's nodes ("scope/node" each): revoked by the
+    run that verifies the node's new bundle (`deploy_nodes`), not by hand — until then
+    one of them may be the only certificate the node can use (a deploy that failed put
+    it back)."""
+    return {path: f"{scope}/{node}" for scope, node in sorted(managed(cluster))
+            for path in revocation.superseded_paths(
+                cluster, revocation.patroni_label(scope, node))}
 
 
 def unmanaged_bundles(cluster: Cluster) -> list[str]:

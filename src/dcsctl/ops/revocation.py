@@ -79,6 +79,9 @@ def publish(cluster: Cluster) -> None:
 class Revoked:
     added: tuple[pki.Revocation, ...]
     already: tuple[int, ...]
+    # Patroni nodes ("scope/node") whose kept certificates were left to the run that
+    # verifies their new bundle (`certs revoke --superseded`)
+    left: tuple[str, ...] = ()
 
 
 def revoke(cluster: Cluster, certificates: Sequence[bytes]) -> Revoked:
@@ -159,14 +162,18 @@ def superseded(cluster: Cluster) -> list[Path]:
     return sorted(cluster.dir.superseded_dir.glob("*.crt"))
 
 
+def superseded_paths(cluster: Cluster, label: str) -> list[Path]:
+    """The files of the superseded certificates kept under `label`."""
+    return [path for path in superseded(cluster)
+            if (rest := path.stem.removeprefix(label + "-")) != path.stem
+            and re.fullmatch(r"[0-9a-f]+", rest)]
+
+
 def superseded_of(cluster: Cluster, label: str) -> list[bytes]:
     """The superseded certificates kept under `label` that a CRL of this cluster can
     still revoke (those of a CA dropped since mean nothing to any member)."""
     found = []
-    for path in superseded(cluster):
-        rest = path.stem.removeprefix(label + "-")
-        if rest == path.stem or not re.fullmatch(r"[0-9a-f]+", rest):
-            continue
+    for path in superseded_paths(cluster, label):
         try:
             cert_pem = path.read_bytes()
             if issued_here(cluster, cert_pem):

@@ -342,7 +342,12 @@ def revoke_certificates(
     certificates dcsctl and the members present now."""
     with locked(cluster.dir):
         kept = revocation.superseded(cluster) if include_superseded else []
+        waiting = patroni_deploy.awaiting_verification(cluster)
+        left = tuple(sorted({waiting[path] for path in kept if path in waiting}))
+        kept = [path for path in kept if path not in waiting]
         chosen = [*files, *kept]
+        if not chosen and left:
+            return revocation.Revoked((), (), left)
         if not chosen:
             raise DcsctlError("nothing to revoke",
                               fix="name certificate files, or pass --superseded")
@@ -365,4 +370,4 @@ def revoke_certificates(
         result = revocation.revoke(cluster, certificates)
         for path in kept:
             path.unlink()
-    return result
+    return replace(result, left=left)

@@ -48,7 +48,10 @@ def rotation_output(result: RotationResult) -> Output:
 def revoked_output(result: Revoked) -> Output:
     return Output((*(f"revoked {entry.holder or '(no name)'} serial {entry.serial:x}"
                      for entry in result.added),
-                   *(f"already revoked: serial {serial:x}" for serial in result.already)))
+                   *(f"already revoked: serial {serial:x}" for serial in result.already),
+                   *(f"left to `dcsctl up`: {node}'s replaced certificates (revoked once "
+                     "it reaches etcd with its new bundle; one may be back in use)"
+                     for node in result.left)))
 
 
 def maintenance_output(result: MaintenanceResult) -> Output:
