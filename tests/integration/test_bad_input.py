@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,22 +115,31 @@ def test_state_dir_of_another_cluster_is_refused(
     assert first.ok("status", "--json").json()["healthy"] is True
 
 
-def test_interrupted_up_is_finished_by_running_it_again(lab: LabCluster) -> None:
-    argv = [sys.executable, "-m", "dcsctl", "up", "-f", str(lab.spec_file)]
+def test_interrupted_up_is_finished_by_running_it_again(any_cluster: LabCluster) -> None:
+    cluster = any_cluster  # the lab's processes and real sshd hosts alike
     process = subprocess.Popen(
-        argv, env=lab.environ, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        cwd=REPO,
+        [str(VENV_BIN / "dcsctl"), "up", "-f", str(cluster.spec_file)],
+        env=cluster.environ, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stderr is not None
-    for line in process.stderr:
-        if "[start]" in line:
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    result = lab.ok("up", "--json").json()
-    assert lab.ok("status", "--json").json()["healthy"] is True
-    assert result["cluster_id"]
+    seen = []
+    deadline = time.monotonic() + 180
+    try:
+        for line in process.stderr:  # ends when dcsctl exits
+            seen.append(line)
+            if "[start]" in line and "start members —" in line:
+                process.send_signal(signal.SIGKILL)  # members started, auth not yet on
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)
+    result = cluster.ok("up", "--json")
+    assert "[install]" in result.err and result.json()["cluster_id"]
+    assert cluster.ok("status", "--json").json()["healthy"] is True
+    assert "no changes" in cluster.ok("up").err
 
 
 def test_a_member_the_spec_does_not_list_is_refused_with_the_members_named(

@@ -16,7 +16,6 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,35 +161,6 @@ def test_plan_up_rerun_and_destroy_on_three_ssh_hosts(
         assert (root / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
-
-
-def test_interrupted_up_is_finished_by_running_it_again(
-    ssh_cluster_factory: Callable[..., SshCluster],
-) -> None:
-    cluster = ssh_cluster_factory()
-    process = subprocess.Popen(
-        [str(VENV_BIN / "dcsctl"), "up", "-f", str(cluster.spec_file)],
-        env=cluster.environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    assert process.stderr is not None
-    seen = []
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        for line in process.stderr:  # ends when dcsctl exits
-            seen.append(line)
-            if "[start]" in line and "start members —" in line:
-                process.send_signal(signal.SIGKILL)  # members started, auth not yet on
-                break
-            assert time.monotonic() < deadline, "".join(seen)
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-    assert any("[start]" in line for line in seen), "".join(seen)
-    result = cluster.ok("up")
-    assert "[install]" in result.err
-    status = json.loads(cluster.ok("status", "--json").out)
-    assert status["healthy"] is True
-    assert "no changes" in cluster.ok("up").err
 
 
 def test_unreachable_host_is_a_clear_error_and_nothing_is_written(
