@@ -9,6 +9,7 @@ other workflows share (checks, install, files, bootstrap, auth) are `provision`'
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,22 @@ def pending_restarts(cluster: Cluster) -> frozenset[str]:
     return frozenset(json.loads(path.read_text())) if path.exists() else frozenset()
 
 
+class _PendingRestarts:
+    """Adds to the pending restarts as each member's need is known (config writes the
+    members' files in parallel; one may be called while another host still works)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._lock = threading.Lock()
+
+    def add(self, names: Collection[str]) -> None:
+        with self._lock:
+            pending = pending_restarts(self._cluster)
+            if set(names) - pending:
+                atomic_write(_pending_path(self._cluster),
+                             json.dumps(sorted(pending | set(names))).encode(), PUBLIC)
+
+
 class UpWorkflow:
     """The phases of `up`, over the record read once before them. Each phase takes what
     the phases before it handed on (the members to restart: what install and config
@@ -119,12 +136,13 @@ class UpWorkflow:
 
     def config(self) -> Done[provision.Configured]:
         installs = self.handover.need("install", provision.Installs)
-        configured = provision.configure(self.cluster, self.record, installs.versions)
-        restart = installs.restart | configured.restart
-        pending = pending_restarts(self.cluster)
-        if restart - pending:
-            atomic_write(_pending_path(self.cluster),
-                         json.dumps(sorted(restart | pending)).encode(), PUBLIC)
+        # Recorded before anything else can fail, and each member's as soon as its files
+        # are written: a host that fails here must not make the others' restarts be
+        # forgotten (their files look unchanged to the next run).
+        pending = _PendingRestarts(self.cluster)
+        pending.add(installs.restart)
+        configured = provision.configure(self.cluster, self.record, installs.versions,
+                                         on_restart=lambda name: pending.add((name,)))
         return Done(configured.note(installs.restart), configured)
 
     def restart(self) -> frozenset[str]:

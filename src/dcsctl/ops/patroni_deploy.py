@@ -175,7 +175,7 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
     names = tuple(f.path.name for f in changed)
     old_cert = host.read(made.cert_path)
     replaced = (old_cert if old_cert and old_cert.strip() != made.cert_pem.strip()
-                else None)
+                and _revocable(cluster, old_cert) else None)
     api = _api(node, cluster)
     before = _state_or_none(api)
     paths = [str(f.path) for f in made.files]
@@ -228,6 +228,16 @@ def deploy_node(cluster: Cluster, made: NodeBundle) -> NodeDeployed:
     return NodeDeployed(scope.name, node.name, names, True,
                         f"reached etcd on new connections ({done.aborted} reopened)",
                         replaced)
+
+
+def _revocable(cluster: Cluster, cert_pem: bytes) -> bool:
+    """A certificate found on a node that this cluster's CRL can revoke: one its CA (or,
+    during a CA rotation, either CA) issued. Anything else there (a file put by hand, of
+    another CA, not PEM) means nothing to the members' CRL: it is replaced, not kept."""
+    try:
+        return revocation.issued_here(cluster, cert_pem)
+    except ValueError:
+        return False
 
 
 def _drop_previous(host: Host, paths: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ object for a later step to find.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dcsctl import render, spec
@@ -120,11 +120,12 @@ class Configured:
 
 
 def configure(cluster: Cluster, record: ClusterRecord, versions: Mapping[str, Version],
-              members: Sequence[spec.Member] | None = None) -> Configured:
+              members: Sequence[spec.Member] | None = None,
+              on_restart: Callable[[str], None] | None = None) -> Configured:
     """Save the spec (and a new cluster's record), then bring each member's files to it,
     its configuration rendered for `versions[member]` (what install handed on, or
     `current_versions`); a running member whose start-up settings changed is to be
-    restarted."""
+    restarted (`on_restart` is told at once, from the member's worker thread)."""
     directory = cluster.dir
     directory.save_spec(cluster.spec)
     if not directory.record_path.exists():
@@ -139,6 +140,8 @@ def configure(cluster: Cluster, record: ClusterRecord, versions: Mapping[str, Ve
         previous = written.previous_config
         noticed = previous and _runtime_settings(previous) != _runtime_settings(content)
         restart = bool(noticed or written.restart) and cluster.service(member.name).is_active()
+        if restart and on_restart is not None:
+            on_restart(member.name)
         return len(written.changed), restart
 
     done = in_parallel(chosen, one)
