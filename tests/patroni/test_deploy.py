@@ -121,6 +121,13 @@ def test_up_deploys_the_bundle_and_revokes_a_replaced_certificate_only_once_veri
     assert cert.read_bytes() != placed
     assert pki.serial_number(placed) not in _revoked(lab)
     assert len(list((lab.state / "pki").glob("superseded/*.crt"))) == 1
+    # A file there this cluster's CRL cannot revoke (put by hand, not even PEM) is
+    # replaced, neither kept nor revoked (it stopped the deploy with a traceback).
+    issued = cert.read_bytes()
+    cert.write_bytes(b"not a certificate\n")
+    lab.ok("up")
+    assert cert.read_bytes() == issued
+    assert len(list((lab.state / "pki").glob("superseded/*.crt"))) == 1
 
     etcd = [Endpoint(a, 2379) for a in lab.addresses()]
     with patroni_node(SCOPE, NODE, db_host.address, None, None, etcd3_file=etcd3,
